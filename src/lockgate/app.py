@@ -1,0 +1,127 @@
+"""``create_app(config)``: builds every service once and mounts the endpoints.
+
+The app is a plain ASGI callable with a dictionary of routes: the hot endpoints are pure ASGI
+objects (no framework middleware on the request path, as Starlette's own docs advise). Services
+that need the running event loop (the upstream HTTP session) are built at lifespan start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+
+from lockgate.asgi import ASGIApp, Receive, Scope, Send, send_body
+from lockgate.config import Config
+from lockgate.dialects.anthropic import AnthropicDialect
+from lockgate.dialects.openai import OpenAIDialect
+from lockgate.errors import GatewayError
+from lockgate.pipeline.auth import Authenticator
+from lockgate.pipeline.call import Caller
+from lockgate.pipeline.chat import ChatEndpoint
+from lockgate.pipeline.embeddings import EmbeddingsEndpoint
+from lockgate.pipeline.limits import NoLimits
+from lockgate.pipeline.models import ModelsEndpoint
+from lockgate.pipeline.record import MemoryRecorder, Recorder
+from lockgate.pipeline.route import Router
+from lockgate.pipeline.services import Services
+from lockgate.providers.base import Provider
+from lockgate.providers.registry import provider_class
+
+log = logging.getLogger("lockgate")
+
+_NOT_FOUND = GatewayError("no such endpoint", status=404, code="not_found")
+_NOT_ALLOWED = GatewayError("method not allowed", status=405, code="method_not_allowed")
+
+
+class Gateway:
+    def __init__(self, config: Config, recorder: Recorder | None = None) -> None:
+        self.config = config
+        self.recorder = recorder or MemoryRecorder()
+        self.routes: dict[tuple[str, str], ASGIApp] = {}
+        self.providers: dict[str, Provider] = {}
+        self.ready = False
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            endpoint = self.routes.get((scope["method"], scope["path"]))
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+            else:
+                await self._unrouted(scope, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def startup(self) -> None:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+            timeout=aiohttp.ClientTimeout(total=None),
+            auto_decompress=True,
+        )
+        for name, settings in self.config.providers.items():
+            cls = provider_class(settings.type)
+            assert cls is not None  # the config was validated against the registry
+            self.providers[name] = cls(name, settings, self._session)
+        router = Router(self.config, self.providers)
+        secrets = [s for p in self.providers.values() for s in p.secrets()]
+        secrets.extend(k.key for k in self.config.keys)
+        if self.config.server.master_key:
+            secrets.append(self.config.server.master_key)
+        services = Services(
+            auth=Authenticator(self.config), limiter=NoLimits(), router=router,
+            caller=Caller(router, secrets), recorder=self.recorder,
+            max_body_bytes=self.config.server.max_body_bytes,
+            expose_route=self.config.server.expose_route_header,
+        )
+        chat_openai = ChatEndpoint(OpenAIDialect(), services)
+        chat_anthropic = ChatEndpoint(AnthropicDialect(), services)
+        embeddings = EmbeddingsEndpoint(services)
+        models = ModelsEndpoint(services)
+        for prefix in ("/v1", ""):
+            self.routes[("POST", f"{prefix}/chat/completions")] = chat_openai
+            self.routes[("POST", f"{prefix}/messages")] = chat_anthropic
+            self.routes[("POST", f"{prefix}/embeddings")] = embeddings
+            self.routes[("GET", f"{prefix}/models")] = models
+        self.routes[("GET", "/healthz")] = _health
+        self.routes[("GET", "/readyz")] = self._readyz
+        self.ready = True
+
+    async def shutdown(self) -> None:
+        self.ready = False
+        if self._session is not None:
+            await self._session.close()
+
+    async def _readyz(self, scope: Scope, receive: Receive, send: Send) -> None:
+        status = 200 if self.ready else 503
+        await send_body(send, status, b'{"status":"ready"}' if self.ready else b'{"status":"starting"}', [])
+
+    async def _unrouted(self, scope: Scope, send: Send) -> None:
+        known = any(path == scope["path"] for _, path in self.routes)
+        err = _NOT_ALLOWED if known else _NOT_FOUND
+        body = err.anthropic_body() if scope["path"].endswith("/messages") else err.openai_body()
+        await send_body(send, err.status, body, [])
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _health(scope: Scope, receive: Receive, send: Send) -> None:
+    await send_body(send, 200, b'{"status":"ok"}', [])
+
+
+def create_app(config: Config, recorder: Recorder | None = None) -> Gateway:
+    return Gateway(config, recorder)

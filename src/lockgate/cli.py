@@ -1,0 +1,95 @@
+"""The ``lockgate`` command: argument parsing and ``serve`` / ``check`` / ``version``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from lockgate import __version__
+from lockgate.config import Config, ConfigError, find_config_path, load_config
+
+EXIT_REFUSED = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lockgate", description="The lockgate AI gateway.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", help="config file (default: $LOCKGATE_CONFIG, ./lockgate.yaml)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=4000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--insecure", action="store_true",
+                       help="allow an open gateway (no keys) on a non-loopback address")
+    check = commands.add_parser("check", help="validate the config without serving")
+    check.add_argument("--config")
+    commands.add_parser("version", help="print the version")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "version":
+        print(f"lockgate {__version__}")
+        return 0
+    if args.command == "check":
+        return _check(args.config)
+    return _serve(args)
+
+
+def _load(explicit: str | None) -> Config:
+    return load_config(find_config_path(explicit, os.environ))
+
+
+def _check(explicit: str | None) -> int:
+    path = find_config_path(explicit, os.environ)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        return 1
+    where = path or "built-in defaults"
+    print(f"{where}: OK ({len(config.providers)} providers, {len(config.models)} models, "
+          f"{len(config.keys)} keys)")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        config = _load(args.config)
+    except ConfigError as exc:
+        first = exc.problems[0]
+        more = f" (and {len(exc.problems) - 1} more; run 'lockgate check')" if len(exc.problems) > 1 else ""
+        return _refuse(f"invalid config: {first}{more}")
+    reason = refusal(config, args.host, args.workers, args.insecure)
+    if reason:
+        return _refuse(reason)
+    from lockgate.server import serve  # imported late: `check` and `version` stay fast
+
+    try:
+        return serve(config, args.host, args.port, args.workers)
+    except OSError as exc:
+        return _refuse(f"cannot listen on {args.host}:{args.port}: {exc.strerror}")
+
+
+def refusal(config: Config, host: str, workers: int, insecure: bool) -> str | None:
+    """Why ``serve`` must not start with these settings (§1), or None."""
+    if workers < 1:
+        return "--workers must be at least 1"
+    open_gateway = not config.keys and not config.server.master_key
+    if open_gateway and host not in ("127.0.0.1", "localhost", "::1") and not insecure:
+        return (f"refusing to serve an open gateway (no keys, no master key) on {host}; "
+                "configure keys or server.master_key, or pass --insecure")
+    if (workers > 1 and config.has_limits() and not config.redis
+            and not config.server.per_worker_limits):
+        return (f"refusing --workers {workers}: limits are configured but no redis is set, so each "
+                "worker would enforce them separately; set redis or server.per_worker_limits: true")
+    return None
+
+
+def _refuse(message: str) -> int:
+    print(f"lockgate: {message}", file=sys.stderr)
+    return EXIT_REFUSED

@@ -1,0 +1,1 @@
+"""Canonical, typed, I/O-free request/response/stream-event types shared by dialects and providers."""

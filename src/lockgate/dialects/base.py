@@ -1,0 +1,80 @@
+"""The contract of a client dialect: parse a request into ``lockgate.core``, render answers,
+streams and errors back, and watch a same-dialect stream that is relayed without translation.
+
+A dialect is stateless and built once; per-stream state lives in the ``StreamEncoder`` and
+``RelayTap`` objects it creates (the shape of httpx's incremental decoders).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from lockgate.core.chat import ChatRequest, ChatResponse, StreamEvent, Usage
+from lockgate.dialects.sse import SSEEvent
+from lockgate.errors import GatewayError
+
+
+class StreamEncoder(ABC):
+    """Turns canonical stream events into this dialect's SSE bytes, one event at a time."""
+
+    @abstractmethod
+    def encode(self, event: StreamEvent) -> bytes:
+        """The bytes for ``event``; may be empty where the dialect has nothing to say yet."""
+
+    @abstractmethod
+    def finish(self) -> bytes:
+        """The closing bytes after the last event of a stream that ended well."""
+
+    @abstractmethod
+    def error(self, error: GatewayError) -> bytes:
+        """The closing bytes of a stream that failed after it started (never a silent cut)."""
+
+
+class RelayTap(ABC):
+    """Watches a same-dialect upstream stream as it is relayed: reads usage, puts the client's
+    model name in place of the upstream's, and drops what the client did not ask for."""
+
+    usage: Usage
+    finished: bool
+
+    @abstractmethod
+    def feed(self, event: SSEEvent) -> bytes:
+        """The bytes to relay for ``event`` (``event.raw`` unchanged where nothing changes)."""
+
+
+class Dialect(ABC):
+    name: ClassVar[str]
+
+    @abstractmethod
+    def parse_chat(self, body: dict[str, Any]) -> ChatRequest:
+        """Validates and converts; raises ``InvalidRequest`` with a message naming the field."""
+
+    @abstractmethod
+    def render_chat(self, response: ChatResponse, model: str) -> bytes:
+        """The JSON answer, with ``model`` (the name the client asked for) in it."""
+
+    @abstractmethod
+    def stream_encoder(self, request: ChatRequest, model: str) -> StreamEncoder: ...
+
+    @abstractmethod
+    def error_body(self, error: GatewayError) -> bytes: ...
+
+    @abstractmethod
+    def stream_error(self, error: GatewayError) -> bytes:
+        """The closing bytes of a relayed stream that failed after it started."""
+
+    # --- same-dialect relay -----------------------------------------------------------
+
+    @abstractmethod
+    def prepare_relay(self, body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
+        """The body to forward as is: ``model`` replaced, and for streams whatever the gateway
+        needs to account for the request (e.g. OpenAI's ``stream_options.include_usage``)."""
+
+    @abstractmethod
+    def relay_answer(self, answer: dict[str, Any], model: str) -> tuple[Usage, bool]:
+        """Reads the usage of a relayed JSON answer and sets its ``model`` to the client's name
+        in place; returns the usage and whether the answer changed."""
+
+    @abstractmethod
+    def relay_tap(self, body: dict[str, Any], model: str) -> RelayTap: ...

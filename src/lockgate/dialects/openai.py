@@ -1,0 +1,364 @@
+"""The OpenAI Chat Completions dialect: request parsing, answers, streams, errors, and the
+watcher of a same-dialect stream relayed as is.
+
+Parameters with no canonical meaning (logprobs, logit_bias, ...) are dropped when the request is
+translated to another provider, and kept when it is relayed to an OpenAI-compatible one.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from lockgate.core.chat import (
+    ChatRequest,
+    ChatResponse,
+    ContentPart,
+    ImagePart,
+    Message,
+    ResponseFormat,
+    StreamEvent,
+    StreamFinish,
+    StreamStart,
+    TextDelta,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallStart,
+    ToolChoice,
+    Usage,
+    UsageEvent,
+)
+from lockgate.dialects.base import Dialect, RelayTap, StreamEncoder
+from lockgate.dialects.sse import DONE, SSEEvent, data_event
+from lockgate.dialects.validate import (
+    opt_bool,
+    opt_int,
+    opt_number,
+    opt_str,
+    req_list,
+    req_str,
+)
+from lockgate.errors import GatewayError, InvalidRequest
+
+# --- parsing ---------------------------------------------------------------------------------
+
+
+def parse_request(body: dict[str, Any]) -> ChatRequest:
+    messages = req_list(body, "messages")
+    request = ChatRequest(
+        model=req_str(body, "model"),
+        messages=[],
+        stream=opt_bool(body, "stream") or False,
+        max_tokens=opt_int(body, "max_completion_tokens", minimum=1)
+        or opt_int(body, "max_tokens", minimum=1),
+        temperature=opt_number(body, "temperature"),
+        top_p=opt_number(body, "top_p"),
+        stop=_stop(body.get("stop")),
+        tools=[_tool(t, i) for i, t in enumerate(body.get("tools") or [])],
+        tool_choice=_tool_choice(body.get("tool_choice")),
+        parallel_tool_calls=opt_bool(body, "parallel_tool_calls"),
+        response_format=_response_format(body.get("response_format")),
+        seed=opt_int(body, "seed"),
+        presence_penalty=opt_number(body, "presence_penalty"),
+        frequency_penalty=opt_number(body, "frequency_penalty"),
+        n=opt_int(body, "n", minimum=1),
+        user=opt_str(body, "user"),
+        include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
+    )
+    system: list[str] = []
+    for i, raw in enumerate(messages):
+        message = _message(raw, i)
+        if message.role == "system":
+            system.append(message.text())
+        else:
+            request.messages.append(message)
+    request.system = "\n\n".join(system) if system else None
+    if not request.messages:
+        raise InvalidRequest("messages: at least one non-system message is required")
+    return request
+
+
+def _message(raw: Any, i: int) -> Message:
+    where = f"messages[{i}]"
+    if not isinstance(raw, dict):
+        raise InvalidRequest(f"{where}: must be an object")
+    role = raw.get("role")
+    if role == "developer":
+        role = "system"
+    if role not in ("system", "user", "assistant", "tool"):
+        raise InvalidRequest(f"{where}.role: must be one of system, developer, user, assistant, tool")
+    message = Message(role=role, content=_content(raw.get("content"), where))
+    if role == "assistant":
+        message.tool_calls = [_tool_call(c, f"{where}.tool_calls[{j}]")
+                              for j, c in enumerate(raw.get("tool_calls") or [])]
+    elif role == "tool":
+        message.tool_call_id = req_str(raw, "tool_call_id", where)
+        message.name = opt_str(raw, "name", where)
+    return message
+
+
+def _content(content: Any, where: str) -> list[ContentPart]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [TextPart(content)]
+    if not isinstance(content, list):
+        raise InvalidRequest(f"{where}.content: must be a string or an array of content parts")
+    parts: list[ContentPart] = []
+    for j, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            parts.append(TextPart(req_str(part, "text", f"{where}.content[{j}]")))
+        elif kind == "image_url":
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else image
+            if not isinstance(url, str):
+                raise InvalidRequest(f"{where}.content[{j}].image_url.url: must be a string")
+            detail = image.get("detail") if isinstance(image, dict) else None
+            parts.append(ImagePart.from_url(url, detail))
+        else:
+            raise InvalidRequest(f"{where}.content[{j}].type: unsupported content part {kind!r}")
+    return parts
+
+
+def _tool_call(raw: Any, where: str) -> ToolCall:
+    function = raw.get("function") if isinstance(raw, dict) else None
+    if not isinstance(function, dict):
+        raise InvalidRequest(f"{where}.function: must be an object")
+    arguments = function.get("arguments", "{}")
+    if not isinstance(arguments, str):
+        arguments = orjson.dumps(arguments).decode()
+    return ToolCall(id=req_str(raw, "id", where), name=req_str(function, "name", f"{where}.function"),
+                    arguments=arguments)
+
+
+def _tool(raw: Any, i: int) -> Tool:
+    where = f"tools[{i}]"
+    if not isinstance(raw, dict) or raw.get("type", "function") != "function":
+        raise InvalidRequest(f"{where}: only tools of type 'function' are supported")
+    function = raw.get("function")
+    if not isinstance(function, dict):
+        raise InvalidRequest(f"{where}.function: must be an object")
+    parameters = function.get("parameters") or {"type": "object", "properties": {}}
+    return Tool(name=req_str(function, "name", f"{where}.function"),
+                description=opt_str(function, "description", f"{where}.function"),
+                parameters=parameters)
+
+
+def _tool_choice(raw: Any) -> ToolChoice | None:
+    if raw is None:
+        return None
+    if raw in ("auto", "none", "required"):
+        return ToolChoice(mode=raw)
+    if isinstance(raw, dict) and isinstance(raw.get("function"), dict):
+        return ToolChoice(mode="tool", name=req_str(raw["function"], "name", "tool_choice.function"))
+    raise InvalidRequest("tool_choice: must be 'auto', 'none', 'required' or a function choice")
+
+
+def _response_format(raw: Any) -> ResponseFormat | None:
+    if raw is None:
+        return None
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    if kind in ("text", "json_object"):
+        return ResponseFormat(type=kind)
+    if kind == "json_schema":
+        spec = raw.get("json_schema")
+        if not isinstance(spec, dict):
+            raise InvalidRequest("response_format.json_schema: must be an object")
+        return ResponseFormat(type="json_schema", schema=spec.get("schema") or {},
+                              name=spec.get("name"), strict=spec.get("strict"))
+    raise InvalidRequest("response_format.type: must be 'text', 'json_object' or 'json_schema'")
+
+
+def _stop(raw: Any) -> list[str]:
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        return [raw]
+    if isinstance(raw, list) and all(isinstance(s, str) for s in raw):
+        return list(raw)
+    raise InvalidRequest("stop: must be a string or an array of strings")
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+
+def usage_object(usage: Usage) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+    if usage.cached_tokens:
+        out["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+    if usage.reasoning_tokens:
+        out["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+    return out
+
+
+def usage_from_object(raw: Any) -> Usage:
+    if not isinstance(raw, dict):
+        return Usage()
+    prompt_details = raw.get("prompt_tokens_details") or {}
+    completion_details = raw.get("completion_tokens_details") or {}
+    return Usage(
+        prompt_tokens=int(raw.get("prompt_tokens") or 0),
+        completion_tokens=int(raw.get("completion_tokens") or 0),
+        cached_tokens=int(prompt_details.get("cached_tokens") or 0),
+        reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+    )
+
+
+def _tool_call_object(call: ToolCall) -> dict[str, Any]:
+    return {"id": call.id, "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments}}
+
+
+def _completion_id(raw_id: str) -> str:
+    return raw_id if raw_id.startswith("chatcmpl-") else f"chatcmpl-{raw_id}"
+
+
+def render_response(response: ChatResponse, model: str) -> bytes:
+    message: dict[str, Any] = {"role": "assistant", "content": response.content,
+                               "refusal": None}
+    if response.tool_calls:
+        message["tool_calls"] = [_tool_call_object(c) for c in response.tool_calls]
+    return orjson.dumps({
+        "id": _completion_id(response.id),
+        "object": "chat.completion",
+        "created": response.created or int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": None,
+                     "finish_reason": response.finish_reason}],
+        "usage": usage_object(response.usage),
+    })
+
+
+class OpenAIStreamEncoder(StreamEncoder):
+    """Canonical events -> ``chat.completion.chunk`` SSE. The usage chunk (``choices: []``) is
+    sent only when the client asked for it with ``stream_options.include_usage``."""
+
+    def __init__(self, model: str, include_usage: bool) -> None:
+        self._model = model
+        self._include_usage = include_usage
+        self._id = "chatcmpl-lockgate"
+        self._created = int(time.time())
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return data_event(orjson.dumps({
+            "id": self._id, "object": "chat.completion.chunk", "created": self._created,
+            "model": self._model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }))
+
+    def encode(self, event: StreamEvent) -> bytes:
+        if isinstance(event, TextDelta):
+            return self._chunk({"content": event.text})
+        if isinstance(event, ToolCallDelta):
+            return self._chunk({"tool_calls": [
+                {"index": event.index, "function": {"arguments": event.arguments}}]})
+        if isinstance(event, ToolCallStart):
+            return self._chunk({"tool_calls": [{
+                "index": event.index, "id": event.id, "type": "function",
+                "function": {"name": event.name, "arguments": ""}}]})
+        if isinstance(event, StreamStart):
+            self._id = _completion_id(event.id)
+            self._created = event.created or self._created
+            return self._chunk({"role": "assistant", "content": ""})
+        if isinstance(event, StreamFinish):
+            return self._chunk({}, event.finish_reason)
+        if isinstance(event, UsageEvent) and self._include_usage:
+            return data_event(orjson.dumps({
+                "id": self._id, "object": "chat.completion.chunk", "created": self._created,
+                "model": self._model, "choices": [], "usage": usage_object(event.usage),
+            }))
+        return b""
+
+    def finish(self) -> bytes:
+        return DONE
+
+    def error(self, error: GatewayError) -> bytes:
+        return data_event(error.openai_body())
+
+
+class OpenAIRelayTap(RelayTap):
+    """Watches an OpenAI-compatible stream relayed as is. Only the first chunk and the usage
+    chunk are parsed; every other event passes through as bytes, with the upstream's model id
+    swapped for the client's model name by a byte replacement."""
+
+    def __init__(self, model: str, client_wants_usage: bool) -> None:
+        self.usage = Usage()
+        self.finished = False
+        self._model = model
+        self._client_wants_usage = client_wants_usage
+        self._swap: tuple[bytes, bytes] | None = None
+        self._first = True
+
+    def feed(self, event: SSEEvent) -> bytes:
+        raw = event.raw
+        if event.data == "[DONE]":
+            self.finished = True
+            return raw
+        if self._first:
+            self._first = False
+            self._learn_model(event.data)
+        if b'"usage":{' in raw or b'"usage": {' in raw:
+            chunk = orjson.loads(event.data)
+            self.usage = usage_from_object(chunk.get("usage"))
+            if not chunk.get("choices") and not self._client_wants_usage:
+                return b""  # we asked for usage for our records; the client did not
+        if self._swap is not None:
+            raw = raw.replace(self._swap[0], self._swap[1])
+        return raw
+
+    def _learn_model(self, data: str) -> None:
+        try:
+            upstream = orjson.loads(data).get("model")
+        except (orjson.JSONDecodeError, AttributeError):
+            return
+        if isinstance(upstream, str) and upstream != self._model:
+            old = orjson.dumps(upstream)
+            new = orjson.dumps(self._model)
+            self._swap = (b'"model":' + old, b'"model":' + new)
+
+
+class OpenAIDialect(Dialect):
+    name = "openai"
+
+    def parse_chat(self, body: dict[str, Any]) -> ChatRequest:
+        return parse_request(body)
+
+    def render_chat(self, response: ChatResponse, model: str) -> bytes:
+        return render_response(response, model)
+
+    def stream_encoder(self, request: ChatRequest, model: str) -> StreamEncoder:
+        return OpenAIStreamEncoder(model, request.include_usage)
+
+    def error_body(self, error: GatewayError) -> bytes:
+        return error.openai_body()
+
+    def stream_error(self, error: GatewayError) -> bytes:
+        return data_event(error.openai_body())
+
+    def prepare_relay(self, body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
+        out = dict(body)
+        out["model"] = upstream_model
+        if body.get("stream"):
+            # Ask for the usage chunk even when the client did not: every request is accounted.
+            out["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        return out
+
+    def relay_answer(self, answer: dict[str, Any], model: str) -> tuple[Usage, bool]:
+        usage = usage_from_object(answer.get("usage"))
+        if answer.get("model") == model:
+            return usage, False
+        answer["model"] = model
+        return usage, True
+
+    def relay_tap(self, body: dict[str, Any], model: str) -> RelayTap:
+        wants = bool((body.get("stream_options") or {}).get("include_usage"))
+        return OpenAIRelayTap(model, wants)

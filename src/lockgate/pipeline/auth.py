@@ -1,0 +1,77 @@
+"""Step 2: who is calling. Keys are looked up by their SHA-256 digest, so the secret itself is
+never kept in memory after start-up and lookup time does not depend on how much of a guess
+matches a real key."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from lockgate.asgi import Scope, header
+from lockgate.config import Config, KeyConfig, TeamConfig
+from lockgate.errors import AuthenticationFailed
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller a request is served for. ``key_id`` is None for an open (keyless) gateway."""
+
+    key_id: str | None
+    name: str
+    models: frozenset[str] | None = None
+    team_id: str | None = None
+    team_models: frozenset[str] | None = None
+    is_master: bool = False
+
+    def may_use(self, model: str) -> bool:
+        return ((self.models is None or model in self.models)
+                and (self.team_models is None or model in self.team_models))
+
+
+ANONYMOUS = Principal(key_id=None, name="anonymous")
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def presented_key(scope: Scope) -> str | None:
+    """``Authorization: Bearer <key>`` or ``x-api-key: <key>``, on every endpoint."""
+    value = header(scope, b"authorization")
+    if value is not None:
+        scheme, _, token = value.decode("latin-1").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    value = header(scope, b"x-api-key")
+    return value.decode("latin-1").strip() or None if value is not None else None
+
+
+class Authenticator:
+    def __init__(self, config: Config) -> None:
+        teams = {t.name: t for t in config.teams}
+        self._by_digest = {digest(k.key): _principal(k, teams.get(k.team or "")) for k in config.keys}
+        master = config.server.master_key
+        if master:
+            self._by_digest[digest(master)] = Principal(key_id="master", name="master", is_master=True)
+        self.open = not self._by_digest
+
+    def authenticate(self, scope: Scope) -> Principal:
+        if self.open:
+            return ANONYMOUS
+        secret = presented_key(scope)
+        if secret is None:
+            raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>' or 'x-api-key'")
+        principal = self._by_digest.get(digest(secret))
+        if principal is None:
+            raise AuthenticationFailed("invalid API key")
+        return principal
+
+
+def _principal(key: KeyConfig, team: TeamConfig | None) -> Principal:
+    return Principal(
+        key_id=f"static/{key.name}",
+        name=key.name,
+        models=frozenset(key.models) if key.models is not None else None,
+        team_id=f"static/{team.name}" if team else None,
+        team_models=frozenset(team.models) if team and team.models is not None else None,
+    )

@@ -1,0 +1,85 @@
+"""Step 5: call the upstream, with retries, failover between deployments and fallback models.
+
+One attempt is any coroutine taking a deployment and a timeout. The caller walks the model's
+deployments in routing order (the first ``1 + retries`` attempts cycle through them), then each
+fallback model the same way. Only retryable failures (§5) move on; any other upstream error is
+the answer. A deployment tried again is waited for: the upstream's ``retry-after`` where it sent
+one, else a short jittered backoff; a wait longer than ``MAX_WAIT_S`` is not worth holding the
+client for, so the caller moves on to the fallbacks instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
+
+from lockgate.errors import GatewayError, UpstreamError, UpstreamTimeout, scrub
+from lockgate.pipeline.context import RequestContext
+from lockgate.pipeline.route import Deployment, ModelPlan, Router
+
+T = TypeVar("T")
+Attempt = Callable[[Deployment, float], Awaitable[T]]
+
+MAX_WAIT_S = 10.0
+BASE_BACKOFF_S = 0.05
+
+
+class Caller:
+    def __init__(self, router: Router, secrets: Iterable[str]) -> None:
+        self._router = router
+        self._secrets = tuple(secrets)
+
+    async def call(self, plan: ModelPlan, attempt: Attempt[T], ctx: RequestContext) -> T:
+        last: UpstreamError | None = None
+        for model_plan in (plan, *self._router.fallbacks(plan)):
+            try:
+                return await self._call_model(model_plan, attempt, ctx)
+            except UpstreamError as err:
+                last = err
+                if not err.retryable:
+                    break
+        assert last is not None
+        raise self.final_error(last)
+
+    async def _call_model(self, plan: ModelPlan, attempt: Attempt[T], ctx: RequestContext) -> T:
+        order = self._router.order(plan)
+        last: UpstreamError | None = None
+        for n in range(1 + plan.retries):
+            deployment = order[n % len(order)]
+            if n >= len(order):
+                delay = _delay(last, n // len(order))
+                if delay > MAX_WAIT_S:
+                    break
+                await asyncio.sleep(delay)
+            ctx.route = deployment.route
+            try:
+                return await attempt(deployment, plan.timeout_for(deployment))
+            except UpstreamError as err:
+                last = err
+                if not err.retryable:
+                    raise
+        assert last is not None
+        raise last
+
+    def final_error(self, err: UpstreamError) -> GatewayError:
+        """What the client sees once every attempt has failed (§5)."""
+        message = scrub(err.message, self._secrets)
+        if isinstance(err, UpstreamTimeout):
+            return GatewayError(message, status=504, code="upstream_timeout")
+        if err.status == 429:
+            return GatewayError(f"the upstream is rate-limited: {message}", status=429,
+                                code="upstream_rate_limited", retry_after=err.retry_after or 1)
+        if err.retryable or err.status >= 500:
+            return GatewayError(message, status=502, code="upstream_error")
+        return GatewayError(message, status=err.status, code="upstream_error")
+
+    def scrub(self, text: str) -> str:
+        return scrub(text, self._secrets)
+
+
+def _delay(last: UpstreamError | None, round_number: int) -> float:
+    if last is not None and last.retry_after is not None:
+        return float(last.retry_after)
+    return BASE_BACKOFF_S * (2.0 ** (round_number - 1)) * (0.5 + random.random())

@@ -1,0 +1,144 @@
+"""The chat request path, top to bottom: body -> auth -> limits -> route -> call -> relay -> record.
+
+One ``ChatEndpoint`` serves one client dialect (``/v1/chat/completions`` speaks OpenAI,
+``/v1/messages`` Anthropic). Each attempt picks one of two ways to reach a deployment:
+
+* relay, when the provider speaks the client's dialect natively: the body is forwarded with
+  only ``model`` changed, and the answer or stream comes back as bytes, parsed only as far as
+  usage and the model name need;
+* translate, otherwise: the body is parsed once into ``core`` types, the provider speaks its
+  own format, and the dialect renders the canonical answer or events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from dataclasses import replace
+from typing import Any
+
+import orjson
+
+from lockgate.asgi import Receive, Scope, Send, send_body, start_stream
+from lockgate.core.chat import ChatRequest
+from lockgate.dialects.base import Dialect
+from lockgate.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout
+from lockgate.pipeline.body import parse_object, read_body
+from lockgate.pipeline.context import RequestContext
+from lockgate.pipeline.endpoint import Endpoint
+from lockgate.pipeline.relay import encode_events, pump, relay_events, until_disconnect
+from lockgate.pipeline.route import Deployment, ModelPlan
+from lockgate.pipeline.services import Services
+from lockgate.providers.http import iter_sse, parse_json, read_raw
+
+Stream = tuple[bytes, AsyncGenerator[bytes, None]]
+
+
+class ChatEndpoint(Endpoint):
+    def __init__(self, dialect: Dialect, services: Services) -> None:
+        super().__init__(services)
+        self.dialect = dialect
+
+    def error_body(self, err: GatewayError) -> bytes:
+        return self.dialect.error_body(err)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
+        principal = self.s.auth.authenticate(scope)
+        ctx.key_id, ctx.team_id = principal.key_id, principal.team_id
+        body = parse_object(await read_body(scope, receive, self.s.max_body_bytes))
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise InvalidRequest("model: a non-empty string is required")
+        ctx.model, ctx.stream = model, body.get("stream") is True
+        plan = self.s.router.plan(model, principal)
+        lease = await self.s.limiter.acquire(principal, model, _estimate_tokens(body))
+        try:
+            exchange = _Exchange(self.dialect, body, model, ctx)
+            if ctx.stream:
+                await self._stream(exchange, plan, receive, send, ctx)
+            else:
+                answer = await self.s.caller.call(plan, exchange.answer, ctx)
+                await send_body(send, 200, answer, self.headers(ctx))
+        finally:
+            lease.settle(ctx.usage)
+
+    async def _stream(self, exchange: _Exchange, plan: ModelPlan, receive: Receive, send: Send,
+                      ctx: RequestContext) -> None:
+        first, rest = await self.s.caller.call(plan, exchange.open_stream, ctx)
+        await start_stream(send, self.headers(ctx))
+
+        def on_error(err: UpstreamError) -> bytes:
+            scrubbed = GatewayError(self.s.caller.scrub(err.message), status=502,
+                                    code="upstream_error")
+            return self.dialect.stream_error(scrubbed)
+
+        if await until_disconnect(receive, pump(send, first, rest, on_error, ctx)):
+            ctx.status = 499
+
+
+class _Exchange:
+    """One request's two ways to a deployment (relay or translate), as attempts for the caller."""
+
+    def __init__(self, dialect: Dialect, body: dict[str, Any], model: str,
+                 ctx: RequestContext) -> None:
+        self.dialect = dialect
+        self.body = body
+        self.model = model
+        self.ctx = ctx
+        self._canonical: ChatRequest | None = None
+
+    def relays_to(self, deployment: Deployment) -> bool:
+        return deployment.provider.native_dialect == self.dialect.name
+
+    def canonical(self, deployment: Deployment) -> ChatRequest:
+        if self._canonical is None:
+            self._canonical = self.dialect.parse_chat(self.body)
+        return replace(self._canonical, model=deployment.model)
+
+    async def answer(self, deployment: Deployment, timeout: float) -> bytes:
+        if not self.relays_to(deployment):
+            response = await deployment.provider.chat(self.canonical(deployment), timeout)
+            self.ctx.usage = response.usage
+            return self.dialect.render_chat(response, self.model)
+        upstream = self.dialect.prepare_relay(self.body, deployment.model)
+        raw = await read_raw(await deployment.provider.forward("chat", upstream, timeout), timeout)
+        answer = parse_json(raw)
+        usage, changed = self.dialect.relay_answer(answer, self.model)
+        self.ctx.usage = usage
+        return orjson.dumps(answer) if changed else raw
+
+    async def open_stream(self, deployment: Deployment, timeout: float) -> Stream:
+        """Opens the stream and waits for its first event, so that a failure before the first
+        byte reaches the client can still be retried elsewhere."""
+        chunks = await self._chunks(deployment, timeout)
+        try:
+            async with asyncio.timeout(timeout):
+                first = await anext(chunks)
+        except TimeoutError:
+            await chunks.aclose()
+            raise UpstreamTimeout() from None
+        except StopAsyncIteration:
+            raise UpstreamError("the upstream stream was empty", retryable=True) from None
+        except UpstreamError as err:
+            raise UpstreamError(err.message, status=err.status, retryable=True) from None
+        return first, chunks
+
+    async def _chunks(self, deployment: Deployment, timeout: float) -> AsyncGenerator[bytes, None]:
+        if not self.relays_to(deployment):
+            request = self.canonical(deployment)
+            events = await deployment.provider.chat_stream(request, timeout)
+            encoder = self.dialect.stream_encoder(request, self.model)
+            return encode_events(events, encoder, self.ctx)
+        upstream = self.dialect.prepare_relay(self.body, deployment.model)
+        response = await deployment.provider.forward("chat", upstream, timeout)
+        tap = self.dialect.relay_tap(self.body, self.model)
+        return relay_events(iter_sse(response), tap, self.ctx)
+
+
+def _estimate_tokens(body: dict[str, Any]) -> int:
+    """A cheap upper-bound guess for limit reservations, settled with the real usage after."""
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    return limit if isinstance(limit, int) and limit > 0 else 0
+
+
+

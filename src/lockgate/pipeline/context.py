@@ -1,0 +1,37 @@
+"""What one request carries through the pipeline, and what ``record`` writes at the end."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from lockgate.asgi import Scope, header
+from lockgate.core.chat import Usage
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    started: float
+    ts: float
+    endpoint: str
+    key_id: str | None = None
+    team_id: str | None = None
+    model: str | None = None
+    route: str | None = None
+    status: int = 200
+    error_code: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    user: str | None = None
+    stream: bool = False
+
+    @classmethod
+    def begin(cls, scope: Scope) -> RequestContext:
+        given = header(scope, b"x-request-id")
+        request_id = given.decode("latin-1")[:128] if given else uuid.uuid4().hex
+        return cls(request_id=request_id, started=time.perf_counter(), ts=time.time(),
+                   endpoint=scope["path"])
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000.0

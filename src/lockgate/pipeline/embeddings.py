@@ -1,0 +1,99 @@
+"""``POST /v1/embeddings``: relayed as is to OpenAI-compatible providers, translated otherwise.
+
+The OpenAI SDKs ask for ``encoding_format: base64`` by default, so translated answers encode
+the vectors as little-endian float32, as OpenAI does.
+"""
+
+from __future__ import annotations
+
+import base64
+import sys
+from array import array
+from typing import Any
+
+import orjson
+
+from lockgate.asgi import Receive, Scope, Send, send_body
+from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
+from lockgate.dialects.openai import usage_object
+from lockgate.dialects.validate import opt_int, opt_str
+from lockgate.errors import GatewayError, InvalidRequest
+from lockgate.pipeline.body import parse_object, read_body
+from lockgate.pipeline.context import RequestContext
+from lockgate.pipeline.endpoint import Endpoint
+from lockgate.pipeline.route import Deployment
+from lockgate.providers.http import parse_json, read_raw
+
+
+class EmbeddingsEndpoint(Endpoint):
+    def error_body(self, err: GatewayError) -> bytes:
+        return err.openai_body()
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
+        principal = self.s.auth.authenticate(scope)
+        ctx.key_id, ctx.team_id = principal.key_id, principal.team_id
+        body = parse_object(await read_body(scope, receive, self.s.max_body_bytes))
+        request = parse_request(body)
+        ctx.model = request.model
+        plan = self.s.router.plan(request.model, principal)
+        lease = await self.s.limiter.acquire(principal, request.model, 0)
+        try:
+            answer = await self.s.caller.call(plan, _Attempt(body, request, ctx).run, ctx)
+        finally:
+            lease.settle(ctx.usage)
+        await send_body(send, 200, answer, self.headers(ctx))
+
+
+def parse_request(body: dict[str, Any]) -> EmbeddingsRequest:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("model: a non-empty string is required")
+    raw = body.get("input")
+    if isinstance(raw, str):
+        inputs = [raw]
+    elif isinstance(raw, list) and raw and all(isinstance(x, str) for x in raw):
+        inputs = list(raw)
+    else:
+        raise InvalidRequest("input: a string or a non-empty array of strings is required")
+    fmt = opt_str(body, "encoding_format")
+    if fmt not in (None, "float", "base64"):
+        raise InvalidRequest("encoding_format: must be 'float' or 'base64'")
+    return EmbeddingsRequest(model=model, inputs=inputs, dimensions=opt_int(body, "dimensions", minimum=1),
+                             user=opt_str(body, "user"))
+
+
+class _Attempt:
+    def __init__(self, body: dict[str, Any], request: EmbeddingsRequest, ctx: RequestContext) -> None:
+        self.body, self.request, self.ctx = body, request, ctx
+
+    async def run(self, deployment: Deployment, timeout: float) -> bytes:
+        provider = deployment.provider
+        if provider.native_dialect == "openai":
+            upstream = {**self.body, "model": deployment.model}
+            raw = await read_raw(await provider.forward("embeddings", upstream, timeout), timeout)
+            answer = parse_json(raw)
+            usage = answer.get("usage") or {}
+            self.ctx.usage.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            answer["model"] = self.request.model
+            return orjson.dumps(answer)
+        request = EmbeddingsRequest(model=deployment.model, inputs=self.request.inputs,
+                                    dimensions=self.request.dimensions, user=self.request.user)
+        response = await provider.embeddings(request, timeout)
+        self.ctx.usage = response.usage
+        return render(response, self.request.model, self.body.get("encoding_format") == "base64")
+
+
+def render(response: EmbeddingsResponse, model: str, as_base64: bool) -> bytes:
+    data = [{"object": "embedding", "index": i, "embedding": _encode(v, as_base64)}
+            for i, v in enumerate(response.vectors)]
+    return orjson.dumps({"object": "list", "data": data, "model": model,
+                         "usage": usage_object(response.usage)})
+
+
+def _encode(vector: list[float], as_base64: bool) -> list[float] | str:
+    if not as_base64:
+        return vector
+    packed = array("f", vector)
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return base64.b64encode(packed.tobytes()).decode()

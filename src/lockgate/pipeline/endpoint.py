@@ -1,0 +1,52 @@
+"""The frame every client endpoint shares: a request context, errors rendered in the client's
+format, and a record written whatever happened."""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+
+from lockgate.asgi import Headers, Receive, Scope, Send, send_body
+from lockgate.errors import GatewayError
+from lockgate.pipeline.body import ClientGone
+from lockgate.pipeline.context import RequestContext
+from lockgate.pipeline.services import Services
+
+log = logging.getLogger("lockgate")
+
+
+class Endpoint(ABC):
+    def __init__(self, services: Services) -> None:
+        self.s = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx = RequestContext.begin(scope)
+        try:
+            await self.handle(scope, receive, send, ctx)
+        except ClientGone:
+            ctx.status = 499
+        except GatewayError as err:
+            await self.fail(send, err, ctx)
+        except Exception:
+            log.exception("request %s failed unexpectedly", ctx.request_id)
+            await self.fail(send, GatewayError("internal error"), ctx)
+        finally:
+            self.s.recorder.record(ctx)
+
+    @abstractmethod
+    async def handle(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
+        """Serves the request; raises ``GatewayError`` for anything the client should see."""
+
+    @abstractmethod
+    def error_body(self, err: GatewayError) -> bytes: ...
+
+    def headers(self, ctx: RequestContext) -> Headers:
+        headers = [(b"x-request-id", ctx.request_id.encode())]
+        if ctx.route is not None and self.s.expose_route:
+            headers.append((b"x-lockgate-route", ctx.route.encode()))
+        return headers
+
+    async def fail(self, send: Send, err: GatewayError, ctx: RequestContext) -> None:
+        ctx.status, ctx.error_code = err.status, err.code
+        await send_body(send, err.status, self.error_body(err),
+                        [(b"x-request-id", ctx.request_id.encode()), *err.headers()])

@@ -1,0 +1,85 @@
+"""Step 4: which deployments may serve the model the client named, and in what order.
+
+Plans are built once from the config; per request the router only looks a name up, checks the
+caller's allow-list and orders the deployments (``routing.strategies``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from lockgate.config import Config, ModelConfig
+from lockgate.errors import ModelNotAllowed, ModelNotFound
+from lockgate.pipeline.auth import Principal
+from lockgate.providers.base import Provider
+from lockgate.routing.strategies import attempt_order
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    provider: Provider
+    model: str  # the upstream model id
+    weight: float = 1.0
+
+    @property
+    def route(self) -> str:
+        """``<provider name>/<upstream model id>``, as ``x-lockgate-route`` says it."""
+        return f"{self.provider.name}/{self.model}"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPlan:
+    name: str
+    deployments: tuple[Deployment, ...]
+    strategy: str = "weighted"
+    retries: int = 2
+    timeout_s: float | None = None
+    fallbacks: tuple[str, ...] = ()
+
+    def timeout_for(self, deployment: Deployment) -> float:
+        return self.timeout_s if self.timeout_s is not None else deployment.provider.timeout_s
+
+
+class Router:
+    def __init__(self, config: Config, providers: Mapping[str, Provider], seed: int | None = None) -> None:
+        self._plans = {name: _plan(name, m, providers) for name, m in config.models.items()}
+        self._providers = providers
+        self._direct = config.zero_config
+        self._rng = random.Random(seed)
+
+    @property
+    def model_names(self) -> list[str]:
+        return list(self._plans)
+
+    def plan(self, model: str, principal: Principal) -> ModelPlan:
+        plan = self._plans.get(model) or self._direct_plan(model)
+        if plan is None:
+            raise ModelNotFound(f"the model {model!r} does not exist")
+        if not principal.may_use(model):
+            raise ModelNotAllowed(f"this key may not use the model {model!r}")
+        return plan
+
+    def fallbacks(self, plan: ModelPlan) -> list[ModelPlan]:
+        return [self._plans[name] for name in plan.fallbacks]
+
+    def order(self, plan: ModelPlan) -> Sequence[Deployment]:
+        return attempt_order(plan.deployments, plan.strategy, self._rng)
+
+    def _direct_plan(self, model: str) -> ModelPlan | None:
+        """Zero-config gateways route ``<provider>/<model id>`` straight to that provider."""
+        if not self._direct or "/" not in model:
+            return None
+        provider_name, _, upstream = model.partition("/")
+        provider = self._providers.get(provider_name)
+        if provider is None or not upstream:
+            return None
+        return ModelPlan(name=model, deployments=(Deployment(provider, upstream),))
+
+
+def _plan(name: str, model: ModelConfig, providers: Mapping[str, Provider]) -> ModelPlan:
+    deployments = tuple(
+        Deployment(providers[t.provider], t.model or name, t.weight) for t in model.targets)
+    return ModelPlan(name=name, deployments=deployments, strategy=model.strategy,
+                     retries=model.retries, timeout_s=model.timeout_s, fallbacks=model.fallbacks)

@@ -1,0 +1,1 @@
+"""Upstream adapters, one module each; ``registry`` finds them by their config ``type``."""

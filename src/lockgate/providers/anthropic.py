@@ -1,0 +1,417 @@
+"""Anthropic's Messages API as an upstream (``POST {base_url}/v1/messages``).
+
+Translation to and from the canonical types is kept in module-level functions
+(``encode_request``, ``decode_response``, ``AnthropicStreamParser``) so that it is tested with
+plain values; the provider class only adds the HTTP around them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import aiohttp
+import orjson
+
+from lockgate.core.chat import (
+    ChatRequest,
+    ChatResponse,
+    ContentPart,
+    ImagePart,
+    Message,
+    ResponseFormat,
+    StreamEvent,
+    StreamFinish,
+    StreamStart,
+    TextDelta,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallStart,
+    ToolChoice,
+    UsageEvent,
+)
+from lockgate.dialects.anthropic import (
+    FINISH_FROM_STOP_REASON,
+    compact_json,
+    parse_arguments,
+    usage_from_anthropic,
+)
+from lockgate.dialects.sse import SSEEvent
+from lockgate.errors import InvalidRequest, UpstreamError
+from lockgate.providers.base import Provider
+from lockgate.providers.http import iter_sse, open_response, read_json
+
+API_VERSION = "2023-06-01"
+# Anthropic requires max_tokens; OpenAI clients usually leave it out.
+DEFAULT_MAX_TOKENS = 4096
+
+# Anthropic has no JSON mode: a JSON response format becomes an instruction in the system
+# prompt. (Its structured outputs exist only on some models, so they are not relied on.)
+JSON_INSTRUCTION = (
+    "Respond with a single valid JSON value and nothing else: no prose, no Markdown code fences."
+)
+
+# The HTTP status each Anthropic error type stands for (an error event mid-stream has none).
+STATUS_FROM_ERROR_TYPE = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+class AnthropicProvider(Provider):
+    type_name: ClassVar[str] = "anthropic"
+    default_base_url: ClassVar[str] = "https://api.anthropic.com"
+    api_key_env: ClassVar[str | None] = "ANTHROPIC_API_KEY"
+    native_dialect: ClassVar[str | None] = "anthropic"
+    default_model: ClassVar[str | None] = "claude-sonnet-4-5"
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/v1/messages"
+
+    def headers(self) -> dict[str, str]:
+        headers = {"content-type": "application/json", "anthropic-version": API_VERSION}
+        if self.api_key:
+            headers["x-api-key"] = self.api_key
+        # The config's headers come last so that an operator can pin another API version or
+        # add anthropic-beta flags.
+        headers.update(self.config.headers)
+        return headers
+
+    async def chat(self, request: ChatRequest, timeout: float) -> ChatResponse:
+        response = await self._post(encode_request(request, stream=False), timeout)
+        return decode_response(await read_json(response, timeout))
+
+    async def chat_stream(self, request: ChatRequest, timeout: float) -> AsyncIterator[StreamEvent]:
+        response = await self._post(encode_request(request, stream=True), timeout)
+        return stream_events(response)
+
+    async def forward(
+        self, operation: str, body: dict[str, Any], timeout: float
+    ) -> aiohttp.ClientResponse:
+        if operation != "chat":
+            raise InvalidRequest(f"provider type 'anthropic' does not offer {operation}")
+        return await self._post(body, timeout)
+
+    async def _post(self, body: dict[str, Any], timeout: float) -> aiohttp.ClientResponse:
+        return await open_response(
+            self.session, self.url, body=orjson.dumps(body), headers=self.headers(),
+            timeout=timeout,
+        )
+
+
+# --- request ---------------------------------------------------------------------------------
+
+
+def encode_request(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+    """The Anthropic JSON body for ``request``. Parameters Anthropic lacks (seed, penalties)
+    are dropped, as they are hints; ``n`` > 1 cannot be honoured and is refused."""
+    if request.n is not None and request.n > 1:
+        raise InvalidRequest("n: Anthropic models return a single choice")
+    body: dict[str, Any] = {
+        "model": request.model,
+        "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
+        "messages": encode_messages(request.messages),
+    }
+    system = _system_text(request)
+    if system:
+        body["system"] = system
+    body.update(_sampling(request))
+    if request.stop:
+        body["stop_sequences"] = list(request.stop)
+    if request.tools:
+        body["tools"] = [_encode_tool(tool) for tool in request.tools]
+        choice = _encode_tool_choice(request.tool_choice, request.parallel_tool_calls)
+        if choice is not None:
+            body["tool_choice"] = choice
+    if request.user:
+        body["metadata"] = {"user_id": request.user}
+    if stream:
+        body["stream"] = True
+    return body
+
+
+def _system_text(request: ChatRequest) -> str:
+    # System turns left among the messages (some clients interleave them) join the system.
+    parts = [request.system or ""]
+    parts.extend(m.text() for m in request.messages if m.role == "system")
+    parts.append(_format_instruction(request.response_format))
+    return "\n\n".join(p for p in parts if p)
+
+
+def _format_instruction(response_format: ResponseFormat | None) -> str:
+    if response_format is None or response_format.type == "text":
+        return ""
+    if response_format.type == "json_schema" and response_format.schema is not None:
+        schema = compact_json(response_format.schema)
+        return f"{JSON_INSTRUCTION} The JSON must conform to this JSON Schema: {schema}"
+    return JSON_INSTRUCTION
+
+
+def _sampling(request: ChatRequest) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if request.temperature is not None:
+        # Anthropic's range is 0..1 where OpenAI's is 0..2; the top of one is the top of the other.
+        out["temperature"] = min(max(request.temperature, 0.0), 1.0)
+    elif request.top_p is not None:
+        # Recent Claude models refuse temperature and top_p together; temperature wins.
+        out["top_p"] = request.top_p
+    if request.top_k is not None:
+        out["top_k"] = request.top_k
+    return out
+
+
+def encode_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """Turns canonical messages into Anthropic turns. Tool results go into user turns as
+    ``tool_result`` blocks, and consecutive turns of one role are merged into one turn (the API
+    would merge them anyway). Anthropic refuses a turn with no content and tool results that
+    do not lead their user turn, so empty messages are skipped and results are put first."""
+    turns: list[dict[str, Any]] = []
+    for message in messages:
+        blocks = _encode_blocks(message) if message.role != "system" else []
+        if not blocks:
+            continue
+        role = "assistant" if message.role == "assistant" else "user"
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    for turn in turns:
+        turn["content"].sort(key=lambda block: block["type"] != "tool_result")  # stable
+    return turns
+
+
+def _encode_blocks(message: Message) -> list[dict[str, Any]]:
+    if message.role == "tool":
+        return [_tool_result(message)]
+    blocks = _encode_parts(message.content)
+    blocks.extend(
+        {"type": "tool_use", "id": c.id, "name": c.name, "input": parse_arguments(c.arguments)}
+        for c in message.tool_calls
+    )
+    return blocks
+
+
+def _tool_result(message: Message) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id or ""}
+    if any(isinstance(p, ImagePart) for p in message.content):
+        block["content"] = _encode_parts(message.content)
+    else:
+        block["content"] = message.text()
+    return block
+
+
+def _encode_parts(parts: list[ContentPart]) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    for part in parts:
+        if isinstance(part, ImagePart):
+            blocks.append({"type": "image", "source": _image_source(part)})
+        elif part.text:  # Anthropic refuses empty text blocks
+            blocks.append({"type": "text", "text": part.text})
+    return blocks
+
+
+def _image_source(image: ImagePart) -> dict[str, str]:
+    if image.data is not None:
+        return {"type": "base64", "media_type": image.media_type or "image/png", "data": image.data}
+    return {"type": "url", "url": image.url or ""}
+
+
+def _encode_tool(tool: Tool) -> dict[str, Any]:
+    encoded: dict[str, Any] = {"name": tool.name, "input_schema": tool.parameters}
+    if tool.description:
+        encoded["description"] = tool.description
+    return encoded
+
+
+def _encode_tool_choice(choice: ToolChoice | None, parallel: bool | None) -> dict[str, Any] | None:
+    mode = choice.mode if choice is not None else "auto"
+    encoded: dict[str, Any]
+    if mode == "none":
+        return {"type": "none"}  # takes no parallelism flag
+    if mode == "tool" and choice is not None and choice.name:
+        encoded = {"type": "tool", "name": choice.name}
+    else:
+        encoded = {"type": "any" if mode == "required" else "auto"}
+    if parallel is False:
+        encoded["disable_parallel_tool_use"] = True
+    elif choice is None:
+        return None  # Anthropic's default is already auto
+    return encoded
+
+
+# --- answer ----------------------------------------------------------------------------------
+
+
+def decode_response(data: Any) -> ChatResponse:
+    if not isinstance(data, dict) or not isinstance(data.get("content"), list):
+        raise UpstreamError("the upstream sent an answer that is not an Anthropic message")
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    for block in data["content"]:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "text":
+            texts.append(str(block.get("text", "")))
+        elif block.get("type") == "tool_use":
+            calls.append(ToolCall(id=str(block.get("id", "")), name=str(block.get("name", "")),
+                                  arguments=compact_json(block.get("input") or {})))
+    stop_sequence = data.get("stop_sequence")
+    return ChatResponse(
+        id=str(data.get("id", "")),
+        model=str(data.get("model", "")),
+        content="".join(texts) if texts or not calls else None,
+        tool_calls=calls,
+        finish_reason=FINISH_FROM_STOP_REASON.get(str(data.get("stop_reason")), "stop"),
+        stop_sequence=stop_sequence if isinstance(stop_sequence, str) else None,
+        usage=usage_from_anthropic(data.get("usage")),
+        created=int(time.time()),
+    )
+
+
+# --- stream ----------------------------------------------------------------------------------
+
+
+async def stream_events(response: aiohttp.ClientResponse) -> AsyncIterator[StreamEvent]:
+    parser = AnthropicStreamParser()
+    async for sse in iter_sse(response):
+        for event in parser.feed(sse):
+            yield event
+    parser.close()
+
+
+class AnthropicStreamParser:
+    """Anthropic SSE events in, canonical stream events out, one event at a time.
+
+    Tool calls are numbered by their position among tool calls (Anthropic numbers every content
+    block, text included). Usage is gathered from ``message_start`` and the cumulative
+    ``message_delta`` counts, and sent after the finish, at ``message_stop``.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[str, Any] = {}
+        self._tools: dict[int, int] = {}  # Anthropic block index -> tool position
+        self._stop_reason: str | None = None
+        self._stop_sequence: str | None = None
+        self.done = False
+
+    def feed(self, sse: SSEEvent) -> list[StreamEvent]:
+        name = sse.event
+        if name in (None, "ping") or self.done:
+            return []
+        data = _json_object(sse.data)
+        if name == "error":
+            raise _stream_error(data)
+        handler = self._HANDLERS.get(name or "")
+        return handler(self, data) if handler is not None else []
+
+    def close(self) -> None:
+        """Called when the upstream's body ends: a stream cut before ``message_stop`` fails."""
+        if not self.done:
+            raise UpstreamError("the upstream stream ended early", retryable=False)
+
+    def _message_start(self, data: dict[str, Any]) -> list[StreamEvent]:
+        message = data.get("message")
+        if not isinstance(message, dict):
+            raise UpstreamError("the upstream sent a message_start without a message",
+                                retryable=False)
+        self._merge_usage(message.get("usage"))
+        usage = usage_from_anthropic(self._counts)
+        return [StreamStart(id=str(message.get("id", "")), model=str(message.get("model", "")),
+                            created=int(time.time()), usage=usage)]
+
+    def _block_start(self, data: dict[str, Any]) -> list[StreamEvent]:
+        block = data.get("content_block")
+        if not isinstance(block, dict):
+            return []
+        if block.get("type") == "text":
+            text = block.get("text")
+            return [TextDelta(text)] if isinstance(text, str) and text else []
+        if block.get("type") != "tool_use":
+            return []  # thinking and server-tool blocks have no canonical form
+        position = len(self._tools)
+        self._tools[_int(data.get("index"))] = position
+        events: list[StreamEvent] = [
+            ToolCallStart(position, str(block.get("id", "")), str(block.get("name", "")))
+        ]
+        if block.get("input"):
+            events.append(ToolCallDelta(position, compact_json(block["input"])))
+        return events
+
+    def _block_delta(self, data: dict[str, Any]) -> list[StreamEvent]:
+        delta = data.get("delta")
+        if not isinstance(delta, dict):
+            return []
+        if delta.get("type") == "text_delta":
+            text = delta.get("text")
+            return [TextDelta(text)] if isinstance(text, str) and text else []
+        if delta.get("type") == "input_json_delta":
+            position = self._tools.get(_int(data.get("index")))
+            partial = delta.get("partial_json")
+            if position is not None and isinstance(partial, str) and partial:
+                return [ToolCallDelta(position, partial)]
+        return []
+
+    def _message_delta(self, data: dict[str, Any]) -> list[StreamEvent]:
+        delta = data.get("delta")
+        if isinstance(delta, dict):
+            if delta.get("stop_reason") is not None:
+                self._stop_reason = str(delta["stop_reason"])
+            sequence = delta.get("stop_sequence")
+            self._stop_sequence = sequence if isinstance(sequence, str) else self._stop_sequence
+        self._merge_usage(data.get("usage"))
+        return []
+
+    def _message_stop(self, data: dict[str, Any]) -> list[StreamEvent]:
+        self.done = True
+        finish = FINISH_FROM_STOP_REASON.get(self._stop_reason or "end_turn", "stop")
+        return [StreamFinish(finish, self._stop_sequence),
+                UsageEvent(usage_from_anthropic(self._counts))]
+
+    def _merge_usage(self, counts: Any) -> None:
+        # Counts are cumulative and a message_delta omits those that did not change.
+        if isinstance(counts, dict):
+            self._counts.update({k: v for k, v in counts.items() if v is not None})
+
+    _HANDLERS = {
+        "message_start": _message_start,
+        "content_block_start": _block_start,
+        "content_block_delta": _block_delta,
+        "message_delta": _message_delta,
+        "message_stop": _message_stop,
+    }
+
+
+def _stream_error(data: dict[str, Any]) -> UpstreamError:
+    error = data.get("error")
+    error = error if isinstance(error, dict) else {}
+    kind = str(error.get("type", "api_error"))
+    message = error.get("message")
+    text = message if isinstance(message, str) and message else f"upstream stream error: {kind}"
+    return UpstreamError(text, status=STATUS_FROM_ERROR_TYPE.get(kind, 502))
+
+
+def _json_object(data: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamError("the upstream sent a stream event that is not JSON",
+                            retryable=False) from None
+    if not isinstance(value, dict):
+        raise UpstreamError("the upstream sent a stream event that is not an object",
+                            retryable=False)
+    return value
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else -1

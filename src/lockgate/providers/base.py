@@ -1,0 +1,82 @@
+"""The provider contract: what one upstream account or server must do for the gateway.
+
+A provider module defines one ``Provider`` subclass and registers it under the
+``lockgate.providers`` entry-point group (see ``registry``); nothing else in the gateway names
+it. The subclass:
+
+* sets ``type_name`` (the config's ``type:``), ``default_base_url`` and, where the provider has
+  a standard credential variable, ``api_key_env``;
+* lists its provider-specific config keys in ``settings_keys`` (others are config errors);
+* implements ``chat`` and ``chat_stream`` over the canonical types of ``lockgate.core``;
+  ``embeddings`` where the provider has them;
+* may set ``native_dialect`` ("openai" or "anthropic") and implement ``forward``: then a client
+  speaking that dialect is relayed byte for byte, with no translation.
+
+Every call takes ``timeout``: seconds until the upstream's answer starts (status line). Failures
+are raised as ``lockgate.errors.UpstreamError`` (retryable or not); ``chat_stream`` raises
+connection and status errors when awaited, before it returns the event iterator, so that the
+pipeline can retry them, and raises ``UpstreamError`` from the iterator for a failure mid-stream.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import aiohttp
+
+from lockgate.core.chat import ChatRequest, ChatResponse, StreamEvent
+from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
+from lockgate.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from lockgate.config import ProviderConfig
+
+
+class Provider:
+    type_name: ClassVar[str] = ""
+    default_base_url: ClassVar[str] = ""
+    api_key_env: ClassVar[str | None] = None
+    settings_keys: ClassVar[frozenset[str]] = frozenset()
+    native_dialect: ClassVar[str | None] = None
+    # The model a zero-config gateway exposes when only the credential variable is set.
+    default_model: ClassVar[str | None] = None
+
+    def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession) -> None:
+        self.name = name
+        self.config = config
+        self.session = session
+        self.base_url = (config.base_url or self.default_base_url).rstrip("/")
+        self.api_key = config.api_key or (os.environ.get(self.api_key_env) if self.api_key_env else None)
+        self.timeout_s = config.timeout_s
+
+    def secrets(self) -> list[str]:
+        """Every credential this provider holds, so that error messages can be scrubbed."""
+        values = [self.api_key or ""]
+        values.extend(v for k, v in self.config.headers.items() if k.lower() in _SECRET_HEADERS)
+        return [v for v in values if v]
+
+    def headers(self) -> dict[str, str]:
+        """The headers sent on every upstream request: the provider's auth plus the config's."""
+        return dict(self.config.headers)
+
+    async def chat(self, request: ChatRequest, timeout: float) -> ChatResponse:
+        raise NotImplementedError
+
+    async def chat_stream(self, request: ChatRequest, timeout: float) -> AsyncIterator[StreamEvent]:
+        raise NotImplementedError
+
+    async def embeddings(self, request: EmbeddingsRequest, timeout: float) -> EmbeddingsResponse:
+        raise InvalidRequest(f"provider type {self.type_name!r} does not offer embeddings")
+
+    async def forward(
+        self, operation: str, body: dict[str, Any], timeout: float
+    ) -> aiohttp.ClientResponse:
+        """Sends a request already in ``native_dialect`` (``body["model"]`` set to the upstream
+        id) to the provider's endpoint for ``operation`` ("chat" or "embeddings") and returns
+        the open response, status already checked."""
+        raise NotImplementedError
+
+
+_SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "x-goog-api-key"})

@@ -1,0 +1,229 @@
+"""OpenAI, and every server that speaks its Chat Completions API (vLLM, Ollama, llama.cpp,
+LM Studio, Together, Groq, DeepSeek, OpenRouter).
+
+An OpenAI-format client is relayed as is (``forward``); other clients are translated from the
+canonical types (``chat`` / ``chat_stream``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from lockgate.core.chat import (
+    ChatRequest,
+    ChatResponse,
+    FinishReason,
+    ImagePart,
+    Message,
+    StreamEvent,
+    StreamFinish,
+    StreamStart,
+    TextDelta,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallStart,
+    UsageEvent,
+)
+from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
+from lockgate.dialects.openai import usage_from_object
+from lockgate.errors import UpstreamError
+from lockgate.providers.base import Provider
+from lockgate.providers.http import iter_sse, open_response, read_json
+
+_PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings"}
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop", "length": "length", "tool_calls": "tool_calls", "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+
+class OpenAIProvider(Provider):
+    type_name = "openai"
+    default_base_url = "https://api.openai.com/v1"
+    api_key_env = "OPENAI_API_KEY"
+    native_dialect = "openai"
+    default_model = "gpt-4o-mini"
+
+    def headers(self) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        if self.api_key:
+            headers["authorization"] = f"Bearer {self.api_key}"
+        headers.update(self.config.headers)
+        return headers
+
+    def url(self, operation: str) -> str:
+        return self.base_url + _PATHS[operation]
+
+    async def forward(
+        self, operation: str, body: dict[str, Any], timeout: float
+    ) -> aiohttp.ClientResponse:
+        return await open_response(self.session, self.url(operation), body=orjson.dumps(body),
+                                   headers=self.headers(), timeout=timeout)
+
+    async def chat(self, request: ChatRequest, timeout: float) -> ChatResponse:
+        response = await self.forward("chat", build_request(request), timeout)
+        return parse_response(await read_json(response, timeout))
+
+    async def chat_stream(self, request: ChatRequest, timeout: float) -> AsyncIterator[StreamEvent]:
+        response = await self.forward("chat", build_request(request), timeout)
+        return parse_stream(response)
+
+    async def embeddings(self, request: EmbeddingsRequest, timeout: float) -> EmbeddingsResponse:
+        body: dict[str, Any] = {"model": request.model, "input": request.inputs}
+        if request.dimensions is not None:
+            body["dimensions"] = request.dimensions
+        answer = await read_json(await self.forward("embeddings", body, timeout), timeout)
+        vectors = [item["embedding"] for item in sorted(answer["data"], key=lambda d: d["index"])]
+        return EmbeddingsResponse(model=request.model, vectors=vectors,
+                                  usage=usage_from_object(answer.get("usage")))
+
+
+# --- canonical -> OpenAI ---------------------------------------------------------------------
+
+
+def build_request(request: ChatRequest) -> dict[str, Any]:
+    messages: list[dict[str, Any]] = []
+    if request.system:
+        messages.append({"role": "system", "content": request.system})
+    messages.extend(_message(m) for m in request.messages)
+    body: dict[str, Any] = {"model": request.model, "messages": messages}
+    optional = {
+        "max_completion_tokens": request.max_tokens, "temperature": request.temperature,
+        "top_p": request.top_p, "seed": request.seed, "n": request.n, "user": request.user,
+        "presence_penalty": request.presence_penalty,
+        "frequency_penalty": request.frequency_penalty,
+        "parallel_tool_calls": request.parallel_tool_calls if request.tools else None,
+        "stop": request.stop or None,
+    }
+    body.update({k: v for k, v in optional.items() if v is not None})
+    if request.tools:
+        body["tools"] = [{"type": "function", "function": {
+            "name": t.name, "description": t.description or "", "parameters": t.parameters}}
+            for t in request.tools]
+    if request.tool_choice is not None:
+        choice = request.tool_choice
+        body["tool_choice"] = (
+            {"type": "function", "function": {"name": choice.name}} if choice.mode == "tool"
+            else choice.mode)
+    fmt = request.response_format
+    if fmt is not None and fmt.type == "json_schema":
+        schema: dict[str, Any] = {"name": fmt.name or "response", "schema": fmt.schema or {}}
+        if fmt.strict is not None:
+            schema["strict"] = fmt.strict
+        body["response_format"] = {"type": "json_schema", "json_schema": schema}
+    elif fmt is not None:
+        body["response_format"] = {"type": fmt.type}
+    if request.stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def _message(message: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": message.role}
+    if message.role == "tool":
+        out["tool_call_id"] = message.tool_call_id
+        out["content"] = message.text()
+        return out
+    only_text = all(isinstance(p, TextPart) for p in message.content)
+    if only_text:
+        text = message.text()
+        out["content"] = text if text or not message.tool_calls else None
+    else:
+        out["content"] = [_part(p) for p in message.content]
+    if message.tool_calls:
+        out["tool_calls"] = [{"id": c.id, "type": "function",
+                              "function": {"name": c.name, "arguments": c.arguments}}
+                             for c in message.tool_calls]
+    return out
+
+
+def _part(part: TextPart | ImagePart) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    image: dict[str, Any] = {"url": part.as_data_url()}
+    if part.detail:
+        image["detail"] = part.detail
+    return {"type": "image_url", "image_url": image}
+
+
+# --- OpenAI -> canonical ---------------------------------------------------------------------
+
+
+def parse_response(answer: dict[str, Any]) -> ChatResponse:
+    try:
+        choice = answer["choices"][0]
+        message = choice["message"]
+    except (KeyError, IndexError, TypeError):
+        raise UpstreamError("the upstream answer has no choices", retryable=True) from None
+    calls = [ToolCall(id=c["id"], name=c["function"]["name"],
+                      arguments=c["function"].get("arguments") or "{}")
+             for c in message.get("tool_calls") or []]
+    return ChatResponse(
+        id=str(answer.get("id") or ""),
+        model=str(answer.get("model") or ""),
+        content=message.get("content"),
+        tool_calls=calls,
+        finish_reason=_FINISH.get(choice.get("finish_reason") or "stop", "stop"),
+        usage=usage_from_object(answer.get("usage")),
+        created=int(answer.get("created") or time.time()),
+    )
+
+
+async def parse_stream(response: aiohttp.ClientResponse) -> AsyncIterator[StreamEvent]:
+    """OpenAI chunks -> canonical events. The finish is held back until the usage chunk (or
+    the end) so that usage always comes after it, as the canonical order says."""
+    started = False
+    finish: StreamFinish | None = None
+    usage: UsageEvent | None = None
+    known_calls: set[int] = set()
+    async for event in iter_sse(response):
+        if event.data == "[DONE]":
+            break
+        chunk = orjson.loads(event.data)
+        if "error" in chunk:
+            raise UpstreamError(_stream_error_message(chunk["error"]), retryable=False)
+        if not started:
+            started = True
+            yield StreamStart(id=str(chunk.get("id") or ""), model=str(chunk.get("model") or ""),
+                              created=int(chunk.get("created") or 0))
+        if chunk.get("usage"):
+            usage = UsageEvent(usage_from_object(chunk["usage"]))
+        for choice in chunk.get("choices") or []:
+            for item in _delta_events(choice.get("delta") or {}, known_calls):
+                yield item
+            if choice.get("finish_reason"):
+                finish = StreamFinish(_FINISH.get(choice["finish_reason"], "stop"))
+    if finish is None:
+        raise UpstreamError("the upstream stream ended early", retryable=False)
+    yield finish
+    if usage is not None:
+        yield usage
+
+
+def _delta_events(delta: dict[str, Any], known_calls: set[int]) -> list[StreamEvent]:
+    events: list[StreamEvent] = []
+    if delta.get("content"):
+        events.append(TextDelta(delta["content"]))
+    for call in delta.get("tool_calls") or []:
+        index = int(call.get("index", 0))
+        function = call.get("function") or {}
+        if index not in known_calls:
+            known_calls.add(index)
+            events.append(ToolCallStart(index=index, id=str(call.get("id") or f"call_{index}"),
+                                        name=str(function.get("name") or "")))
+        if function.get("arguments"):
+            events.append(ToolCallDelta(index=index, arguments=function["arguments"]))
+    return events
+
+
+def _stream_error_message(error: Any) -> str:
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    return "the upstream stream failed"

@@ -1,0 +1,1 @@
+"""Pure routing decisions (weights, order): no I/O, tested with plain values."""

@@ -1,0 +1,144 @@
+"""Runs the gateway: uvicorn (uvloop + httptools) on one socket, in one process or in N forked
+worker processes that share it.
+
+The ready line is printed once every worker has finished its start-up. SIGTERM stops accepting,
+lets in-flight requests and streams finish for up to ``server.drain_s``, then exits 0 (uvicorn
+would re-raise the signal after its graceful shutdown, which ends the process with 143).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from types import FrameType
+
+import uvicorn
+
+from lockgate.app import create_app
+from lockgate.config import Config
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self._on_ready()
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Graceful stop without uvicorn's re-raise of the signal, so the exit code is 0.
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        self.should_exit = True
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _run_worker(config: Config, sock: socket.socket, on_ready: Callable[[], None]) -> None:
+    uv_config = uvicorn.Config(
+        create_app(config),
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=int(config.server.drain_s) or None,
+        timeout_keep_alive=30,
+    )
+    _Server(uv_config, on_ready).run(sockets=[sock])
+
+
+def serve(config: Config, host: str, port: int, workers: int) -> int:
+    sock = bind(host, port)
+    url = url_of(sock)
+    if workers == 1:
+        _run_worker(config, sock, lambda: print(url, flush=True))
+        return 0
+    return _supervise(config, sock, url, workers)
+
+
+def _supervise(config: Config, sock: socket.socket, url: str, workers: int) -> int:
+    """Forks the workers; each reports ready on a pipe. SIGTERM / SIGINT are passed on and the
+    supervisor waits for every worker to drain. A worker that dies unasked is replaced."""
+    ready_r, ready_w = os.pipe()
+    children: set[int] = set()
+    stopping = False
+
+    def stop(sig: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            _kill(pid, sig)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for _ in range(workers):
+        children.add(_fork_worker(config, sock, ready_w, ready_r))
+    os.close(ready_w)
+    got = b""
+    while len(got) < workers and not stopping:
+        chunk = os.read(ready_r, 64)  # EOF: every worker has gone
+        if not chunk:
+            break
+        got += chunk
+    os.close(ready_r)
+    if len(got) >= workers:
+        print(url, flush=True)
+    while children:
+        try:
+            pid, _ = os.wait()
+        except ChildProcessError:
+            break
+        children.discard(pid)
+        if not stopping:
+            print(f"lockgate: worker {pid} exited; starting another", file=sys.stderr)
+            children.add(_fork_worker(config, sock, None, None))
+    return 0
+
+
+def _fork_worker(config: Config, sock: socket.socket, ready_w: int | None,
+                 ready_r: int | None) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # uvicorn installs its own once it runs
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if ready_r is not None:
+        os.close(ready_r)
+
+    def on_ready() -> None:
+        if ready_w is not None:
+            os.write(ready_w, b".")
+            os.close(ready_w)
+
+    try:
+        _run_worker(config, sock, on_ready)
+    finally:
+        os._exit(0)
+
+
+def _kill(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)

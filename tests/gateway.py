@@ -1,0 +1,75 @@
+"""Runs a real lockgate (uvicorn + the app) on a free loopback port in a background thread, so
+tests drive it over HTTP with the official SDKs exactly as users do."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from types import TracebackType
+from typing import Any, Self
+
+import uvicorn
+import yaml
+
+from lockgate.app import Gateway, create_app
+from lockgate.config import Config, parse_config
+from lockgate.pipeline.record import MemoryRecorder
+
+
+def make_config(raw: dict[str, Any], env: dict[str, str] | None = None) -> Config:
+    return parse_config(yaml.safe_dump(raw), env or {})
+
+
+class GatewayServer:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.recorder = MemoryRecorder()
+        self.app: Gateway = create_app(config, self.recorder)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self._sock = sock
+        self.port: int = sock.getsockname()[1]
+        self._server = uvicorn.Server(uvicorn.Config(
+            self.app, loop="asyncio", http="httptools", lifespan="on", access_log=False,
+            log_level="warning", timeout_graceful_shutdown=2))
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def openai_base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def start(self) -> Self:
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"lockgate:{self.port}")
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the gateway did not start")
+            time.sleep(0.01)
+        return self
+
+    def _run(self) -> None:
+        asyncio.run(self._server.serve(sockets=[self._sock]))
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def records(self) -> list[Any]:
+        return list(self.recorder.records)
