@@ -19,7 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from lockgate.providers.registry import provider_class, provider_types
+from lockgate.providers.registry import load_failure, provider_class, provider_types
 
 # --- schema ----------------------------------------------------------------------------------
 
@@ -64,6 +64,9 @@ class ProviderConfig(_Strict):
     def _known_type_and_keys(self) -> ProviderConfig:
         cls = provider_class(self.type)
         if cls is None:
+            failure = load_failure(self.type)
+            if failure:
+                raise ValueError(f"provider type {self.type!r} is installed but failed to load: {failure}")
             known = ", ".join(sorted(provider_types()))
             raise ValueError(f"unknown provider type {self.type!r} (known: {known})")
         extra = sorted(self.model_fields_set - COMMON_PROVIDER_KEYS - cls.settings_keys)

@@ -89,6 +89,9 @@ def _supervise(config: Config, sock: socket.socket, url: str, workers: int) -> i
     def stop(sig: int, frame: FrameType | None) -> None:
         nonlocal stopping
         stopping = True
+        # The workers close their copies of the listening socket as they start draining; ours
+        # would keep it open and new connections would queue unanswered instead of being refused.
+        sock.close()
         for pid in children:
             _kill(pid, sig)
 

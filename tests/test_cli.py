@@ -1,0 +1,291 @@
+"""The ``lockgate`` command as an operator runs it: a real subprocess, its exit code, and what it
+prints on stdout and stderr (§1 of the interface)."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import pytest
+import yaml
+
+from lockgate import __version__
+
+# The standard credential variables: the parent's must not leak into a zero-config gateway.
+_SCRUBBED = ("LOCKGATE_CONFIG", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
+    env.update(extra)
+    return env
+
+
+def write_config(directory: Path, raw: dict[str, Any], name: str = "lockgate.yaml") -> Path:
+    path = directory / name
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def lockgate(*args: str, cwd: Path, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    """Runs a ``lockgate`` command that is expected to end by itself."""
+    return subprocess.run([sys.executable, "-m", "lockgate", *args], cwd=cwd, env=clean_env(),
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+class Serving:
+    """``lockgate serve ...`` in the background; ``start()`` waits for its ready line (the URL)."""
+
+    def __init__(self, *args: str, cwd: Path, env: dict[str, str] | None = None) -> None:
+        self.args = args
+        self.cwd = cwd
+        self.env = env or clean_env()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self._out = b""
+
+    def start(self, timeout: float = 15) -> Self:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lockgate", "serve", "--port", "0", *self.args],
+            cwd=self.cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+        line = self._read_line(timeout)
+        if not line.startswith("http://"):
+            self.proc.kill()
+            _, err = self.proc.communicate(timeout=5)
+            raise AssertionError(f"no ready line; stdout {line!r}, stderr {err.decode()!r}")
+        self.url = line.strip()
+        return self
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def _read_line(self, timeout: float) -> str:
+        assert self.proc is not None and self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._out:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
+                break
+            chunk = os.read(self.proc.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            self._out += chunk
+        line, _, _ = self._out.partition(b"\n")
+        return line.decode()
+
+    def terminate(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float) -> tuple[int, str, str]:
+        """Exit code, everything printed on stdout and on stderr."""
+        assert self.proc is not None
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, (self._out + out).decode(), err.decode()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate(timeout=5)
+
+
+def http_get(url: str, path: str, timeout: float = 5) -> int:
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+VALID = {
+    "providers": {"oai": {"type": "openai", "api_key": "sk-not-used-0123456789"}},
+    "models": {"gpt": {"targets": [{"provider": "oai", "model": "gpt-4o-mini"}]}},
+}
+
+
+# --- version and check -------------------------------------------------------------------------
+
+
+def test_version_prints_the_package_version(tmp_path: Path) -> None:
+    result = lockgate("version", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"lockgate {__version__}"
+
+
+def test_check_accepts_a_valid_file(tmp_path: Path) -> None:
+    path = write_config(tmp_path, VALID, "gw.yaml")
+    result = lockgate("check", "--config", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
+    assert result.stderr == ""
+
+
+def test_check_finds_lockgate_yaml_in_the_working_directory(tmp_path: Path) -> None:
+    write_config(tmp_path, {"bogus": 1})
+    result = lockgate("check", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "bogus (line 1): unknown key" in result.stderr
+
+
+def test_check_prints_every_error_with_path_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text(
+        "server:\n"
+        "  drain_s: -1\n"
+        "providers:\n"
+        "  oai: {type: openai, colour: blue}\n"
+        "models:\n"
+        "  gpt:\n"
+        "    targets: [{provider: oai}]\n"
+        "    retries: many\n"
+        "keys:\n"
+        "  - {name: ci, key: lg-ci-key-0123456789, rpm: 0}\n"
+    )
+    result = lockgate("check", "--config", str(path), cwd=tmp_path)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 4, result.stderr
+    for expected in ("server.drain_s (line 2)", "providers.oai.colour (line 4): unknown key",
+                     "models.gpt.retries (line 8)", "keys.0.rpm (line 10)"):
+        assert any(expected in line for line in lines), (expected, lines)
+    assert all(line.startswith(f"{path}: ") for line in lines)
+    assert result.stdout == ""
+
+
+def test_check_names_a_missing_environment_variable(tmp_path: Path) -> None:
+    path = tmp_path / "env.yaml"
+    path.write_text("server:\n  master_key: ${LG_TEST_SURELY_UNSET_VAR}\n")
+    result = lockgate("check", "--config", str(path), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "server.master_key (line 2): environment variable LG_TEST_SURELY_UNSET_VAR is not set" \
+        in result.stderr
+
+
+def test_check_reports_an_unreadable_file(tmp_path: Path) -> None:
+    result = lockgate("check", "--config", str(tmp_path / "absent.yaml"), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "absent.yaml" in result.stderr
+
+
+# --- serve: refusals ------------------------------------------------------------------------------
+
+
+def assert_refused(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("lockgate: ")
+    for needle in needles:
+        assert needle in lines[0]
+    assert result.stdout == ""  # never a URL: nothing is listening
+
+
+def test_serve_refuses_an_invalid_config_in_one_line(tmp_path: Path) -> None:
+    path = write_config(tmp_path, {"bogus": 1, "server": {"drain_s": -1}}, "bad.yaml")
+    result = lockgate("serve", "--config", str(path), "--port", "0", cwd=tmp_path)
+    assert_refused(result, "invalid config", "(and 1 more; run 'lockgate check')")
+    assert "bogus (line 1): unknown key" in result.stderr or "server.drain_s (line 3)" in result.stderr
+
+
+def test_serve_refuses_an_open_gateway_on_the_network(tmp_path: Path) -> None:
+    result = lockgate("serve", "--host", "0.0.0.0", "--port", "0", cwd=tmp_path)
+    assert_refused(result, "open gateway", "0.0.0.0", "--insecure")
+
+
+def test_insecure_lets_an_open_gateway_listen_on_the_network(tmp_path: Path) -> None:
+    with Serving("--host", "0.0.0.0", "--insecure", cwd=tmp_path) as gw:
+        assert gw.url.startswith("http://0.0.0.0:")
+        assert http_get(f"http://127.0.0.1:{gw.port}", "/healthz") == 200
+        gw.terminate()
+        code, out, _ = gw.wait(timeout=10)
+    assert code == 0
+    assert out == f"{gw.url}\n"
+
+
+def test_a_master_key_is_enough_to_listen_on_the_network(tmp_path: Path) -> None:
+    path = write_config(tmp_path, {"server": {"master_key": "lg-master-0123456789"}})
+    with Serving("--host", "0.0.0.0", "--config", str(path), cwd=tmp_path) as gw:
+        gw.terminate()
+        assert gw.wait(timeout=10)[0] == 0
+
+
+LIMITED = {**VALID, "keys": [{"name": "ci", "key": "lg-ci-key-0123456789", "rpm": 60}]}
+
+
+def test_serve_refuses_several_workers_with_limits_and_no_redis(tmp_path: Path) -> None:
+    path = write_config(tmp_path, LIMITED)
+    result = lockgate("serve", "--config", str(path), "--workers", "2", "--port", "0", cwd=tmp_path)
+    assert_refused(result, "--workers 2", "redis", "per_worker_limits")
+
+
+def test_per_worker_limits_allows_several_workers(tmp_path: Path) -> None:
+    path = write_config(tmp_path, {**LIMITED, "server": {"per_worker_limits": True}})
+    with Serving("--config", str(path), "--workers", "2", cwd=tmp_path) as gw:
+        assert http_get(gw.url, "/healthz") == 200
+        gw.terminate()
+        code, out, _ = gw.wait(timeout=10)
+    assert code == 0
+    assert out == f"{gw.url}\n"
+
+
+def test_serve_refuses_zero_workers(tmp_path: Path) -> None:
+    assert_refused(lockgate("serve", "--workers", "0", "--port", "0", cwd=tmp_path), "--workers")
+
+
+def test_serve_refuses_a_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = lockgate("serve", "--port", str(port), cwd=tmp_path)
+    assert_refused(result, f"cannot listen on 127.0.0.1:{port}", "in use")
+
+
+# --- serve: ready line ----------------------------------------------------------------------------
+
+
+def test_serve_prints_its_real_url_once_and_exits_0_on_sigterm(tmp_path: Path) -> None:
+    with Serving(cwd=tmp_path) as gw:
+        assert gw.url.startswith("http://127.0.0.1:")
+        assert gw.port != 0  # --port 0: the port the kernel picked, not 0
+        assert http_get(gw.url, "/healthz") == 200
+        gw.terminate()
+        code, out, _ = gw.wait(timeout=10)
+    assert code == 0
+    assert out == f"{gw.url}\n"
+
+
+def test_serve_uses_lockgate_config_from_the_environment(tmp_path: Path) -> None:
+    path = write_config(tmp_path, {"bogus": 1}, "elsewhere.yaml")
+    env = clean_env(LOCKGATE_CONFIG=str(path))
+    result = subprocess.run([sys.executable, "-m", "lockgate", "serve", "--port", "0"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=20, check=False)
+    assert_refused(result, "bogus")
+
+
+def test_the_installed_script_runs(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("lockgate")
+    if not script.exists():
+        pytest.skip("no lockgate script beside this interpreter")
+    result = subprocess.run([str(script), "version"], cwd=tmp_path, env=clean_env(),
+                            capture_output=True, text=True, timeout=20, check=False)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"lockgate {__version__}"

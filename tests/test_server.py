@@ -1,0 +1,204 @@
+"""``lockgate serve`` as a process: SIGTERM drains in-flight streams for up to ``server.drain_s``
+while refusing new connections, then exits 0; ``--workers N`` serves from N processes."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import OPENAI_KEY
+from fakes import FakeOpenAI, Reply
+from test_cli import Serving, write_config
+
+# 16 words: ~19 stream events at 0.1 s apart, so a stream takes about 1.8 s.
+LONG_TEXT = " ".join(f"word{i}" for i in range(16))
+
+
+@pytest.fixture
+def config_for(fake_openai: FakeOpenAI, tmp_path: Path) -> Callable[..., Path]:
+    """Writes a config whose model ``gpt`` is served by the fake OpenAI upstream."""
+
+    def write(**server: Any) -> Path:
+        return write_config(tmp_path, {
+            "server": server,
+            "providers": {"oai": {"type": "openai", "api_key": OPENAI_KEY,
+                                  "base_url": fake_openai.base_url}},
+            "models": {"gpt": {"targets": [{"provider": "oai", "model": "gpt-4o-mini"}]}},
+        })
+
+    return write
+
+
+class Stream:
+    """One streaming chat completion over a raw HTTP connection, read as it arrives."""
+
+    def __init__(self, port: int) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        body = {"model": "gpt", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        self.conn.request("POST", "/v1/chat/completions", body=json.dumps(body),
+                          headers={"content-type": "application/json"})
+        self.response = self.conn.getresponse()
+        assert self.response.status == 200
+
+    def first_event(self) -> bytes:
+        while True:
+            line = self.response.readline()
+            if line.startswith(b"data: "):
+                return line
+
+    def rest(self) -> bytes:
+        """Everything until the server ends the body; a body cut short raises IncompleteRead."""
+        try:
+            return self.response.read()
+        finally:
+            self.conn.close()
+
+
+def refuses_connections(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+def wait_until_refused(port: int, within: float) -> float:
+    """Seconds until a new connection is refused (fails the test if that never happens)."""
+    start = time.monotonic()
+    while not refuses_connections(port):
+        assert time.monotonic() - start < within, "new connections still accepted after SIGTERM"
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def events(body: bytes) -> list[str]:
+    return [line.removeprefix("data: ") for line in body.decode().splitlines()
+            if line.startswith("data: ")]
+
+
+def text_of(events_: list[str]) -> str:
+    chunks = [json.loads(e) for e in events_ if e != "[DONE]"]
+    return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+
+
+def test_sigterm_lets_a_stream_finish_refuses_new_connections_and_exits_0(
+        fake_openai: FakeOpenAI, config_for: Callable[..., Path], tmp_path: Path) -> None:
+    fake_openai.enqueue(Reply(text=LONG_TEXT, chunk_delay_s=0.1))
+    with Serving("--config", str(config_for(drain_s=10)), cwd=tmp_path) as gw:
+        stream = Stream(gw.port)
+        first = stream.first_event()
+        signalled = time.monotonic()
+        gw.terminate()
+        wait_until_refused(gw.port, within=1.0)
+        assert gw.proc is not None and gw.proc.poll() is None  # still draining the stream
+        body = first + stream.rest()
+        code, out, err = gw.wait(timeout=10)
+    assert events(body)[-1] == "[DONE]"
+    assert text_of(events(body)) == LONG_TEXT
+    assert code == 0, err
+    assert time.monotonic() - signalled < 5
+    assert out == f"{gw.url}\n"
+
+
+def test_sigterm_with_nothing_in_flight_exits_at_once(
+        config_for: Callable[..., Path], tmp_path: Path) -> None:
+    with Serving("--config", str(config_for()), cwd=tmp_path) as gw:
+        signalled = time.monotonic()
+        gw.terminate()
+        code, _, err = gw.wait(timeout=10)
+    assert code == 0, err
+    assert time.monotonic() - signalled < 2  # drain_s (20 s) is a ceiling, not a wait
+
+
+def test_a_stream_longer_than_drain_s_is_cut_and_the_process_still_exits_0(
+        fake_openai: FakeOpenAI, config_for: Callable[..., Path], tmp_path: Path) -> None:
+    fake_openai.enqueue(Reply(text=" ".join(["slow"] * 40), chunk_delay_s=0.1))  # ~4 s
+    with Serving("--config", str(config_for(drain_s=1)), cwd=tmp_path) as gw:
+        stream = Stream(gw.port)
+        stream.first_event()
+        signalled = time.monotonic()
+        gw.terminate()
+        try:
+            body = stream.rest()
+        except http.client.IncompleteRead as exc:
+            body = exc.partial
+        cut_after = time.monotonic() - signalled
+        code, _, err = gw.wait(timeout=10)
+    assert "[DONE]" not in events(body)
+    assert 0.8 < cut_after < 3
+    # Observed: exit code 0 (the drain timing out is still a requested, orderly stop).
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("drain_s", [0, 0.5])
+def test_a_drain_under_a_second_is_honoured_not_unlimited(
+        drain_s: float, fake_openai: FakeOpenAI, config_for: Callable[..., Path],
+        tmp_path: Path) -> None:
+    fake_openai.enqueue(Reply(text=" ".join(["slow"] * 40), chunk_delay_s=0.1))  # ~4 s
+    with Serving("--config", str(config_for(drain_s=drain_s)), cwd=tmp_path) as gw:
+        stream = Stream(gw.port)
+        stream.first_event()
+        signalled = time.monotonic()
+        gw.terminate()
+        code, _, err = gw.wait(timeout=10)
+        stopped_after = time.monotonic() - signalled
+    assert code == 0, err
+    assert stopped_after < 2
+
+
+def test_several_workers_serve_and_exit_0_on_sigterm(
+        fake_openai: FakeOpenAI, config_for: Callable[..., Path], tmp_path: Path) -> None:
+    with Serving("--config", str(config_for(drain_s=5)), "--workers", "2", cwd=tmp_path) as gw:
+        assert gw.proc is not None
+        workers = Path(f"/proc/{gw.proc.pid}/task/{gw.proc.pid}/children")
+        if workers.exists():
+            assert len(workers.read_text().split()) == 2
+        results: list[int] = []
+        threads = [threading.Thread(target=lambda: results.append(chat(gw.port))) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=10)
+        assert results == [200] * 8
+        gw.terminate()
+        wait_until_refused(gw.port, within=2.0)
+        code, out, err = gw.wait(timeout=10)
+    assert code == 0, err
+    assert out == f"{gw.url}\n"
+    assert len(fake_openai.requests) == 8
+
+
+def test_several_workers_drain_a_stream_on_sigterm(
+        fake_openai: FakeOpenAI, config_for: Callable[..., Path], tmp_path: Path) -> None:
+    fake_openai.enqueue(Reply(text=LONG_TEXT, chunk_delay_s=0.1))
+    with Serving("--config", str(config_for(drain_s=10)), "--workers", "2", cwd=tmp_path) as gw:
+        stream = Stream(gw.port)
+        first = stream.first_event()
+        gw.terminate()
+        wait_until_refused(gw.port, within=1.0)
+        body = first + stream.rest()
+        code, _, err = gw.wait(timeout=10)
+    assert events(body)[-1] == "[DONE]"
+    assert text_of(events(body)) == LONG_TEXT
+    assert code == 0, err
+
+
+def chat(port: int) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        body = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}
+        conn.request("POST", "/v1/chat/completions", body=json.dumps(body),
+                     headers={"content-type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
