@@ -305,7 +305,7 @@ def measure(s: Settings, target: Target, scenarios: list[str]) -> dict[str, Any]
         run = Running(target.name, target.command, target.env, s.gw_cpu, s.rundir)
     try:
         if run is not None:
-            results["ready_s"] = wait_ready(run, target, s.headers)
+            results["ready_s"] = round(wait_ready(run, target, s.headers), 3)
             log(f"{target.name} ready after {results['ready_s']:.2f} s")
         variants = ["fast", "slow", "stream", "slowstream"]
         if "tput_translated_c32" in scenarios:
@@ -484,7 +484,10 @@ def versions() -> dict[str, Any]:
             return str(exc)
         return (done.stdout or done.stderr).strip().splitlines()[0] if (done.stdout or done.stderr) else ""
     lockgate = out([sys.executable, "-c", "import lockgate; print(lockgate.__version__)"])
-    return {"lockgate": lockgate, "python": platform.python_version(), "wrk": out(["wrk", "-v"]),
+    commit = out(["git", "-C", HERE, "rev-parse", "--short", "HEAD"])
+    dirty = out(["git", "-C", HERE, "status", "--porcelain", "--untracked-files=no", "--", "../src"])
+    return {"lockgate": lockgate, "git": commit + (" + uncommitted src changes" if dirty else ""),
+            "python": platform.python_version(), "wrk": out(["wrk", "-v"]),
             "nginx": out(["nginx", "-v"]) if shutil.which("nginx") else None,
             "kernel": platform.release(), "cpus": os.cpu_count()}
 
@@ -512,6 +515,17 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--mock-port", type=int, default=18100)
     p.add_argument("--port", type=int, default=15100, help="lockgate's port (floor: PORT+1)")
     return p.parse_args()
+
+
+def warn_if_busy() -> None:
+    """Other work on the measured CPUs makes every figure noisy; say so before starting."""
+    before = cpu_times()
+    time.sleep(1.0)
+    busy = {cpu: pct for cpu, pct in cpu_busy(before).items() if pct > 15}
+    if busy:
+        log(f"warning: the machine is busy before the benchmark starts ({busy} % busy): figures "
+            "will be noisy; run on a quiet machine, or raise the benchmark's priority "
+            "(sudo nice -n -10 ...)")
 
 
 def preflight(args: argparse.Namespace) -> tuple[str | None, str | None]:
@@ -557,6 +571,7 @@ def scenarios_for(target: Target) -> list[str]:
 def main() -> None:
     args = parse_args()
     gw_cpu, load_cpu = preflight(args)
+    warn_if_busy()
     os.makedirs(args.rundir, exist_ok=True)
     settings = Settings(args.rundir, gw_cpu, load_cpu, args.duration, args.stream_duration,
                         args.warmup, [f"Authorization: Bearer {KEY}"])

@@ -20,13 +20,15 @@ from lockgate.pipeline.auth import Authenticator
 from lockgate.pipeline.call import Caller
 from lockgate.pipeline.chat import ChatEndpoint
 from lockgate.pipeline.embeddings import EmbeddingsEndpoint
-from lockgate.pipeline.limits import NoLimits
+from lockgate.pipeline.limits import CountingLimiter
 from lockgate.pipeline.models import ModelsEndpoint
 from lockgate.pipeline.record import MemoryRecorder, Recorder
 from lockgate.pipeline.route import Router
 from lockgate.pipeline.services import Services
 from lockgate.providers.base import Provider
 from lockgate.providers.registry import provider_class
+from lockgate.state.counters import CounterStore, MemoryCounters
+from lockgate.state.redis_counters import RedisCounters
 
 log = logging.getLogger("lockgate")
 
@@ -42,6 +44,8 @@ class Gateway:
         self.providers: dict[str, Provider] = {}
         self.ready = False
         self._session: aiohttp.ClientSession | None = None
+        counters: CounterStore = RedisCounters(config.redis) if config.redis else MemoryCounters()
+        self.limiter = CountingLimiter(counters, config.limits.redis_failure)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -69,7 +73,7 @@ class Gateway:
         if self.config.server.master_key:
             secrets.append(self.config.server.master_key)
         services = Services(
-            auth=Authenticator(self.config), limiter=NoLimits(), router=router,
+            auth=Authenticator(self.config), limiter=self.limiter, router=router,
             caller=Caller(router, secrets), recorder=self.recorder,
             max_body_bytes=self.config.server.max_body_bytes,
             expose_route=self.config.server.expose_route_header,
@@ -89,6 +93,8 @@ class Gateway:
 
     async def shutdown(self) -> None:
         self.ready = False
+        await self.limiter.drain()
+        await self.limiter.counters.close()
         if self._session is not None:
             await self._session.close()
 

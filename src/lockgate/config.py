@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lockgate.providers.registry import load_failure, provider_class, provider_types
 
@@ -40,6 +40,12 @@ class ServerConfig(_Strict):
 
 # Keys every network provider accepts, beside the type-specific ones each class declares.
 COMMON_PROVIDER_KEYS = frozenset({"type", "api_key", "base_url", "headers", "timeout_s"})
+
+
+class LimitsConfig(_Strict):
+    # What to do while Redis (the shared counters) cannot be reached: serve without counting
+    # (fail_open, the default: availability first) or refuse with 503 (fail_closed).
+    redis_failure: Literal["fail_open", "fail_closed"] = "fail_open"
 
 
 class ProviderConfig(_Strict):
@@ -89,12 +95,21 @@ class Price(_Strict):
 
 
 class ModelConfig(_Strict):
-    targets: tuple[Target, ...] = Field(min_length=1)
+    targets: tuple[Target, ...]
     strategy: Literal["weighted", "ordered"] = "weighted"
     fallbacks: tuple[str, ...] = ()
     retries: int = Field(default=2, ge=0, le=10)
     timeout_s: float | None = Field(default=None, gt=0)
     price: Price | None = None
+
+    # Not Field(min_length=1): pydantic would also report "at least 1 item" for a list whose only
+    # item has a typo, beside the typo itself. An after-validator runs only on valid items.
+    @field_validator("targets")
+    @classmethod
+    def _some_targets(cls, targets: tuple[Target, ...]) -> tuple[Target, ...]:
+        if not targets:
+            raise ValueError("a model needs at least one target")
+        return targets
 
 
 BudgetPeriod = Literal["total", "daily", "monthly"]
@@ -126,6 +141,7 @@ class Config(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     storage: str = "sqlite:///lockgate.db"
     redis: str | None = None
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     teams: tuple[TeamConfig, ...] = ()
@@ -229,7 +245,9 @@ def _validate(raw: dict[str, Any], lines: dict[tuple[str, ...], int]) -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(list(_problems(exc, lines))) from None
+        # In file order, so that `check` reads top to bottom and `serve` names the first one.
+        found = sorted(_problems(exc, lines), key=lambda p: p.line or 0)
+        raise ConfigError(found) from None
 
 
 def _problems(exc: ValidationError, lines: dict[tuple[str, ...], int]) -> Iterator[ConfigProblem]:
@@ -297,7 +315,8 @@ def _substitute_string(
 ) -> str:
     def replace(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
-        if name in env:
+        # As in the shell and Compose, ``:-`` also replaces a variable that is set but empty.
+        if env.get(name) or (name in env and default is None):
             return env[name]
         if default is not None:
             return default

@@ -9,6 +9,7 @@ would re-raise the signal after its graceful shutdown, which ends the process wi
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import socket
@@ -64,7 +65,8 @@ def _run_worker(config: Config, sock: socket.socket, on_ready: Callable[[], None
         lifespan="on",
         access_log=False,
         log_level="warning",
-        timeout_graceful_shutdown=int(config.server.drain_s) or None,
+        # uvicorn takes whole seconds, and None (not 0) means no limit: round up, never to None.
+        timeout_graceful_shutdown=math.ceil(config.server.drain_s),
         timeout_keep_alive=30,
     )
     _Server(uv_config, on_ready).run(sockets=[sock])

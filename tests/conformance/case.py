@@ -32,6 +32,10 @@ class UpstreamReader(ABC):
     def is_stream(self, request: RecordedRequest) -> bool: ...
 
     @abstractmethod
+    def model(self, request: RecordedRequest) -> str:
+        """The upstream model id the request names."""
+
+    @abstractmethod
     def system(self, body: Body) -> str | None:
         """The system prompt as the upstream got it (parts joined), None when there is none."""
 
@@ -44,6 +48,9 @@ class UpstreamReader(ABC):
 
     @abstractmethod
     def stop(self, body: Body) -> list[str]: ...
+
+    @abstractmethod
+    def max_tokens(self, body: Body) -> int | None: ...
 
     @abstractmethod
     def json_mode(self, body: Body) -> JsonMode | None: ...

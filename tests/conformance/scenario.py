@@ -104,9 +104,10 @@ class Failure:
 @dataclass(frozen=True)
 class Ending:
     """How a raw stream ended: how many ordinary events came before the first error event, the
-    error object of the last event if it is an error, and whether the format's normal end
-    (OpenAI ``[DONE]``, Anthropic ``message_stop``) appeared anywhere."""
+    error object of the last event if it is an error, how many error events there were, and
+    whether the format's normal end (OpenAI ``[DONE]``, Anthropic ``message_stop``) appeared."""
 
     events_before_error: int
     error: dict[str, Any] | None
+    error_events: int
     normal_end: bool

@@ -454,11 +454,11 @@ def test_relay_tap_renames_the_model_and_reads_usage() -> None:
     assert tap.finished is True
 
 
-def test_relay_tap_is_not_finished_by_an_error() -> None:
+def test_relay_tap_raises_an_upstream_error_event_for_the_pipeline_to_render() -> None:
     cut = UPSTREAM_STREAM.split(b"event: message_delta")[0] + (
         b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error",'
         b'"message":"Overloaded"}}\n\n')
-    out, tap, _ = tap_all(cut)
-    assert out.endswith(b'"message":"Overloaded"}}\n\n')
-    assert tap.finished is False
-    assert tap.usage.prompt_tokens == 125
+    with pytest.raises(UpstreamError) as caught:
+        tap_all(cut)
+    assert caught.value.status == 529
+    assert caught.value.message == "Overloaded"

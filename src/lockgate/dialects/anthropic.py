@@ -39,7 +39,7 @@ from lockgate.core.chat import (
 from lockgate.dialects.base import Dialect, RelayTap, StreamEncoder
 from lockgate.dialects.sse import SSEEvent, named_event
 from lockgate.dialects.validate import opt_bool, opt_int, opt_number
-from lockgate.errors import GatewayError, InvalidRequest
+from lockgate.errors import GatewayError, InvalidRequest, UpstreamError
 
 # --- shared mappings -------------------------------------------------------------------------
 
@@ -59,6 +59,31 @@ _STOP_REASON_FROM_FINISH: dict[FinishReason, str] = {
     "tool_calls": "tool_use",
     "content_filter": "refusal",
 }
+
+
+# The HTTP status each Anthropic error type stands for (an error event mid-stream has none).
+STATUS_FROM_ERROR_TYPE = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+def upstream_stream_error(data: dict[str, Any]) -> UpstreamError:
+    """An ``event: error`` of an Anthropic stream, as the upstream failure it reports."""
+    error = data.get("error")
+    error = error if isinstance(error, dict) else {}
+    kind = str(error.get("type", "api_error"))
+    message = error.get("message")
+    text = message if isinstance(message, str) and message else f"upstream stream error: {kind}"
+    return UpstreamError(text, status=STATUS_FROM_ERROR_TYPE.get(kind, 502))
 
 
 def usage_from_anthropic(usage: Any) -> Usage:
@@ -515,6 +540,8 @@ class AnthropicRelayTap(RelayTap):
         self.finished = False
 
     def feed(self, event: SSEEvent) -> bytes:
+        if event.event == "error":  # re-rendered by the pipeline, with credentials scrubbed
+            raise upstream_stream_error(_loads(event.data))
         if event.event == "message_start":
             return self._message_start(event)
         if event.event == "message_delta":

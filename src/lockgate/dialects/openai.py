@@ -42,7 +42,7 @@ from lockgate.dialects.validate import (
     req_list,
     req_str,
 )
-from lockgate.errors import GatewayError, InvalidRequest
+from lockgate.errors import GatewayError, InvalidRequest, UpstreamError
 
 # --- parsing ---------------------------------------------------------------------------------
 
@@ -286,7 +286,7 @@ class OpenAIStreamEncoder(StreamEncoder):
 
 
 class OpenAIRelayTap(RelayTap):
-    """Watches an OpenAI-compatible stream relayed as is. Only the first chunk and the usage
+    """Watches an OpenAI-compatible stream relayed as is. Only the opening chunks and the usage
     chunk are parsed; every other event passes through as bytes, with the upstream's model id
     swapped for the client's model name by a byte replacement."""
 
@@ -295,35 +295,52 @@ class OpenAIRelayTap(RelayTap):
         self.finished = False
         self._model = model
         self._client_wants_usage = client_wants_usage
-        self._swap: tuple[bytes, bytes] | None = None
-        self._first = True
+        self._named = b'"model":' + orjson.dumps(model)
+        # Azure's content-filter chunks (the first one, and late ones) name no model at all.
+        self._swaps: list[tuple[bytes, bytes]] = [(b'"model":""', self._named)]
+        self._learning = True
 
     def feed(self, event: SSEEvent) -> bytes:
         raw = event.raw
         if event.data == "[DONE]":
             self.finished = True
             return raw
-        if self._first:
-            self._first = False
+        if event.data.startswith('{"error"'):  # re-rendered by the pipeline, scrubbed
+            raise UpstreamError(_error_message(event.data), retryable=False)
+        if self._learning:
             self._learn_model(event.data)
         if b'"usage":{' in raw or b'"usage": {' in raw:
             chunk = orjson.loads(event.data)
             self.usage = usage_from_object(chunk.get("usage"))
             if not chunk.get("choices") and not self._client_wants_usage:
                 return b""  # we asked for usage for our records; the client did not
-        if self._swap is not None:
-            raw = raw.replace(self._swap[0], self._swap[1])
+        for old, new in self._swaps:
+            raw = raw.replace(old, new)
         return raw
 
     def _learn_model(self, data: str) -> None:
+        """Reads the upstream's model id from the first chunk that has one (Azure opens with a
+        prompt-filter chunk that has none) or that carries choices."""
         try:
-            upstream = orjson.loads(data).get("model")
+            chunk = orjson.loads(data)
+            upstream, choices = chunk.get("model"), chunk.get("choices")
         except (orjson.JSONDecodeError, AttributeError):
             return
-        if isinstance(upstream, str) and upstream != self._model:
-            old = orjson.dumps(upstream)
-            new = orjson.dumps(self._model)
-            self._swap = (b'"model":' + old, b'"model":' + new)
+        if isinstance(upstream, str) and upstream:
+            self._learning = False
+            if upstream != self._model:
+                self._swaps.append((b'"model":' + orjson.dumps(upstream), self._named))
+        elif choices:
+            self._learning = False
+
+
+def _error_message(data: str) -> str:
+    try:
+        error = orjson.loads(data).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        return "the upstream stream failed"
+    message = error.get("message") if isinstance(error, dict) else error
+    return message if isinstance(message, str) and message else "the upstream stream failed"
 
 
 class OpenAIDialect(Dialect):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from lockgate.asgi import Scope, header
 from lockgate.config import Config, KeyConfig, TeamConfig
 from lockgate.errors import AuthenticationFailed
+from lockgate.pipeline.limits import OwnerLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,7 @@ class Principal:
     team_id: str | None = None
     team_models: frozenset[str] | None = None
     is_master: bool = False
+    limits: tuple[OwnerLimits, ...] = ()
 
     def may_use(self, model: str) -> bool:
         return ((self.models is None or model in self.models)
@@ -68,10 +70,21 @@ class Authenticator:
 
 
 def _principal(key: KeyConfig, team: TeamConfig | None) -> Principal:
+    key_id = f"static/{key.name}"
+    team_id = f"static/{team.name}" if team else None
+    limits = [owner_limits(f"key:{key_id}", key)]
+    if team is not None:
+        limits.append(owner_limits(f"team:{team_id}", team))
     return Principal(
-        key_id=f"static/{key.name}",
+        key_id=key_id,
         name=key.name,
         models=frozenset(key.models) if key.models is not None else None,
-        team_id=f"static/{team.name}" if team else None,
+        team_id=team_id,
         team_models=frozenset(team.models) if team and team.models is not None else None,
+        limits=tuple(lim for lim in limits if lim.any()),
     )
+
+
+def owner_limits(owner: str, spec: KeyConfig | TeamConfig) -> OwnerLimits:
+    return OwnerLimits(owner=owner, rpm=spec.rpm, tpm=spec.tpm, max_parallel=spec.max_parallel,
+                       budget_usd=spec.budget_usd, budget_period=spec.budget_period)

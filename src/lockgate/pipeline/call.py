@@ -53,7 +53,7 @@ class Caller:
                 if delay > MAX_WAIT_S:
                     break
                 await asyncio.sleep(delay)
-            ctx.route = deployment.route
+            ctx.route, ctx.deployment = deployment.route, deployment
             try:
                 return await attempt(deployment, plan.timeout_for(deployment))
             except UpstreamError as err:

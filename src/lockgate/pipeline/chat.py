@@ -19,13 +19,14 @@ from typing import Any
 
 import orjson
 
-from lockgate.asgi import Receive, Scope, Send, send_body, start_stream
+from lockgate.asgi import Headers, Receive, Scope, Send, send_body, start_stream
 from lockgate.core.chat import ChatRequest
 from lockgate.dialects.base import Dialect
 from lockgate.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout
 from lockgate.pipeline.body import parse_object, read_body
 from lockgate.pipeline.context import RequestContext
-from lockgate.pipeline.endpoint import Endpoint
+from lockgate.pipeline.endpoint import Endpoint, end_user, estimate
+from lockgate.pipeline.limits import estimate_tokens
 from lockgate.pipeline.relay import encode_events, pump, relay_events, until_disconnect
 from lockgate.pipeline.route import Deployment, ModelPlan
 from lockgate.pipeline.services import Services
@@ -45,27 +46,30 @@ class ChatEndpoint(Endpoint):
     async def handle(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
         principal = self.s.auth.authenticate(scope)
         ctx.key_id, ctx.team_id = principal.key_id, principal.team_id
-        body = parse_object(await read_body(scope, receive, self.s.max_body_bytes))
+        raw = await read_body(scope, receive, self.s.max_body_bytes)
+        body = parse_object(raw)
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise InvalidRequest("model: a non-empty string is required")
-        ctx.model, ctx.stream = model, body.get("stream") is True
+        ctx.model, ctx.stream, ctx.user = model, body.get("stream") is True, end_user(scope, body)
         plan = self.s.router.plan(model, principal)
-        lease = await self.s.limiter.acquire(principal, model, _estimate_tokens(body))
+        cap = body.get("max_completion_tokens") or body.get("max_tokens")
+        lease = await self.s.limiter.acquire(principal.limits,
+                                             estimate(plan, *estimate_tokens(len(raw), cap)))
         try:
             exchange = _Exchange(self.dialect, body, model, ctx)
             if ctx.stream:
-                await self._stream(exchange, plan, receive, send, ctx)
+                await self._stream(exchange, plan, receive, send, ctx, lease.headers)
             else:
                 answer = await self.s.caller.call(plan, exchange.answer, ctx)
-                await send_body(send, 200, answer, self.headers(ctx))
+                await send_body(send, 200, answer, [*self.headers(ctx), *lease.headers])
         finally:
-            lease.settle(ctx.usage)
+            lease.settle(ctx.usage, ctx.settle_cost())
 
     async def _stream(self, exchange: _Exchange, plan: ModelPlan, receive: Receive, send: Send,
-                      ctx: RequestContext) -> None:
+                      ctx: RequestContext, extra: Headers) -> None:
         first, rest = await self.s.caller.call(plan, exchange.open_stream, ctx)
-        await start_stream(send, self.headers(ctx))
+        await start_stream(send, [*self.headers(ctx), *extra])
 
         def on_error(err: UpstreamError) -> bytes:
             scrubbed = GatewayError(self.s.caller.scrub(err.message), status=502,
@@ -133,12 +137,6 @@ class _Exchange:
         response = await deployment.provider.forward("chat", upstream, timeout)
         tap = self.dialect.relay_tap(self.body, self.model)
         return relay_events(iter_sse(response), tap, self.ctx)
-
-
-def _estimate_tokens(body: dict[str, Any]) -> int:
-    """A cheap upper-bound guess for limit reservations, settled with the real usage after."""
-    limit = body.get("max_completion_tokens") or body.get("max_tokens")
-    return limit if isinstance(limit, int) and limit > 0 else 0
 
 
 

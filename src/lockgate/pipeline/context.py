@@ -5,9 +5,13 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from lockgate.asgi import Scope, header
 from lockgate.core.chat import Usage
+
+if TYPE_CHECKING:
+    from lockgate.pipeline.route import Deployment
 
 
 @dataclass(slots=True)
@@ -20,6 +24,8 @@ class RequestContext:
     team_id: str | None = None
     model: str | None = None
     route: str | None = None
+    deployment: Deployment | None = None
+    cost_usd: float = 0.0
     status: int = 200
     error_code: str | None = None
     usage: Usage = field(default_factory=Usage)
@@ -32,6 +38,12 @@ class RequestContext:
         request_id = given.decode("latin-1")[:128] if given else uuid.uuid4().hex
         return cls(request_id=request_id, started=time.perf_counter(), ts=time.time(),
                    endpoint=scope["path"])
+
+    def settle_cost(self) -> float:
+        """The cost of what the deployment that answered used, by its price."""
+        price = self.deployment.price if self.deployment is not None else None
+        self.cost_usd = price.cost(self.usage) if price is not None else 0.0
+        return self.cost_usd
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0

@@ -20,7 +20,7 @@ from lockgate.dialects.validate import opt_int, opt_str
 from lockgate.errors import GatewayError, InvalidRequest
 from lockgate.pipeline.body import parse_object, read_body
 from lockgate.pipeline.context import RequestContext
-from lockgate.pipeline.endpoint import Endpoint
+from lockgate.pipeline.endpoint import Endpoint, end_user, estimate
 from lockgate.pipeline.route import Deployment
 from lockgate.providers.http import parse_json, read_raw
 
@@ -32,16 +32,17 @@ class EmbeddingsEndpoint(Endpoint):
     async def handle(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
         principal = self.s.auth.authenticate(scope)
         ctx.key_id, ctx.team_id = principal.key_id, principal.team_id
-        body = parse_object(await read_body(scope, receive, self.s.max_body_bytes))
+        raw = await read_body(scope, receive, self.s.max_body_bytes)
+        body = parse_object(raw)
         request = parse_request(body)
-        ctx.model = request.model
+        ctx.model, ctx.user = request.model, end_user(scope, body)
         plan = self.s.router.plan(request.model, principal)
-        lease = await self.s.limiter.acquire(principal, request.model, 0)
+        lease = await self.s.limiter.acquire(principal.limits, estimate(plan, len(raw) // 4, 0))
         try:
             answer = await self.s.caller.call(plan, _Attempt(body, request, ctx).run, ctx)
         finally:
-            lease.settle(ctx.usage)
-        await send_body(send, 200, answer, self.headers(ctx))
+            lease.settle(ctx.usage, ctx.settle_cost())
+        await send_body(send, 200, answer, [*self.headers(ctx), *lease.headers])
 
 
 def parse_request(body: dict[str, Any]) -> EmbeddingsRequest:

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from typing import Any
 
-from lockgate.asgi import Headers, Receive, Scope, Send, send_body
+from lockgate.asgi import Headers, Receive, Scope, Send, header, send_body
+from lockgate.core.chat import Usage
 from lockgate.errors import GatewayError
 from lockgate.pipeline.body import ClientGone
 from lockgate.pipeline.context import RequestContext
+from lockgate.pipeline.limits import Estimate
+from lockgate.pipeline.route import ModelPlan
 from lockgate.pipeline.services import Services
 
 log = logging.getLogger("lockgate")
@@ -50,3 +54,25 @@ class Endpoint(ABC):
         ctx.status, ctx.error_code = err.status, err.code
         await send_body(send, err.status, self.error_body(err),
                         [(b"x-request-id", ctx.request_id.encode()), *err.headers()])
+
+
+def estimate(plan: ModelPlan, prompt: int, completion: int) -> Estimate:
+    """What a request will probably use, for the reservation made before it is sent; priced
+    at the model's first deployment."""
+    price = plan.deployments[0].price
+    cost = price.cost(Usage(prompt, completion)) if price is not None else 0.0
+    return Estimate(tokens=prompt + completion, cost_usd=cost)
+
+
+def end_user(scope: Scope, body: dict[str, Any]) -> str | None:
+    """The end user a request is for: ``x-lockgate-user``, OpenAI's ``user`` or Anthropic's
+    ``metadata.user_id``."""
+    given = header(scope, b"x-lockgate-user")
+    if given:
+        return given.decode("latin-1")[:256]
+    user = body.get("user")
+    if isinstance(user, str):
+        return user[:256]
+    metadata = body.get("metadata")
+    user = metadata.get("user_id") if isinstance(metadata, dict) else None
+    return user[:256] if isinstance(user, str) else None

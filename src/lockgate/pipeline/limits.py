@@ -1,34 +1,252 @@
-"""Step 3: rate limits and budgets. The seam the control plane fills in: a limiter reserves
-before the upstream call and settles with the real usage after (tensorzero's consume/return
-shape), so concurrent requests cannot overshoot by more than what is in flight."""
+"""Step 3: rate limits and budgets, reserved before the upstream call and settled after it.
+
+Each request reserves, in one atomic call to the counter store, every bucket that applies to
+it — the key's and its team's rpm, tpm, max_parallel and budget — and is refused with 429 if
+any is full. Tokens and spend are reserved from an estimate (the body's size / 4 for the prompt,
+plus ``max_tokens`` or ``DEFAULT_COMPLETION_ESTIMATE``) and settled with the real usage after,
+so concurrent requests overshoot a limit by at most what is in flight when it is crossed.
+Settling runs after the answer has gone out, off the client's time.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+import asyncio
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol
 
+from lockgate.asgi import Headers
 from lockgate.core.chat import Usage
-from lockgate.pipeline.auth import Principal
+from lockgate.errors import GatewayError, RateLimited
+from lockgate.state.counters import CounterStore, Outcome, Take
+
+log = logging.getLogger("lockgate")
+
+DEFAULT_COMPLETION_ESTIMATE = 256
+LEASE_TTL_S = 900.0  # longest a request may hold a max_parallel slot if never released
+WINDOW_S = 60
+
+BudgetPeriod = Literal["total", "daily", "monthly"]
+FailMode = Literal["fail_open", "fail_closed"]
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerLimits:
+    """The limits of one key or team. ``owner`` is ``key/<id>`` or ``team/<id>``."""
+
+    owner: str
+    rpm: int | None = None
+    tpm: int | None = None
+    max_parallel: int | None = None
+    budget_usd: float | None = None
+    budget_period: BudgetPeriod = "total"
+
+    def any(self) -> bool:
+        return any(v is not None for v in (self.rpm, self.tpm, self.max_parallel, self.budget_usd))
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    tokens: int
+    cost_usd: float
 
 
 class Lease(Protocol):
-    def settle(self, usage: Usage) -> None:
+    headers: Headers
+
+    def settle(self, usage: Usage, cost_usd: float) -> None:
         """Gives back what was reserved and charges what was used; called exactly once."""
 
 
 class Limiter(Protocol):
-    async def acquire(self, principal: Principal, model: str, estimated_tokens: int) -> Lease:
+    async def acquire(self, limits: tuple[OwnerLimits, ...], estimate: Estimate) -> Lease:
         """Reserves room for one request, or raises ``RateLimited``."""
 
 
 class _NoLease:
-    def settle(self, usage: Usage) -> None:
+    headers: Headers = []
+
+    def settle(self, usage: Usage, cost_usd: float) -> None:
         return None
 
 
-class NoLimits:
-    """The limiter of a gateway with no limits configured: nothing to count."""
+NO_LEASE: Lease = _NoLease()
 
-    _lease = _NoLease()
 
-    async def acquire(self, principal: Principal, model: str, estimated_tokens: int) -> Lease:
-        return self._lease
+def estimate_tokens(body_size: int, max_tokens: object) -> tuple[int, int]:
+    """(prompt, completion) token guesses for a reservation: about 4 bytes of JSON per prompt
+    token, which overestimates, and the completion cap the client set."""
+    completion = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else DEFAULT_COMPLETION_ESTIMATE
+    return body_size // 4, completion
+
+
+def period_bucket(period: BudgetPeriod, now: float) -> tuple[str, float]:
+    """The budget window's id and how long its counter must live (past its end, for safety)."""
+    day = datetime.fromtimestamp(now, UTC)
+    if period == "daily":
+        return day.strftime("d%Y%m%d"), 2 * 86400.0
+    if period == "monthly":
+        return day.strftime("m%Y%m"), 62 * 86400.0
+    return "total", 10 * 365 * 86400.0
+
+
+def period_start(period: BudgetPeriod, now: float) -> float:
+    day = datetime.fromtimestamp(now, UTC)
+    if period == "daily":
+        return day.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+    if period == "monthly":
+        return day.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
+    return 0.0
+
+
+class CountingLimiter:
+    def __init__(self, counters: CounterStore, fail_mode: FailMode = "fail_open",
+                 on_store_error: Callable[[], None] | None = None) -> None:
+        self.counters = counters
+        self.fail_mode = fail_mode
+        self._on_store_error = on_store_error or (lambda: None)
+        self._settling: set[asyncio.Task[None]] = set()
+
+    async def acquire(self, limits: tuple[OwnerLimits, ...], estimate: Estimate) -> Lease:
+        if not limits:
+            return NO_LEASE
+        now = time.time()
+        buckets = _buckets(limits, estimate, now)
+        if not buckets:
+            return NO_LEASE
+        lease_id = uuid.uuid4().hex
+        try:
+            outcome = await self.counters.reserve([b.take for b in buckets], lease_id)
+        except Exception as exc:  # the store is down: the deployment's fail mode decides
+            return self._store_down(exc)
+        if not outcome.ok:
+            assert outcome.denied is not None
+            raise _refusal(buckets[outcome.denied], now)
+        return _CountedLease(self, buckets, lease_id, _headers(buckets, outcome, now))
+
+    async def seed_budget(self, owner: OwnerLimits, spent_usd: float) -> None:
+        """Restores a budget's spend for the current period from storage, unless the counter
+        already has one (another replica, or an earlier start, seeded it)."""
+        if owner.budget_usd is None:
+            return
+        period, ttl = period_bucket(owner.budget_period, time.time())
+        await self.counters.seed(f"spend:{owner.owner}:{period}", spent_usd, ttl)
+
+    def _store_down(self, exc: Exception) -> Lease:
+        self._on_store_error()
+        log.warning("limits store unreachable (%s); failing %s", type(exc).__name__, self.fail_mode)
+        if self.fail_mode == "fail_open":
+            return NO_LEASE
+        raise GatewayError("rate limits cannot be checked right now", status=503,
+                           code="limits_unavailable", retry_after=1)
+
+    def settle_later(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._settling.add(task)  # a reference, so the task is not collected while it runs
+        task.add_done_callback(self._settling.discard)
+
+    async def drain(self) -> None:
+        """Waits for settlements still running (shutdown)."""
+        if self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
+
+
+class _CountedLease:
+    def __init__(self, limiter: CountingLimiter, buckets: list[_Bucket], lease_id: str,
+                 headers: Headers) -> None:
+        self._limiter = limiter
+        self._buckets = buckets
+        self._lease_id = lease_id
+        self.headers = headers
+
+    def settle(self, usage: Usage, cost_usd: float) -> None:
+        self._limiter.settle_later(self._settle(usage, cost_usd))
+
+    async def _settle(self, usage: Usage, cost_usd: float) -> None:
+        counters = self._limiter.counters
+        try:
+            for bucket in self._buckets:
+                take = bucket.take
+                if bucket.kind == "par":
+                    await counters.release(take.name, self._lease_id)
+                elif bucket.kind == "tpm":
+                    await counters.adjust(take.name, usage.total_tokens - take.amount, take.ttl_s)
+                elif bucket.kind == "spend":
+                    await counters.adjust(take.name, cost_usd - take.amount, take.ttl_s)
+        except Exception as exc:
+            log.warning("could not settle limits (%s); counters may be off until they expire",
+                        type(exc).__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Bucket:
+    kind: Literal["rpm", "tpm", "par", "spend"]
+    owner: OwnerLimits
+    take: Take
+
+
+def _buckets(limits: tuple[OwnerLimits, ...], estimate: Estimate, now: float) -> list[_Bucket]:
+    minute = int(now // WINDOW_S)
+    out: list[_Bucket] = []
+    for lim in limits:
+        if lim.rpm is not None:
+            out.append(_Bucket("rpm", lim, Take(f"rpm:{lim.owner}:{minute}", 1, lim.rpm, 2 * WINDOW_S)))
+        if lim.tpm is not None:
+            out.append(_Bucket("tpm", lim, Take(f"tpm:{lim.owner}:{minute}", estimate.tokens, lim.tpm,
+                                                 2 * WINDOW_S)))
+        if lim.max_parallel is not None:
+            out.append(_Bucket("par", lim, Take(f"par:{lim.owner}", 1, lim.max_parallel, LEASE_TTL_S,
+                                                 "lease")))
+        if lim.budget_usd is not None:
+            period, ttl = period_bucket(lim.budget_period, now)
+            out.append(_Bucket("spend", lim, Take(f"spend:{lim.owner}:{period}", estimate.cost_usd,
+                                                   lim.budget_usd, ttl)))
+    return out
+
+
+def _refusal(bucket: _Bucket, now: float) -> RateLimited:
+    owner = bucket.owner.owner
+    if bucket.kind == "spend":
+        return RateLimited(f"the budget of {owner} is spent", code="budget_exceeded",
+                           retry_after=_until_period_end(bucket.owner.budget_period, now))
+    what = {"rpm": "requests per minute", "tpm": "tokens per minute", "par": "requests in flight"}
+    wait = 1.0 if bucket.kind == "par" else WINDOW_S - now % WINDOW_S
+    return RateLimited(f"rate limit of {int(bucket.take.limit)} {what[bucket.kind]} reached for {owner}",
+                       retry_after=math.ceil(wait))
+
+
+def _until_period_end(period: BudgetPeriod, now: float) -> float:
+    day = datetime.fromtimestamp(now, UTC)
+    if period == "daily":
+        return 86400.0 - (now - period_start("daily", now))
+    if period == "monthly":
+        nxt = (day.replace(day=28) + timedelta(days=4)).replace(day=1, hour=0, minute=0, second=0,
+                                                                microsecond=0)
+        return nxt.timestamp() - now
+    return 3600.0  # a total budget never resets: ask again once someone has raised it
+
+
+def _headers(buckets: list[_Bucket], outcome: Outcome, now: float) -> Headers:
+    """OpenAI's x-ratelimit-* headers for the key's own rpm and tpm (the first owner)."""
+    headers: Headers = []
+    reset = f"{math.ceil(WINDOW_S - now % WINDOW_S)}s".encode()
+    first = buckets[0].owner
+    for bucket, level in zip(buckets, outcome.levels, strict=False):
+        if bucket.owner is not first or bucket.kind not in ("rpm", "tpm"):
+            continue
+        take = bucket.take
+        remaining = str(max(0, int(take.limit - level - take.amount))).encode()
+        limit = str(int(take.limit)).encode()
+        if bucket.kind == "rpm":
+            headers += [(b"x-ratelimit-limit-requests", limit),
+                        (b"x-ratelimit-remaining-requests", remaining),
+                        (b"x-ratelimit-reset-requests", reset)]
+        else:
+            headers += [(b"x-ratelimit-limit-tokens", limit),
+                        (b"x-ratelimit-remaining-tokens", remaining)]
+    return headers

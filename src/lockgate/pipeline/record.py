@@ -8,8 +8,9 @@ control plane adds a batched storage writer behind the same ``Recorder`` protoco
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from lockgate.pipeline.context import RequestContext
@@ -30,8 +31,13 @@ class RequestRecord:
     error_code: str | None
     prompt_tokens: int
     completion_tokens: int
+    cost_usd: float
     latency_ms: float
     stream: bool
+    user: str | None = None
+    cache: str | None = None
+    # The record's own id: a record written twice (replayed after an outage) is stored once.
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @classmethod
     def of(cls, ctx: RequestContext) -> RequestRecord:
@@ -39,8 +45,8 @@ class RequestRecord:
             request_id=ctx.request_id, ts=ctx.ts, endpoint=ctx.endpoint, key_id=ctx.key_id,
             team_id=ctx.team_id, model=ctx.model, route=ctx.route, status=ctx.status,
             error_code=ctx.error_code, prompt_tokens=ctx.usage.prompt_tokens,
-            completion_tokens=ctx.usage.completion_tokens,
-            latency_ms=round(ctx.elapsed_ms(), 3), stream=ctx.stream,
+            completion_tokens=ctx.usage.completion_tokens, cost_usd=ctx.cost_usd,
+            latency_ms=round(ctx.elapsed_ms(), 3), stream=ctx.stream, user=ctx.user,
         )
 
 

@@ -10,9 +10,11 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from lockgate import pricing
 from lockgate.config import Config, ModelConfig
 from lockgate.errors import ModelNotAllowed, ModelNotFound
 from lockgate.pipeline.auth import Principal
+from lockgate.pricing import UnitPrice
 from lockgate.providers.base import Provider
 from lockgate.routing.strategies import attempt_order
 
@@ -22,6 +24,7 @@ class Deployment:
     provider: Provider
     model: str  # the upstream model id
     weight: float = 1.0
+    price: UnitPrice | None = None
 
     @property
     def route(self) -> str:
@@ -75,11 +78,22 @@ class Router:
         provider = self._providers.get(provider_name)
         if provider is None or not upstream:
             return None
-        return ModelPlan(name=model, deployments=(Deployment(provider, upstream),))
+        price = pricing.lookup(provider.type_name, upstream)
+        return ModelPlan(name=model, deployments=(Deployment(provider, upstream, price=price),))
 
 
 def _plan(name: str, model: ModelConfig, providers: Mapping[str, Provider]) -> ModelPlan:
     deployments = tuple(
-        Deployment(providers[t.provider], t.model or name, t.weight) for t in model.targets)
+        Deployment(providers[t.provider], t.model or name, t.weight,
+                   _price(model, providers[t.provider], t.model or name))
+        for t in model.targets)
     return ModelPlan(name=name, deployments=deployments, strategy=model.strategy,
                      retries=model.retries, timeout_s=model.timeout_s, fallbacks=model.fallbacks)
+
+
+def _price(model: ModelConfig, provider: Provider, upstream: str) -> UnitPrice | None:
+    if model.price is not None:
+        p = model.price
+        return pricing.from_config(p.input_per_mtok_usd, p.output_per_mtok_usd,
+                                   p.cached_input_per_mtok_usd, p.per_1k_requests_usd)
+    return pricing.lookup(provider.type_name, upstream)

@@ -36,6 +36,7 @@ from lockgate.dialects.anthropic import (
     FINISH_FROM_STOP_REASON,
     compact_json,
     parse_arguments,
+    upstream_stream_error,
     usage_from_anthropic,
 )
 from lockgate.dialects.sse import SSEEvent
@@ -52,21 +53,6 @@ DEFAULT_MAX_TOKENS = 4096
 JSON_INSTRUCTION = (
     "Respond with a single valid JSON value and nothing else: no prose, no Markdown code fences."
 )
-
-# The HTTP status each Anthropic error type stands for (an error event mid-stream has none).
-STATUS_FROM_ERROR_TYPE = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "billing_error": 402,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "timeout_error": 504,
-    "overloaded_error": 529,
-}
-
 
 class AnthropicProvider(Provider):
     type_name: ClassVar[str] = "anthropic"
@@ -311,7 +297,7 @@ class AnthropicStreamParser:
             return []
         data = _json_object(sse.data)
         if name == "error":
-            raise _stream_error(data)
+            raise upstream_stream_error(data)
         handler = self._HANDLERS.get(name or "")
         return handler(self, data) if handler is not None else []
 
@@ -390,15 +376,6 @@ class AnthropicStreamParser:
         "message_delta": _message_delta,
         "message_stop": _message_stop,
     }
-
-
-def _stream_error(data: dict[str, Any]) -> UpstreamError:
-    error = data.get("error")
-    error = error if isinstance(error, dict) else {}
-    kind = str(error.get("type", "api_error"))
-    message = error.get("message")
-    text = message if isinstance(message, str) and message else f"upstream stream error: {kind}"
-    return UpstreamError(text, status=STATUS_FROM_ERROR_TYPE.get(kind, 502))
 
 
 def _json_object(data: str) -> dict[str, Any]:

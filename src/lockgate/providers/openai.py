@@ -1,15 +1,22 @@
 """OpenAI, and every server that speaks its Chat Completions API (vLLM, Ollama, llama.cpp,
-LM Studio, Together, Groq, DeepSeek, OpenRouter).
+LM Studio, Together, Groq, DeepSeek, OpenRouter, Azure).
 
 An OpenAI-format client is relayed as is (``forward``); other clients are translated from the
 canonical types (``chat`` / ``chat_stream``).
+
+A compatible server is a small subclass that declares how it departs from OpenAI: its root and
+credential variable, and its quirks as class attributes (``drop_params``, ``rename_params``,
+``drop_message_fields``, ``supports_stream_usage``, ``extra_headers``). The quirks are applied
+in one place, ``Quirks.apply`` in ``forward``, so translated and relayed bodies get the same
+treatment; plain OpenAI declares none and its bodies go out untouched.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import aiohttp
 import orjson
@@ -36,6 +43,9 @@ from lockgate.errors import UpstreamError
 from lockgate.providers.base import Provider
 from lockgate.providers.http import iter_sse, open_response, read_json
 
+if TYPE_CHECKING:
+    from lockgate.config import ProviderConfig
+
 _PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings"}
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop", "length": "length", "tool_calls": "tool_calls", "function_call": "tool_calls",
@@ -43,27 +53,92 @@ _FINISH: dict[str, FinishReason] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Quirks:
+    """How a server's Chat Completions requests must differ from OpenAI's: top-level fields to
+    ``drop`` (the server rejects them, or would silently ignore a renamed twin), fields to
+    ``rename`` (e.g. ``max_completion_tokens`` -> ``max_tokens``), and message fields to drop
+    (``drop_message_fields``)."""
+
+    drop: frozenset[str] = frozenset()
+    rename: Mapping[str, str] = field(default_factory=dict)
+    drop_message_fields: frozenset[str] = frozenset()
+
+    def apply(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``body`` itself when there is nothing to change, else an adapted copy."""
+        if not (self.drop or self.rename or self.drop_message_fields):
+            return body
+        out: dict[str, Any] = {}
+        for key, value in body.items():
+            target = self.rename.get(key, key)
+            if key in self.drop or (target != key and target in body):
+                continue  # where a client sent both names, the server's own one wins
+            out[target] = value
+        messages = out.get("messages")
+        if self.drop_message_fields and isinstance(messages, list):
+            out["messages"] = [_without(m, self.drop_message_fields) for m in messages]
+        return out
+
+
+def merge_headers(base: dict[str, str], overrides: Mapping[str, str]) -> dict[str, str]:
+    """``base`` with ``overrides`` on top; header names compare case-insensitively, so that a
+    configured ``Authorization`` replaces ours instead of travelling beside it."""
+    replaced = {name.lower() for name in overrides}
+    merged = {k: v for k, v in base.items() if k.lower() not in replaced}
+    merged.update(overrides)
+    return merged
+
+
+def _without(message: Any, fields: frozenset[str]) -> Any:
+    if not isinstance(message, dict) or fields.isdisjoint(message):
+        return message
+    return {k: v for k, v in message.items() if k not in fields}
+
+
 class OpenAIProvider(Provider):
     type_name = "openai"
     default_base_url = "https://api.openai.com/v1"
-    api_key_env = "OPENAI_API_KEY"
+    api_key_env: ClassVar[str | None] = "OPENAI_API_KEY"
     native_dialect = "openai"
-    default_model = "gpt-4o-mini"
+    default_model: ClassVar[str | None] = "gpt-4o-mini"
+
+    # A compatible server's departures from OpenAI, declared by its subclass (see ``Quirks``).
+    drop_params: ClassVar[frozenset[str]] = frozenset()
+    rename_params: ClassVar[Mapping[str, str]] = {}
+    drop_message_fields: ClassVar[frozenset[str]] = frozenset()
+    # False: the server has no ``stream_options.include_usage``; the option is removed and its
+    # streams are relayed without a usage chunk.
+    supports_stream_usage: ClassVar[bool] = True
+    # Headers the server wants on every request; the config's ``headers`` override them.
+    extra_headers: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession) -> None:
+        super().__init__(name, config, session)
+        self.quirks = self.build_quirks()
+
+    def build_quirks(self) -> Quirks:
+        drop = self.drop_params
+        if not self.supports_stream_usage:
+            drop = drop | {"stream_options"}
+        return Quirks(drop, self.rename_params, self.drop_message_fields)
 
     def headers(self) -> dict[str, str]:
-        headers = {"content-type": "application/json"}
+        headers = {"content-type": "application/json", **self.extra_headers}
         if self.api_key:
             headers["authorization"] = f"Bearer {self.api_key}"
-        headers.update(self.config.headers)
-        return headers
+        return merge_headers(headers, self.config.headers)
 
-    def url(self, operation: str) -> str:
+    def url(self, operation: str, model: str) -> str:
+        """Where ``operation`` goes for upstream ``model`` (servers that route by path use it)."""
         return self.base_url + _PATHS[operation]
 
     async def forward(
         self, operation: str, body: dict[str, Any], timeout: float
     ) -> aiohttp.ClientResponse:
-        return await open_response(self.session, self.url(operation), body=orjson.dumps(body),
+        if operation == "chat":
+            body = self.quirks.apply(body)
+        url = self.url(operation, str(body.get("model") or ""))
+        return await open_response(self.session, url, body=orjson.dumps(body),
                                    headers=self.headers(), timeout=timeout)
 
     async def chat(self, request: ChatRequest, timeout: float) -> ChatResponse:
@@ -189,6 +264,8 @@ async def parse_stream(response: aiohttp.ClientResponse) -> AsyncIterator[Stream
         chunk = orjson.loads(event.data)
         if "error" in chunk:
             raise UpstreamError(_stream_error_message(chunk["error"]), retryable=False)
+        if not started and not chunk.get("choices") and not chunk.get("usage"):
+            continue  # Azure opens with a prompt-filter chunk: no id, no model, no choices
         if not started:
             started = True
             yield StreamStart(id=str(chunk.get("id") or ""), model=str(chunk.get("model") or ""),

@@ -1,0 +1,65 @@
+"""Brings a database's schema to the newest revision with Alembic, and refuses to run on a
+schema it does not recognise (tables without a revision, or a revision this version does not
+know: a half-migrated or newer database)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, inspect
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class SchemaError(Exception):
+    """The database's schema cannot be used by this version of lockgate."""
+
+
+def _alembic_config(connection: Connection) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+def _upgrade(connection: Connection) -> str | None:
+    current = MigrationContext.configure(connection).get_current_revision()
+    known = {s.revision for s in ScriptDirectory.from_config(_alembic_config(connection)).walk_revisions()}
+    if current is None and set(inspect(connection).get_table_names()) & {"keys", "teams", "requests"}:
+        raise SchemaError("the database has lockgate tables but no schema revision: it was not "
+                          "created by lockgate's migrations; refusing to touch it")
+    if current is not None and current not in known:
+        raise SchemaError(f"the database is at schema revision {current!r}, which this version of "
+                          "lockgate does not know (a newer lockgate migrated it?)")
+    command.upgrade(_alembic_config(connection), "head")
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Upgrades to head in one transaction, then checks the result."""
+    async with engine.begin() as connection:
+        revision = await connection.run_sync(_upgrade)
+    if revision != head_revision():
+        raise SchemaError(f"the schema is at {revision!r} after migrating, not {head_revision()!r}")
+
+
+def _current(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    async with engine.connect() as connection:
+        return await connection.run_sync(_current)

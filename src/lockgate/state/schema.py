@@ -1,0 +1,132 @@
+"""The storage schema, as SQLAlchemy Core tables. Alembic migrations (``state/migrations``)
+create and change it; this module is what the queries are written against.
+
+* ``teams`` and ``keys``: the control plane. Keys are stored only as a SHA-256 digest.
+* ``requests``: one row per request. ``id`` is the record's own id, written once: a record
+  replayed after a storage outage is ignored if it is already there (``request_id`` comes from
+  the client and may repeat).
+* ``usage_hourly``: a rollup per hour, key, team, model, route and status, with a latency
+  histogram, maintained as records are written, so usage queries stay fast at millions of rows.
+* ``audit``: every admin act, append-only.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# Upper bounds (ms) of the latency histogram's buckets; the last bucket is open-ended.
+LATENCY_BUCKETS_MS: tuple[float, ...] = (
+    1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000,
+    7500, 10000, 15000, 20000, 30000, 60000, 120000)
+HISTOGRAM_COLUMNS = tuple(f"h{i}" for i in range(len(LATENCY_BUCKETS_MS) + 1))
+
+
+def _limits() -> list[Column[object]]:
+    return [
+        Column("models", JSON, nullable=True),
+        Column("rpm", Integer, nullable=True),
+        Column("tpm", Integer, nullable=True),
+        Column("max_parallel", Integer, nullable=True),
+        Column("budget_usd", Float, nullable=True),
+        Column("budget_period", String(16), nullable=False, server_default="total"),
+        Column("metadata", JSON, nullable=True),
+        Column("created_at", Float, nullable=False),
+        Column("updated_at", Float, nullable=False),
+    ]
+
+
+teams = Table(
+    "teams", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    *_limits(),
+)
+
+keys = Table(
+    "keys", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("key_prefix", String(16), nullable=False),
+    Column("team_id", String(40), ForeignKey("teams.id", ondelete="SET NULL"), nullable=True),
+    Column("expires_at", Float, nullable=True),
+    Column("revoked_at", Float, nullable=True),
+    Column("privacy", JSON, nullable=True),
+    *_limits(),
+    Index("ix_keys_updated_at", "updated_at"),
+)
+
+requests = Table(
+    "requests", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("request_id", String(128), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("endpoint", String(64), nullable=False),
+    Column("key_id", String(64), nullable=True),
+    Column("team_id", String(64), nullable=True),
+    Column("model", String(200), nullable=True),
+    Column("route", String(300), nullable=True),
+    Column("status", Integer, nullable=False),
+    Column("error_code", String(64), nullable=True),
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("stream", Boolean, nullable=False),
+    Column("end_user", String(256), nullable=True),
+    Column("cache", String(8), nullable=True),
+    Index("ix_requests_ts", "ts"),
+    Index("ix_requests_key_ts", "key_id", "ts"),
+    Index("ix_requests_model_ts", "model", "ts"),
+    Index("ix_requests_request_id", "request_id"),
+    Index("ix_requests_end_user", "end_user"),
+)
+
+# Dimensions are '' rather than NULL: NULLs never conflict in a unique index, and the rollup
+# is kept with INSERT ... ON CONFLICT DO UPDATE.
+usage_hourly = Table(
+    "usage_hourly", metadata,
+    Column("hour", BigInteger, nullable=False),  # epoch seconds // 3600
+    Column("key_id", String(64), nullable=False),
+    Column("team_id", String(64), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("route", String(300), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("requests", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+    Column("prompt_tokens", BigInteger, nullable=False),
+    Column("completion_tokens", BigInteger, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+    *(Column(name, BigInteger, nullable=False, server_default="0") for name in HISTOGRAM_COLUMNS),
+    UniqueConstraint("hour", "key_id", "team_id", "model", "route", "status",
+                     name="uq_usage_hourly_dims"),
+    Index("ix_usage_hourly_key_hour", "key_id", "hour"),
+    Index("ix_usage_hourly_team_hour", "team_id", "hour"),
+)
+
+audit = Table(
+    "audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(200), nullable=True),
+    Column("detail", JSON, nullable=True),
+    Index("ix_audit_ts", "ts"),
+)
+

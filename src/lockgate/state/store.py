@@ -1,0 +1,370 @@
+"""Storage: teams, keys, request records, usage and audit, on SQLite or PostgreSQL.
+
+One implementation serves both through SQLAlchemy Core (async: aiosqlite, asyncpg); the few
+statements that differ (INSERT ... ON CONFLICT) use each dialect's own construct. The request
+path never calls this module: keys are served from memory (``pipeline.keycache``) and records
+are written in batches by a background writer (``telemetry.writer``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import secrets
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from lockgate.pipeline.record import RequestRecord
+from lockgate.state import schema
+from lockgate.state.migrate import migrate
+from lockgate.state.schema import HISTOGRAM_COLUMNS, LATENCY_BUCKETS_MS
+
+LIMIT_FIELDS = ("models", "rpm", "tpm", "max_parallel", "budget_usd", "budget_period", "metadata")
+GROUP_BY_FIELDS = ("key_id", "team_id", "model", "route", "status", "day", "hour")
+
+
+def async_url(url: str) -> str:
+    """``sqlite:///x.db`` / ``postgresql://...`` as the async drivers want them."""
+    if url.startswith("sqlite://") and "+" not in url.split("://")[0]:
+        return "sqlite+aiosqlite://" + url[len("sqlite://"):]
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix):]
+    return url
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+@dataclass(frozen=True, slots=True)
+class UsageQuery:
+    key_id: str | None = None
+    team_id: str | None = None
+    model: str | None = None
+    since: float | None = None
+    until: float | None = None
+    group_by: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LogQuery:
+    limit: int = 100
+    key_id: str | None = None
+    model: str | None = None
+    status: int | None = None
+    user: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSnapshot:
+    """Everything auth needs, and a marker that changes whenever any of it does."""
+
+    marker: tuple[Any, ...]
+    teams: list[dict[str, Any]] = field(default_factory=list)
+    keys: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: AsyncEngine = create_async_engine(async_url(url), pool_pre_ping=True)
+        self._dialect = self.engine.dialect.name
+        if self._dialect == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    async def migrate(self) -> None:
+        await migrate(self.engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    # --- teams and keys ------------------------------------------------------------------
+
+    async def create_team(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        now = time.time()
+        row = {"id": new_id("team"), "created_at": now, "updated_at": now, **_limits_of(values),
+               "name": values["name"]}
+        async with self.engine.begin() as conn:
+            await conn.execute(schema.teams.insert().values(row))
+        return await self._one(schema.teams, row["id"])  # type: ignore[return-value]
+
+    async def list_teams(self) -> list[dict[str, Any]]:
+        return await self._all(sa.select(schema.teams).order_by(schema.teams.c.created_at))
+
+    async def get_team(self, team_id: str) -> dict[str, Any] | None:
+        return await self._one(schema.teams, team_id)
+
+    async def find_team(self, id_or_name: str) -> dict[str, Any] | None:
+        t = schema.teams
+        rows = await self._all(sa.select(t).where(sa.or_(t.c.id == id_or_name, t.c.name == id_or_name)))
+        return rows[0] if rows else None
+
+    async def update_team(self, team_id: str, values: Mapping[str, Any]) -> dict[str, Any] | None:
+        return await self._update(schema.teams, team_id, values)
+
+    async def delete_team(self, team_id: str) -> bool:
+        async with self.engine.begin() as conn:
+            # Keys of the team stay, without it (SQLite enforces ON DELETE only with a pragma).
+            await conn.execute(schema.keys.update().where(schema.keys.c.team_id == team_id)
+                               .values(team_id=None, updated_at=time.time()))
+            result = await conn.execute(schema.teams.delete().where(schema.teams.c.id == team_id))
+        return bool(result.rowcount)
+
+    async def create_key(self, values: Mapping[str, Any], key_hash: str, key_prefix: str) -> dict[str, Any]:
+        now = time.time()
+        row = {"id": new_id("key"), "name": values["name"], "key_hash": key_hash,
+               "key_prefix": key_prefix, "team_id": values.get("team_id"),
+               "expires_at": values.get("expires_at"), "privacy": values.get("privacy"),
+               "created_at": now, "updated_at": now, **_limits_of(values)}
+        async with self.engine.begin() as conn:
+            await conn.execute(schema.keys.insert().values(row))
+        return await self._one(schema.keys, row["id"])  # type: ignore[return-value]
+
+    async def list_keys(self) -> list[dict[str, Any]]:
+        return await self._all(sa.select(schema.keys).order_by(schema.keys.c.created_at))
+
+    async def get_key(self, key_id: str) -> dict[str, Any] | None:
+        return await self._one(schema.keys, key_id)
+
+    async def update_key(self, key_id: str, values: Mapping[str, Any]) -> dict[str, Any] | None:
+        return await self._update(schema.keys, key_id, values)
+
+    async def revoke_key(self, key_id: str) -> bool:
+        now = time.time()
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                schema.keys.update().where(schema.keys.c.id == key_id, schema.keys.c.revoked_at.is_(None))
+                .values(revoked_at=now, updated_at=now))
+        return bool(result.rowcount)
+
+    async def auth_snapshot(self, since_marker: tuple[Any, ...] | None = None) -> AuthSnapshot | None:
+        """The live keys and all teams, or None when nothing changed since ``since_marker``
+        (checked with one cheap aggregate query, so it can be polled every half second)."""
+        k, t = schema.keys, schema.teams
+        async with self.engine.connect() as conn:
+            marker = tuple((await conn.execute(sa.select(
+                sa.select(sa.func.count()).select_from(k).scalar_subquery(),
+                sa.select(sa.func.max(k.c.updated_at)).scalar_subquery(),
+                sa.select(sa.func.count()).select_from(t).scalar_subquery(),
+                sa.select(sa.func.max(t.c.updated_at)).scalar_subquery(),
+            ))).one())
+            if since_marker is not None and marker == since_marker:
+                return None
+            teams = [dict(r) for r in (await conn.execute(sa.select(t))).mappings()]
+            keys = [dict(r) for r in (await conn.execute(
+                sa.select(k).where(k.c.revoked_at.is_(None)))).mappings()]
+        return AuthSnapshot(marker=marker, teams=teams, keys=keys)
+
+    # --- records ---------------------------------------------------------------------------
+
+    async def insert_records(self, records: Sequence[RequestRecord]) -> int:
+        """Writes records that are not there yet (by record id) and adds exactly those to the
+        hourly rollup, in one transaction: replaying a batch changes nothing. Returns how many
+        were new."""
+        if not records:
+            return 0
+        rows = [_record_row(r) for r in records]
+        async with self.engine.begin() as conn:
+            inserted = await self._insert_new(conn, rows)
+            fresh = [r for r in records if r.id in inserted]
+            await self._roll_up(conn, fresh)
+        return len(fresh)
+
+    async def _insert_new(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[str]:
+        insert = (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(schema.requests)
+        statement = insert.values(rows).on_conflict_do_nothing(index_elements=["id"]).returning(
+            schema.requests.c.id)
+        return {row[0] for row in (await conn.execute(statement)).all()}
+
+    async def _roll_up(self, conn: AsyncConnection, records: Iterable[RequestRecord]) -> None:
+        groups: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for r in records:
+            dims = (int(r.ts // 3600), r.key_id or "", r.team_id or "", r.model or "", r.route or "",
+                    r.status)
+            g = groups.get(dims)
+            if g is None:
+                g = groups[dims] = {"hour": dims[0], "key_id": dims[1], "team_id": dims[2],
+                                    "model": dims[3], "route": dims[4], "status": dims[5],
+                                    "requests": 0, "errors": 0, "prompt_tokens": 0,
+                                    "completion_tokens": 0, "cost_usd": 0.0,
+                                    **dict.fromkeys(HISTOGRAM_COLUMNS, 0)}
+            g["requests"] += 1
+            g["errors"] += 1 if r.status >= 400 else 0
+            g["prompt_tokens"] += r.prompt_tokens
+            g["completion_tokens"] += r.completion_tokens
+            g["cost_usd"] += r.cost_usd
+            g[HISTOGRAM_COLUMNS[bisect.bisect_left(LATENCY_BUCKETS_MS, r.latency_ms)]] += 1
+        if not groups:
+            return
+        u = schema.usage_hourly
+        insert = (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(u)
+        additive = ("requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd",
+                    *HISTOGRAM_COLUMNS)
+        statement = insert.on_conflict_do_update(
+            index_elements=["hour", "key_id", "team_id", "model", "route", "status"],
+            set_={c: u.c[c] + insert.excluded[c] for c in additive})
+        await conn.execute(statement, list(groups.values()))
+
+    async def spend(self, owner_column: str, owner_id: str, since: float) -> float:
+        """What a key (``key_id``) or team (``team_id``) spent since ``since`` (hour-aligned)."""
+        u = schema.usage_hourly
+        query = sa.select(sa.func.coalesce(sa.func.sum(u.c.cost_usd), 0.0)).where(
+            u.c[owner_column] == owner_id, u.c.hour >= int(since // 3600))
+        async with self.engine.connect() as conn:
+            return float((await conn.execute(query)).scalar_one())
+
+    async def usage(self, query: UsageQuery) -> list[dict[str, Any]]:
+        u = schema.usage_hourly
+        dims = {"key_id": u.c.key_id, "team_id": u.c.team_id, "model": u.c.model, "route": u.c.route,
+                "status": u.c.status, "hour": u.c.hour, "day": (u.c.hour / 24).cast(sa.BigInteger)}
+        groups = [dims[g].label(g) for g in query.group_by]
+        sums = [sa.func.sum(u.c[c]).label(c) for c in
+                ("requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd", *HISTOGRAM_COLUMNS)]
+        statement = sa.select(*groups, *sums).where(*_usage_filters(query))
+        if groups:
+            statement = statement.group_by(*groups).order_by(*groups)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(statement)).mappings().all()
+        return [_usage_row(dict(row), query.group_by) for row in rows if row["requests"]]
+
+    async def logs(self, query: LogQuery) -> list[dict[str, Any]]:
+        r = schema.requests
+        conditions = [c for c in (
+            r.c.key_id == query.key_id if query.key_id else None,
+            r.c.model == query.model if query.model else None,
+            r.c.status == query.status if query.status is not None else None,
+            r.c.end_user == query.user if query.user else None,
+        ) if c is not None]
+        statement = sa.select(r).where(*conditions).order_by(r.c.ts.desc()).limit(query.limit)
+        return await self._all(statement)
+
+    async def erase_user(self, user: str) -> int:
+        """Deletes an end-user's request records (the rollups keep only anonymous totals)."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(schema.requests.delete().where(schema.requests.c.end_user == user))
+        return int(result.rowcount or 0)
+
+    # --- audit -----------------------------------------------------------------------------
+
+    async def audit(self, actor: str, action: str, target: str | None, detail: Any = None) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(schema.audit.insert().values(
+                ts=time.time(), actor=actor, action=action, target=target, detail=detail))
+
+    async def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
+        a = schema.audit
+        return await self._all(sa.select(a).order_by(a.c.id.desc()).limit(limit))
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    async def _all(self, statement: sa.Select[Any]) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            return [dict(row) for row in (await conn.execute(statement)).mappings()]
+
+    async def _one(self, table: sa.Table, row_id: str) -> dict[str, Any] | None:
+        rows = await self._all(sa.select(table).where(table.c.id == row_id))
+        return rows[0] if rows else None
+
+    async def _update(self, table: sa.Table, row_id: str, values: Mapping[str, Any]) -> dict[str, Any] | None:
+        changes = {k: v for k, v in values.items() if k in table.c and k not in ("id", "key_hash")}
+        changes["updated_at"] = time.time()
+        async with self.engine.begin() as conn:
+            result = await conn.execute(table.update().where(table.c.id == row_id).values(changes))
+        if not result.rowcount:
+            return None
+        return await self._one(table, row_id)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def _limits_of(values: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: values.get(k) for k in LIMIT_FIELDS}
+    out["budget_period"] = values.get("budget_period") or "total"
+    return out
+
+
+def _record_row(r: RequestRecord) -> dict[str, Any]:
+    return {"id": r.id, "request_id": r.request_id, "ts": r.ts, "endpoint": r.endpoint,
+            "key_id": r.key_id, "team_id": r.team_id, "model": r.model, "route": r.route,
+            "status": r.status, "error_code": r.error_code, "prompt_tokens": r.prompt_tokens,
+            "completion_tokens": r.completion_tokens, "cost_usd": r.cost_usd,
+            "latency_ms": r.latency_ms, "stream": r.stream, "end_user": r.user, "cache": r.cache}
+
+
+def _usage_filters(query: UsageQuery) -> list[sa.ColumnElement[bool]]:
+    u = schema.usage_hourly
+    out: list[sa.ColumnElement[bool]] = []
+    if query.key_id:
+        out.append(u.c.key_id == query.key_id)
+    if query.team_id:
+        out.append(u.c.team_id == query.team_id)
+    if query.model:
+        out.append(u.c.model == query.model)
+    if query.since is not None:
+        out.append(u.c.hour >= int(query.since // 3600))
+    if query.until is not None:
+        out.append(u.c.hour <= int(query.until // 3600))
+    return out
+
+
+def _usage_row(row: Mapping[str, Any], group_by: Sequence[str]) -> dict[str, Any]:
+    histogram = [int(row[c] or 0) for c in HISTOGRAM_COLUMNS]
+    prompt, completion = int(row["prompt_tokens"] or 0), int(row["completion_tokens"] or 0)
+    group = {g: _group_value(g, row[g]) for g in group_by}
+    return {
+        "group": group,
+        "requests": int(row["requests"] or 0),
+        "errors": int(row["errors"] or 0),
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "cost_usd": round(float(row["cost_usd"] or 0.0), 8),
+        "latency_ms": {f"p{q}": percentile(histogram, q / 100) for q in (50, 95, 99)},
+    }
+
+
+def _group_value(name: str, value: Any) -> Any:
+    if name == "hour":
+        return time.strftime("%Y-%m-%dT%H:00:00Z", time.gmtime(int(value) * 3600))
+    if name == "day":
+        return time.strftime("%Y-%m-%d", time.gmtime(int(value) * 86400))
+    if name in ("key_id", "team_id", "model", "route"):
+        return value or None
+    return value
+
+
+def percentile(histogram: Sequence[int], q: float) -> float | None:
+    """The ``q`` quantile estimated from bucket counts: the upper bound of the bucket where it
+    falls (an over-estimate by at most one bucket's width)."""
+    total = sum(histogram)
+    if not total:
+        return None
+    rank = q * total
+    seen = 0
+    for i, count in enumerate(histogram):
+        seen += count
+        if seen >= rank:
+            return float(LATENCY_BUCKETS_MS[i]) if i < len(LATENCY_BUCKETS_MS) else float(
+                LATENCY_BUCKETS_MS[-1])
+    return float(LATENCY_BUCKETS_MS[-1])
