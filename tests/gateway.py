@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import tempfile
 import threading
 import time
 from types import TracebackType
@@ -15,18 +16,23 @@ import yaml
 
 from lockgate.app import Gateway, create_app
 from lockgate.config import Config, parse_config
-from lockgate.pipeline.record import MemoryRecorder
 
 
 def make_config(raw: dict[str, Any], env: dict[str, str] | None = None) -> Config:
+    """A config for tests: storage and spill files go to a fresh temporary directory unless
+    the test names them."""
+    raw = dict(raw)
+    if "storage" not in raw or "spill_dir" not in raw.get("server", {}):
+        scratch = tempfile.mkdtemp(prefix="lockgate-test-")
+        raw.setdefault("storage", f"sqlite:///{scratch}/lockgate.db")
+        raw["server"] = {"spill_dir": f"{scratch}/spill", **raw.get("server", {})}
     return parse_config(yaml.safe_dump(raw), env or {})
 
 
 class GatewayServer:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.recorder = MemoryRecorder()
-        self.app: Gateway = create_app(config, self.recorder)
+        self.app: Gateway = create_app(config)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
@@ -72,4 +78,4 @@ class GatewayServer:
 
     @property
     def records(self) -> list[Any]:
-        return list(self.recorder.records)
+        return list(self.app.writer.records)

@@ -151,7 +151,9 @@ def test_a_drain_under_a_second_is_honoured_not_unlimited(
         code, _, err = gw.wait(timeout=10)
         stopped_after = time.monotonic() - signalled
     assert code == 0, err
-    assert stopped_after < 2
+    # ceil(drain_s) of waiting, the streams cut with an error event, then storage closed: well
+    # under the ~4 s the stream would have taken.
+    assert stopped_after < 3
 
 
 def test_several_workers_serve_and_exit_0_on_sigterm(

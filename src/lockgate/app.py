@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 import aiohttp
+import orjson
 
 from lockgate.asgi import ASGIApp, Receive, Scope, Send, send_body
 from lockgate.config import Config
@@ -20,15 +21,18 @@ from lockgate.pipeline.auth import Authenticator
 from lockgate.pipeline.call import Caller
 from lockgate.pipeline.chat import ChatEndpoint
 from lockgate.pipeline.embeddings import EmbeddingsEndpoint
+from lockgate.pipeline.keycache import KeyCache
 from lockgate.pipeline.limits import CountingLimiter
 from lockgate.pipeline.models import ModelsEndpoint
-from lockgate.pipeline.record import MemoryRecorder, Recorder
 from lockgate.pipeline.route import Router
 from lockgate.pipeline.services import Services
 from lockgate.providers.base import Provider
 from lockgate.providers.registry import provider_class
 from lockgate.state.counters import CounterStore, MemoryCounters
+from lockgate.state.migrate import check_schema
 from lockgate.state.redis_counters import RedisCounters
+from lockgate.state.store import Store
+from lockgate.telemetry.writer import RecordWriter
 
 log = logging.getLogger("lockgate")
 
@@ -37,15 +41,19 @@ _NOT_ALLOWED = GatewayError("method not allowed", status=405, code="method_not_a
 
 
 class Gateway:
-    def __init__(self, config: Config, recorder: Recorder | None = None) -> None:
+    def __init__(self, config: Config, *, migrate: bool = True) -> None:
         self.config = config
-        self.recorder = recorder or MemoryRecorder()
         self.routes: dict[tuple[str, str], ASGIApp] = {}
         self.providers: dict[str, Provider] = {}
         self.ready = False
+        self._migrate = migrate
         self._session: aiohttp.ClientSession | None = None
+        self.store = Store(config.storage)
+        self.writer = RecordWriter(self.store, config.server.spill_dir)
         counters: CounterStore = RedisCounters(config.redis) if config.redis else MemoryCounters()
         self.limiter = CountingLimiter(counters, config.limits.redis_failure)
+        self.auth = Authenticator(config)
+        self.keycache = KeyCache(self.store, self.auth, self.limiter)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -58,6 +66,13 @@ class Gateway:
             await self._lifespan(receive, send)
 
     async def startup(self) -> None:
+        if self._migrate:
+            await self.store.migrate()
+        else:
+            await check_schema(self.store.engine)
+        await self.keycache.refresh()
+        self.keycache.start()
+        self.writer.start()
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
             timeout=aiohttp.ClientTimeout(total=None),
@@ -73,8 +88,8 @@ class Gateway:
         if self.config.server.master_key:
             secrets.append(self.config.server.master_key)
         services = Services(
-            auth=Authenticator(self.config), limiter=self.limiter, router=router,
-            caller=Caller(router, secrets), recorder=self.recorder,
+            auth=self.auth, limiter=self.limiter, router=router,
+            caller=Caller(router, secrets), recorder=self.writer,
             max_body_bytes=self.config.server.max_body_bytes,
             expose_route=self.config.server.expose_route_header,
         )
@@ -93,14 +108,22 @@ class Gateway:
 
     async def shutdown(self) -> None:
         self.ready = False
+        await self.keycache.stop()
         await self.limiter.drain()
+        await self.writer.stop()
         await self.limiter.counters.close()
+        await self.store.close()
         if self._session is not None:
             await self._session.close()
 
     async def _readyz(self, scope: Scope, receive: Receive, send: Send) -> None:
-        status = 200 if self.ready else 503
-        await send_body(send, status, b'{"status":"ready"}' if self.ready else b'{"status":"starting"}', [])
+        """200 once config, storage and (if set) Redis are usable; else 503 naming what is not."""
+        checks = {"storage": await self.store.ping(), "redis": await self.limiter.counters.ping()}
+        down = [name for name, ok in checks.items() if not ok]
+        if not self.ready:
+            down.insert(0, "starting")
+        body = orjson.dumps({"status": "ready" if not down else "not ready", "down": down})
+        await send_body(send, 503 if down else 200, body, [] if not down else [(b"retry-after", b"1")])
 
     async def _unrouted(self, scope: Scope, send: Send) -> None:
         known = any(path == scope["path"] for _, path in self.routes)
@@ -129,5 +152,7 @@ async def _health(scope: Scope, receive: Receive, send: Send) -> None:
     await send_body(send, 200, b'{"status":"ok"}', [])
 
 
-def create_app(config: Config, recorder: Recorder | None = None) -> Gateway:
-    return Gateway(config, recorder)
+def create_app(config: Config, *, migrate: bool = True) -> Gateway:
+    """``migrate``: bring the storage schema up to date at start-up (``serve`` does it once,
+    before forking workers, and starts them with False: they only check it)."""
+    return Gateway(config, migrate=migrate)

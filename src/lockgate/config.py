@@ -36,6 +36,8 @@ class ServerConfig(_Strict):
     expose_route_header: bool = True
     metrics_auth: bool = False
     per_worker_limits: bool = False
+    # Where usage records wait, on local disk, while storage cannot be reached.
+    spill_dir: str = "lockgate-spill"
 
 
 # Keys every network provider accepts, beside the type-specific ones each class declares.

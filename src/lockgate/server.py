@@ -8,6 +8,7 @@ would re-raise the signal after its graceful shutdown, which ends the process wi
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import os
@@ -21,6 +22,7 @@ import uvicorn
 
 from lockgate.app import create_app
 from lockgate.config import Config
+from lockgate.state.store import Store
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -59,7 +61,7 @@ def url_of(sock: socket.socket) -> str:
 
 def _run_worker(config: Config, sock: socket.socket, on_ready: Callable[[], None]) -> None:
     uv_config = uvicorn.Config(
-        create_app(config),
+        create_app(config, migrate=False),
         loop="uvloop",
         http="httptools",
         lifespan="on",
@@ -73,12 +75,21 @@ def _run_worker(config: Config, sock: socket.socket, on_ready: Callable[[], None
 
 
 def serve(config: Config, host: str, port: int, workers: int) -> int:
+    asyncio.run(_migrate(config.storage))  # once, before any worker starts
     sock = bind(host, port)
     url = url_of(sock)
     if workers == 1:
         _run_worker(config, sock, lambda: print(url, flush=True))
         return 0
     return _supervise(config, sock, url, workers)
+
+
+async def _migrate(url: str) -> None:
+    store = Store(url)
+    try:
+        await store.migrate()
+    finally:
+        await store.close()
 
 
 def _supervise(config: Config, sock: socket.socket, url: str, workers: int) -> int:

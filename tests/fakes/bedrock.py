@@ -33,6 +33,7 @@ import binascii
 import contextvars
 import datetime
 import hmac
+import itertools
 import re
 import struct
 import uuid
@@ -263,7 +264,7 @@ def converse_problem(body: dict[str, Any]) -> str | None:
     if roles[0] != "user":
         return "A conversation must start with a user message. Try again with a conversation " \
             "that starts with a user message."
-    if any(a == b for a, b in zip(roles, roles[1:], strict=False)) or not set(roles) <= {"user", "assistant"}:
+    if any(a == b for a, b in itertools.pairwise(roles)) or not set(roles) <= {"user", "assistant"}:
         return "A conversation must alternate between user and assistant roles. Make sure the " \
             "conversation alternates between user and assistant roles and try again."
     for i, message in enumerate(messages):
@@ -368,7 +369,8 @@ def event_message(headers: Mapping[str, str], payload: bytes) -> bytes:
 def _header(name: str, value: str) -> bytes:
     raw_name, raw_value = name.encode(), value.encode()
     # type 7: a UTF-8 string with a 2-byte length
-    return struct.pack(">B", len(raw_name)) + raw_name + b"\x07" + struct.pack(">H", len(raw_value)) + raw_value
+    return (struct.pack(">B", len(raw_name)) + raw_name + b"\x07"
+            + struct.pack(">H", len(raw_value)) + raw_value)
 
 
 def _tokens(texts: list[str]) -> int:

@@ -8,7 +8,9 @@ Answers look like OpenAI's, with Mistral's differences: tool-call ids are 9 lett
 tool calls carry an ``index`` and no ``type``, and a stream sends each tool call whole in one
 delta. A stream opens with the role and empty content, sends text as word deltas, and its last
 chunk carries ``finish_reason`` and ``usage`` together; then ``data: [DONE]``. A failure mid-stream
-is a chunk whose ``finish_reason`` is ``error``.
+is sent in band as Mistral's error object (``data: {"object": "error", "message", ...}``), and the
+body ends. (Mistral also ends some failed streams with a chunk whose ``finish_reason`` is
+``error`` and no message; the adapter's unit tests cover that form.)
 
 The fake refuses what the real API refuses and the gateway must avoid: unknown body fields (422,
 ``extra_forbidden``, e.g. OpenAI's ``seed``, ``max_completion_tokens``, ``stream_options``,
@@ -18,6 +20,7 @@ assistant turn not marked ``prefix``.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import string
@@ -37,6 +40,7 @@ _CHAT_FIELDS = frozenset({
 })
 _EMBED_FIELDS = frozenset({"model", "input", "metadata", "output_dimension", "output_dtype",
                            "encoding_format"})
+_ERROR_TYPES = {401: "unauthorized", 404: "not_found", 429: "rate_limited"}
 _TOOL_CHOICES = frozenset({"auto", "none", "any", "required"})
 _TOOL_CALL_ID = re.compile(r"[A-Za-z0-9]{9}")
 _ALNUM = string.ascii_letters + string.digits
@@ -78,14 +82,13 @@ class FakeMistral(FakeServer):
         return self.error(400, problem, "invalid_request_message_error") if problem else None
 
     def error(self, status: int, message: str, error_type: str | None = None) -> Answer:
-        kind = error_type or ("rate_limited" if status == 429 else "invalid_request_error")
+        kind = error_type or _ERROR_TYPES.get(status) or (
+            "internal_server_error" if status >= 500 else "invalid_request_error")
         body = {"object": "error", "message": message, "type": kind, "param": None, "code": None}
         return json_answer(body, status)
 
     def stream_error(self, fail: Fail) -> bytes:
-        choice = {"index": 0, "delta": {"content": ""}, "finish_reason": "error"}
-        return _data({"id": _hex_id(), "object": "chat.completion.chunk", "created": int(time.time()),
-                      "model": "unknown", "choices": [choice]})
+        return _data(json.loads(self.error(fail.status, fail.message, fail.error_type).body))
 
     def missing_field(self, name: str) -> str:
         return f"{name}: Field required"

@@ -32,10 +32,10 @@ def fake(server: FakeAzure) -> FakeAzure:
     return server
 
 
-def client(fake: FakeAzure, **options: str) -> openai.AzureOpenAI:
-    auth = options or {"api_key": KEY}
+def client(fake: FakeAzure, api_key: str | None = KEY, azure_ad_token: str | None = None
+           ) -> openai.AzureOpenAI:
     return openai.AzureOpenAI(azure_endpoint=fake.base_url, api_version=VERSION, max_retries=0,
-                              **auth)  # type: ignore[arg-type]
+                              api_key=api_key, azure_ad_token=azure_ad_token)
 
 
 def test_chat_goes_to_the_deployment_path_and_names_the_deployed_model(fake: FakeAzure) -> None:
@@ -87,7 +87,8 @@ def test_embeddings_on_the_deployment_path(fake: FakeAzure) -> None:
 
 
 def test_an_entra_token_is_accepted_as_a_bearer(fake: FakeAzure) -> None:
-    answer = client(fake, azure_ad_token=TOKEN).chat.completions.create(model="prod-4o", messages=USER)
+    entra = client(fake, api_key=None, azure_ad_token=TOKEN)
+    answer = entra.chat.completions.create(model="prod-4o", messages=USER)
     assert answer.choices[0].message.content
     assert fake.requests[0].headers["authorization"] == f"Bearer {TOKEN}"
 

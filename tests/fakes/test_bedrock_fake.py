@@ -177,7 +177,7 @@ def test_conversations_must_alternate_and_declare_their_tools(fake: FakeBedrock,
         br.converse(modelId=CLAUDE, messages=HI + HI)
     with pytest.raises(br.exceptions.ValidationException, match="blank"):
         br.converse(modelId=CLAUDE, messages=[{"role": "user", "content": [{"text": " "}]}])
-    history = HI + [{"role": "assistant", "content": [{"toolUse": {
+    history = [*HI, {"role": "assistant", "content": [{"toolUse": {
         "toolUseId": "t1", "name": "get_weather", "input": {}}}]}]
     with pytest.raises(br.exceptions.ValidationException, match="toolConfig"):
         br.converse(modelId=CLAUDE, messages=history)

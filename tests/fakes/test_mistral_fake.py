@@ -3,6 +3,7 @@ fake sends, the gateway's Mistral adapter is tested against the real wire format
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -160,8 +161,10 @@ def test_a_prefixed_closing_assistant_turn_is_accepted(fake: FakeMistral) -> Non
     assert post(fake, {"model": MODEL, "messages": messages}).status_code == 200
 
 
-def test_a_failure_mid_stream_is_an_error_finish(fake: FakeMistral, client: Mistral) -> None:
+def test_a_failure_mid_stream_is_an_error_object_in_band(fake: FakeMistral) -> None:
     fake.enqueue(Fail(500, "crash", after_events=2))
-    chunks = [event.data for event in client.chat.stream(model=MODEL, messages=USER)]
-    assert len(chunks) == 3
-    assert chunks[-1].choices[0].finish_reason == "error"
+    raw = post(fake, {"model": MODEL, "messages": USER, "stream": True}).text
+    events = [json.loads(block.removeprefix("data: ")) for block in raw.split("\n\n") if block]
+    assert len(events) == 3 and "[DONE]" not in raw
+    assert events[-1] == {"object": "error", "message": "crash", "type": "internal_server_error",
+                          "param": None, "code": None}

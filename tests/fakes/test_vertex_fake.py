@@ -27,6 +27,8 @@ PROJECT, LOCATION = "test-project", "us-central1"
 CLAUDE = "claude-sonnet-4-5@20250929"
 WEATHER = FakeToolCall("toolu_w1", "get_weather", {"city": "Paris", "days": 3})
 USER: list[MessageParam] = [{"role": "user", "content": "Hi"}]
+GEMINI_PATH = f"/v1/projects/{PROJECT}/locations/{LOCATION}/publishers/google/models/g:generateContent"
+CLAUDE_PATH = f"/v1/projects/{PROJECT}/locations/{LOCATION}/publishers/anthropic/models/{CLAUDE}:rawPredict"
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +54,9 @@ def key_file(fake: FakeVertex, account: ServiceAccount, tmp_path: Path) -> Path:
 
 
 def credentials(key_file: Path) -> service_account.Credentials:
-    return service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
+    creds: service_account.Credentials = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
         str(key_file), scopes=[CLOUD_PLATFORM])
+    return creds
 
 
 def fresh_token(key_file: Path) -> str:
@@ -121,7 +124,7 @@ def test_an_untrusted_account_and_a_failing_endpoint_are_refused(fake: FakeVerte
 
 
 def test_model_calls_need_a_minted_unexpired_token(fake: FakeVertex, key_file: Path) -> None:
-    url = f"{fake.base_url}/v1/projects/{PROJECT}/locations/{LOCATION}/publishers/google/models/g:generateContent"
+    url = fake.base_url + GEMINI_PATH
     body = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
 
     missing, _, missing_body = raw_post(url, body)
@@ -139,7 +142,7 @@ def test_model_calls_need_a_minted_unexpired_token(fake: FakeVertex, key_file: P
 def test_tokens_expire_after_their_lifetime(account: ServiceAccount, tmp_path: Path) -> None:
     with FakeVertex(PROJECT, LOCATION, token_lifetime_s=1) as short:
         token = fresh_token(short.write_credentials(account, tmp_path / "key.json"))
-        url = f"{short.base_url}/v1/projects/{PROJECT}/locations/{LOCATION}/publishers/google/models/g:generateContent"
+        url = short.base_url + GEMINI_PATH
         body = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
         first, _, _ = raw_post(url, body, {"authorization": f"Bearer {token}"})
         time.sleep(1.1)
@@ -228,11 +231,12 @@ def test_anthropic_vertex_message(fake: FakeVertex, claude: anthropic.AnthropicV
     assert message.id.startswith("msg_vrtx_") and message.stop_reason == "end_turn"
     assert (message.usage.input_tokens, message.usage.output_tokens) == (11, 7)
     [rec] = fake.requests
-    assert rec.path == f"/v1/projects/{PROJECT}/locations/{LOCATION}/publishers/anthropic/models/{CLAUDE}:rawPredict"
+    assert rec.path == CLAUDE_PATH
     assert "model" not in rec.json and rec.json["anthropic_version"]
 
 
-def test_anthropic_vertex_stream_with_a_tool_call(fake: FakeVertex, claude: anthropic.AnthropicVertex) -> None:
+def test_anthropic_vertex_stream_with_a_tool_call(fake: FakeVertex,
+                                                  claude: anthropic.AnthropicVertex) -> None:
     fake.enqueue(Reply(text="Let me check.", tool_calls=[WEATHER]))
 
     with claude.messages.stream(model=CLAUDE, max_tokens=100, messages=USER) as stream:
@@ -256,16 +260,18 @@ def test_anthropic_vertex_errors(fake: FakeVertex, claude: anthropic.AnthropicVe
         claude.messages.create(model=CLAUDE, max_tokens=100, messages=USER)
 
     assert caught.value.status_code == 529
-    assert caught.value.body == {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    overloaded = {"type": "overloaded_error", "message": "Overloaded"}
+    assert caught.value.body == {"type": "error", "error": overloaded}
 
 
 def test_a_body_naming_the_model_or_lacking_the_version_is_refused(fake: FakeVertex, key_file: Path) -> None:
-    url = f"{fake.base_url}/v1/projects/{PROJECT}/locations/{LOCATION}/publishers/anthropic/models/{CLAUDE}:rawPredict"
+    url = fake.base_url + CLAUDE_PATH
     auth = {"authorization": f"Bearer {fresh_token(key_file)}"}
     body = {"anthropic_version": "vertex-2023-10-16", "max_tokens": 10, "messages": USER}
 
     with_model, _, raw = raw_post(url, {**body, "model": CLAUDE}, auth)
-    without_version, _, raw2 = raw_post(url, {k: v for k, v in body.items() if k != "anthropic_version"}, auth)
+    unversioned = {k: v for k, v in body.items() if k != "anthropic_version"}
+    without_version, _, raw2 = raw_post(url, unversioned, auth)
 
     assert (with_model, without_version) == (400, 400)
     assert json.loads(raw)["error"]["type"] == "invalid_request_error"

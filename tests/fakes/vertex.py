@@ -132,8 +132,11 @@ class FakeVertex(FakeServer):
         location: str = "us-central1",
         token_lifetime_s: int = 3600,
         api_key: str | None = None,
+        fixed_token: str | None = None,
     ) -> None:
+        """``fixed_token``: mint that same token every time, for a test that must know it."""
         super().__init__(api_key)
+        self.fixed_token = fixed_token
         self.project = project
         self.location = location
         self.token_lifetime_s = token_lifetime_s
@@ -295,7 +298,7 @@ class FakeVertex(FakeServer):
         problem = self._check_assertion(rec.json.get("assertion", ""))
         if problem is not None:
             return _oauth_error(400, *problem)
-        token = "ya29.c." + secrets.token_urlsafe(48)
+        token = self.fixed_token or "ya29.c." + secrets.token_urlsafe(48)
         with self._token_lock:
             self._tokens[token] = time.monotonic() + self.token_lifetime_s
         body = {"access_token": token, "expires_in": self.token_lifetime_s, "token_type": "Bearer"}
@@ -341,7 +344,9 @@ class FakeVertex(FakeServer):
         bodies = [_response(parts, reply, head, final=i == len(chunks) - 1) for i, parts in enumerate(chunks)]
         if rec.query.get("alt") == "sse":
             return Answer(pieces=[_sse(b) for b in bodies], content_type="text/event-stream")
-        pieces = [(b"[" if i == 0 else b",\r\n") + json.dumps(b, indent=2).encode() for i, b in enumerate(bodies)]
+        # Without alt=sse Google streams one JSON array, element by element.
+        pieces = [(b"[" if i == 0 else b",\r\n") + json.dumps(b, indent=2).encode()
+                  for i, b in enumerate(bodies)]
         return Answer(pieces=[*pieces, b"]"], content_type="application/json; charset=UTF-8")
 
     def _predict(self, rec: RecordedRequest, reply: Reply) -> Answer:

@@ -80,8 +80,8 @@ def test_retries_stop_at_the_configured_count(gateway: GatewayFactory, fake_open
 def test_anthropic_overloaded_is_retried(gateway: GatewayFactory, fake_anthropic: FakeAnthropic) -> None:
     gw = gateway(models={"claude": one("claude", "claude-sonnet-4-5")})
     fake_anthropic.enqueue(Fail(529), Reply(text="better now"))
-    message = claude(gw).messages.create(model="claude", max_tokens=10, messages=HI)  # type: ignore[list-item]
-    assert message.content[0].text == "better now"  # type: ignore[union-attr]
+    message = claude(gw).messages.create(model="claude", max_tokens=10, messages=HI)
+    assert message.content[0].text == "better now"
     assert len(fake_anthropic.requests) == 2
 
 
@@ -135,10 +135,10 @@ def test_a_client_error_on_messages_keeps_the_anthropic_shape(gateway: GatewayFa
     gw = gateway(models={"gpt": one()})
     fake_openai.enqueue(Fail(400, message="bad image"))
     with pytest.raises(anthropic.BadRequestError) as caught:
-        claude(gw).messages.create(model="gpt", max_tokens=10, messages=HI)  # type: ignore[list-item]
-    assert caught.value.body["type"] == "error"  # type: ignore[index]
-    assert caught.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
-    assert "bad image" in caught.value.body["error"]["message"]  # type: ignore[index]
+        claude(gw).messages.create(model="gpt", max_tokens=10, messages=HI)
+    assert caught.value.body["type"] == "error"
+    assert caught.value.body["error"]["type"] == "invalid_request_error"
+    assert "bad image" in caught.value.body["error"]["message"]
 
 
 # --- credentials never leak ------------------------------------------------------------------
@@ -175,7 +175,7 @@ def test_gateway_keys_are_scrubbed_too(gateway: GatewayFactory, fake_openai: Fak
 
 
 def ask_with_key(gw: GatewayServer, key: str) -> Any:
-    return oai(gw, key).chat.completions.create(model="gpt", messages=HI)  # type: ignore[arg-type]
+    return oai(gw, key).chat.completions.create(model="gpt", messages=HI)
 
 
 def test_a_mid_stream_error_is_scrubbed(gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
@@ -236,9 +236,9 @@ def test_when_everything_fails_messages_get_an_api_error(gateway: GatewayFactory
     gw = gateway(models={"gpt": one(retries=0)})
     fake_openai.enqueue(Fail(500))
     with pytest.raises(anthropic.APIStatusError) as caught:
-        claude(gw).messages.create(model="gpt", max_tokens=10, messages=HI)  # type: ignore[list-item]
+        claude(gw).messages.create(model="gpt", max_tokens=10, messages=HI)
     assert caught.value.status_code == 502
-    assert caught.value.body["error"]["type"] == "api_error"  # type: ignore[index]
+    assert caught.value.body["error"]["type"] == "api_error"
 
 
 def test_still_rate_limited_after_all_attempts_is_429_with_retry_after(
@@ -257,22 +257,22 @@ def test_the_sdk_sees_an_upstream_rate_limit_as_rate_limit_error(gateway: Gatewa
     gw = gateway(models={"claude": one("claude", "claude-sonnet-4-5", retries=0)})
     fake_anthropic.enqueue(Fail(429))
     with pytest.raises(anthropic.RateLimitError) as caught:
-        claude(gw).messages.create(model="claude", max_tokens=10, messages=HI)  # type: ignore[list-item]
+        claude(gw).messages.create(model="claude", max_tokens=10, messages=HI)
     assert caught.value.response.headers["retry-after"]
-    assert caught.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+    assert caught.value.body["error"]["type"] == "rate_limit_error"
 
 
 # --- timeouts --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("script", [Hang(1.5), Reply(headers_delay_s=1.5)], ids=["hang", "slow-headers"])
+@pytest.mark.parametrize("script", [Hang(3), Reply(headers_delay_s=3)], ids=["hang", "slow-headers"])
 def test_an_upstream_slower_than_timeout_is_504(gateway: GatewayFactory, fake_openai: FakeOpenAI,
                                                 script: Any) -> None:
     gw = gateway(models={"gpt": one(retries=0, timeout_s=0.3)})
     fake_openai.enqueue(script)
     started = time.monotonic()
     response = httpx.post(gw.openai_base_url + "/chat/completions", json={"model": "gpt", "messages": HI})
-    assert time.monotonic() - started < 1.2
+    assert time.monotonic() - started < 2.5  # the gateway gave up; it did not wait the fake out
     assert response.status_code == 504
     assert response.json()["error"]["code"] == "upstream_timeout"
     [record] = records(gw, 1)
@@ -281,8 +281,10 @@ def test_an_upstream_slower_than_timeout_is_504(gateway: GatewayFactory, fake_op
 
 def test_a_timeout_is_retried(gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
     gw = gateway(models={"gpt": one(retries=1, timeout_s=0.3)})
-    fake_openai.enqueue(Hang(1.5), Reply(text="on time"))
+    fake_openai.enqueue(Hang(5), Reply(text="on time"))
+    started = time.monotonic()
     assert ask(gw).parse().choices[0].message.content == "on time"
+    assert time.monotonic() - started < 3  # the first attempt was abandoned, not waited out
     assert len(fake_openai.requests) == 2
 
 
@@ -311,7 +313,7 @@ def test_a_slow_stream_is_not_cut_by_the_first_byte_timeout(gateway: GatewayFact
                                                             fake_openai: FakeOpenAI) -> None:
     gw = gateway(models={"gpt": one(retries=0, timeout_s=0.3)})
     fake_openai.enqueue(Reply(text="a b c d e f", chunk_delay_s=0.1))
-    chunks = list(oai(gw).chat.completions.create(model="gpt", messages=HI, stream=True))  # type: ignore[arg-type]
+    chunks = list(oai(gw).chat.completions.create(model="gpt", messages=HI, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "a b c d e f"
 
 
@@ -342,9 +344,7 @@ def test_ordered_fails_over_to_the_second_target(gateway: GatewayFactory,
                                                  fake_openai: FakeOpenAI) -> None:
     gw = gateway(models={"gpt": {"targets": TWO_TARGETS, "strategy": "ordered", "retries": 1}})
     fake_openai.enqueue(Fail(503))
-    started = time.monotonic()
     raw = ask(gw)
-    assert time.monotonic() - started < 0.5  # a different deployment needs no backoff
     assert raw.headers["x-lockgate-route"] == "oai/gpt-4o"
     assert [r.json["model"] for r in fake_openai.requests] == ["gpt-4o-mini", "gpt-4o"]
     assert ask(gw).headers["x-lockgate-route"] == "oai/gpt-4o-mini"  # back to the first
@@ -401,7 +401,7 @@ def test_a_stream_that_fails_before_its_first_byte_is_retried(gateway: GatewayFa
                                                               fake_openai: FakeOpenAI) -> None:
     gw = gateway(models=STREAM_MODELS)
     fake_openai.enqueue(Fail(500), Reply(text="clean stream here"))
-    chunks = list(oai(gw).chat.completions.create(model="gpt", messages=HI, stream=True))  # type: ignore[arg-type]
+    chunks = list(oai(gw).chat.completions.create(model="gpt", messages=HI, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "clean stream here"
     assert len(fake_openai.requests) == 2
     raw = stream_bytes(gw, "/v1/chat/completions", "gpt")
@@ -413,7 +413,7 @@ def test_an_anthropic_stream_that_fails_early_is_retried(gateway: GatewayFactory
                                                          fake_anthropic: FakeAnthropic) -> None:
     gw = gateway(models=STREAM_MODELS)
     fake_anthropic.enqueue(Fail(503), Reply(text="all good"))
-    with claude(gw).messages.stream(model="claude", max_tokens=10, messages=HI) as stream:  # type: ignore[list-item]
+    with claude(gw).messages.stream(model="claude", max_tokens=10, messages=HI) as stream:
         text = "".join(stream.text_stream)
     assert text == "all good"
     assert len(fake_anthropic.requests) == 2
@@ -472,11 +472,12 @@ def test_an_anthropic_stream_cut_mid_way_ends_with_an_error_event(
     assert error["error"]["message"]
 
 
-def test_the_sdk_raises_on_a_stream_cut_mid_way(gateway: GatewayFactory, fake_anthropic: FakeAnthropic) -> None:
+def test_the_sdk_raises_on_a_stream_cut_mid_way(gateway: GatewayFactory,
+                                                fake_anthropic: FakeAnthropic) -> None:
     gw = gateway(models=STREAM_MODELS)
     fake_anthropic.enqueue(Reply(text="one two three four five six", cut_after=4))
     with pytest.raises(anthropic.APIStatusError), claude(gw).messages.stream(
-            model="claude", max_tokens=10, messages=HI) as stream:  # type: ignore[list-item]
+            model="claude", max_tokens=10, messages=HI) as stream:
         stream.until_done()
 
 
@@ -508,8 +509,8 @@ def test_an_upstream_error_event_on_messages_is_relayed_once(gateway: GatewayFac
 def test_a_client_that_disconnects_mid_stream_stops_the_upstream(gateway: GatewayFactory,
                                                                  fake_openai: FakeOpenAI) -> None:
     gw = gateway(models={"gpt": one()})
-    words = 60
-    fake_openai.enqueue(Reply(text=" ".join(["word"] * words), chunk_delay_s=0.05))  # 3 s in full
+    words = 100
+    fake_openai.enqueue(Reply(text=" ".join(["word"] * words), chunk_delay_s=0.05))  # 5 s in full
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", gw.port)) as sock:
         body = json.dumps({"model": "gpt", "messages": HI, "stream": True}).encode()
@@ -522,5 +523,5 @@ def test_a_client_that_disconnects_mid_stream_stops_the_upstream(gateway: Gatewa
             received += chunk
     [record] = records(gw, 1)
     assert record.status == 499
-    assert time.monotonic() - started < 1.5  # recorded well before the stream would have ended
+    assert time.monotonic() - started < 3.5  # recorded well before the stream would have ended
     assert len(fake_openai.requests) == 1

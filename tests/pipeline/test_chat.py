@@ -114,14 +114,14 @@ def test_a_missing_model_is_400(gw: GatewayServer, body: dict[str, Any]) -> None
 
 def test_a_schema_violation_is_400_naming_the_field(gw: GatewayServer, fake_openai: FakeOpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        oai(gw).chat.completions.create(model="gem", messages=[{"role": "wizard", "content": "x"}])  # type: ignore[list-item, misc]
+        oai(gw).chat.completions.create(model="gem", messages=[{"role": "wizard", "content": "x"}])
     assert caught.value.code == "invalid_request"
     assert "role" in caught.value.message
 
 
 def test_an_unknown_model_is_404(gw: GatewayServer) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
-        oai(gw).chat.completions.create(model="no-such-model", messages=HI)  # type: ignore[arg-type]
+        oai(gw).chat.completions.create(model="no-such-model", messages=HI)
     assert caught.value.code == "model_not_found"
     assert "no-such-model" in caught.value.message
     [record] = records(gw, 1)
@@ -130,8 +130,8 @@ def test_an_unknown_model_is_404(gw: GatewayServer) -> None:
 
 def test_an_unknown_model_is_not_found_error_on_messages(gw: GatewayServer) -> None:
     with pytest.raises(anthropic.NotFoundError) as caught:
-        claude(gw).messages.create(model="no-such-model", max_tokens=10, messages=HI)  # type: ignore[list-item]
-    assert caught.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
+        claude(gw).messages.create(model="no-such-model", max_tokens=10, messages=HI)
+    assert caught.value.body["error"]["type"] == "not_found_error"
 
 
 # --- body size -------------------------------------------------------------------------------
@@ -177,7 +177,7 @@ def test_the_sdk_sees_a_too_large_body_as_413(small: GatewayServer) -> None:
 
 
 def test_a_body_under_the_limit_is_served(small: GatewayServer) -> None:
-    answer = oai(small).chat.completions.create(model="gpt", messages=HI)  # type: ignore[arg-type]
+    answer = oai(small).chat.completions.create(model="gpt", messages=HI)
     assert answer.choices[0].message.content == "Hello from the fake!"
 
 
@@ -186,7 +186,7 @@ def test_a_body_under_the_limit_is_served(small: GatewayServer) -> None:
 
 def test_the_request_id_sent_is_echoed(gw: GatewayServer) -> None:
     raw = oai(gw).chat.completions.with_raw_response.create(
-        model="gpt", messages=HI, extra_headers={"x-request-id": "my-trace-42"})  # type: ignore[arg-type]
+        model="gpt", messages=HI, extra_headers={"x-request-id": "my-trace-42"})
     assert raw.headers["x-request-id"] == "my-trace-42"
     assert records(gw, 1)[0].request_id == "my-trace-42"
 
@@ -214,21 +214,21 @@ def test_errors_carry_the_request_id_too(gw: GatewayServer) -> None:
 ])
 def test_the_route_header_names_provider_and_upstream_model(gw: GatewayServer, model: str,
                                                             route: str) -> None:
-    raw = oai(gw).chat.completions.with_raw_response.create(model=model, messages=HI)  # type: ignore[arg-type]
+    raw = oai(gw).chat.completions.with_raw_response.create(model=model, messages=HI)
     assert raw.headers["x-lockgate-route"] == route
     assert records(gw, 1)[0].route == route
 
 
 def test_the_route_header_is_sent_on_messages_and_streams(gw: GatewayServer) -> None:
     with claude(gw).messages.with_streaming_response.create(
-            model="gpt", max_tokens=10, messages=HI, stream=True) as response:  # type: ignore[list-item]
+            model="gpt", max_tokens=10, messages=HI, stream=True) as response:
         assert response.headers["x-lockgate-route"] == "oai/gpt-4o-mini"
         assert response.headers["content-type"].startswith("text/event-stream")
 
 
 def test_expose_route_header_false_hides_it(gateway: GatewayFactory) -> None:
     gw = gateway(models=MODELS, server={"expose_route_header": False})
-    raw = oai(gw).chat.completions.with_raw_response.create(model="gpt", messages=HI)  # type: ignore[arg-type]
+    raw = oai(gw).chat.completions.with_raw_response.create(model="gpt", messages=HI)
     assert "x-lockgate-route" not in raw.headers
     assert "x-request-id" in raw.headers
     assert records(gw, 1)[0].route == "oai/gpt-4o-mini"  # still recorded for the operator
@@ -242,14 +242,14 @@ DATED = "gpt-4o-mini-2024-07-18"
 def test_the_answer_names_the_model_the_client_asked_for(gw: GatewayServer,
                                                          fake_openai: FakeOpenAI) -> None:
     fake_openai.enqueue(Reply(model=DATED))
-    answer = oai(gw).chat.completions.create(model="gpt", messages=HI)  # type: ignore[arg-type]
+    answer = oai(gw).chat.completions.create(model="gpt", messages=HI)
     assert answer.model == "gpt"
 
 
 def test_a_relayed_stream_names_the_model_the_client_asked_for(gw: GatewayServer,
                                                                fake_openai: FakeOpenAI) -> None:
     fake_openai.enqueue(Reply(model=DATED, text="one two three"))
-    chunks = list(oai(gw).chat.completions.create(model="gpt", messages=HI, stream=True))  # type: ignore[arg-type]
+    chunks = list(oai(gw).chat.completions.create(model="gpt", messages=HI, stream=True))
     assert {c.model for c in chunks} == {"gpt"}
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "one two three"
 
@@ -257,17 +257,18 @@ def test_a_relayed_stream_names_the_model_the_client_asked_for(gw: GatewayServer
 @pytest.mark.parametrize("model", ["claude", "gem"])
 def test_a_translated_answer_names_the_model_the_client_asked_for(gw: GatewayServer,
                                                                   model: str) -> None:
-    answer = oai(gw).chat.completions.create(model=model, messages=HI)  # type: ignore[arg-type]
+    answer = oai(gw).chat.completions.create(model=model, messages=HI)
     assert answer.model == model
     assert answer.choices[0].message.content == "Hello from the fake!"
 
 
 def test_an_anthropic_answer_names_the_model_the_client_asked_for(
         gw: GatewayServer, fake_anthropic: FakeAnthropic) -> None:
-    fake_anthropic.enqueue(Reply(model="claude-sonnet-4-5-20250929"), Reply(model="claude-sonnet-4-5-20250929"))
-    message = claude(gw).messages.create(model="claude", max_tokens=10, messages=HI)  # type: ignore[list-item]
+    dated = Reply(model="claude-sonnet-4-5-20250929")
+    fake_anthropic.enqueue(dated, dated)
+    message = claude(gw).messages.create(model="claude", max_tokens=10, messages=HI)
     assert message.model == "claude"
-    with claude(gw).messages.stream(model="claude", max_tokens=10, messages=HI) as stream:  # type: ignore[list-item]
+    with claude(gw).messages.stream(model="claude", max_tokens=10, messages=HI) as stream:
         final = stream.get_final_message()
     assert final.model == "claude"
 
@@ -277,7 +278,7 @@ def test_an_anthropic_answer_names_the_model_the_client_asked_for(
 
 def test_the_upstream_gets_its_own_model_id_and_the_rest_as_sent(gw: GatewayServer,
                                                                  fake_openai: FakeOpenAI) -> None:
-    oai(gw).chat.completions.create(model="gpt", messages=HI, temperature=0.25,  # type: ignore[arg-type]
+    oai(gw).chat.completions.create(model="gpt", messages=HI, temperature=0.25,
                                     logit_bias={"50256": -100}, seed=7)
     [request] = fake_openai.requests
     assert request.json["model"] == "gpt-4o-mini"
@@ -291,7 +292,7 @@ def test_the_upstream_gets_the_gateway_credentials_not_the_clients(
         gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
     gw = gateway(models=MODELS, keys=[{"name": "k", "key": CLIENT_KEY}])
     openai.OpenAI(base_url=gw.openai_base_url, api_key=CLIENT_KEY, max_retries=0).chat.completions.create(
-        model="gpt", messages=HI)  # type: ignore[arg-type]
+        model="gpt", messages=HI)
     [request] = fake_openai.requests
     assert CLIENT_KEY not in json.dumps(request.headers)
     assert request.headers["authorization"] == "Bearer sk-upstream-openai-0123456789"
@@ -315,7 +316,7 @@ def test_a_relayed_stream_keeps_usage_for_a_client_that_asked(gw: GatewayServer,
                                                               fake_openai: FakeOpenAI) -> None:
     fake_openai.enqueue(Reply(text="a b c", prompt_tokens=13, completion_tokens=5))
     chunks = list(oai(gw).chat.completions.create(
-        model="gpt", messages=HI, stream=True, stream_options={"include_usage": True}))  # type: ignore[arg-type]
+        model="gpt", messages=HI, stream=True, stream_options={"include_usage": True}))
     usage = [c.usage for c in chunks if c.usage is not None]
     assert len(usage) == 1
     assert (usage[0].prompt_tokens, usage[0].completion_tokens) == (13, 5)
@@ -323,22 +324,22 @@ def test_a_relayed_stream_keeps_usage_for_a_client_that_asked(gw: GatewayServer,
 
 
 def test_a_translated_stream_has_no_usage_chunk_unless_asked(gw: GatewayServer) -> None:
-    plain = list(oai(gw).chat.completions.create(model="claude", messages=HI, stream=True))  # type: ignore[arg-type]
+    plain = list(oai(gw).chat.completions.create(model="claude", messages=HI, stream=True))
     assert all(c.usage is None for c in plain)
     asked = list(oai(gw).chat.completions.create(
-        model="claude", messages=HI, stream=True, stream_options={"include_usage": True}))  # type: ignore[arg-type]
+        model="claude", messages=HI, stream=True, stream_options={"include_usage": True}))
     assert [c.usage.completion_tokens for c in asked if c.usage is not None] == [7]
 
 
 def test_a_non_stream_request_is_not_given_stream_options(gw: GatewayServer,
                                                           fake_openai: FakeOpenAI) -> None:
-    oai(gw).chat.completions.create(model="gpt", messages=HI)  # type: ignore[arg-type]
+    oai(gw).chat.completions.create(model="gpt", messages=HI)
     assert "stream_options" not in fake_openai.requests[0].json
 
 
 def test_a_translated_request_reaches_anthropic_in_its_format(gw: GatewayServer,
                                                               fake_anthropic: FakeAnthropic) -> None:
-    oai(gw).chat.completions.create(model="claude", messages=[  # type: ignore[list-item]
+    oai(gw).chat.completions.create(model="claude", messages=[
         {"role": "system", "content": "Be brief."}, *HI], max_tokens=33)
     [request] = fake_anthropic.requests
     assert request.json["model"] == "claude-sonnet-4-5"
@@ -348,7 +349,7 @@ def test_a_translated_request_reaches_anthropic_in_its_format(gw: GatewayServer,
 
 def test_a_translated_request_reaches_gemini_with_the_model_in_the_path(
         gw: GatewayServer, fake_gemini: FakeGemini) -> None:
-    oai(gw).chat.completions.create(model="gem", messages=HI)  # type: ignore[arg-type]
+    oai(gw).chat.completions.create(model="gem", messages=HI)
     [request] = fake_gemini.requests
     assert "gemini-2.5-flash" in request.path
 
@@ -360,9 +361,9 @@ def test_every_request_leaves_a_record(gateway: GatewayFactory, fake_openai: Fak
     gw = gateway(models=MODELS, keys=[{"name": "ci", "key": CLIENT_KEY}])
     client = openai.OpenAI(base_url=gw.openai_base_url, api_key=CLIENT_KEY, max_retries=0)
     fake_openai.enqueue(Reply(prompt_tokens=21, completion_tokens=4))
-    client.chat.completions.create(model="gpt", messages=HI)  # type: ignore[arg-type]
+    client.chat.completions.create(model="gpt", messages=HI)
     with pytest.raises(openai.NotFoundError):
-        client.chat.completions.create(model="nope", messages=HI)  # type: ignore[arg-type]
+        client.chat.completions.create(model="nope", messages=HI)
     ok, missing = records(gw, 2)
     assert (ok.status, ok.route, ok.model, ok.key_id) == (200, "oai/gpt-4o-mini", "gpt", "static/ci")
     assert (ok.prompt_tokens, ok.completion_tokens, ok.stream) == (21, 4, False)
@@ -372,7 +373,7 @@ def test_every_request_leaves_a_record(gateway: GatewayFactory, fake_openai: Fak
 
 
 def test_a_streamed_request_is_recorded_with_its_tokens(gw: GatewayServer) -> None:
-    with claude(gw).messages.stream(model="claude", max_tokens=10, messages=HI) as stream:  # type: ignore[list-item]
+    with claude(gw).messages.stream(model="claude", max_tokens=10, messages=HI) as stream:
         stream.until_done()
     [record] = records(gw, 1)
     assert (record.status, record.route, record.stream) == (200, "claude/claude-sonnet-4-5", True)

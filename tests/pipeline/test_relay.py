@@ -113,7 +113,8 @@ def openai_sse(*chunks: dict[str, Any], done: bool = True) -> list[SSEEvent]:
 
 def chunk(content: str | None = None, *, usage: dict[str, int] | None = None) -> dict[str, Any]:
     choices = [] if content is None else [{"index": 0, "delta": {"content": content}, "finish_reason": None}]
-    out: dict[str, Any] = {"id": "c1", "object": "chat.completion.chunk", "model": "gpt-4o-2024", "choices": choices}
+    out: dict[str, Any] = {"id": "c1", "object": "chat.completion.chunk", "model": "gpt-4o-2024",
+                           "choices": choices}
     if usage is not None:
         out["usage"] = usage
     return out

@@ -302,8 +302,9 @@ async def test_a_conversation_with_foreign_tool_ids_is_accepted(provider: Mistra
 
 
 async def test_tool_call_stream_against_the_fake(provider: MistralProvider, fake: FakeMistral) -> None:
-    fake.enqueue(Reply(text="Checking.", tool_calls=[FakeToolCall("Ab3dE6gH9", "get_weather", {"city": "Oslo"}),
-                                                     FakeToolCall("", "get_weather", {"city": "Rome"})]))
+    calls = [FakeToolCall("Ab3dE6gH9", "get_weather", {"city": "Oslo"}),
+             FakeToolCall("", "get_weather", {"city": "Rome"})]
+    fake.enqueue(Reply(text="Checking.", tool_calls=calls))
     events = [e async for e in await provider.chat_stream(chat(user("Weather?"), tools=[WEATHER_TOOL]), 5)]
     starts = [e for e in events if isinstance(e, ToolCallStart)]
     assert [(s.index, s.name) for s in starts] == [(0, "get_weather"), (1, "get_weather")]
@@ -428,9 +429,9 @@ def test_openai_client_tools_round_trip_with_openai_ids(fake: FakeMistral, oa: o
     fake.enqueue(Reply(text="It is 21C in Oslo."))
     second = oa.chat.completions.create(model="small", tools=OA_TOOLS, messages=[
         {"role": "user", "content": "Weather in Oslo?"},
-        {"role": "assistant", "content": None, "tool_calls": [{"id": "call_Xy12Ab34Cd56Ef78", "type": "function",
-                                                               "function": {"name": "get_weather",
-                                                                            "arguments": '{"city":"Oslo"}'}}]},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_Xy12Ab34Cd56Ef78", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}]},
         {"role": "tool", "tool_call_id": "call_Xy12Ab34Cd56Ef78", "content": "21C"}])
     assert second.choices[0].message.content == "It is 21C in Oslo."
     replayed = fake.requests[1].json["messages"]

@@ -5,12 +5,14 @@ matches a real key."""
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from lockgate.asgi import Scope, header
 from lockgate.config import Config, KeyConfig, TeamConfig
 from lockgate.errors import AuthenticationFailed
-from lockgate.pipeline.limits import OwnerLimits
+from lockgate.pipeline.limits import BudgetPeriod, OwnerLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +26,7 @@ class Principal:
     team_models: frozenset[str] | None = None
     is_master: bool = False
     limits: tuple[OwnerLimits, ...] = ()
+    expires_at: float | None = None
 
     def may_use(self, model: str) -> bool:
         return ((self.models is None or model in self.models)
@@ -49,13 +52,26 @@ def presented_key(scope: Scope) -> str | None:
 
 
 class Authenticator:
+    """Static keys come from the config; stored keys (admin API, ``lockgate keys``) are swapped
+    in whole by ``load_stored`` whenever the background refresh sees a change."""
+
     def __init__(self, config: Config) -> None:
         teams = {t.name: t for t in config.teams}
-        self._by_digest = {digest(k.key): _principal(k, teams.get(k.team or "")) for k in config.keys}
+        self._static = {digest(k.key): _principal(k, teams.get(k.team or "")) for k in config.keys}
         master = config.server.master_key
         if master:
-            self._by_digest[digest(master)] = Principal(key_id="master", name="master", is_master=True)
+            self._static[digest(master)] = Principal(key_id="master", name="master", is_master=True)
+        self._by_digest = dict(self._static)
         self.open = not self._by_digest
+
+    def static_principals(self) -> list[Principal]:
+        return list(self._static.values())
+
+    def load_stored(self, principals: dict[str, Principal]) -> None:
+        """Replaces every stored key at once (one assignment: requests see old or new, never a mix)."""
+        merged = {**principals, **self._static}
+        self._by_digest = merged
+        self.open = not merged
 
     def authenticate(self, scope: Scope) -> Principal:
         if self.open:
@@ -66,6 +82,8 @@ class Authenticator:
         principal = self._by_digest.get(digest(secret))
         if principal is None:
             raise AuthenticationFailed("invalid API key")
+        if principal.expires_at is not None and principal.expires_at <= time.time():
+            raise AuthenticationFailed("this API key has expired")
         return principal
 
 
@@ -85,6 +103,14 @@ def _principal(key: KeyConfig, team: TeamConfig | None) -> Principal:
     )
 
 
-def owner_limits(owner: str, spec: KeyConfig | TeamConfig) -> OwnerLimits:
+class _LimitSpec(Protocol):
+    rpm: int | None
+    tpm: int | None
+    max_parallel: int | None
+    budget_usd: float | None
+    budget_period: BudgetPeriod
+
+
+def owner_limits(owner: str, spec: _LimitSpec) -> OwnerLimits:
     return OwnerLimits(owner=owner, rpm=spec.rpm, tpm=spec.tpm, max_parallel=spec.max_parallel,
                        budget_usd=spec.budget_usd, budget_period=spec.budget_period)

@@ -71,9 +71,10 @@ class ChatEndpoint(Endpoint):
         first, rest = await self.s.caller.call(plan, exchange.open_stream, ctx)
         await start_stream(send, [*self.headers(ctx), *extra])
 
-        def on_error(err: UpstreamError) -> bytes:
-            scrubbed = GatewayError(self.s.caller.scrub(err.message), status=502,
-                                    code="upstream_error")
+        def on_error(err: GatewayError) -> bytes:
+            status = err.status if err.status >= 400 else 502  # keeps e.g. Anthropic's overloaded
+            code = "upstream_error" if isinstance(err, UpstreamError) else err.code
+            scrubbed = GatewayError(self.s.caller.scrub(err.message), status=status, code=code)
             return self.dialect.stream_error(scrubbed)
 
         if await until_disconnect(receive, pump(send, first, rest, on_error, ctx)):

@@ -12,7 +12,7 @@ from lockgate.asgi import Receive, Send, send_chunk
 from lockgate.core.chat import StreamEvent, StreamStart, UsageEvent
 from lockgate.dialects.base import RelayTap, StreamEncoder
 from lockgate.dialects.sse import SSEEvent
-from lockgate.errors import UpstreamError
+from lockgate.errors import GatewayError, UpstreamError
 from lockgate.pipeline.context import RequestContext
 
 
@@ -45,16 +45,26 @@ async def encode_events(
     yield encoder.finish()
 
 
+SHUTTING_DOWN = GatewayError("the gateway is shutting down; retry the request", status=503,
+                             code="shutting_down")
+
+
 async def pump(send: Send, first: bytes, rest: AsyncIterator[bytes],
-               on_error: Callable[[UpstreamError], bytes], ctx: RequestContext) -> None:
-    """Sends ``first`` then every later chunk; ends the stream cleanly or with an error event."""
-    await send_chunk(send, first)
+               on_error: Callable[[GatewayError], bytes], ctx: RequestContext) -> None:
+    """Sends ``first`` then every later chunk; ends the stream cleanly or with an error event —
+    also when the stream is cancelled (a drain that ran out of time), never with a silent cut."""
     try:
+        await send_chunk(send, first)
         async for chunk in rest:
             await send_chunk(send, chunk)
     except UpstreamError as err:
         ctx.status, ctx.error_code = 502, "upstream_error"
         await send_chunk(send, on_error(err))
+    except asyncio.CancelledError:
+        ctx.status, ctx.error_code = 503, SHUTTING_DOWN.code
+        with contextlib.suppress(Exception):  # a client that is gone cannot be told
+            await send_chunk(send, on_error(SHUTTING_DOWN), more=False)
+        raise
     await send_chunk(send, b"", more=False)
 
 
@@ -65,6 +75,11 @@ async def until_disconnect(receive: Receive, work: Awaitable[None]) -> bool:
     watcher = asyncio.ensure_future(_wait_disconnect(receive))
     try:
         done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:  # the server is stopping this request: stop the relay too
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, OSError):
+            await task
+        raise
     finally:
         watcher.cancel()
     if task in done:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -82,17 +83,14 @@ class GoogleCredentials:
                      getattr(credentials, "quota_project_id", None))
 
     def _load(self) -> tuple[Any, str | None]:
-        import google.auth
-
         scopes = [CLOUD_PLATFORM_SCOPE]
         if self.credentials_file:
-            # Any credentials file google-auth knows (service account, authorized user,
-            # workload identity federation); each keeps its own token_uri.
-            loaded: tuple[Any, str | None] = google.auth.load_credentials_from_file(  # type: ignore[no-untyped-call]
-                self.credentials_file, scopes=scopes)
-            return loaded
-        # Application Default Credentials: GOOGLE_APPLICATION_CREDENTIALS, gcloud's file, then
-        # the metadata server of Google's own runtimes.
+            return _load_file(self.credentials_file, scopes)
+        import google.auth
+
+        # Application Default Credentials: GOOGLE_APPLICATION_CREDENTIALS (any kind of
+        # credentials file, its token_uri honoured), gcloud's file, then the metadata server of
+        # Google's own runtimes.
         credentials, project_id = google.auth.default(scopes=scopes)
         return credentials, project_id
 
@@ -100,6 +98,33 @@ class GoogleCredentials:
         if self._request is None:
             self._request = _timed_request(self.timeout_s)
         return self._request
+
+
+def _load_file(path: str, scopes: list[str]) -> tuple[Any, str | None]:
+    """A service-account key or a user's credentials file, by the type-specific loaders
+    google-auth recommends (its generic loader accepts any kind, and warns about it)."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            info = json.load(file)
+    except OSError as exc:
+        raise CredentialsError(f"credentials_file {path!r} could not be read: {exc.strerror}") from None
+    except ValueError:
+        raise CredentialsError(f"credentials_file {path!r} is not JSON") from None
+    kind = info.get("type") if isinstance(info, dict) else None
+    if kind == "service_account":
+        from google.oauth2 import service_account
+
+        account = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+            info, scopes=scopes)
+        return account, info.get("project_id")
+    if kind == "authorized_user":
+        from google.oauth2 import credentials
+
+        user = credentials.Credentials.from_authorized_user_info(info, scopes=scopes)  # type: ignore[no-untyped-call]
+        return user, None
+    raise CredentialsError(
+        f"credentials_file {path!r} has type {kind!r}; it takes service_account or authorized_user "
+        "(other kinds work through GOOGLE_APPLICATION_CREDENTIALS)")
 
 
 def _timed_request(timeout_s: float) -> Any:
@@ -156,6 +181,7 @@ class TokenSource:
         self._hold_s = hold_s
         self._clock = clock
         self._grant: Grant | None = None
+        self._previous: Grant | None = None
         self._usable_until = 0.0
         self._refresh_at = 0.0
         self._error: UpstreamError | None = None
@@ -177,6 +203,17 @@ class TokenSource:
             raise self._error
         self.start()
         return await self._shared_fetch()
+
+    def reject(self, token: str) -> None:
+        """Google refused ``token`` (revoked, or a clock far off): the next ``grant()`` fetches
+        a new one. A token already replaced is left alone, so that a burst of refusals causes
+        one fetch, not one each."""
+        if self._grant is not None and self._grant.token == token:
+            self._usable_until = 0.0
+
+    def recent_tokens(self) -> list[str]:
+        """The current token and the one before it (still in use by requests in flight)."""
+        return [g.token for g in (self._grant, self._previous) if g is not None]
 
     async def aclose(self) -> None:
         keeper, self._keeper = self._keeper, None
@@ -224,7 +261,7 @@ class TokenSource:
         # Not used in its last moments, so that it does not expire on its way to Google.
         self._usable_until = started + lifetime - min(30.0, lifetime / 10)
         self._refresh_at = started + lifetime - min(self._early_s, lifetime / 2)
-        self._grant = grant
+        self._previous, self._grant = self._grant, grant
         self._error = None
 
 

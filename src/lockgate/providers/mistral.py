@@ -86,7 +86,7 @@ class ToolCallIds:
     def __call__(self, original: str) -> str:
         mapped = self._ids.get(original)
         if mapped is None:
-            mapped = original
+            mapped = original if _VALID_ID.fullmatch(original) else self._derive(original)
             self._ids[original] = mapped
             self._taken.add(mapped)
         return mapped

@@ -6,9 +6,9 @@ canonical types (``chat`` / ``chat_stream``).
 
 A compatible server is a small subclass that declares how it departs from OpenAI: its root and
 credential variable, and its quirks as class attributes (``drop_params``, ``rename_params``,
-``drop_message_fields``, ``supports_stream_usage``, ``extra_headers``). The quirks are applied
-in one place, ``Quirks.apply`` in ``forward``, so translated and relayed bodies get the same
-treatment; plain OpenAI declares none and its bodies go out untouched.
+``drop_message_fields``, ``supports_stream_usage``, ``extra_headers``, ``supports_embeddings``).
+They are applied in one place, ``forward`` (through ``Quirks.apply``), so translated and relayed
+bodies get the same treatment; plain OpenAI declares none and its bodies go out untouched.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from lockgate.core.chat import (
 )
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from lockgate.dialects.openai import usage_from_object
-from lockgate.errors import UpstreamError
+from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers.base import Provider
 from lockgate.providers.http import iter_sse, open_response, read_json
 
@@ -111,6 +111,8 @@ class OpenAIProvider(Provider):
     supports_stream_usage: ClassVar[bool] = True
     # Headers the server wants on every request; the config's ``headers`` override them.
     extra_headers: ClassVar[Mapping[str, str]] = {}
+    # False: the server has no embeddings endpoint; such requests get a 400 naming the type.
+    supports_embeddings: ClassVar[bool] = True
 
     def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession) -> None:
         super().__init__(name, config, session)
@@ -137,6 +139,8 @@ class OpenAIProvider(Provider):
     ) -> aiohttp.ClientResponse:
         if operation == "chat":
             body = self.quirks.apply(body)
+        elif not self.supports_embeddings:
+            raise InvalidRequest(f"provider type {self.type_name!r} does not offer embeddings")
         url = self.url(operation, str(body.get("model") or ""))
         return await open_response(self.session, url, body=orjson.dumps(body),
                                    headers=self.headers(), timeout=timeout)

@@ -40,7 +40,7 @@ import orjson
 
 from lockgate.core.chat import ChatRequest, ChatResponse, StreamEvent, Usage
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
-from lockgate.errors import InvalidRequest, UpstreamError, UpstreamTimeout
+from lockgate.errors import InvalidRequest, UpstreamError, UpstreamTimeout, scrub
 from lockgate.providers import anthropic, gemini
 from lockgate.providers._google_auth import GoogleCredentials, TokenSource
 from lockgate.providers.base import Provider
@@ -191,12 +191,12 @@ class VertexProvider(Provider):
         if is_claude(request.model):
             body = anthropic_body(request, stream=True)
             response = await self._post(request.model, "streamRawPredict", body, timeout)
-            return anthropic.stream_events(response)
+            return self._redacting(anthropic.stream_events(response))
         body = gemini.build_request(request, self._signatures)
         response = await self._post(request.model, "streamGenerateContent", body, timeout,
                                     query="?alt=sse")
         parser = gemini.StreamParser(request.model, self._signatures)
-        return gemini.stream_events(iter_sse(response), parser)
+        return self._redacting(gemini.stream_events(iter_sse(response), parser))
 
     # -- embeddings ---------------------------------------------------------------------------
 
@@ -233,18 +233,45 @@ class VertexProvider(Provider):
         started = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
-                project, headers = await self._credentials()
+                project, token, headers = await self._credentials()
         except TimeoutError:
             raise UpstreamTimeout("no Google access token in time") from None
         url = f"{versioned_root(self.base_url)}/{model_resource(model, project, self.location)}"
         remaining = max(timeout - (time.monotonic() - started), 0.001)
-        return await open_response(self.session, f"{url}:{method}{query}", body=orjson.dumps(body),
-                                   headers=headers, timeout=remaining)
+        try:
+            return await open_response(self.session, f"{url}:{method}{query}",
+                                       body=orjson.dumps(body), headers=headers, timeout=remaining)
+        except UpstreamError as err:
+            if err.status == 401 and self._tokens is not None and token:
+                # Refused token: the next attempt (retries apply) gets a fresh one.
+                self._tokens.reject(token)
+                err.retryable = True
+            raise self._redacted(err) from None
 
-    async def _credentials(self) -> tuple[str | None, dict[str, str]]:
-        """The project for the path and the request headers, auth included."""
+    def _redacted(self, err: UpstreamError) -> UpstreamError:
+        """``err`` without the access tokens in its message. The gateway scrubs the secrets it
+        knew at start-up; these rotate, so the provider removes them itself."""
+        if self._tokens is not None:
+            err.message = scrub(err.message, self._tokens.recent_tokens())
+            err.args = (err.message,)
+        return err
+
+    async def _redacting(self, events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
+        try:
+            async for event in events:
+                yield event
+        except UpstreamError as err:
+            raise self._redacted(err) from None
+        finally:
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def _credentials(self) -> tuple[str | None, str, dict[str, str]]:
+        """The project for the path, the access token and the request headers (auth
+        included)."""
         if self._tokens is None:
-            return None, self.headers()  # express mode: the API key is the credential
+            return None, "", self.headers()  # express mode: the API key is the credential
         grant = await self._tokens.grant()
         project = self.project or grant.project_id
         if not project:
@@ -255,4 +282,4 @@ class VertexProvider(Provider):
         if grant.quota_project_id:
             headers["x-goog-user-project"] = grant.quota_project_id
         headers.update(self.config.headers)
-        return project, headers
+        return project, grant.token, headers

@@ -60,6 +60,10 @@ def _current(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-async def current_revision(engine: AsyncEngine) -> str | None:
+async def check_schema(engine: AsyncEngine) -> None:
+    """Refuses a schema that is not at this version's head (run ``lockgate migrate``)."""
     async with engine.connect() as connection:
-        return await connection.run_sync(_current)
+        current = await connection.run_sync(_current)
+    if current != head_revision():
+        raise SchemaError(f"the database schema is at {current!r}, not {head_revision()!r}: "
+                          "run 'lockgate migrate'")

@@ -45,6 +45,9 @@ class BedrockReader(UpstreamReader):
     def stop(self, body: Body) -> list[str]:
         return list((body.get("inferenceConfig") or {}).get("stopSequences", []))
 
+    def max_tokens(self, body: Body) -> int | None:
+        return (body.get("inferenceConfig") or {}).get("maxTokens")
+
     def json_mode(self, body: Body) -> JsonMode | None:
         """The JSON instruction the gateway writes into the system prompt, with its schema."""
         system = self.system(body) or ""

@@ -1,0 +1,1 @@
+"""Records, metrics and traces: what the gateway tells about itself."""
