@@ -67,12 +67,21 @@ def _serve(args: argparse.Namespace) -> int:
     reason = refusal(config, args.host, args.workers, args.insecure)
     if reason:
         return _refuse(reason)
-    from lockgate.server import serve  # imported late: `check` and `version` stay fast
+    # imported late: `check` and `version` stay fast
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from lockgate.server import bind, serve
+    from lockgate.state.migrate import SchemaError
+    from lockgate.state.store import redact_url
 
     try:
-        return serve(config, args.host, args.port, args.workers)
+        sock = bind(args.host, args.port)
     except OSError as exc:
         return _refuse(f"cannot listen on {args.host}:{args.port}: {exc.strerror}")
+    try:
+        return serve(config, sock, args.workers)
+    except (SchemaError, OSError, SQLAlchemyError) as exc:
+        return _refuse(f"storage {redact_url(config.storage)} is not usable: {exc}")
 
 
 def refusal(config: Config, host: str, workers: int, insecure: bool) -> str | None:

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable
 from types import FrameType
 
@@ -25,6 +26,7 @@ from lockgate.config import Config
 from lockgate.state.store import Store
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+START_FAILED = 2  # the exit code of a refused start, as for an invalid config
 
 
 class _Server(uvicorn.Server):
@@ -59,7 +61,8 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _run_worker(config: Config, sock: socket.socket, on_ready: Callable[[], None]) -> None:
+def _run_worker(config: Config, sock: socket.socket, on_ready: Callable[[], None]) -> bool:
+    """Serves until stopped; False when start-up failed (the reason is already logged)."""
     uv_config = uvicorn.Config(
         create_app(config, migrate=False),
         loop="uvloop",
@@ -71,16 +74,16 @@ def _run_worker(config: Config, sock: socket.socket, on_ready: Callable[[], None
         timeout_graceful_shutdown=math.ceil(config.server.drain_s),
         timeout_keep_alive=30,
     )
-    _Server(uv_config, on_ready).run(sockets=[sock])
+    server = _Server(uv_config, on_ready)
+    server.run(sockets=[sock])
+    return server.started
 
 
-def serve(config: Config, host: str, port: int, workers: int) -> int:
+def serve(config: Config, sock: socket.socket, workers: int) -> int:
     asyncio.run(_migrate(config.storage))  # once, before any worker starts
-    sock = bind(host, port)
     url = url_of(sock)
     if workers == 1:
-        _run_worker(config, sock, lambda: print(url, flush=True))
-        return 0
+        return 0 if _run_worker(config, sock, lambda: print(url, flush=True)) else START_FAILED
     return _supervise(config, sock, url, workers)
 
 
@@ -120,18 +123,40 @@ def _supervise(config: Config, sock: socket.socket, url: str, workers: int) -> i
             break
         got += chunk
     os.close(ready_r)
-    if len(got) >= workers:
-        print(url, flush=True)
+    if len(got) < workers and not stopping:
+        stop(signal.SIGTERM, None)  # a worker could not start: stop the others, report it
+        _reap(children)
+        print("lockgate: a worker failed to start; see the log above", file=sys.stderr)
+        return START_FAILED
+    print(url, flush=True)
+    started = {pid: time.monotonic() for pid in children}
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        children.discard(pid)
+        if stopping:
+            continue
+        if os.waitstatus_to_exitcode(status) == START_FAILED and time.monotonic() - started[pid] < 10:
+            stop(signal.SIGTERM, None)  # replacing it would fail the same way, forever
+            print("lockgate: a worker failed to start again; stopping", file=sys.stderr)
+            _reap(children)
+            return 1
+        print(f"lockgate: worker {pid} exited; starting another", file=sys.stderr)
+        new = _fork_worker(config, sock, None, None)
+        children.add(new)
+        started[new] = time.monotonic()
+    return 0
+
+
+def _reap(children: set[int]) -> None:
     while children:
         try:
             pid, _ = os.wait()
         except ChildProcessError:
-            break
+            return
         children.discard(pid)
-        if not stopping:
-            print(f"lockgate: worker {pid} exited; starting another", file=sys.stderr)
-            children.add(_fork_worker(config, sock, None, None))
-    return 0
 
 
 def _fork_worker(config: Config, sock: socket.socket, ready_w: int | None,
@@ -149,10 +174,11 @@ def _fork_worker(config: Config, sock: socket.socket, ready_w: int | None,
             os.write(ready_w, b".")
             os.close(ready_w)
 
+    code = START_FAILED
     try:
-        _run_worker(config, sock, on_ready)
+        code = 0 if _run_worker(config, sock, on_ready) else START_FAILED
     finally:
-        os._exit(0)
+        os._exit(code)
 
 
 def _kill(pid: int, sig: int) -> None:

@@ -19,6 +19,7 @@ from conftest import OPENAI_KEY, GatewayFactory
 from fakes import FakeOpenAI, Reply
 from lockgate.config import ProviderConfig, default_config
 from lockgate.core.chat import ChatRequest, Message, StreamEvent, TextDelta, TextPart
+from lockgate.errors import InvalidRequest
 from lockgate.providers.openai import OpenAIProvider, Quirks, parse_stream
 from lockgate.providers.registry import provider_class
 
@@ -77,6 +78,17 @@ def test_openrouter_sends_its_attribution_title_which_the_config_may_replace() -
     headers = make("openrouter", api_key="k", headers={"x-title": "my-app", "HTTP-Referer": "https://a.b"}).headers()
     assert {k: v for k, v in headers.items() if k.lower() in ("x-title", "http-referer")} == {
         "x-title": "my-app", "HTTP-Referer": "https://a.b"}
+
+
+def test_a_configured_authorization_replaces_the_key_instead_of_travelling_beside_it() -> None:
+    headers = make("openai", api_key="sk-0123456789", headers={"Authorization": "Bearer other"}).headers()
+    assert [v for k, v in headers.items() if k.lower() == "authorization"] == ["Bearer other"]
+
+
+@pytest.mark.parametrize("type_name", ["groq", "deepseek"])
+async def test_servers_without_embeddings_refuse_them_before_any_request(type_name: str) -> None:
+    with pytest.raises(InvalidRequest, match=type_name):
+        await make(type_name, api_key="k").forward("embeddings", {"model": "m", "input": ["a"]}, 5)
 
 
 def test_plain_openai_sends_bodies_untouched() -> None:

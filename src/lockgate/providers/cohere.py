@@ -405,12 +405,12 @@ def encode_embed_request(request: EmbeddingsRequest, texts: list[str]) -> JSON:
 
 def decode_embeddings(data: Any, expected: int) -> tuple[list[list[float]], int]:
     """The float vectors of an Embed answer and its billed input tokens."""
-    embeddings = _as_dict(data).get("embeddings") if isinstance(data, dict) else None
-    vectors = _as_dict(embeddings).get("float")
+    answer = _as_dict(data)
+    vectors = _as_dict(answer.get("embeddings")).get("float")
     if not isinstance(vectors, list) or len(vectors) != expected:
         raise UpstreamError("the upstream answered without the expected embeddings",
                             retryable=True)
-    billed = _as_dict(_as_dict(data.get("meta")).get("billed_units"))
+    billed = _as_dict(_as_dict(answer.get("meta")).get("billed_units"))
     return [list(v) for v in vectors], _count(billed, "input_tokens", 0)
 
 

@@ -264,6 +264,7 @@ def content_text(content: Any) -> str:
 
 def _tool_call(call: JSON, position: int) -> ToolCall:
     function = _as_dict(call.get("function"))
+    # A stand-in id for a call that came without one is itself a valid Mistral id (9 chars).
     return ToolCall(id=str(call.get("id") or f"call{position:05d}"),
                     name=str(function.get("name") or ""),
                     arguments=_arguments(function.get("arguments")))
@@ -448,8 +449,9 @@ class MistralProvider(Provider):
         if request.dimensions is not None:
             body["output_dimension"] = request.dimensions
         answer = await read_json(await self._post("/embeddings", body, timeout), timeout)
-        data = answer.get("data") if isinstance(answer, dict) else None
-        if not isinstance(data, list) or len(data) != len(request.inputs):
+        answer = _as_dict(answer)
+        data = [item for item in answer.get("data") or [] if isinstance(item, dict)]
+        if len(data) != len(request.inputs):
             raise UpstreamError("the upstream answered without the expected embeddings",
                                 retryable=True)
         ordered = sorted(data, key=lambda item: int(item.get("index") or 0))
