@@ -12,6 +12,7 @@ import logging
 import aiohttp
 import orjson
 
+from lockgate.admin.app import create_admin_app, is_admin_path
 from lockgate.asgi import ASGIApp, Receive, Scope, Send, send_body
 from lockgate.config import Config
 from lockgate.dialects.anthropic import AnthropicDialect
@@ -30,7 +31,6 @@ from lockgate.providers.base import Provider
 from lockgate.providers.registry import provider_class
 from lockgate.state.counters import CounterStore, MemoryCounters
 from lockgate.state.migrate import check_schema
-from lockgate.state.redis_counters import RedisCounters
 from lockgate.state.store import Store
 from lockgate.telemetry.writer import RecordWriter
 
@@ -48,9 +48,14 @@ class Gateway:
         self.ready = False
         self._migrate = migrate
         self._session: aiohttp.ClientSession | None = None
+        self._admin: ASGIApp | None = None
         self.store = Store(config.storage)
         self.writer = RecordWriter(self.store, config.server.spill_dir)
-        counters: CounterStore = RedisCounters(config.redis) if config.redis else MemoryCounters()
+        counters: CounterStore = MemoryCounters()
+        if config.redis:
+            from lockgate.state.redis_counters import RedisCounters  # only where Redis is used
+
+            counters = RedisCounters(config.redis)
         self.limiter = CountingLimiter(counters, config.limits.redis_failure)
         self.auth = Authenticator(config)
         self.keycache = KeyCache(self.store, self.auth, self.limiter)
@@ -60,6 +65,8 @@ class Gateway:
             endpoint = self.routes.get((scope["method"], scope["path"]))
             if endpoint is not None:
                 await endpoint(scope, receive, send)
+            elif self._admin is not None and is_admin_path(scope["path"]):
+                await self._admin(scope, receive, send)
             else:
                 await self._unrouted(scope, send)
         elif scope["type"] == "lifespan":
@@ -104,6 +111,7 @@ class Gateway:
             self.routes[("GET", f"{prefix}/models")] = models
         self.routes[("GET", "/healthz")] = _health
         self.routes[("GET", "/readyz")] = self._readyz
+        self._admin = create_admin_app(self.store, self.config)
         self.ready = True
 
     async def shutdown(self) -> None:

@@ -1,4 +1,5 @@
-"""The ``lockgate`` command: argument parsing and ``serve`` / ``check`` / ``version``."""
+"""The ``lockgate`` command: argument parsing and ``serve`` / ``check`` / ``version``; ``keys`` and
+``migrate`` live in ``cli_keys``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from lockgate import __version__
+from lockgate import __version__, cli_keys
 from lockgate.config import Config, ConfigError, find_config_path, load_config
 
 EXIT_REFUSED = 2
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate the config without serving")
     check.add_argument("--config")
     commands.add_parser("version", help="print the version")
+    cli_keys.add_commands(commands)
     return parser
 
 
@@ -36,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "check":
         return _check(args.config)
+    if args.command in ("keys", "migrate"):
+        return cli_keys.main(args)
     return _serve(args)
 
 

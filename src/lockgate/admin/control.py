@@ -1,0 +1,177 @@
+"""The control plane's operations on teams and keys, free of HTTP.
+
+The admin API and ``lockgate keys`` both call these, so there is one place where a key's secret
+is generated, hashed and stored, one place that checks a team or model name, and every change
+leaves an audit entry. Rows are the store's dicts; ``views`` renders them for users.
+
+A key's secret is ``lg-`` and 32 random bytes (url-safe base64). Only its SHA-256 digest is
+stored, with the first ``PREFIX_LEN`` characters kept to tell keys apart in a list; the secret
+itself is returned once, by ``create_key``, and exists nowhere else afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from lockgate.config import Config
+from lockgate.errors import GatewayError, InvalidRequest
+from lockgate.pipeline.auth import digest
+from lockgate.pipeline.limits import period_start
+from lockgate.state.store import Store
+
+from .schemas import KeyCreate, KeyUpdate, TeamCreate, TeamUpdate
+
+SECRET_PREFIX = "lg-"
+PREFIX_LEN = 8
+
+
+class NotFound(GatewayError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(GatewayError):
+    status = 409
+    code = "conflict"
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+class Control:
+    """Operations on the ``store``; ``actor`` names who acts, in the audit log."""
+
+    def __init__(self, store: Store, config: Config) -> None:
+        self.store = store
+        self.config = config
+
+    # --- teams -------------------------------------------------------------------------------
+
+    async def create_team(self, body: TeamCreate, actor: str) -> dict[str, Any]:
+        values = body.model_dump()
+        self._check_models(values["models"])
+        try:
+            team = await self.store.create_team(values)
+        except IntegrityError:
+            raise _name_taken(body.name) from None
+        await self.store.audit(actor, "team.create", team["id"], _given(values))
+        return team
+
+    async def get_team(self, team_id: str) -> dict[str, Any]:
+        team = await self.store.get_team(team_id)
+        if team is None:
+            raise NotFound(f"no team with id {team_id!r}")
+        return team
+
+    async def update_team(self, team_id: str, body: TeamUpdate, actor: str) -> dict[str, Any]:
+        changes = body.changes()
+        self._check_models(changes.get("models"))
+        await self.get_team(team_id)
+        try:
+            team = await self.store.update_team(team_id, changes)
+        except IntegrityError:
+            raise _name_taken(str(changes.get("name"))) from None
+        if team is None:  # deleted in between
+            raise NotFound(f"no team with id {team_id!r}")
+        await self.store.audit(actor, "team.update", team_id, changes)
+        return team
+
+    async def delete_team(self, team_id: str, actor: str) -> dict[str, Any]:
+        """Its keys stay, without a team (and so without the team's limits and model list)."""
+        team = await self.get_team(team_id)
+        if await self.store.delete_team(team_id):
+            await self.store.audit(actor, "team.delete", team_id, {"name": team["name"]})
+        return team
+
+    async def team_spend(self, team: dict[str, Any]) -> tuple[float, float]:
+        return await self._spend("team_id", team)
+
+    # --- keys --------------------------------------------------------------------------------
+
+    async def create_key(self, body: KeyCreate, actor: str) -> tuple[dict[str, Any], str]:
+        """Stores a new key; returns its row and its secret, which is never available again."""
+        values = body.model_dump(exclude={"team"})
+        self._check_models(values["models"])
+        values["team_id"] = await self._team_id(body.team)
+        secret = new_secret()
+        key = await self.store.create_key(values, digest(secret), secret[:PREFIX_LEN])
+        await self.store.audit(actor, "key.create", key["id"], _given(values))
+        return key, secret
+
+    async def get_key(self, key_id: str) -> dict[str, Any]:
+        key = await self.store.get_key(key_id)
+        if key is None:
+            raise NotFound(f"no key with id {key_id!r}")
+        return key
+
+    async def update_key(self, key_id: str, body: KeyUpdate, actor: str) -> dict[str, Any]:
+        changes = body.changes()
+        self._check_models(changes.get("models"))
+        await self.get_key(key_id)
+        if "team" in changes:
+            changes["team_id"] = await self._team_id(changes.pop("team"))
+        key = await self.store.update_key(key_id, changes)
+        if key is None:
+            raise NotFound(f"no key with id {key_id!r}")
+        await self.store.audit(actor, "key.update", key_id, changes)
+        return key
+
+    async def revoke_key(self, key_id: str, actor: str) -> dict[str, Any]:
+        """Revoking twice is not an error: the key is revoked either way."""
+        key = await self.get_key(key_id)
+        if key["revoked_at"] is None and await self.store.revoke_key(key_id):
+            await self.store.audit(actor, "key.revoke", key_id, {"name": key["name"]})
+            key = await self.get_key(key_id)
+        return key
+
+    async def key_spend(self, key: dict[str, Any]) -> tuple[float, float]:
+        return await self._spend("key_id", key)
+
+    # --- records -------------------------------------------------------------------------------
+
+    async def erase_user(self, user: str, actor: str) -> int:
+        """Right to erasure. The audit entry names the user only by a digest, so that it does
+        not keep what was just erased, yet an auditor holding the id can match it."""
+        count = await self.store.erase_user(user)
+        target = "user:sha256:" + hashlib.sha256(user.encode()).hexdigest()[:16]
+        await self.store.audit(actor, "logs.erase", target, {"deleted": count})
+        return count
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    async def _spend(self, column: str, owner: dict[str, Any]) -> tuple[float, float]:
+        """(spent, since): the owner's spend in its current budget period."""
+        since = period_start(owner["budget_period"] or "total", time.time())
+        return await self.store.spend(column, owner["id"], since), since
+
+    async def _team_id(self, id_or_name: str | None) -> str | None:
+        if id_or_name is None:
+            return None
+        team = await self.store.get_team(id_or_name) or await self.store.find_team(id_or_name)
+        if team is None:
+            raise InvalidRequest(f"team: no team with id or name {id_or_name!r}")
+        return str(team["id"])
+
+    def _check_models(self, models: list[str] | None) -> None:
+        """Model names must exist, as for static keys: a typo would silently deny a model.
+        A zero-config gateway routes any ``provider/model``, so there is nothing to check."""
+        if models is None or self.config.zero_config:
+            return
+        unknown = [m for m in models if m.split("@", 1)[0] not in self.config.models]
+        if unknown:
+            raise InvalidRequest(f"models: no model named {', '.join(map(repr, unknown))}")
+
+
+def _name_taken(name: str) -> Conflict:
+    return Conflict(f"name: a team named {name!r} already exists")
+
+
+def _given(values: dict[str, Any]) -> dict[str, Any]:
+    """A new team's or key's settings for its audit entry, without the unset ones."""
+    return {k: v for k, v in values.items() if v is not None}

@@ -1,0 +1,68 @@
+"""The real PostgreSQL and Redis the storage and counter backends are tested against.
+
+Each test that needs one gets it fresh: a new PostgreSQL database (dropped afterwards) or a
+Redis key prefix of its own. Where a service is not running (a laptop), those tests skip with
+the reason; with ``LOCKGATE_REQUIRE_SERVICES=1`` (CI) a missing service fails them instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Iterator
+
+import pytest
+
+POSTGRES_ADMIN_URL = os.environ.get("LOCKGATE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("LOCKGATE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def _unavailable(what: str, exc: BaseException) -> None:
+    reason = f"{what} is not reachable ({type(exc).__name__}: {exc})"
+    if os.environ.get("LOCKGATE_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason}; LOCKGATE_REQUIRE_SERVICES=1 requires it")
+    pytest.skip(reason)
+
+
+async def _admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=3)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test."""
+    name = f"lockgate_t_{secrets.token_hex(6)}"
+    try:
+        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncio.TimeoutError, ImportError) as exc:
+        _unavailable("PostgreSQL", exc)
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """The test Redis; ``redis_prefix`` keeps each test's keys apart."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        _unavailable("Redis", exc)
+    finally:
+        client.close()
+    yield REDIS_URL
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    return f"lockgate-test:{secrets.token_hex(6)}:"

@@ -1,0 +1,97 @@
+"""One suite that every counter backend must pass: memory (one process) and Redis (shared)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from lockgate.state.counters import CounterStore, MemoryCounters, Take
+from lockgate.state.redis_counters import RedisCounters
+from services import redis_prefix, redis_url  # noqa: F401  (fixtures)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def counters(request: pytest.FixtureRequest) -> AsyncIterator[CounterStore]:
+    if request.param == "memory":
+        yield MemoryCounters()
+        return
+    url = request.getfixturevalue("redis_url")
+    store = RedisCounters(url, prefix=request.getfixturevalue("redis_prefix"))
+    yield store
+    await store.close()
+
+
+async def test_a_window_takes_until_its_limit_then_refuses(counters: CounterStore) -> None:
+    take = Take("rpm:key:a:1", 1, 3, 60)
+    results = [await counters.reserve([take], f"r{i}") for i in range(5)]
+    assert [r.ok for r in results] == [True, True, True, False, False]
+    assert results[3].denied == 0
+    assert results[3].levels[0] == 3
+    assert await counters.level("rpm:key:a:1") == 3
+
+
+async def test_a_reservation_is_all_or_nothing(counters: CounterStore) -> None:
+    roomy, full = Take("tpm:key:b:1", 10, 1000, 60), Take("rpm:team:t:1", 1, 1, 60)
+    assert (await counters.reserve([roomy, full], "r1")).ok
+    second = await counters.reserve([roomy, full], "r2")
+    assert not second.ok and second.denied == 1
+    assert await counters.level("tpm:key:b:1") == 10  # the roomy bucket was not charged either
+
+
+async def test_amounts_and_limits_are_fractional(counters: CounterStore) -> None:
+    spend = Take("spend:key:c:total", 0.4, 1.0, 3600)
+    assert (await counters.reserve([spend], "a")).ok
+    assert (await counters.reserve([spend], "b")).ok
+    assert not (await counters.reserve([spend], "c")).ok
+    assert await counters.level("spend:key:c:total") == pytest.approx(0.8)
+
+
+async def test_adjust_settles_a_reservation_with_what_was_used(counters: CounterStore) -> None:
+    take = Take("tpm:key:d:1", 500, 1000, 60)
+    assert (await counters.reserve([take], "a")).ok
+    await counters.adjust("tpm:key:d:1", 120 - 500, 60)  # the request used 120 tokens
+    assert await counters.level("tpm:key:d:1") == pytest.approx(120)
+    assert (await counters.reserve([take], "b")).ok
+
+
+async def test_leases_cap_requests_in_flight_and_are_released(counters: CounterStore) -> None:
+    lease = Take("par:key:e", 1, 2, 60, "lease")
+    assert (await counters.reserve([lease], "one")).ok
+    assert (await counters.reserve([lease], "two")).ok
+    assert not (await counters.reserve([lease], "three")).ok
+    await counters.release("par:key:e", "one")
+    assert (await counters.reserve([lease], "three")).ok
+    assert await counters.level("par:key:e") == 2
+
+
+async def test_a_lease_never_released_expires(counters: CounterStore) -> None:
+    lease = Take("par:key:f", 1, 1, 0.3, "lease")
+    assert (await counters.reserve([lease], "crashed")).ok
+    assert not (await counters.reserve([lease], "next")).ok
+    await asyncio.sleep(0.45)
+    assert (await counters.reserve([lease], "next")).ok
+
+
+async def test_seed_sets_a_total_only_once(counters: CounterStore) -> None:
+    await counters.seed("spend:key:g:m202611", 7.5, 3600)
+    await counters.seed("spend:key:g:m202611", 1.0, 3600)
+    assert await counters.level("spend:key:g:m202611") == pytest.approx(7.5)
+
+
+async def test_a_window_bucket_expires(counters: CounterStore) -> None:
+    take = Take("rpm:key:h:1", 1, 1, 0.3)
+    assert (await counters.reserve([take], "a")).ok
+    await asyncio.sleep(0.45)
+    assert (await counters.reserve([take], "b")).ok
+
+
+async def test_concurrent_reservations_never_pass_the_limit(counters: CounterStore) -> None:
+    take = Take("rpm:key:i:1", 1, 25, 60)
+    results = await asyncio.gather(*(counters.reserve([take], f"r{i}") for i in range(100)))
+    assert sum(r.ok for r in results) == 25
+
+
+async def test_ping(counters: CounterStore) -> None:
+    assert await counters.ping()
