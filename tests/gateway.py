@@ -33,7 +33,8 @@ class GatewayServer:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.app: Gateway = create_app(config)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP named: asyncio then turns Nagle off on its connections (uvloop always does).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         self._sock = sock

@@ -121,6 +121,8 @@ class Gateway:
         await self.writer.stop()
         await self.limiter.counters.close()
         await self.store.close()
+        for provider in self.providers.values():
+            await provider.aclose()
         if self._session is not None:
             await self._session.close()
 

@@ -51,18 +51,18 @@ class Cell:
         return self.last_chat().json
 
 
+Check = Callable[[Cell], None]
+
+
 @dataclass(frozen=True)
 class Feature:
     name: str
     title: str
     summary: str
-    check: Callable[[Cell], None]
+    check: Check
 
 
 FEATURES: dict[str, Feature] = {}
-
-
-Check = Callable[[Cell], None]
 
 
 def feature(name: str, title: str, summary: str) -> Callable[[Check], Check]:

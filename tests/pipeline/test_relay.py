@@ -15,6 +15,7 @@ from lockgate.core.chat import StreamEvent, StreamFinish, StreamStart, TextDelta
 from lockgate.dialects.openai import OpenAIRelayTap, OpenAIStreamEncoder
 from lockgate.dialects.sse import SSEDecoder, SSEEvent
 from lockgate.errors import GatewayError, UpstreamError
+from lockgate.pipeline.body import ClientGone
 from lockgate.pipeline.context import RequestContext
 from lockgate.pipeline.relay import encode_events, pump, relay_events, until_disconnect
 
@@ -181,7 +182,7 @@ async def test_pump_ends_a_failed_stream_with_an_error_event() -> None:
 # --- until_disconnect ------------------------------------------------------------------------
 
 
-async def test_until_disconnect_returns_false_when_the_work_finishes() -> None:
+async def test_until_disconnect_returns_when_the_work_finishes() -> None:
     async def receive() -> Message:
         await asyncio.sleep(10)
         return {"type": "http.disconnect"}
@@ -191,11 +192,11 @@ async def test_until_disconnect_returns_false_when_the_work_finishes() -> None:
     async def work() -> None:
         done.append(True)
 
-    assert await until_disconnect(receive, work()) is False
+    await until_disconnect(receive, work())
     assert done == [True]
 
 
-async def test_until_disconnect_cancels_the_work_when_the_client_goes() -> None:
+async def test_until_disconnect_cancels_the_work_and_raises_when_the_client_goes() -> None:
     messages = asyncio.Queue[Message]()
     cancelled = asyncio.Event()
 
@@ -212,7 +213,8 @@ async def test_until_disconnect_cancels_the_work_when_the_client_goes() -> None:
         await messages.put({"type": "http.disconnect"})
 
     leaving = asyncio.ensure_future(leave())
-    assert await asyncio.wait_for(until_disconnect(messages.get, work()), timeout=2) is True
+    with pytest.raises(ClientGone):
+        await asyncio.wait_for(until_disconnect(messages.get, work()), timeout=2)
     assert cancelled.is_set()
     await leaving
 

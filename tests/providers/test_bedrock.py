@@ -130,6 +130,7 @@ def test_system_prompts_and_turns() -> None:
     ("amazon.nova-pro-v1:0", {"temperature": 0.5, "topP": 0.9},
      {"additionalModelRequestFields": {"inferenceConfig": {"topK": 40}}}),
     ("meta.llama3-1-70b-instruct-v1:0", {"temperature": 0.5, "topP": 0.9}, {}),
+    ("amazon.titan-text-express-v1", {"temperature": 0.5, "topP": 0.9}, {}),
 ])
 def test_sampling_differs_per_model_family(model: str, config: dict[str, Any],
                                            extra: dict[str, Any]) -> None:
@@ -649,7 +650,7 @@ async def test_cohere_embeddings_go_in_batches(provider: BedrockProvider, fake: 
 
 
 async def test_other_models_offer_no_embeddings(provider: BedrockProvider) -> None:
-    with pytest.raises(InvalidRequest, match="Titan or Cohere"):
+    with pytest.raises(InvalidRequest, match="Titan and Cohere"):
         await provider.embeddings(EmbeddingsRequest(model=CLAUDE, inputs=["a"]), 5)
 
 

@@ -36,7 +36,7 @@ from lockgate.core.chat import (
     UsageEvent,
 )
 from lockgate.core.embeddings import EmbeddingsRequest
-from lockgate.errors import UpstreamError, UpstreamTimeout
+from lockgate.errors import InvalidRequest, UpstreamError, UpstreamTimeout
 from lockgate.providers._google_auth import CredentialsError, GoogleCredentials, Grant, TokenSource
 from lockgate.providers.vertex import (
     ANTHROPIC_VERSION,
@@ -363,6 +363,8 @@ async def test_embeddings_are_batched_per_model(fake: FakeVertex, provider: Vert
     gemini = await provider.embeddings(EmbeddingsRequest(model="gemini-embedding-001", inputs=["a", "b"]), 5)
     assert gemini.vectors == [fake_vector("a"), fake_vector("b")]
     assert [len(r.json["instances"]) for r in fake.requests] == [1, 1]
+    with pytest.raises(InvalidRequest, match="provider type 'vertex' has no embeddings"):
+        await provider.embeddings(EmbeddingsRequest(model=CLAUDE, inputs=["a"]), 5)
 
 
 @pytest.mark.parametrize(("model", "status", "retryable"), [

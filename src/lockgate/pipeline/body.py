@@ -11,7 +11,7 @@ from lockgate.errors import InvalidRequest, RequestTooLarge
 
 
 class ClientGone(Exception):
-    """The client disconnected before its request was read."""
+    """The client disconnected before it had its answer (recorded as status 499)."""
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:

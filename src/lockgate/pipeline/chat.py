@@ -59,14 +59,14 @@ class ChatEndpoint(Endpoint):
         try:
             exchange = _Exchange(self.dialect, body, model, ctx)
             if ctx.stream:
-                await self._stream(exchange, plan, receive, send, ctx, lease.headers)
+                await until_disconnect(receive, self._stream(exchange, plan, send, ctx, lease.headers))
             else:
-                answer = await self.s.caller.call(plan, exchange.answer, ctx)
+                answer = await until_disconnect(receive, self.s.caller.call(plan, exchange.answer, ctx))
                 await send_body(send, 200, answer, [*self.headers(ctx), *lease.headers])
         finally:
             lease.settle(ctx.usage, ctx.settle_cost())
 
-    async def _stream(self, exchange: _Exchange, plan: ModelPlan, receive: Receive, send: Send,
+    async def _stream(self, exchange: _Exchange, plan: ModelPlan, send: Send,
                       ctx: RequestContext, extra: Headers) -> None:
         first, rest = await self.s.caller.call(plan, exchange.open_stream, ctx)
         await start_stream(send, [*self.headers(ctx), *extra])
@@ -77,8 +77,7 @@ class ChatEndpoint(Endpoint):
             scrubbed = GatewayError(self.s.caller.scrub(err.message), status=status, code=code)
             return self.dialect.stream_error(scrubbed)
 
-        if await until_disconnect(receive, pump(send, first, rest, on_error, ctx)):
-            ctx.status = 499
+        await pump(send, first, rest, on_error, ctx)
 
 
 class _Exchange:

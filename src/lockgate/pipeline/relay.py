@@ -7,13 +7,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 from lockgate.asgi import Receive, Send, send_chunk
 from lockgate.core.chat import StreamEvent, StreamStart, UsageEvent
 from lockgate.dialects.base import RelayTap, StreamEncoder
 from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import GatewayError, UpstreamError
+from lockgate.pipeline.body import ClientGone
 from lockgate.pipeline.context import RequestContext
+
+T = TypeVar("T")
 
 
 async def relay_events(
@@ -68,29 +72,30 @@ async def pump(send: Send, first: bytes, rest: AsyncIterator[bytes],
     await send_chunk(send, b"", more=False)
 
 
-async def until_disconnect(receive: Receive, work: Awaitable[None]) -> bool:
-    """Runs ``work`` while watching for the client to disconnect; a disconnect cancels it.
-    Returns True when the client went away first."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_wait_disconnect(receive))
+async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
+    """Awaits ``work`` while one small task watches for the client to disconnect; a disconnect
+    cancels the work (closing the upstream request it is waiting on) and raises ``ClientGone``.
+    The work runs in the caller's own task, so the request path pays for one task, not two."""
+    task = asyncio.current_task()
+    assert task is not None
+    state = {"finished": False, "gone": False}
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        if not state["finished"]:
+            state["gone"] = True
+            task.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(watch())
     try:
-        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:  # the server is stopping this request: stop the relay too
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, OSError):
-            await task
+        result = await work
+        state["finished"] = True  # no await until the watcher is cancelled: it cannot cancel us now
+        return result
+    except asyncio.CancelledError:
+        if state["gone"] and task.uncancel() == 0:
+            raise ClientGone() from None
         raise
     finally:
+        state["finished"] = True
         watcher.cancel()
-    if task in done:
-        task.result()
-        return False
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, OSError):
-        await task
-    return True
-
-
-async def _wait_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass

@@ -34,6 +34,7 @@ log = logging.getLogger("lockgate")
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 # Lifetime assumed for credentials that do not say when their token expires.
 DEFAULT_LIFETIME_S = 3600.0
+MIN_REFRESH_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,9 @@ class GoogleCredentials:
             return self._fetch()
         except CredentialsError:
             raise
+        except ImportError as exc:
+            raise CredentialsError(f"Vertex AI needs the google-auth and requests packages "
+                                   f"({exc.name} is not installed)") from None
         except Exception as exc:  # google-auth raises many kinds; each becomes one clear line
             raise CredentialsError(_describe(exc)) from None
 
@@ -195,9 +199,15 @@ class TokenSource:
         if self._keeper is None or self._keeper.done():
             self._keeper = asyncio.get_running_loop().create_task(self._keep())
 
+    def current(self) -> Grant | None:
+        """The token in memory while it is usable, else None (then ``grant()`` waits)."""
+        if self._grant is not None and self._clock() < self._usable_until:
+            return self._grant
+        return None
+
     async def grant(self) -> Grant:
-        grant = self._grant
-        if grant is not None and self._clock() < self._usable_until:
+        grant = self.current()
+        if grant is not None:
             return grant
         if self._error is not None and self._clock() < self._error_until:
             raise self._error
@@ -226,14 +236,16 @@ class TokenSource:
         while True:
             try:
                 await self._shared_fetch()
-                delay = self._refresh_at - self._clock()
+                # The floor keeps a token that comes back already expired from turning
+                # this loop into a busy one.
+                delay = max(self._refresh_at - self._clock(), MIN_REFRESH_S)
             except UpstreamError as err:
                 log.warning("could not refresh a Google access token: %s", err.message)
                 delay = self._retry_s
             except Exception:  # a bug must not stop the refreshes for good
                 log.exception("the Google access token refresh failed")
                 delay = self._retry_s
-            await asyncio.sleep(max(delay, 0.0))
+            await asyncio.sleep(delay)
 
     async def _shared_fetch(self) -> Grant:
         if self._inflight is None:

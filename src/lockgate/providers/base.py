@@ -70,6 +70,10 @@ class Provider:
     async def embeddings(self, request: EmbeddingsRequest, timeout: float) -> EmbeddingsResponse:
         raise InvalidRequest(f"provider type {self.type_name!r} does not offer embeddings")
 
+    async def aclose(self) -> None:
+        """Stops whatever the provider runs in the background (token refresh...)."""
+        return None
+
     async def forward(
         self, operation: str, body: dict[str, Any], timeout: float
     ) -> aiohttp.ClientResponse:

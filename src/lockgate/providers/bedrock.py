@@ -9,7 +9,8 @@ Wire format (Bedrock API reference, ``bedrock-runtime`` 2023-09-30):
   sends it; the default root is ``https://bedrock-runtime.{region}.amazonaws.com``.
 * Requests are signed with SigV4 (service ``bedrock``) by botocore's own signer, with the
   config's keys or botocore's default credential chain; a Bedrock API key (``api_key``, or
-  ``AWS_BEARER_TOKEN_BEDROCK`` as botocore reads it) is sent as a bearer token instead.
+  ``AWS_BEARER_TOKEN_BEDROCK`` as botocore reads it) is sent as a bearer token instead
+  (``_aws_auth``).
 * ConverseStream answers in the binary AWS event-stream format (``_eventstream``); its events
   are ``messageStart``, ``contentBlockStart`` (a tool call's id and name), ``contentBlockDelta``
   (text, or a fragment of a tool call's JSON input), ``contentBlockStop``, ``messageStop``
@@ -18,7 +19,7 @@ Wire format (Bedrock API reference, ``bedrock-runtime`` 2023-09-30):
 
 Anthropic, Llama, Mistral, Nova and the other chat models all speak Converse, so one encoding
 serves them. Where the families differ (see ``_family_fields``): ``top_k`` exists only as a
-model-specific field (Anthropic's ``top_k``, Nova's ``inferenceConfig.topK``; other families
+model-specific field (Anthropic's ``top_k``, Nova's ``inferenceConfig.topK``; other models
 drop it, as a sampling hint), and Claude models refuse ``temperature`` with ``top_p`` and can
 report the matched stop sequence. Bedrock takes images inline only: an image URL is refused.
 
@@ -190,7 +191,7 @@ def _family_fields(request: ChatRequest, family: str) -> JSON:
     fields: JSON = {}
     if request.top_k is not None and family == "anthropic":
         fields["additionalModelRequestFields"] = {"top_k": request.top_k}
-    elif request.top_k is not None and family == "amazon":
+    elif request.top_k is not None and family == "amazon" and "nova-" in request.model:
         fields["additionalModelRequestFields"] = {"inferenceConfig": {"topK": request.top_k}}
     if request.stop and family == "anthropic":
         # Claude reports which stop sequence matched, when asked for it.
@@ -554,7 +555,7 @@ class BedrockProvider(Provider):
 
     async def chat_stream(self, request: ChatRequest, timeout: float) -> AsyncIterator[StreamEvent]:
         path = model_path(request.model, "converse-stream")
-        response = await self.post(path, encode_request(request), timeout, stream=True)
+        response = await self.post(path, encode_request(request), timeout)
         parser = ConverseStreamParser(request.model, _response_id(response))
         return stream_events(iter_chunks(response), parser)
 
@@ -569,8 +570,8 @@ class BedrockProvider(Provider):
             results = await asyncio.gather(*(
                 self._titan(request, text, gate, timeout) for text in request.inputs))
         else:
-            raise InvalidRequest(f"embeddings on Bedrock: {request.model!r} is not an Amazon Titan "
-                                 "or Cohere embedding model")
+            raise InvalidRequest(f"embeddings: provider type 'bedrock' offers them for Amazon Titan "
+                                 f"and Cohere embedding models, and {request.model!r} is neither")
         vectors = [vector for batch, _ in results for vector in batch]
         tokens = sum(count for _, count in results)
         return EmbeddingsResponse(model=request.model, vectors=vectors,
@@ -597,8 +598,7 @@ class BedrockProvider(Provider):
             raise UpstreamError("the upstream answered a different number of embeddings")
         return vectors, tokens
 
-    async def post(self, path: str, body: JSON, timeout: float, *,
-                   stream: bool = False) -> aiohttp.ClientResponse:
+    async def post(self, path: str, body: JSON, timeout: float) -> aiohttp.ClientResponse:
         """Signs and sends ``body`` to ``path``; waits for the status line within ``timeout``
         and raises an error status as ``UpstreamError``."""
         data = orjson.dumps(body)
@@ -606,8 +606,6 @@ class BedrockProvider(Provider):
         try:
             async with asyncio.timeout(timeout):
                 headers = _merge_headers(self.config.headers, await self.auth.headers(url, data))
-                if stream:
-                    headers["accept"] = "application/vnd.amazon.eventstream"
                 # encoded=True: the path goes out exactly as signed (yarl would otherwise
                 # decode the model id's %3A, and the signature would no longer match).
                 response = await self.session.post(URL(url, encoded=True), data=data,

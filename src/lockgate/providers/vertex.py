@@ -42,7 +42,7 @@ from lockgate.core.chat import ChatRequest, ChatResponse, StreamEvent, Usage
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from lockgate.errors import InvalidRequest, UpstreamError, UpstreamTimeout, scrub
 from lockgate.providers import anthropic, gemini
-from lockgate.providers._google_auth import GoogleCredentials, TokenSource
+from lockgate.providers._google_auth import GoogleCredentials, Grant, TokenSource
 from lockgate.providers.base import Provider
 from lockgate.providers.http import iter_sse, open_response, read_json
 
@@ -202,7 +202,8 @@ class VertexProvider(Provider):
 
     async def embeddings(self, request: EmbeddingsRequest, timeout: float) -> EmbeddingsResponse:
         if is_claude(request.model):
-            raise InvalidRequest(f"{request.model!r} on Vertex AI does not offer embeddings")
+            raise InvalidRequest(f"provider type 'vertex' has no embeddings for {request.model!r}: "
+                                 "Claude models offer none")
         size = 1 if "gemini" in request.model else EMBED_BATCH
         batches = [request.inputs[i:i + size] for i in range(0, len(request.inputs), size)]
         gate = asyncio.Semaphore(EMBED_PARALLEL)
@@ -231,11 +232,7 @@ class VertexProvider(Provider):
         """Opens ``{model}:{method}``. The wait for an access token (only ever the first one,
         or after refreshes failed) counts against the attempt's ``timeout``."""
         started = time.monotonic()
-        try:
-            async with asyncio.timeout(timeout):
-                project, token, headers = await self._credentials()
-        except TimeoutError:
-            raise UpstreamTimeout("no Google access token in time") from None
+        project, token, headers = await self._credentials(timeout)
         url = f"{versioned_root(self.base_url)}/{model_resource(model, project, self.location)}"
         remaining = max(timeout - (time.monotonic() - started), 0.001)
         try:
@@ -247,6 +244,14 @@ class VertexProvider(Provider):
                 self._tokens.reject(token)
                 err.retryable = True
             raise self._redacted(err) from None
+
+    @staticmethod
+    async def _wait_for_token(tokens: TokenSource, timeout: float) -> Grant:
+        try:
+            async with asyncio.timeout(timeout):
+                return await tokens.grant()
+        except TimeoutError:
+            raise UpstreamTimeout("no Google access token in time") from None
 
     def _redacted(self, err: UpstreamError) -> UpstreamError:
         """``err`` without the access tokens in its message. The gateway scrubs the secrets it
@@ -267,12 +272,12 @@ class VertexProvider(Provider):
             if aclose is not None:
                 await aclose()
 
-    async def _credentials(self) -> tuple[str | None, str, dict[str, str]]:
+    async def _credentials(self, timeout: float) -> tuple[str | None, str, dict[str, str]]:
         """The project for the path, the access token and the request headers (auth
         included)."""
         if self._tokens is None:
             return None, "", self.headers()  # express mode: the API key is the credential
-        grant = await self._tokens.grant()
+        grant = self._tokens.current() or await self._wait_for_token(self._tokens, timeout)
         project = self.project or grant.project_id
         if not project:
             raise UpstreamError(

@@ -45,7 +45,8 @@ class GeminiReader(UpstreamReader):
         return list(body.get("generationConfig", {}).get("stopSequences", []))
 
     def max_tokens(self, body: Body) -> int | None:
-        return body.get("generationConfig", {}).get("maxOutputTokens")
+        limit: int | None = body.get("generationConfig", {}).get("maxOutputTokens")
+        return limit
 
     def json_mode(self, body: Body) -> JsonMode | None:
         config = body.get("generationConfig", {})
