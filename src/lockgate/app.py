@@ -17,6 +17,7 @@ from lockgate.asgi import ASGIApp, Receive, Scope, Send, send_body
 from lockgate.config import Config
 from lockgate.dialects.anthropic import AnthropicDialect
 from lockgate.dialects.openai import OpenAIDialect
+from lockgate.dialects.responses import ResponsesDialect
 from lockgate.errors import GatewayError
 from lockgate.pipeline.auth import Authenticator
 from lockgate.pipeline.call import Caller
@@ -107,6 +108,7 @@ class Gateway:
         for prefix in ("/v1", ""):
             self.routes[("POST", f"{prefix}/chat/completions")] = chat_openai
             self.routes[("POST", f"{prefix}/messages")] = chat_anthropic
+            self.routes[("POST", f"{prefix}/responses")] = ChatEndpoint(ResponsesDialect(), services)
             self.routes[("POST", f"{prefix}/embeddings")] = embeddings
             self.routes[("GET", f"{prefix}/models")] = models
         self.routes[("GET", "/healthz")] = _health

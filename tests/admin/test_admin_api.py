@@ -15,7 +15,7 @@ import pytest
 
 from conftest import CLIENT_KEY, GatewayFactory
 from gateway import GatewayServer, make_config
-from services import postgres_url  # noqa: F401  (fixture)
+from services import postgres_clean_url  # noqa: F401  (fixture)
 
 MASTER = "lg-test-master-key-admin-0123456789"
 MODELS = {
@@ -32,7 +32,7 @@ T = TypeVar("T")
 def storage(request: pytest.FixtureRequest, tmp_path: Any) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/lockgate.db"
-    url: str = request.getfixturevalue("postgres_url")
+    url: str = request.getfixturevalue("postgres_clean_url")
     return url
 
 

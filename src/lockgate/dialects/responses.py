@@ -131,9 +131,11 @@ class _Conversation:
             self.messages.append(_function_call_output(item, where))
         elif kind == "item_reference":
             raise InvalidRequest(f"{where}.type: item references need stored items; {_STATELESS}")
-        elif kind != "reasoning":
-            # Reasoning items are OpenAI's own (often encrypted) history: no other upstream can
-            # read them, and a model does without them.
+        elif kind == "reasoning":
+            # OpenAI's own (often encrypted) reasoning history: no other upstream can read it,
+            # and a model does without it.
+            return
+        else:
             raise InvalidRequest(f"{where}.type: unsupported input item type {kind!r}")
 
     def _message(self, item: JSON, where: str) -> None:
@@ -547,7 +549,7 @@ class ResponsesStreamEncoder(StreamEncoder):
         item = _call_item(self._tail, index, call, "in_progress")
         self._calls[event.index] = index
         self._items.append(item)
-        return out + self._added(index, dict(item))
+        return out + self._added(index, item)
 
     def _tool_delta(self, event: ToolCallDelta) -> bytes:
         index = self._calls.get(event.index)

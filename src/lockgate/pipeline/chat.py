@@ -21,7 +21,7 @@ import orjson
 
 from lockgate.asgi import Headers, Receive, Scope, Send, send_body, start_stream
 from lockgate.core.chat import ChatRequest
-from lockgate.dialects.base import Dialect
+from lockgate.dialects.base import Dialect, StreamEncoder
 from lockgate.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout
 from lockgate.pipeline.body import parse_object, read_body
 from lockgate.pipeline.context import RequestContext
@@ -75,7 +75,9 @@ class ChatEndpoint(Endpoint):
             status = err.status if err.status >= 400 else 502  # keeps e.g. Anthropic's overloaded
             code = "upstream_error" if isinstance(err, UpstreamError) else err.code
             scrubbed = GatewayError(self.s.caller.scrub(err.message), status=status, code=code)
-            return self.dialect.stream_error(scrubbed)
+            # A translated stream ends through its own encoder, which knows what it has sent.
+            encoder = exchange.encoder
+            return encoder.error(scrubbed) if encoder else self.dialect.stream_error(scrubbed)
 
         await pump(send, first, rest, on_error, ctx)
 
@@ -90,6 +92,7 @@ class _Exchange:
         self.model = model
         self.ctx = ctx
         self._canonical: ChatRequest | None = None
+        self.encoder: StreamEncoder | None = None  # the open stream's, when it is translated
 
     def relays_to(self, deployment: Deployment) -> bool:
         return deployment.provider.native_dialect == self.dialect.name
@@ -124,15 +127,19 @@ class _Exchange:
         except StopAsyncIteration:
             raise UpstreamError("the upstream stream was empty", retryable=True) from None
         except UpstreamError as err:
-            raise UpstreamError(err.message, status=err.status, retryable=True) from None
+            # Nothing has reached the client yet: a stream cut this early is retried like a
+            # failed connection; an upstream's own refusal (a 4xx event) is not.
+            retryable = err.retryable or err.status >= 500
+            raise UpstreamError(err.message, status=err.status, retryable=retryable) from None
         return first, chunks
 
     async def _chunks(self, deployment: Deployment, timeout: float) -> AsyncGenerator[bytes, None]:
         if not self.relays_to(deployment):
             request = self.canonical(deployment)
             events = await deployment.provider.chat_stream(request, timeout)
-            encoder = self.dialect.stream_encoder(request, self.model)
-            return encode_events(events, encoder, self.ctx)
+            self.encoder = self.dialect.stream_encoder(request, self.model)
+            return encode_events(events, self.encoder, self.ctx)
+        self.encoder = None
         upstream = self.dialect.prepare_relay(self.body, deployment.model)
         response = await deployment.provider.forward("chat", upstream, timeout)
         tap = self.dialect.relay_tap(self.body, self.model)

@@ -52,7 +52,7 @@ def list_date() -> str:
 
 def lookup(provider_type: str, model: str) -> UnitPrice | None:
     table = _table()
-    base = _PREFIXES.sub("", _DATED.sub("", model))
+    base = _base_name(model)
     for name in (model, base):
         if name in table.get(provider_type, {}):
             return table[provider_type][name]
@@ -61,6 +61,15 @@ def lookup(provider_type: str, model: str) -> UnitPrice | None:
             if name in prices:
                 return prices[name]
     return None
+
+
+def _base_name(model: str) -> str:
+    """The model id without region/vendor prefixes and without every trailing version or date:
+    Bedrock's ``anthropic.claude-sonnet-4-5-20250929-v1:0`` carries both a date and a version."""
+    base = _PREFIXES.sub("", model)
+    while (shorter := _DATED.sub("", base)) != base:
+        base = shorter
+    return base
 
 
 def from_config(input_per_mtok: float | None, output_per_mtok: float | None,

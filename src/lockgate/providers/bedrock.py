@@ -63,9 +63,7 @@ from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from lockgate.dialects.anthropic import compact_json, parse_arguments
 from lockgate.errors import (
     InvalidRequest,
-    UpstreamConnectError,
     UpstreamError,
-    UpstreamTimeout,
 )
 from lockgate.providers._aws_auth import endpoint_url, make_auth, resolve_region
 from lockgate.providers._eventstream import EventMessage, EventStreamDecoder
@@ -74,6 +72,7 @@ from lockgate.providers.base import Provider
 from lockgate.providers.http import (
     error_message,
     iter_chunks,
+    open_response,
     read_json,
     retry_after_seconds,
 )
@@ -603,22 +602,12 @@ class BedrockProvider(Provider):
         and raises an error status as ``UpstreamError``."""
         data = orjson.dumps(body)
         url = self.base_url + path
-        try:
-            async with asyncio.timeout(timeout):
-                headers = _merge_headers(self.config.headers, await self.auth.headers(url, data))
-                # encoded=True: the path goes out exactly as signed (yarl would otherwise
-                # decode the model id's %3A, and the signature would no longer match).
-                response = await self.session.post(URL(url, encoded=True), data=data,
-                                                   headers=headers)
-                if response.status >= 400:
-                    raw = await response.read()
-                    response.release()
-                    raise error_from_response(response.status, raw, response.headers)
-        except TimeoutError:
-            raise UpstreamTimeout() from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamConnectError(f"could not reach the upstream: {type(exc).__name__}") from None
-        return response
+        async with asyncio.timeout(timeout):  # a credential refresh counts against the deadline
+            headers = _merge_headers(self.config.headers, await self.auth.headers(url, data))
+        # encoded=True: the path goes out exactly as signed (yarl would otherwise decode the
+        # model id's %3A, and the signature would no longer match).
+        return await open_response(self.session, URL(url, encoded=True), body=data,
+                                   headers=headers, timeout=timeout, on_error=error_from_response)
 
 
 def _merge_headers(configured: Mapping[str, str], auth: dict[str, str]) -> dict[str, str]:

@@ -8,11 +8,12 @@ throughput at 32 concurrent requests, ../shared/bench/results/stacks-*.md).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from lockgate.dialects.sse import SSEDecoder, SSEEvent
 from lockgate.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
@@ -20,22 +21,24 @@ from lockgate.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
 
 async def open_response(
     session: aiohttp.ClientSession,
-    url: str,
+    url: str | URL,
     *,
     body: bytes,
     headers: Mapping[str, str],
     timeout: float,
     method: str = "POST",
+    on_error: Callable[[int, bytes, Mapping[str, str]], UpstreamError] | None = None,
 ) -> aiohttp.ClientResponse:
     """Sends the request and waits for the status line within ``timeout`` seconds; an error
-    status is read and raised as ``UpstreamError`` (the response is released)."""
+    status is read and raised as ``UpstreamError`` (the response is released), built by
+    ``on_error`` where a provider reads its errors its own way."""
     try:
         async with asyncio.timeout(timeout):
             response = await session.request(method, url, data=body, headers=headers)
             if response.status >= 400:
                 raw = await response.read()
                 response.release()
-                raise error_from_response(response.status, raw, response.headers)
+                raise (on_error or error_from_response)(response.status, raw, response.headers)
     except TimeoutError:
         raise UpstreamTimeout() from None
     except aiohttp.ClientError as exc:
