@@ -41,7 +41,7 @@ def postgres_url() -> Iterator[str]:
     name = f"lockgate_t_{secrets.token_hex(6)}"
     try:
         asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncio.TimeoutError, ImportError) as exc:
+    except (TimeoutError, OSError, ImportError) as exc:
         _unavailable("PostgreSQL", exc)
     base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
     yield f"{base}/{name}"
@@ -92,7 +92,7 @@ def _session_database(config: pytest.Config) -> str | BaseException:
         name = f"lockgate_t_{secrets.token_hex(6)}"
         try:
             asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-        except (OSError, asyncio.TimeoutError, ImportError) as exc:
+        except (TimeoutError, OSError, ImportError) as exc:
             config.stash[_SESSION_DATABASE] = exc
         else:
             config.add_cleanup(lambda: asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')))

@@ -353,4 +353,118 @@ def _anthropic_answer(message: Any) -> Answer:
     )
 
 
-CLIENT_FORMATS: list[type[ClientFormat]] = [OpenAIChat, AnthropicMessages]
+# --- OpenAI Responses --------------------------------------------------------------------------
+
+
+class OpenAIResponses(ClientFormat):
+    name = "openai_responses"
+    title = "OpenAI Responses (`POST /v1/responses`, `openai` SDK)"
+    # The Responses API has no stop sequences; embeddings are another endpoint.
+    lacks = frozenset({"embeddings", "stop_sequences"})
+    json_without_schema = True
+    stream_usage_always = True  # response.completed always carries the usage
+    api_error = openai.APIError
+
+    def __init__(self, gateway: GatewayServer) -> None:
+        super().__init__(gateway)
+        self.sdk = openai.OpenAI(base_url=gateway.openai_base_url, api_key=CLIENT_KEY, max_retries=0,
+                                 timeout=TIMEOUT_S)
+
+    def body(self, ask: Ask, model: str) -> dict[str, Any]:
+        assert not ask.stop, "the Responses API has no stop sequences"
+        body: dict[str, Any] = {"model": model, "input": _responses_input(ask.turns),
+                                "max_output_tokens": ask.max_tokens}
+        if ask.system:
+            body["instructions"] = ask.system
+        if ask.tools:
+            body["tools"] = [{"type": "function", "name": t.name, "description": t.description,
+                              "parameters": t.parameters} for t in ask.tools]
+        if ask.json_mode is not None:
+            body["text"] = {"format": _responses_format(ask.json_mode)}
+        return body
+
+    def complete(self, ask: Ask, model: str) -> Answer:
+        return _responses_answer(self.sdk.responses.create(**self.body(ask, model)))
+
+    def stream(self, ask: Ask, model: str) -> Answer:
+        text_events = 0
+        models: set[str] = set()
+        with self.sdk.responses.stream(**self.body(ask, model)) as events:
+            for event in events:
+                response = getattr(event, "response", None)  # lifecycle events carry the model
+                if response is not None:
+                    models.add(response.model)
+                elif event.type == "response.output_text.delta":
+                    text_events += 1
+            answer = _responses_answer(events.get_final_response())
+        answer.text_events, answer.models_seen = text_events, models
+        return answer
+
+    def raw_stream(self, ask: Ask, model: str) -> bytes:
+        response = self.http.post(f"{self.gateway.openai_base_url}/responses",
+                                  json={**self.body(ask, model), "stream": True},
+                                  headers={"authorization": f"Bearer {CLIENT_KEY}"})
+        assert response.status_code == 200, response.text
+        return response.content
+
+    def ending(self, raw: bytes) -> Ending:
+        events = sse_events(raw)
+        flags: list[tuple[bool, dict[str, Any] | None]] = [
+            (name != "error", json.loads(data) if name == "error" else None) for name, data in events
+        ]
+        ends = ("response.completed", "response.incomplete")
+        return _ending(flags, any(name in ends for name, _ in events))
+
+    def close(self) -> None:
+        self.sdk.close()
+        super().close()
+
+
+def _responses_input(turns: tuple[Turn, ...]) -> list[dict[str, Any]]:
+    """Turns as input items: a tool call is a ``function_call`` item after its assistant text,
+    a tool result a ``function_call_output`` item."""
+    items: list[dict[str, Any]] = []
+    for turn in turns:
+        if turn.role == "tool":
+            items.append({"type": "function_call_output", "call_id": turn.call_id, "output": turn.text})
+        elif turn.role == "assistant":
+            if turn.text:
+                items.append({"role": "assistant", "content": turn.text})
+            items += [{"type": "function_call", "call_id": c.id, "name": c.name,
+                       "arguments": json.dumps(c.arguments)} for c in turn.calls]
+        elif turn.images:
+            parts: list[dict[str, Any]] = [{"type": "input_text", "text": turn.text}]
+            parts += [{"type": "input_image", "image_url": _data_url(i), "detail": "auto"}
+                      for i in turn.images]
+            items.append({"role": "user", "content": parts})
+        else:
+            items.append({"role": "user", "content": turn.text})
+    return items
+
+
+def _responses_format(mode: JsonMode) -> dict[str, Any]:
+    if mode.schema is None:
+        return {"type": "json_object"}
+    return {"type": "json_schema", "name": "answer", "schema": mode.schema}
+
+
+def _responses_answer(response: Any) -> Answer:
+    calls = [Call(item.call_id, item.name, json.loads(item.arguments))
+             for item in response.output if item.type == "function_call"]
+    usage = (response.usage.input_tokens, response.usage.output_tokens) if response.usage else None
+    return Answer(model=response.model, text=response.output_text, finish=_responses_finish(response, calls),
+                  calls=calls, usage=usage, models_seen={response.model})
+
+
+def _responses_finish(response: Any, calls: list[Call]) -> Finish:
+    """The Responses API names no finish reason: a cut answer is ``incomplete`` (with why),
+    and a complete one that calls tools ends for them to run."""
+    if response.status == "incomplete":
+        details = response.incomplete_details
+        return "length" if details is not None and details.reason == "max_output_tokens" else "other"
+    if response.status != "completed":
+        return "other"
+    return "tool_calls" if calls else "stop"
+
+
+CLIENT_FORMATS: list[type[ClientFormat]] = [OpenAIChat, AnthropicMessages, OpenAIResponses]

@@ -1,0 +1,476 @@
+"""Rate limits and budgets as a client meets them: 429s in its own format with ``retry-after``,
+OpenAI's ``x-ratelimit-*`` headers, reservations settled with what a request really used; and
+the limiter's helpers on their own."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import anthropic
+import httpx
+import pytest
+
+from conftest import GatewayFactory
+from fakes import Fail, FakeOpenAI, Reply
+from gateway import GatewayServer
+from lockgate.core.chat import Usage
+from lockgate.errors import GatewayError, RateLimited
+from lockgate.pipeline.endpoint import estimate
+from lockgate.pipeline.limits import (
+    DEFAULT_COMPLETION_ESTIMATE,
+    NO_LEASE,
+    CountingLimiter,
+    Estimate,
+    OwnerLimits,
+    estimate_tokens,
+    period_bucket,
+    period_start,
+)
+from lockgate.pipeline.route import Deployment, ModelPlan
+from lockgate.pricing import UnitPrice
+from lockgate.state.counters import MemoryCounters, Outcome
+
+KEY = "lg-limits-key-0001"
+OTHER = "lg-limits-key-0002"
+OUTSIDER = "lg-limits-key-0003"
+GPT = {"gpt": {"targets": [{"provider": "oai", "model": "gpt-4o-mini"}], "retries": 0}}
+CLAUDE = {"claude": {"targets": [{"provider": "claude", "model": "claude-haiku-4-5"}], "retries": 0}}
+# $1 per completion token and nothing for input: a request's cost is its completion tokens.
+PRICED = {"gpt": {**GPT["gpt"], "price": {"input_per_mtok_usd": 0, "output_per_mtok_usd": 1_000_000}}}
+
+
+def steady_minute(need_s: float = 5.0) -> None:
+    """Rate windows are calendar minutes: start a test early enough in one that it ends there."""
+    left = 60 - time.time() % 60
+    if left < need_s:
+        time.sleep(left + 0.05)
+
+
+def chat_body(max_tokens: int | None = None, **extra: Any) -> bytes:
+    body: dict[str, Any] = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}], **extra}
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    return json.dumps(body).encode()
+
+
+def chat(gw: GatewayServer, key: str = KEY, body: bytes | None = None) -> httpx.Response:
+    return httpx.post(f"{gw.openai_base_url}/chat/completions", content=body or chat_body(),
+                      headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
+                      timeout=10)
+
+
+def reserved_tokens(body: bytes) -> int:
+    prompt, completion = estimate_tokens(len(body), json.loads(body).get("max_tokens"))
+    return prompt + completion
+
+
+def settled(gw: GatewayServer) -> None:
+    """Waits until the gateway has settled the reservations of the answers already received
+    (settling runs after the answer has gone out)."""
+    time.sleep(0.05)
+    deadline = time.monotonic() + 2
+    while gw.app.limiter._settling and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def records(gw: GatewayServer, count: int) -> list[Any]:
+    """The gateway's records once there are ``count`` (a record is written after the answer)."""
+    deadline = time.monotonic() + 2
+    while len(gw.records) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return gw.records
+
+
+def assert_openai_429(response: httpx.Response, code: str) -> None:
+    assert response.status_code == 429, response.text
+    error = response.json()["error"]
+    assert (error["type"], error["code"]) == ("rate_limit_error", code)
+    assert int(response.headers["retry-after"]) >= 1
+
+
+def limited_gateway(gateway: GatewayFactory, models: dict[str, Any] | None = None,
+                    **limits: Any) -> GatewayServer:
+    return gateway(models=models or GPT, keys=[{"name": "limited", "key": KEY, **limits}])
+
+
+# --- rpm ----------------------------------------------------------------------------------------
+
+
+def test_rpm_refuses_past_the_limit_in_openai_shape(gateway: GatewayFactory,
+                                                    fake_openai: FakeOpenAI) -> None:
+    steady_minute()
+    gw = limited_gateway(gateway, rpm=3)
+    assert [chat(gw).status_code for _ in range(3)] == [200, 200, 200]
+    refused = chat(gw)
+    assert_openai_429(refused, "rate_limit_exceeded")
+    assert 1 <= int(refused.headers["retry-after"]) <= 60  # until the minute's window ends
+    assert "3 requests per minute" in refused.json()["error"]["message"]
+    assert KEY not in refused.text
+    assert len(fake_openai.requests) == 3  # the refused request never reached the upstream
+    assert [r.status for r in records(gw, 4)] == [200, 200, 200, 429]
+    assert gw.records[-1].error_code == "rate_limit_exceeded"
+
+
+def test_rpm_refuses_past_the_limit_in_anthropic_shape(gateway: GatewayFactory) -> None:
+    steady_minute()
+    gw = limited_gateway(gateway, models=CLAUDE, rpm=2)
+    client = anthropic.Anthropic(base_url=gw.url, api_key=KEY, max_retries=0)
+    for _ in range(2):
+        client.messages.create(model="claude", max_tokens=20,
+                               messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        client.messages.create(model="claude", max_tokens=20,
+                               messages=[{"role": "user", "content": "hi"}])
+    err = caught.value
+    assert err.status_code == 429
+    assert err.body == {"type": "error", "error": {"type": "rate_limit_error",
+                                                   "message": err.body["error"]["message"]}}
+    assert int(err.response.headers["retry-after"]) >= 1
+
+
+def test_ratelimit_headers_count_down(gateway: GatewayFactory) -> None:
+    steady_minute()
+    gw = limited_gateway(gateway, rpm=5, tpm=10_000)
+    body = chat_body(max_tokens=100)
+    first = chat(gw, body=body)
+    assert first.status_code == 200
+    h = first.headers
+    assert (h["x-ratelimit-limit-requests"], h["x-ratelimit-remaining-requests"]) == ("5", "4")
+    reset = h["x-ratelimit-reset-requests"]
+    assert reset.endswith("s") and 1 <= int(reset[:-1]) <= 60
+    assert h["x-ratelimit-limit-tokens"] == "10000"
+    assert int(h["x-ratelimit-remaining-tokens"]) == 10_000 - reserved_tokens(body)
+    settled(gw)
+    second = chat(gw, body=body)
+    assert second.headers["x-ratelimit-remaining-requests"] == "3"
+    # the first request's reservation was settled with its real usage (11 + 7 tokens)
+    assert int(second.headers["x-ratelimit-remaining-tokens"]) == 10_000 - 18 - reserved_tokens(body)
+
+
+def test_no_ratelimit_headers_without_limits(gateway: GatewayFactory) -> None:
+    gw = limited_gateway(gateway)
+    response = chat(gw)
+    assert response.status_code == 200
+    assert not [h for h in response.headers if h.startswith("x-ratelimit")]
+
+
+# --- tpm ----------------------------------------------------------------------------------------
+
+
+def test_tpm_reserves_max_tokens_and_settles_with_real_usage(gateway: GatewayFactory,
+                                                             fake_openai: FakeOpenAI) -> None:
+    steady_minute()
+    gw = limited_gateway(gateway, tpm=1000)
+    body = chat_body(max_tokens=600)
+    first = chat(gw, body=body)
+    assert first.status_code == 200
+    assert int(first.headers["x-ratelimit-remaining-tokens"]) == 1000 - reserved_tokens(body)
+    settled(gw)
+    # Two reservations of ~620 do not fit in 1000: this one passes only because the first was
+    # settled down to the 18 tokens it used.
+    second = chat(gw, body=body)
+    assert second.status_code == 200
+    assert int(second.headers["x-ratelimit-remaining-tokens"]) == 1000 - 18 - reserved_tokens(body)
+    settled(gw)
+    too_big = chat(gw, body=chat_body(max_tokens=990))
+    assert_openai_429(too_big, "rate_limit_exceeded")
+    assert "tokens per minute" in too_big.json()["error"]["message"]
+    assert len(fake_openai.requests) == 2
+
+
+def test_without_max_tokens_a_default_completion_is_reserved(gateway: GatewayFactory) -> None:
+    steady_minute()
+    gw = limited_gateway(gateway, tpm=5000)
+    body = chat_body()
+    response = chat(gw, body=body)
+    assert int(response.headers["x-ratelimit-remaining-tokens"]) == (
+        5000 - len(body) // 4 - DEFAULT_COMPLETION_ESTIMATE)
+
+
+def test_a_stream_settles_with_its_real_usage(gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
+    steady_minute()
+    gw = limited_gateway(gateway, tpm=1000)
+    fake_openai.enqueue(Reply(prompt_tokens=30, completion_tokens=70))
+    with httpx.stream("POST", f"{gw.openai_base_url}/chat/completions",
+                      content=chat_body(max_tokens=600, stream=True),
+                      headers={"authorization": f"Bearer {KEY}",
+                               "content-type": "application/json"}) as stream:
+        assert stream.status_code == 200
+        assert b"[DONE]" in stream.read()
+    settled(gw)
+    body = chat_body(max_tokens=600)
+    after = chat(gw, body=body)
+    assert after.status_code == 200
+    assert int(after.headers["x-ratelimit-remaining-tokens"]) == 1000 - 100 - reserved_tokens(body)
+
+
+# --- max_parallel -------------------------------------------------------------------------------
+
+
+def test_max_parallel_refuses_at_once_while_requests_are_in_flight(
+        gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
+    gw = limited_gateway(gateway, max_parallel=2)
+    fake_openai.enqueue(Reply(headers_delay_s=1.0), Reply(headers_delay_s=1.0))
+    slow: list[int] = []
+    threads = [threading.Thread(target=lambda: slow.append(chat(gw).status_code)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 5
+    while len(fake_openai.requests) < 2:
+        assert time.monotonic() < deadline, "the slow requests never reached the upstream"
+        time.sleep(0.01)
+    started = time.monotonic()
+    refused = chat(gw)
+    assert time.monotonic() - started < 0.5  # refused, not queued behind the slow ones
+    assert_openai_429(refused, "rate_limit_exceeded")
+    assert "requests in flight" in refused.json()["error"]["message"]
+    for t in threads:
+        t.join()
+    assert slow == [200, 200]
+    settled(gw)
+    assert chat(gw).status_code == 200  # the slots came back
+
+
+# --- budgets ------------------------------------------------------------------------------------
+
+
+def test_spend_reaching_the_budget_is_refused(gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
+    gw = limited_gateway(gateway, models=PRICED, budget_usd=20)
+    body = chat_body(max_tokens=7)  # reserves $7; the fake's default reply costs exactly that
+    assert [chat(gw, body=body).status_code for _ in range(2)] == [200, 200]
+    refused = chat(gw, body=body)  # $14 spent: $7 more would pass $20
+    assert_openai_429(refused, "budget_exceeded")
+    assert int(refused.headers["retry-after"]) >= 60  # a total budget does not come back soon
+    assert [r.cost_usd for r in records(gw, 3)] == [pytest.approx(7.0), pytest.approx(7.0), 0.0]
+    assert len(fake_openai.requests) == 2
+
+
+def test_the_budget_is_charged_what_was_spent_not_what_was_reserved(
+        gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
+    gw = limited_gateway(gateway, models=PRICED, budget_usd=10)
+    fake_openai.enqueue(Reply(completion_tokens=3), Reply(completion_tokens=3))
+    body = chat_body(max_tokens=7)  # each reserves $7 and spends $3
+    assert chat(gw, body=body).status_code == 200
+    settled(gw)
+    assert chat(gw, body=body).status_code == 200  # $3 + $7 fits in $10; $7 + $7 would not
+    settled(gw)
+    assert_openai_429(chat(gw, body=body), "budget_exceeded")  # $6 + $7 does not
+
+
+def test_a_spent_budget_is_refused_in_anthropic_shape(gateway: GatewayFactory) -> None:
+    gw = limited_gateway(gateway, models=PRICED, budget_usd=5)
+    client = anthropic.Anthropic(base_url=gw.url, api_key=KEY, max_retries=0)
+    with pytest.raises(anthropic.RateLimitError) as caught:  # its $7 reservation passes $5
+        client.messages.create(model="gpt", max_tokens=7, messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.body["error"]["type"] == "rate_limit_error"
+    assert "budget" in caught.value.body["error"]["message"]
+    assert int(caught.value.response.headers["retry-after"]) >= 1
+    assert records(gw, 1)[-1].error_code == "budget_exceeded"
+
+
+# --- teams --------------------------------------------------------------------------------------
+
+
+def test_team_limits_apply_to_all_its_keys(gateway: GatewayFactory) -> None:
+    steady_minute()
+    gw = gateway(models=GPT, teams=[{"name": "research", "rpm": 3}],
+                 keys=[{"name": "one", "key": KEY, "team": "research"},
+                       {"name": "two", "key": OTHER, "team": "research"},
+                       {"name": "outsider", "key": OUTSIDER}])
+    assert [chat(gw, key).status_code for key in (KEY, OTHER, KEY)] == [200, 200, 200]
+    for key in (OTHER, KEY):
+        refused = chat(gw, key)
+        assert_openai_429(refused, "rate_limit_exceeded")
+        assert "research" in refused.json()["error"]["message"]  # the team's limit, not the key's
+    assert chat(gw, OUTSIDER).status_code == 200
+
+
+def test_a_key_limit_tighter_than_its_teams_applies(gateway: GatewayFactory) -> None:
+    steady_minute()
+    gw = gateway(models=GPT, teams=[{"name": "research", "rpm": 100}],
+                 keys=[{"name": "one", "key": KEY, "team": "research", "rpm": 1},
+                       {"name": "two", "key": OTHER, "team": "research"}])
+    assert chat(gw, KEY).status_code == 200
+    assert_openai_429(chat(gw, KEY), "rate_limit_exceeded")
+    assert chat(gw, OTHER).status_code == 200
+
+
+# --- failures settle too ------------------------------------------------------------------------
+
+
+def test_a_failed_upstream_call_gives_back_its_slot_and_tokens(gateway: GatewayFactory,
+                                                               fake_openai: FakeOpenAI) -> None:
+    steady_minute()
+    gw = limited_gateway(gateway, max_parallel=1, tpm=2000)
+    body = chat_body(max_tokens=600)  # ~620 reserved: three leaked reservations fill 2000
+    for _ in range(3):
+        fake_openai.enqueue(Fail(500))
+        assert chat(gw, body=body).status_code == 502  # not 429: the slot was given back
+        settled(gw)
+    ok = chat(gw, body=body)
+    assert ok.status_code == 200
+    assert int(ok.headers["x-ratelimit-remaining-tokens"]) == 2000 - reserved_tokens(body)
+
+
+# --- the limiter on its own ---------------------------------------------------------------------
+
+NOON = datetime(2025, 12, 31, 12, 0, 0, tzinfo=UTC).timestamp()
+
+
+def test_period_buckets_name_the_window() -> None:
+    assert period_bucket("daily", NOON)[0] == "d20251231"
+    assert period_bucket("monthly", NOON)[0] == "m202512"
+    assert period_bucket("total", NOON)[0] == "total"
+    for period in ("daily", "monthly", "total"):  # a counter outlives its window
+        ttl = period_bucket(period, NOON)[1]
+        assert ttl > {"daily": 86400, "monthly": 31 * 86400, "total": 365 * 86400}[period]
+
+
+def test_period_starts() -> None:
+    assert period_start("daily", NOON) == datetime(2025, 12, 31, tzinfo=UTC).timestamp()
+    assert period_start("monthly", NOON) == datetime(2025, 12, 1, tzinfo=UTC).timestamp()
+    assert period_start("total", NOON) == 0.0
+
+
+def test_token_estimates() -> None:
+    assert estimate_tokens(400, 50) == (100, 50)
+    assert estimate_tokens(400, None) == (100, DEFAULT_COMPLETION_ESTIMATE)
+    assert estimate_tokens(400, 0) == (100, DEFAULT_COMPLETION_ESTIMATE)
+    assert estimate_tokens(400, "50") == (100, DEFAULT_COMPLETION_ESTIMATE)
+    assert estimate_tokens(3, 10) == (0, 10)
+
+
+def test_cost_estimates_use_the_first_deployments_price() -> None:
+    priced = Deployment(provider=None, model="m", price=UnitPrice(input=2.0, output=10.0))  # type: ignore[arg-type]
+    unpriced = Deployment(provider=None, model="m")  # type: ignore[arg-type]
+    plan = ModelPlan(name="m", deployments=(priced, unpriced))
+    assert estimate(plan, 1000, 500) == Estimate(tokens=1500, cost_usd=pytest.approx(0.007))
+    assert estimate(ModelPlan(name="m", deployments=(unpriced,)), 1000, 500) == Estimate(1500, 0.0)
+
+
+KEY_LIMITS = OwnerLimits("key:k", rpm=2, tpm=100, max_parallel=5, budget_usd=1.0, budget_period="daily")
+
+
+async def test_a_request_with_no_limits_takes_nothing() -> None:
+    counters = MemoryCounters()
+    limiter = CountingLimiter(counters)
+    assert await limiter.acquire((), Estimate(10, 1.0)) is NO_LEASE
+    assert await limiter.acquire((OwnerLimits("key:k"),), Estimate(10, 1.0)) is NO_LEASE
+
+
+async def test_each_kind_of_refusal() -> None:
+    limiter = CountingLimiter(MemoryCounters())
+    cases = [
+        (OwnerLimits("key:a", rpm=1), "rate_limit_exceeded", "requests per minute"),
+        (OwnerLimits("key:b", tpm=15), "rate_limit_exceeded", "tokens per minute"),
+        (OwnerLimits("key:c", max_parallel=1), "rate_limit_exceeded", "requests in flight"),
+        (OwnerLimits("key:d", budget_usd=1.5), "budget_exceeded", "budget"),
+    ]
+    for limits, code, words in cases:
+        await limiter.acquire((limits,), Estimate(10, 1.0))
+        with pytest.raises(RateLimited) as caught:
+            await limiter.acquire((limits,), Estimate(10, 1.0))
+        assert (caught.value.code, caught.value.status) == (code, 429)
+        assert words in caught.value.message and limits.owner in caught.value.message
+        assert caught.value.retry_after is not None and caught.value.retry_after >= 1
+
+
+async def test_a_daily_budget_retries_after_midnight() -> None:
+    limiter = CountingLimiter(MemoryCounters())
+    daily = (OwnerLimits("key:e", budget_usd=0.5, budget_period="daily"),)
+    with pytest.raises(RateLimited) as caught:
+        await limiter.acquire(daily, Estimate(10, 1.0))
+    now = time.time()
+    midnight = period_start("daily", now) + 86400
+    assert caught.value.retry_after == pytest.approx(midnight - now, abs=5)
+
+
+async def test_a_refusal_takes_from_no_bucket() -> None:
+    counters = MemoryCounters()
+    limiter = CountingLimiter(counters)
+    team = OwnerLimits("team:t", rpm=1)
+    key = OwnerLimits("key:k", tpm=1000, max_parallel=10)
+    await limiter.acquire((OwnerLimits("key:other"), team), Estimate(10, 0.0))
+    with pytest.raises(RateLimited):
+        await limiter.acquire((key, team), Estimate(10, 0.0))
+    assert await counters.level("par:key:k") == 0
+    minute = int(time.time() // 60)
+    assert await counters.level(f"tpm:key:k:{minute}") == 0
+
+
+async def test_settle_releases_the_slot_and_charges_real_usage() -> None:
+    counters = MemoryCounters()
+    limiter = CountingLimiter(counters)
+    lease = await limiter.acquire((KEY_LIMITS,), Estimate(60, 0.4))
+    day = period_bucket("daily", time.time())[0]
+    assert await counters.level(f"spend:key:k:{day}") == pytest.approx(0.4)
+    assert await counters.level("par:key:k") == 1
+    lease.settle(Usage(prompt_tokens=5, completion_tokens=7), 0.05)
+    await limiter.drain()
+    minute = int(time.time() // 60)
+    assert await counters.level(f"tpm:key:k:{minute}") == pytest.approx(12)
+    assert await counters.level(f"spend:key:k:{day}") == pytest.approx(0.05)
+    assert await counters.level("par:key:k") == 0
+
+
+async def test_headers_describe_the_keys_own_rpm_and_tpm() -> None:
+    limiter = CountingLimiter(MemoryCounters())
+    team = OwnerLimits("team:t", rpm=50, tpm=5000)
+    lease = await limiter.acquire((KEY_LIMITS, team), Estimate(60, 0.1))
+    headers = dict(lease.headers)
+    assert headers[b"x-ratelimit-limit-requests"] == b"2"
+    assert headers[b"x-ratelimit-remaining-requests"] == b"1"
+    assert headers[b"x-ratelimit-limit-tokens"] == b"100"
+    assert headers[b"x-ratelimit-remaining-tokens"] == b"40"
+    assert len(lease.headers) == 5  # the team's limits are not mixed in
+
+
+async def test_seeding_a_budget_restores_spend_once() -> None:
+    counters = MemoryCounters()
+    limiter = CountingLimiter(counters)
+    await limiter.seed_budget(KEY_LIMITS, 0.9)
+    await limiter.seed_budget(KEY_LIMITS, 0.0)  # another replica seeding later changes nothing
+    with pytest.raises(RateLimited):
+        await limiter.acquire((KEY_LIMITS,), Estimate(10, 0.2))
+    await limiter.seed_budget(OwnerLimits("key:nobudget", rpm=1), 5.0)  # nothing to seed
+
+
+class _Down:
+    """A counter store that cannot be reached."""
+
+    async def reserve(self, takes: Any, lease_id: str) -> Outcome:
+        raise ConnectionError("down")
+
+    async def adjust(self, name: str, delta: float, ttl_s: float) -> None:
+        raise ConnectionError("down")
+
+    async def release(self, name: str, lease_id: str) -> None:
+        raise ConnectionError("down")
+
+
+async def test_an_unreachable_store_fails_open_or_closed() -> None:
+    errors: list[int] = []
+    open_limiter = CountingLimiter(_Down(), "fail_open", lambda: errors.append(1))  # type: ignore[arg-type]
+    assert await open_limiter.acquire((KEY_LIMITS,), Estimate(10, 0.1)) is NO_LEASE
+    closed = CountingLimiter(_Down(), "fail_closed", lambda: errors.append(1))  # type: ignore[arg-type]
+    with pytest.raises(GatewayError) as caught:
+        await closed.acquire((KEY_LIMITS,), Estimate(10, 0.1))
+    assert (caught.value.status, caught.value.code) == (503, "limits_unavailable")
+    assert (b"retry-after", b"1") in caught.value.headers()
+    assert errors == [1, 1]
+
+
+async def test_settling_against_a_store_gone_away_does_not_raise() -> None:
+    class _GoesAway(MemoryCounters):
+        async def adjust(self, name: str, delta: float, ttl_s: float) -> None:
+            raise ConnectionError("down")
+
+    limiter = CountingLimiter(_GoesAway())
+    lease = await limiter.acquire((KEY_LIMITS,), Estimate(10, 0.1))
+    lease.settle(Usage(1, 1), 0.0)
+    await limiter.drain()  # logged, not raised
+
