@@ -352,6 +352,7 @@ BAD_INPUT = [
     ("POST", "/keys", {"name": "x", "rpm": "ten"}, "rpm"),
     ("POST", "/keys", {"name": "x", "rpm": -1}, "rpm"),
     ("POST", "/keys", {"name": "x", "tpm": 0}, "tpm"),
+    ("POST", "/keys", {"name": "x", "tpm": 10**12}, "tpm"),
     ("POST", "/keys", {"name": "x", "max_parallel": True}, "max_parallel"),
     ("POST", "/keys", {"name": "x", "budget_usd": -5}, "budget_usd"),
     ("POST", "/keys", {"name": "x", "rmp": 5}, "rmp: unknown field"),

@@ -74,7 +74,7 @@ Timestamp = Annotated[float, BeforeValidator(parse_time)]
 Expiry = Annotated[float, BeforeValidator(parse_time), AfterValidator(_in_future)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 ModelName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-PositiveInt = Annotated[int, Field(gt=0)]
+PositiveInt = Annotated[int, Field(gt=0, le=2**31 - 1)]  # the columns are 32-bit on PostgreSQL
 Usd = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 

@@ -63,6 +63,8 @@ _REFUSED = {
 
 def parse_request(body: JSON) -> ChatRequest:
     _refuse_state(body)
+    if body.get("metadata") is not None and not isinstance(body["metadata"], dict):
+        raise InvalidRequest("metadata: must be an object")
     conversation = _Conversation()
     for i, item in enumerate(_input_items(body.get("input"))):
         conversation.add(item, f"input[{i}]")
@@ -95,9 +97,6 @@ def _refuse_state(body: JSON) -> None:
     if body.get("background") is True:
         raise InvalidRequest("background: not supported: lockgate answers in the foreground "
                              "(stream for long answers)")
-    metadata = body.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
-        raise InvalidRequest("metadata: must be an object")
 
 
 def _input_items(raw: Any) -> list[Any]:
@@ -377,7 +376,7 @@ def _status(finish: FinishReason) -> tuple[str, JSON | None]:
     return ("incomplete", {"reason": reason}) if reason else ("completed", None)
 
 
-def _ids(upstream_id: str) -> str:
+def _id_tail(upstream_id: str) -> str:
     """The tail shared by a response's ids (``resp_<tail>``, ``msg_<tail>_<n>``, ...): the
     upstream's id without its own prefix, so that the two can be matched in logs."""
     for prefix in ("resp_", "chatcmpl-", "msg_"):
@@ -429,11 +428,12 @@ def response_object(ident: str, created: int, model: str, *, status: str, output
     }
 
 
-def render_response(response: ChatResponse, model: str, echo: Echo | None = None) -> JSON:
+def render_response(response: ChatResponse, model: str) -> JSON:
     """The ``response`` object for a finished answer: a message item when there is text (or
     nothing else), then one function_call item per call. When the answer was cut short, its
-    last item is the one that was cut: it alone is ``incomplete``."""
-    tail = _ids(response.id)
+    last item is the one that was cut: it alone is ``incomplete``. No request is at hand here
+    (the dialect contract renders from the answer alone), so the echo fields are defaults."""
+    tail = _id_tail(response.id)
     status, incomplete = _status(response.finish_reason)
     output: list[JSON] = []
     if response.content or not response.tool_calls:
@@ -442,7 +442,7 @@ def render_response(response: ChatResponse, model: str, echo: Echo | None = None
     output[-1]["status"] = "incomplete" if incomplete else "completed"
     return response_object(f"resp_{tail}", response.created or int(time.time()), model,
                            status=status, output=output, usage=response.usage,
-                           echo=echo or Echo(), incomplete=incomplete)
+                           echo=Echo(), incomplete=incomplete)
 
 
 # --- streaming -------------------------------------------------------------------------------
@@ -459,6 +459,7 @@ class ResponsesStreamEncoder(StreamEncoder):
         self._model = model
         self._echo = echo
         self._seq = 0
+        self._started = False
         self._tail = ""
         self._created = int(time.time())
         self._items: list[JSON] = []  # the output so far, as the final response will list it
@@ -470,8 +471,8 @@ class ResponsesStreamEncoder(StreamEncoder):
     def encode(self, event: StreamEvent) -> bytes:
         if isinstance(event, StreamStart):
             self._usage = event.usage
-            return b"" if self._tail else self._start(event.id, event.created)
-        out = b"" if self._tail else self._start("", 0)
+            return b"" if self._started else self._start(event.id, event.created)
+        out = b"" if self._started else self._start("", 0)
         if isinstance(event, TextDelta):
             out += self._text(event.text)
         elif isinstance(event, ToolCallStart):
@@ -486,7 +487,7 @@ class ResponsesStreamEncoder(StreamEncoder):
         return out
 
     def finish(self) -> bytes:
-        out = b"" if self._tail else self._start("", 0)
+        out = b"" if self._started else self._start("", 0)
         if not self._items:  # an empty answer still has its (empty) message
             out += self._open_message()
         out += self._close(self._closing_status())
@@ -500,7 +501,8 @@ class ResponsesStreamEncoder(StreamEncoder):
     # --- lifecycle
 
     def _start(self, upstream_id: str, created: int) -> bytes:
-        self._tail = _ids(upstream_id)
+        self._started = True
+        self._tail = _id_tail(upstream_id)
         self._created = created or self._created
         started = self._response("in_progress", None, None)
         return (self._event("response.created", response=started)
@@ -654,7 +656,6 @@ class ResponsesDialect(Dialect):
         return parse_request(body)
 
     def render_chat(self, response: ChatResponse, model: str) -> bytes:
-        # The contract gives no request here: the echo fields take the API's defaults.
         return orjson.dumps(render_response(response, model))
 
     def stream_encoder(self, request: ChatRequest, model: str) -> StreamEncoder:

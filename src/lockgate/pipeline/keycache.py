@@ -52,15 +52,21 @@ class KeyCache:
         self._limiter = limiter
         self._marker: tuple[Any, ...] | None = None
         self._seeded: set[tuple[str, str]] = set()
+        self._unseeded: list[OwnerLimits] = []
         self._task: asyncio.Task[None] | None = None
 
     async def refresh(self) -> bool:
-        """One poll; True when the keys changed."""
+        """One poll; True when the keys changed. Keys load even when budgets cannot be seeded
+        (the counters are down): a Redis outage must hold back neither the start nor a new key
+        nor a revocation. Budgets left unseeded are tried again on every poll."""
         snapshot = await self._store.auth_snapshot(self._marker)
         if snapshot is None:
+            if self._unseeded:
+                await self._seed_budgets(self._unseeded)
             return False
         loaded = principals(snapshot)
-        await self._seed_budgets([*loaded.values(), *self._auth.static_principals()])
+        owners = [owner for p in (*loaded.values(), *self._auth.static_principals()) for owner in p.limits]
+        await self._seed_budgets(owners)
         self._auth.load_stored(loaded)
         self._marker = snapshot.marker
         return True
@@ -82,11 +88,21 @@ class KeyCache:
             except Exception as exc:  # storage down: keep serving the keys we have
                 log.debug("key refresh failed: %s", exc)
 
-    async def _seed_budgets(self, loaded: Any) -> None:
+    async def _seed_budgets(self, owners: list[OwnerLimits]) -> None:
+        """Seeds every budget not seeded yet. The first failure stops the round (the counters
+        or storage are down: each further try would only wait too) and keeps the rest for the
+        next poll."""
         now = time.time()
-        for principal in loaded:
-            for owner in principal.limits:
+        for i, owner in enumerate(owners):
+            try:
                 await self._seed(owner, now)
+            except Exception as exc:
+                # once per outage, not on every poll
+                log.log(logging.DEBUG if self._unseeded else logging.WARNING,
+                        "cannot restore budgets from storage yet (%s); retrying", type(exc).__name__)
+                self._unseeded = owners[i:]
+                return
+        self._unseeded = []
 
     async def _seed(self, owner: OwnerLimits, now: float) -> None:
         if owner.budget_usd is None:

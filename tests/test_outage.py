@@ -1,0 +1,254 @@
+"""Outages as an operator lives through them: storage stopped mid-traffic (requests keep being
+served, every record reaches the database exactly once when it returns) and Redis unreachable
+(the configured fail mode decides)."""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import GatewayFactory
+from gateway import GatewayServer
+
+GPT = {"gpt": {"targets": [{"provider": "oai", "model": "gpt-4o-mini"}], "retries": 0}}
+KEY = "lg-outage-key-0001"
+UNLIMITED = "lg-outage-key-0002"
+BODY = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("LOCKGATE_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason}; LOCKGATE_REQUIRE_SERVICES=1 requires it")
+    pytest.skip(reason)
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own (``initdb`` + ``pg_ctl``), so the test can stop and
+    start it. PostgreSQL refuses to run as root: as root, it runs as the ``postgres`` user."""
+
+    def __init__(self, bindir: Path, user: pwd.struct_passwd | None) -> None:
+        self.bindir = bindir
+        self.user = user
+        self.dir = Path(tempfile.mkdtemp(prefix="lockgate-pg-"))
+        if user is not None:
+            os.chown(self.dir, user.pw_uid, user.pw_gid)
+        self.data = self.dir / "data"
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, tool: str, *args: str) -> None:
+        command = [str(self.bindir / tool), *args]
+        if self.user is not None:
+            command = ["runuser", "-u", self.user.pw_name, "--", *command]
+        # Output to a file, not a pipe: the server pg_ctl starts would hold a pipe open.
+        with (self.dir / "tools.log").open("ab") as log:
+            subprocess.run(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=True,
+                           timeout=60, cwd=self.dir)
+
+    def init(self) -> None:
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
+                  "--no-sync", "--no-instructions")
+
+    def start(self) -> None:
+        options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+                   "-c full_page_writes=off")
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "server.log"), "-w", "-t", "30",
+                  "-o", options, "start")
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "30", "stop")
+
+    def log(self) -> str:
+        logs = [self.dir / "tools.log", self.dir / "server.log"]
+        return "\n".join(p.read_text(errors="replace")[-2000:] for p in logs if p.exists())
+
+    def remove(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            try:
+                self.stop()
+            except subprocess.SubprocessError:
+                pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    bindirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    if not bindirs or not Path(bindirs[-1], "pg_ctl").exists():
+        _unavailable("no PostgreSQL server binaries under /usr/lib/postgresql/*/bin")
+    user = None
+    if os.geteuid() == 0:
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            _unavailable("running as root and there is no 'postgres' user to run PostgreSQL as")
+        if shutil.which("runuser") is None:
+            _unavailable("running as root and there is no 'runuser' to run PostgreSQL as 'postgres'")
+    pg = PrivatePostgres(Path(bindirs[-1]), user)
+    try:
+        pg.init()
+        pg.start()
+    except (subprocess.SubprocessError, OSError) as exc:
+        log = pg.log()
+        pg.remove()
+        _unavailable(f"could not start a private PostgreSQL ({exc}): {log}")
+    yield pg
+    pg.remove()
+
+
+def chat(gw: GatewayServer, key: str | None = None, request_id: str | None = None) -> httpx.Response:
+    headers = {"content-type": "application/json"}
+    if key:
+        headers["authorization"] = f"Bearer {key}"
+    if request_id:
+        headers["x-request-id"] = request_id
+    return httpx.post(f"{gw.openai_base_url}/chat/completions", json=BODY, headers=headers, timeout=10)
+
+
+def stored_counts(url: str, request_ids: list[str]) -> dict[str, int]:
+    """How many rows of ``requests`` each request id has."""
+    import asyncpg
+
+    async def query() -> dict[str, int]:
+        conn = await asyncpg.connect(url, timeout=3)
+        try:
+            rows = await conn.fetch("SELECT request_id, count(*) AS n FROM requests "
+                                    "WHERE request_id = ANY($1::text[]) GROUP BY request_id", request_ids)
+        finally:
+            await conn.close()
+        return {row["request_id"]: row["n"] for row in rows}
+
+    return asyncio.run(query())
+
+
+def wait_for(condition: Callable[[], Any], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def spilled_lines(spill_dir: Path) -> int:
+    return sum(len(p.read_bytes().splitlines()) for p in spill_dir.glob("spill-*.jsonl"))
+
+
+def test_a_storage_outage_loses_no_record_and_blocks_no_request(
+        gateway: GatewayFactory, private_postgres: PrivatePostgres, tmp_path: Path) -> None:
+    spill_dir = tmp_path / "spill"
+    gw = gateway(models=GPT, storage=private_postgres.url, server={"spill_dir": str(spill_dir)})
+    run = secrets.token_hex(4)
+    sent: list[str] = []
+
+    def send(count: int) -> float:
+        """Sends ``count`` requests, each must succeed; the slowest one's seconds."""
+        slowest = 0.0
+        for _ in range(count):
+            request_id = f"outage-{run}-{len(sent)}"
+            started = time.monotonic()
+            response = chat(gw, request_id=request_id)
+            slowest = max(slowest, time.monotonic() - started)
+            assert response.status_code == 200, response.text
+            assert response.headers["x-request-id"] == request_id
+            sent.append(request_id)
+        return slowest
+
+    send(5)
+    wait_for(lambda: len(stored_counts(private_postgres.url, sent)) == 5, 5, "the first records")
+
+    private_postgres.stop()
+    assert send(10) < 1.0  # the request path never waits on storage
+    wait_for(lambda: spilled_lines(spill_dir) >= 10, 5, "the records to be spilled to disk")
+    ready = httpx.get(f"{gw.url}/readyz", timeout=10)
+    assert ready.status_code == 503 and "storage" in ready.json()["down"]
+
+    private_postgres.start()
+    send(5)
+    wait_for(lambda: len(stored_counts(private_postgres.url, sent)) == len(sent), 15,
+             "every record to reach the database")
+    counts = stored_counts(private_postgres.url, sent)
+    assert counts == dict.fromkeys(sent, 1)  # every request exactly once
+    wait_for(lambda: spilled_lines(spill_dir) == 0, 5, "the spill file to be emptied")
+    assert list(spill_dir.glob("spill-*.jsonl")), "the spill file was never used"
+    assert httpx.get(f"{gw.url}/readyz", timeout=10).status_code == 200
+
+
+# --- Redis ------------------------------------------------------------------------------------
+
+
+def redis_down_gateway(gateway: GatewayFactory, fail_mode: str, **key_limits: Any) -> GatewayServer:
+    return gateway(models=GPT, redis=f"redis://127.0.0.1:{free_port()}/0",
+                   limits={"redis_failure": fail_mode},
+                   keys=[{"name": "limited", "key": KEY, "rpm": 1, **key_limits},
+                         {"name": "unlimited", "key": UNLIMITED}])
+
+
+def test_redis_down_fail_open_serves_without_counting(gateway: GatewayFactory) -> None:
+    gw = redis_down_gateway(gateway, "fail_open")
+    assert [chat(gw, KEY).status_code for _ in range(3)] == [200, 200, 200]  # rpm 1 not counted
+    ready = httpx.get(f"{gw.url}/readyz", timeout=10)
+    assert ready.status_code == 503 and ready.json()["down"] == ["redis"]
+
+
+def test_redis_down_fail_closed_refuses_limited_keys_with_503(gateway: GatewayFactory) -> None:
+    gw = redis_down_gateway(gateway, "fail_closed")
+    refused = chat(gw, KEY)
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == "limits_unavailable"
+    assert int(refused.headers["retry-after"]) >= 1
+    assert chat(gw, UNLIMITED).status_code == 200  # nothing to count: served
+
+
+def test_redis_down_with_budgets_still_starts_and_fails_open(gateway: GatewayFactory) -> None:
+    # Budgets are seeded into the counters at start-up; Redis being down must not stop the start.
+    gw = redis_down_gateway(gateway, "fail_open", budget_usd=5.0)
+    assert chat(gw, KEY).status_code == 200
+
+
+def test_redis_down_holds_back_no_new_key_and_no_revocation(gateway: GatewayFactory) -> None:
+    from lockgate.pipeline.auth import digest
+    from lockgate.state.store import Store
+
+    gw = redis_down_gateway(gateway, "fail_open")
+    secret = f"lg-stored-{secrets.token_hex(8)}"
+
+    async def create() -> str:
+        store = Store(gw.config.storage)
+        try:  # a budget: the gateway will try to seed it into the unreachable counters
+            key = await store.create_key({"name": "stored", "budget_usd": 3.0}, digest(secret), secret[:8])
+            return str(key["id"])
+        finally:
+            await store.close()
+
+    async def revoke(key_id: str) -> None:
+        store = Store(gw.config.storage)
+        try:
+            await store.revoke_key(key_id)
+        finally:
+            await store.close()
+
+    key_id = asyncio.run(create())
+    wait_for(lambda: chat(gw, secret).status_code == 200, 3, "the new key to be served")
+    asyncio.run(revoke(key_id))
+    started = time.monotonic()
+    wait_for(lambda: chat(gw, secret).status_code == 401, 3, "the revoked key to be refused")
+    assert time.monotonic() - started < 1.0
