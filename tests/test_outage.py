@@ -5,6 +5,7 @@ served, every record reaches the database exactly once when it returns) and Redi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
 import os
 import pwd
@@ -84,10 +85,8 @@ class PrivatePostgres:
 
     def remove(self) -> None:
         if (self.data / "postmaster.pid").exists():
-            try:
+            with contextlib.suppress(subprocess.SubprocessError):
                 self.stop()
-            except subprocess.SubprocessError:
-                pass
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,7 +21,7 @@ from fakes import FakeOpenAI, Reply
 from lockgate.pipeline.auth import digest
 from lockgate.pipeline.limits import DEFAULT_COMPLETION_ESTIMATE
 from lockgate.state.store import LogQuery, Store
-from services import REDIS_URL, postgres_url, redis_url  # noqa: F401  (fixtures)
+from services import POSTGRES_ADMIN_URL, REDIS_URL, _admin, _unavailable
 from test_cli import Serving, clean_env, write_config
 
 RUN = secrets.token_hex(4)  # the shared Redis outlives the test: counter names of this run only
@@ -63,14 +62,42 @@ class Pair:
         return asyncio.run(run())
 
 
-@pytest.fixture
-def pair(postgres_url: str, redis_url: str, fake_openai: FakeOpenAI,  # noqa: F811
-         tmp_path: Path) -> Iterator[Pair]:
+@pytest.fixture(scope="module")
+def shared_postgres() -> Iterator[str]:
+    """One fresh database for the module: starting two processes per test would be slow."""
+    name = f"lockgate_scale_{RUN}"
+    try:
+        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    except (TimeoutError, OSError, ImportError) as exc:
+        _unavailable("PostgreSQL", exc)
+    yield f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="module")
+def shared_redis() -> str:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        _unavailable("Redis", exc)
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+@pytest.fixture(scope="module")
+def pair(shared_postgres: str, shared_redis: str, _openai_server: FakeOpenAI,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    tmp_path = tmp_path_factory.mktemp("scale")
     config = write_config(tmp_path, {
-        "storage": postgres_url,
-        "redis": redis_url,
+        "storage": shared_postgres,
+        "redis": shared_redis,
         "server": {"spill_dir": str(tmp_path / "spill")},
-        "providers": {"oai": {"type": "openai", "api_key": OPENAI_KEY, "base_url": fake_openai.base_url}},
+        "providers": {"oai": {"type": "openai", "api_key": OPENAI_KEY,
+                              "base_url": _openai_server.base_url}},
         "models": {"gpt": {"targets": [{"provider": "oai", "model": "gpt-4o-mini"}], "retries": 0,
                            "price": PRICE}},
         "keys": [{"name": f"rpm-{RUN}", "key": RPM_KEY, "rpm": RPM},
@@ -95,7 +122,7 @@ def pair(postgres_url: str, redis_url: str, fake_openai: FakeOpenAI,  # noqa: F8
     try:
         if errors:
             raise errors[0]
-        yield Pair(servers[0], servers[1], postgres_url)
+        yield Pair(servers[0], servers[1], shared_postgres)
     finally:
         for server in servers:
             if server.proc is not None:
@@ -114,7 +141,7 @@ def _forget_counters() -> None:
         client.close()
 
 
-def steady_minute(need_s: float = 10.0) -> None:
+def steady_minute(need_s: float = 5.0) -> None:
     """Rate windows are calendar minutes: start early enough in one that the test ends there."""
     left = 60 - time.time() % 60
     if left < need_s:
@@ -128,7 +155,7 @@ def wait_for(condition: Callable[[], Any], within: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def test_one_rpm_limit_is_exact_across_both_processes(pair: Pair) -> None:
+def test_one_rpm_limit_is_exact_across_both_processes(pair: Pair, fake_openai: FakeOpenAI) -> None:
     steady_minute()
     with ThreadPoolExecutor(max_workers=16) as pool:
         statuses = list(pool.map(lambda i: pair.chat(i, RPM_KEY).status_code, range(16)))

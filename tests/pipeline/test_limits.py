@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -259,6 +260,21 @@ def test_the_budget_is_charged_what_was_spent_not_what_was_reserved(
     assert chat(gw, body=body).status_code == 200  # $3 + $7 fits in $10; $7 + $7 would not
     settled(gw)
     assert_openai_429(chat(gw, body=body), "budget_exceeded")  # $6 + $7 does not
+
+
+def test_a_spent_budget_stays_spent_after_a_restart(gateway: GatewayFactory, fake_openai: FakeOpenAI,
+                                                   tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path}/lockgate.db"
+    keys = [{"name": "limited", "key": KEY, "budget_usd": 20}]
+    first = gateway(models=PRICED, storage=storage, keys=keys)
+    body = chat_body(max_tokens=7)
+    assert [chat(first, body=body).status_code for _ in range(2)] == [200, 200]  # $14 spent
+    first.stop()  # memory counters are gone; the spend is in storage
+
+    second = gateway(models=PRICED, storage=storage, keys=keys)
+    assert_openai_429(chat(second, body=body), "budget_exceeded")  # $14 + $7 > $20
+    fake_openai.enqueue(Reply(completion_tokens=5))
+    assert chat(second, body=chat_body(max_tokens=5)).status_code == 200  # $14 + $5 fits
 
 
 def test_a_spent_budget_is_refused_in_anthropic_shape(gateway: GatewayFactory) -> None:

@@ -11,8 +11,8 @@ import pytest
 from lockgate import pricing
 from lockgate.config import ModelConfig, Price
 from lockgate.core.chat import Usage
-from lockgate.pricing import UnitPrice, from_config, lookup
 from lockgate.pipeline.route import _price
+from lockgate.pricing import UnitPrice, from_config, lookup
 
 
 def test_cost_of_input_and_output_tokens() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
@@ -149,6 +151,32 @@ async def test_an_unknown_revision_is_refused(store: Store) -> None:
         await store.migrate()
     with pytest.raises(SchemaError, match="lockgate migrate"):
         await check_schema(store.engine)
+
+
+# Each process migrates at the same instant ``at``.
+_MIGRATE_AT = """
+import asyncio, sys, time
+from lockgate.state.store import Store
+
+async def main(url, at):
+    store = Store(url)
+    time.sleep(max(0.0, at - time.time()))
+    try:
+        await store.migrate()
+    finally:
+        await store.close()
+
+asyncio.run(main(sys.argv[1], float(sys.argv[2])))
+"""
+
+
+def test_replicas_starting_together_all_migrate(postgres_url: str) -> None:  # noqa: F811
+    # PostgreSQL only: a SQLite file has one host, and `serve` migrates it before forking workers.
+    at = time.time() + 2.0  # after every interpreter has imported lockgate
+    procs = [subprocess.Popen([sys.executable, "-c", _MIGRATE_AT, postgres_url, str(at)],
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    errors = [p.communicate(timeout=60)[1] for p in procs]
+    assert [err[-600:] for p, err in zip(procs, errors, strict=True) if p.returncode] == []
 
 
 async def test_an_empty_database_is_not_at_head(store_url: str) -> None:
@@ -375,7 +403,8 @@ async def test_logs_are_newest_first_and_filtered(store: Store) -> None:
     assert await ids(model="claude") == expect(lambda r: r.model == "claude")
     assert await ids(status=429) == expect(lambda r: r.status == 429)
     assert await ids(user="alice") == expect(lambda r: r.user == "alice")
-    assert await ids(key_id="key_a", model="gpt") == expect(lambda r: r.key_id == "key_a" and r.model == "gpt")
+    assert await ids(key_id="key_a", model="gpt") == expect(
+        lambda r: r.key_id == "key_a" and r.model == "gpt")
 
 
 async def test_spend_since_a_period_start(store: Store) -> None:

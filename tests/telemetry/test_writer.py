@@ -30,6 +30,7 @@ class ScriptedSink:
         self.lost_acks = 0  # writes that are stored but whose answer never arrives
         self.stored: dict[str, RequestRecord] = {}
         self.batches: list[int] = []
+        self.wrote = asyncio.Event()
 
     async def insert_records(self, records: Sequence[RequestRecord]) -> int:
         if self.failures or not self.alive:
@@ -38,6 +39,7 @@ class ScriptedSink:
         new = {r.id: r for r in records if r.id not in self.stored}
         self.stored.update(new)
         self.batches.append(len(records))
+        self.wrote.set()
         if self.lost_acks:
             self.lost_acks -= 1
             raise TimeoutError("the answer was lost")
@@ -59,8 +61,12 @@ def record_some(writer: RecordWriter, count: int, start: int = 0) -> list[str]:
     return [r.id for r in list(writer.records)[-count:]]
 
 
+def spill_files(spill_dir: Path) -> list[Path]:
+    return sorted(spill_dir.glob("spill-*.jsonl"))
+
+
 def spill_lines(spill_dir: Path) -> int:
-    return sum(len(p.read_bytes().splitlines()) for p in spill_dir.glob("spill-*.jsonl"))
+    return sum(len(p.read_bytes().splitlines()) for p in spill_files(spill_dir))
 
 
 @pytest.fixture
@@ -77,7 +83,7 @@ async def test_records_are_written_in_batches(spill_dir: Path) -> None:
     assert sink.batches == [3, 3, 1]
     assert list(sink.stored) == ids
     assert writer.pending == 0
-    assert not spill_dir.exists()  # storage was up: nothing touched the disk
+    assert spill_files(spill_dir) == []  # storage was up: nothing touched the disk
 
 
 async def test_storage_failing_a_few_times_loses_nothing(spill_dir: Path) -> None:
@@ -121,7 +127,7 @@ async def test_overflow_spills_even_while_storage_is_up(spill_dir: Path) -> None
     writer = RecordWriter(sink, spill_dir, batch_size=100, max_queue=3)
     ids = record_some(writer, 10)
     await writer.flush()
-    assert list(spill_dir.glob("spill-*.jsonl")), "the overflow never reached the disk"
+    assert spill_files(spill_dir), "the overflow never reached the disk"
     assert sorted(sink.stored) == sorted(ids)
     assert spill_lines(spill_dir) == 0
 
@@ -235,9 +241,8 @@ async def test_the_background_task_writes_without_being_asked(spill_dir: Path) -
     writer.start()
     try:
         ids = record_some(writer, 2)
-        deadline = time.monotonic() + 2
-        while len(sink.stored) < 2 and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        async with asyncio.timeout(2):
+            await sink.wrote.wait()  # no flush asked for: the task's own turn wrote them
         assert sorted(sink.stored) == sorted(ids)
     finally:
         await writer.stop()

@@ -53,7 +53,8 @@ class ChatEndpoint(Endpoint):
             raise InvalidRequest("model: a non-empty string is required")
         ctx.model, ctx.stream, ctx.user = model, body.get("stream") is True, end_user(scope, body)
         plan = self.s.router.plan(model, principal)
-        cap = body.get("max_completion_tokens") or body.get("max_tokens")
+        cap = (body.get("max_completion_tokens") or body.get("max_tokens")
+               or body.get("max_output_tokens"))
         lease = await self.s.limiter.acquire(principal.limits,
                                              estimate(plan, *estimate_tokens(len(raw), cap)))
         try:

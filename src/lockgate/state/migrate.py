@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -35,7 +35,14 @@ def head_revision() -> str:
     return head
 
 
+# Any fixed number: every replica that starts at once takes the same lock, so only one migrates.
+_MIGRATION_LOCK = 0x6C6F636B67617465  # "lockgate"
+
+
 def _upgrade(connection: Connection) -> str | None:
+    if connection.dialect.name == "postgresql":
+        # Held until the transaction ends: replicas starting together migrate one at a time.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
     current = MigrationContext.configure(connection).get_current_revision()
     known = {s.revision for s in ScriptDirectory.from_config(_alembic_config(connection)).walk_revisions()}
     if current is None and set(inspect(connection).get_table_names()) & {"keys", "teams", "requests"}:

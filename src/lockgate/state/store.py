@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import secrets
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -195,11 +195,16 @@ class Store:
         insert = (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(schema.requests)
         statement = insert.on_conflict_do_nothing(index_elements=["id"]).returning(
             schema.requests.c.id)
-        # The rows go as executemany parameters, not .values(rows): the statement is then the
-        # same for every batch and compiled once (SQLAlchemy batches it with RETURNING itself);
-        # a multi-row VALUES is a new statement per batch size, compiled every time, which cost
-        # ~200 us of CPU per record (bench/results/profile-*.md).
-        return {row[0] for row in (await conn.execute(statement, rows)).all()}
+        # The rows go as executemany parameters, not .values(rows), so the statement is compiled
+        # once (a multi-row VALUES was compiled anew for every batch: ~200 us of CPU per
+        # record). The driver still prepares one SQL text per distinct row count and keeps it
+        # in its statement cache (128 per connection, up to ~0.5 MB each), so batches go in
+        # power-of-two chunks: at most 10 distinct texts, where any batch size made RSS grow
+        # by ~80 MB per connection under load (bench/results/profile-2026-11-26.md).
+        new: set[str] = set()
+        for chunk in _power_of_two_chunks(rows):
+            new.update(row[0] for row in (await conn.execute(statement, chunk)).all())
+        return new
 
     async def _roll_up(self, conn: AsyncConnection, records: Iterable[RequestRecord]) -> None:
         groups: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -313,6 +318,15 @@ def _limits_of(values: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: values.get(k) for k in LIMIT_FIELDS}
     out["budget_period"] = values.get("budget_period") or "total"
     return out
+
+
+def _power_of_two_chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """``rows`` in consecutive slices whose lengths are powers of two, largest first."""
+    start = 0
+    while start < len(rows):
+        size = 1 << ((len(rows) - start).bit_length() - 1)
+        yield rows[start:start + size]
+        start += size
 
 
 def _record_row(r: RequestRecord) -> dict[str, Any]:
