@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import aiohttp
@@ -143,7 +144,12 @@ class OpenAIProvider(Provider):
             raise InvalidRequest(f"provider type {self.type_name!r} does not offer embeddings")
         url = self.url(operation, str(body.get("model") or ""))
         return await open_response(self.session, url, body=orjson.dumps(body),
-                                   headers=self.headers(), timeout=timeout)
+                                   headers=self.request_headers, timeout=timeout)
+
+    @cached_property
+    def request_headers(self) -> dict[str, str]:
+        """``headers()`` built once: they depend only on the frozen config."""
+        return self.headers()
 
     async def chat(self, request: ChatRequest, timeout: float) -> ChatResponse:
         response = await self.forward("chat", build_request(request), timeout)
