@@ -274,3 +274,27 @@ async def test_the_newest_records_are_kept_for_the_live_view(spill_dir: Path) ->
     writer = RecordWriter(ScriptedSink(), spill_dir, recent=2)
     record_some(writer, 5)
     assert [r.request_id for r in writer.records] == ["req-3", "req-4"]
+
+
+async def test_a_new_spill_file_is_never_seen_unlocked(spill_dir: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another writer scanning for orphans at the very moment a spill file is created must not
+    find it unlocked: it would replay it and delete it, and every record spilled to it after
+    would be written to a file nobody can find."""
+    sink = ScriptedSink()
+    sink.alive = False
+    spilling = RecordWriter(sink, spill_dir)
+    scanner = RecordWriter(ScriptedSink(), spill_dir)
+    adopted: list[Path] = []
+    real_flock = fcntl.flock
+
+    def flock_while_another_scans(fd: int, operation: int) -> None:
+        monkeypatch.setattr(fcntl, "flock", real_flock)  # once: the scan below locks too
+        adopted.extend(scanner._replayable())
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock_while_another_scans)
+    record_some(spilling, 3)
+    await spilling.flush()
+    assert adopted == []
+    assert spill_lines(spill_dir) == 3

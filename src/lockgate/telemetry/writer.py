@@ -82,11 +82,16 @@ class RecordWriter:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="record-writer")
 
     def _own_spill_file(self) -> None:
-        """Creates and locks this process's spill file (first spill only)."""
+        """Creates and locks this process's spill file (first spill only). It is locked under a
+        name no writer scans for, then renamed: a writer looking for orphans must never find it
+        unlocked, or it would replay and delete it, and what is spilled after would be lost."""
         if self._lock_fd is None:
             self._dir.mkdir(parents=True, exist_ok=True)
-            self._lock_fd = os.open(self._spill, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            hidden = self._spill.with_name(f".{self._spill.name}")
+            fd = os.open(hidden, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(hidden, self._spill)
+            self._lock_fd = fd
 
     async def stop(self) -> None:
         """Writes (or spills) everything still queued."""
