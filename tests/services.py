@@ -74,7 +74,8 @@ async def _truncate_all(url: str) -> None:
     conn = await asyncpg.connect(url, timeout=3)
     try:
         tables = [row["tablename"] for row in await conn.fetch(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'")]
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            " AND tablename NOT IN ('alembic_version', 'control_revision')")]  # schema-owned rows
         if tables:
             names = ", ".join(f'"{table}"' for table in tables)
             await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")

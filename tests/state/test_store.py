@@ -300,12 +300,6 @@ async def test_the_auth_marker_changes_only_when_keys_or_teams_do(store: Store) 
     assert snap.teams == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "auth_snapshot's marker is (count, max(updated_at)) with updated_at stamped by the writer's "
-    "clock before its commit: a change stamped earlier than the newest stamp (another replica's "
-    "clock ahead, or two admin writes committing out of order) leaves the marker as it was, so "
-    "no replica reloads it and a revocation is missed until some later change. Needs a revision "
-    "counter bumped inside every change's transaction."))
 async def test_a_change_stamped_earlier_than_the_newest_is_noticed(store: Store) -> None:
     older = await store.create_key({"name": "older"}, "1" * 64, "lg-1111")
     await store.create_key({"name": "stamped-ahead"}, "2" * 64, "lg-2222")

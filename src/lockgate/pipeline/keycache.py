@@ -18,6 +18,7 @@ from lockgate.state.store import AuthSnapshot, Store
 log = logging.getLogger("lockgate")
 
 POLL_S = 0.5
+RESEED_S = 60.0
 
 
 def _limits(owner: str, row: dict[str, Any]) -> OwnerLimits:
@@ -53,6 +54,8 @@ class KeyCache:
         self._marker: tuple[Any, ...] | None = None
         self._seeded: set[tuple[str, str]] = set()
         self._unseeded: list[OwnerLimits] = []
+        self._owners: list[OwnerLimits] = []
+        self._last_reseed = time.monotonic()
         self._task: asyncio.Task[None] | None = None
 
     async def refresh(self) -> bool:
@@ -66,6 +69,7 @@ class KeyCache:
             return False
         loaded = principals(snapshot)
         owners = [owner for p in (*loaded.values(), *self._auth.static_principals()) for owner in p.limits]
+        self._owners = owners
         await self._seed_budgets(owners)
         self._auth.load_stored(loaded)
         self._marker = snapshot.marker
@@ -80,11 +84,20 @@ class KeyCache:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    async def reseed(self) -> None:
+        """Seeds every budget again. A seed only sets a counter that is missing, so this costs
+        nothing where the counters are intact, and restores spend where Redis lost its data."""
+        self._seeded.clear()
+        await self._seed_budgets(self._owners)
+
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(POLL_S)
             try:
                 await self.refresh()
+                if time.monotonic() - self._last_reseed > RESEED_S:
+                    self._last_reseed = time.monotonic()
+                    await self.reseed()
             except Exception as exc:  # storage down: keep serving the keys we have
                 log.debug("key refresh failed: %s", exc)
 

@@ -119,6 +119,14 @@ usage_hourly = Table(
     Index("ix_usage_hourly_team_hour", "team_id", "hour"),
 )
 
+# One row whose value every change to keys or teams increments, inside the change's own
+# transaction: replicas poll it to know when to reload, whatever the writers' clocks say.
+control_revision = Table(
+    "control_revision", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
 audit = Table(
     "audit", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),

@@ -106,6 +106,7 @@ class Store:
                "name": values["name"]}
         async with self.engine.begin() as conn:
             await conn.execute(schema.teams.insert().values(row))
+            await _changed(conn)
         return await self._one(schema.teams, row["id"])  # type: ignore[return-value]
 
     async def list_teams(self) -> list[dict[str, Any]]:
@@ -128,6 +129,7 @@ class Store:
             await conn.execute(schema.keys.update().where(schema.keys.c.team_id == team_id)
                                .values(team_id=None, updated_at=time.time()))
             result = await conn.execute(schema.teams.delete().where(schema.teams.c.id == team_id))
+            await _changed(conn)
         return bool(result.rowcount)
 
     async def create_key(self, values: Mapping[str, Any], key_hash: str, key_prefix: str) -> dict[str, Any]:
@@ -138,6 +140,7 @@ class Store:
                "created_at": now, "updated_at": now, **_limits_of(values)}
         async with self.engine.begin() as conn:
             await conn.execute(schema.keys.insert().values(row))
+            await _changed(conn)
         return await self._one(schema.keys, row["id"])  # type: ignore[return-value]
 
     async def list_keys(self) -> list[dict[str, Any]]:
@@ -155,19 +158,17 @@ class Store:
             result = await conn.execute(
                 schema.keys.update().where(schema.keys.c.id == key_id, schema.keys.c.revoked_at.is_(None))
                 .values(revoked_at=now, updated_at=now))
+            await _changed(conn)
         return bool(result.rowcount)
 
     async def auth_snapshot(self, since_marker: tuple[Any, ...] | None = None) -> AuthSnapshot | None:
         """The live keys and all teams, or None when nothing changed since ``since_marker``
-        (checked with one cheap aggregate query, so it can be polled every half second)."""
-        k, t = schema.keys, schema.teams
+        (one primary-key read of the revision counter, so it can be polled every half second).
+        The counter is read first: a change landing between it and the rows is loaded now and
+        loaded again on the next poll, never missed."""
+        k, t, rev = schema.keys, schema.teams, schema.control_revision
         async with self.engine.connect() as conn:
-            marker = tuple((await conn.execute(sa.select(
-                sa.select(sa.func.count()).select_from(k).scalar_subquery(),
-                sa.select(sa.func.max(k.c.updated_at)).scalar_subquery(),
-                sa.select(sa.func.count()).select_from(t).scalar_subquery(),
-                sa.select(sa.func.max(t.c.updated_at)).scalar_subquery(),
-            ))).one())
+            marker = ((await conn.execute(sa.select(rev.c.value).where(rev.c.id == 1))).scalar_one(),)
             if since_marker is not None and marker == since_marker:
                 return None
             teams = [dict(r) for r in (await conn.execute(sa.select(t))).mappings()]
@@ -301,9 +302,16 @@ class Store:
         changes["updated_at"] = time.time()
         async with self.engine.begin() as conn:
             result = await conn.execute(table.update().where(table.c.id == row_id).values(changes))
+            await _changed(conn)
         if not result.rowcount:
             return None
         return await self._one(table, row_id)
+
+
+async def _changed(conn: AsyncConnection) -> None:
+    """Bumps the keys-and-teams revision in the caller's transaction."""
+    rev = schema.control_revision
+    await conn.execute(rev.update().where(rev.c.id == 1).values(value=rev.c.value + 1))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
