@@ -13,7 +13,7 @@ import pytest
 from lockgate.asgi import Message
 from lockgate.core.chat import StreamEvent, StreamFinish, StreamStart, TextDelta, Usage, UsageEvent
 from lockgate.dialects.openai import OpenAIRelayTap, OpenAIStreamEncoder
-from lockgate.dialects.sse import SSEDecoder, SSEEvent
+from lockgate.dialects.sse import SSEDecoder
 from lockgate.errors import GatewayError, UpstreamError
 from lockgate.pipeline.body import ClientGone
 from lockgate.pipeline.context import RequestContext
@@ -105,11 +105,10 @@ async def test_encode_events_keeps_prompt_tokens_from_the_start_when_the_stream_
 # --- relay_events ----------------------------------------------------------------------------
 
 
-def openai_sse(*chunks: dict[str, Any], done: bool = True) -> list[SSEEvent]:
-    raw = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks)
-    if done:
-        raw += b"data: [DONE]\n\n"
-    return SSEDecoder().decode(raw)
+def openai_sse(*chunks: dict[str, Any], done: bool = True) -> list[bytes]:
+    """The upstream's body as it comes off the socket: here one read per event."""
+    raw = [b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks]
+    return [*raw, b"data: [DONE]\n\n"] if done else raw
 
 
 def chunk(content: str | None = None, *, usage: dict[str, int] | None = None) -> dict[str, Any]:
@@ -229,3 +228,23 @@ async def test_until_disconnect_passes_the_works_errors_on() -> None:
 
     with pytest.raises(RuntimeError, match="boom"):
         await until_disconnect(receive, work())
+
+
+async def test_relay_events_sends_what_one_read_completes_as_one_write() -> None:
+    ctx = context()
+    events = openai_sse(chunk("a"), chunk("b"), chunk("c"))
+    body, cut = b"".join(events), len(events[0]) + 10
+    split = [body[:cut], body[cut:]]  # "b" is cut across the two reads and reassembled
+    chunks = await collect(relay_events(aiter_of(split), OpenAIRelayTap("mine", True), ctx))
+    assert len(chunks) == 2
+    assert [d["choices"][0]["delta"]["content"] for d in data_of(chunks)[:-1]] == ["a", "b", "c"]
+
+
+async def test_relay_events_sends_the_events_before_an_upstream_error_event() -> None:
+    ctx = context()
+    body = b"".join(openai_sse(chunk("a"), done=False)) + b'data: {"error": {"message": "boom"}}\n\n'
+    relayed: list[bytes] = []
+    with pytest.raises(UpstreamError, match="boom"):
+        async for out in relay_events(aiter_of([body]), OpenAIRelayTap("mine", True), ctx):
+            relayed.append(out)
+    assert [d["choices"][0]["delta"]["content"] for d in data_of(relayed)] == ["a"]

@@ -30,7 +30,7 @@ from lockgate.pipeline.limits import estimate_tokens
 from lockgate.pipeline.relay import encode_events, pump, relay_events, until_disconnect
 from lockgate.pipeline.route import Deployment, ModelPlan
 from lockgate.pipeline.services import Services
-from lockgate.providers.http import iter_sse, parse_json, read_raw
+from lockgate.providers.http import iter_chunks, parse_json, read_raw
 
 Stream = tuple[bytes, AsyncGenerator[bytes, None]]
 
@@ -144,7 +144,7 @@ class _Exchange:
         upstream = self.dialect.prepare_relay(self.body, deployment.model)
         response = await deployment.provider.forward("chat", upstream, timeout)
         tap = self.dialect.relay_tap(self.body, self.model)
-        return relay_events(iter_sse(response), tap, self.ctx)
+        return relay_events(iter_chunks(response), tap, self.ctx)
 
 
 

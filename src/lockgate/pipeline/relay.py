@@ -12,7 +12,7 @@ from typing import TypeVar
 from lockgate.asgi import Receive, Send, send_chunk
 from lockgate.core.chat import StreamEvent, StreamStart, UsageEvent
 from lockgate.dialects.base import RelayTap, StreamEncoder
-from lockgate.dialects.sse import SSEEvent
+from lockgate.dialects.sse import SSEDecoder, SSEEvent
 from lockgate.errors import GatewayError, UpstreamError
 from lockgate.pipeline.body import ClientGone
 from lockgate.pipeline.context import RequestContext
@@ -21,18 +21,44 @@ T = TypeVar("T")
 
 
 async def relay_events(
-    events: AsyncIterator[SSEEvent], tap: RelayTap, ctx: RequestContext
+    chunks: AsyncIterator[bytes], tap: RelayTap, ctx: RequestContext
 ) -> AsyncGenerator[bytes, None]:
-    """A same-dialect stream, passed through the dialect's tap."""
+    """A same-dialect stream, passed through the dialect's tap. Whatever one upstream read
+    completes goes out as one write: as soon as it arrived, and without a send per event."""
+    decoder = SSEDecoder()
     try:
-        async for event in events:
-            out = tap.feed(event)
+        async for chunk in chunks:
+            out = _feed(tap, decoder.decode(chunk))
             if out:
                 yield out
+        out = _feed(tap, decoder.flush())
+        if out:
+            yield out
+    except _FedThenFailed as failed:
+        if failed.out:
+            yield failed.out  # the events before an upstream error event still reach the client
+        raise failed.error from None
     finally:
         ctx.usage = tap.usage
     if not tap.finished:
         raise UpstreamError("the upstream stream ended early", retryable=False)
+
+
+class _FedThenFailed(Exception):
+    def __init__(self, out: bytes, error: UpstreamError) -> None:
+        self.out, self.error = out, error
+
+
+def _feed(tap: RelayTap, events: list[SSEEvent]) -> bytes:
+    if len(events) == 1:
+        return tap.feed(events[0])
+    parts: list[bytes] = []
+    try:
+        for event in events:
+            parts.append(tap.feed(event))
+    except UpstreamError as err:
+        raise _FedThenFailed(b"".join(parts), err) from None
+    return b"".join(parts)
 
 
 async def encode_events(
