@@ -12,7 +12,6 @@ import logging
 import aiohttp
 import orjson
 
-from lockgate.admin.app import create_admin_app, is_admin_path
 from lockgate.asgi import ASGIApp, Receive, Scope, Send, send_body
 from lockgate.config import Config
 from lockgate.dialects.anthropic import AnthropicDialect
@@ -66,8 +65,8 @@ class Gateway:
             endpoint = self.routes.get((scope["method"], scope["path"]))
             if endpoint is not None:
                 await endpoint(scope, receive, send)
-            elif self._admin is not None and is_admin_path(scope["path"]):
-                await self._admin(scope, receive, send)
+            elif self.ready and _is_admin_path(scope["path"]):
+                await self._admin_app()(scope, receive, send)
             else:
                 await self._unrouted(scope, send)
         elif scope["type"] == "lifespan":
@@ -113,8 +112,16 @@ class Gateway:
             self.routes[("GET", f"{prefix}/models")] = models
         self.routes[("GET", "/healthz")] = _health
         self.routes[("GET", "/readyz")] = self._readyz
-        self._admin = create_admin_app(self.store, self.config)
         self.ready = True
+
+    def _admin_app(self) -> ASGIApp:
+        """The admin API, built on its first request: a gateway nobody administers never loads
+        Starlette (the admin API is the cold path; its first call pays for the import)."""
+        if self._admin is None:
+            from lockgate.admin.app import create_admin_app
+
+            self._admin = create_admin_app(self.store, self.config)
+        return self._admin
 
     async def shutdown(self) -> None:
         self.ready = False
@@ -158,6 +165,10 @@ class Gateway:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _is_admin_path(path: str) -> bool:
+    return path == "/admin" or path.startswith("/admin/")
 
 
 async def _health(scope: Scope, receive: Receive, send: Send) -> None:

@@ -38,5 +38,3 @@ def create_admin_app(store: Store, config: Config) -> Starlette:
     )
 
 
-def is_admin_path(path: str) -> bool:
-    return path == PREFIX or path.startswith(PREFIX + "/")
