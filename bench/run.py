@@ -466,7 +466,8 @@ def checks(runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
         value = m(gw, key)
         if value is not None:
             found.append((label, value, f"<= {TARGETS[key]}", value <= TARGETS[key]))
-    return [{"check": c, "value": v, "target": t, "ok": ok} for c, v, t, ok in found]
+    return [{"check": c, "value": None if v is None else round(v, 2), "target": t, "ok": ok}
+            for c, v, t, ok in found]
 
 
 def checks_table(found: list[dict[str, Any]]) -> str:
