@@ -109,7 +109,11 @@ class _Exchange:
             self.ctx.usage = response.usage
             return self.dialect.render_chat(response, self.model)
         upstream = self.dialect.prepare_relay(self.body, deployment.model)
-        raw = await read_raw(await deployment.provider.forward("chat", upstream, timeout), timeout)
+        try:
+            async with asyncio.timeout(timeout):  # one deadline for the whole attempt
+                raw = await read_raw(await deployment.provider.forward("chat", upstream, None), None)
+        except TimeoutError:
+            raise UpstreamTimeout() from None
         answer = parse_json(raw)
         usage, changed = self.dialect.relay_answer(answer, self.model)
         self.ctx.usage = usage

@@ -8,12 +8,11 @@ control plane adds a batched storage writer behind the same ``Recorder`` protoco
 from __future__ import annotations
 
 import logging
-import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from lockgate.pipeline.context import RequestContext
+from lockgate.pipeline.context import RequestContext, new_id
 
 log = logging.getLogger("lockgate.requests")
 
@@ -37,7 +36,7 @@ class RequestRecord:
     user: str | None = None
     cache: str | None = None
     # The record's own id: a record written twice (replayed after an outage) is stored once.
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = field(default_factory=new_id)
 
     @classmethod
     def of(cls, ctx: RequestContext) -> RequestRecord:
@@ -47,6 +46,7 @@ class RequestRecord:
             error_code=ctx.error_code, prompt_tokens=ctx.usage.prompt_tokens,
             completion_tokens=ctx.usage.completion_tokens, cost_usd=ctx.cost_usd,
             latency_ms=round(ctx.elapsed_ms(), 3), stream=ctx.stream, user=ctx.user,
+            id=ctx.record_id or new_id(),
         )
 
 

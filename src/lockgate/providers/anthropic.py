@@ -83,15 +83,15 @@ class AnthropicProvider(Provider):
         return stream_events(response)
 
     async def forward(
-        self, operation: str, body: dict[str, Any], timeout: float
+        self, operation: str, body: dict[str, Any], timeout: float | None
     ) -> aiohttp.ClientResponse:
         if operation != "chat":
             raise InvalidRequest(f"provider type 'anthropic' does not offer {operation}")
         return await self._post(body, timeout)
 
-    async def _post(self, body: dict[str, Any], timeout: float) -> aiohttp.ClientResponse:
+    async def _post(self, body: dict[str, Any], timeout: float | None) -> aiohttp.ClientResponse:
         return await open_response(
-            self.session, self.url, body=orjson.dumps(body), headers=self.headers(),
+            self.session, self.url, body=orjson.dumps(body), headers=self.request_headers,
             timeout=timeout,
         )
 

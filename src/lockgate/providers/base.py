@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import aiohttp
@@ -61,6 +62,12 @@ class Provider:
         """The headers sent on every upstream request: the provider's auth plus the config's."""
         return dict(self.config.headers)
 
+    @cached_property
+    def request_headers(self) -> dict[str, str]:
+        """``headers()`` built once, for providers whose headers depend only on the frozen
+        config (not for rotating tokens or per-request signatures)."""
+        return self.headers()
+
     async def chat(self, request: ChatRequest, timeout: float) -> ChatResponse:
         raise NotImplementedError
 
@@ -75,11 +82,12 @@ class Provider:
         return None
 
     async def forward(
-        self, operation: str, body: dict[str, Any], timeout: float
+        self, operation: str, body: dict[str, Any], timeout: float | None
     ) -> aiohttp.ClientResponse:
         """Sends a request already in ``native_dialect`` (``body["model"]`` set to the upstream
         id) to the provider's endpoint for ``operation`` ("chat" or "embeddings") and returns
-        the open response, status already checked."""
+        the open response, status already checked. ``timeout`` None: the caller holds the
+        deadline (one timer for the whole attempt instead of one per step)."""
         raise NotImplementedError
 
 

@@ -25,7 +25,7 @@ async def open_response(
     *,
     body: bytes,
     headers: Mapping[str, str],
-    timeout: float,
+    timeout: float | None,
     method: str = "POST",
     on_error: Callable[[int, bytes, Mapping[str, str]], UpstreamError] | None = None,
 ) -> aiohttp.ClientResponse:
@@ -46,7 +46,7 @@ async def open_response(
     return response
 
 
-async def read_raw(response: aiohttp.ClientResponse, timeout: float) -> bytes:
+async def read_raw(response: aiohttp.ClientResponse, timeout: float | None) -> bytes:
     """Reads a whole body; a cut body is a retryable upstream failure."""
     try:
         async with asyncio.timeout(timeout):

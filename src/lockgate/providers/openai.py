@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import aiohttp
@@ -136,7 +135,7 @@ class OpenAIProvider(Provider):
         return self.base_url + _PATHS[operation]
 
     async def forward(
-        self, operation: str, body: dict[str, Any], timeout: float
+        self, operation: str, body: dict[str, Any], timeout: float | None
     ) -> aiohttp.ClientResponse:
         if operation == "chat":
             body = self.quirks.apply(body)
@@ -145,11 +144,6 @@ class OpenAIProvider(Provider):
         url = self.url(operation, str(body.get("model") or ""))
         return await open_response(self.session, url, body=orjson.dumps(body),
                                    headers=self.request_headers, timeout=timeout)
-
-    @cached_property
-    def request_headers(self) -> dict[str, str]:
-        """``headers()`` built once: they depend only on the frozen config."""
-        return self.headers()
 
     async def chat(self, request: ChatRequest, timeout: float) -> ChatResponse:
         response = await self.forward("chat", build_request(request), timeout)

@@ -90,11 +90,10 @@ requests = Table(
     Column("stream", Boolean, nullable=False),
     Column("end_user", String(256), nullable=True),
     Column("cache", String(8), nullable=True),
+    # Few indexes: every one is paid on each of the many inserts. Logs read the newest rows
+    # (by ts, or a key's by key_id + ts); erasing a user's rows is rare and may scan.
     Index("ix_requests_ts", "ts"),
     Index("ix_requests_key_ts", "key_id", "ts"),
-    Index("ix_requests_model_ts", "model", "ts"),
-    Index("ix_requests_request_id", "request_id"),
-    Index("ix_requests_end_user", "end_user"),
 )
 
 # Dimensions are '' rather than NULL: NULLs never conflict in a unique index, and the rollup
