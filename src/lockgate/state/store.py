@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from lockgate.pipeline.record import RequestRecord
@@ -185,6 +186,17 @@ class Store:
         if not records:
             return 0
         rows = [_record_row(r) for r in records]
+        unique = len({r["id"] for r in rows}) == len(rows)
+        if unique:
+            # The usual batch: all new. One plain executemany (a single driver call, one SQL
+            # text) and the rollup; a duplicate makes it fail, and the careful path below runs.
+            try:
+                async with self.engine.begin() as conn:
+                    await conn.execute(schema.requests.insert(), rows)
+                    await self._roll_up(conn, records)
+                return len(records)
+            except IntegrityError:
+                pass
         async with self.engine.begin() as conn:
             inserted = await self._insert_new(conn, rows)
             # by id: a record that appears twice in one batch is still one new record

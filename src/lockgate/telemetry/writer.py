@@ -45,7 +45,7 @@ class RecordSink(Protocol):
 
 
 class RecordWriter:
-    def __init__(self, sink: RecordSink, spill_dir: str | Path, *, batch_size: int = 500,
+    def __init__(self, sink: RecordSink, spill_dir: str | Path, *, batch_size: int = 2000,
                  interval_s: float = 0.25, max_queue: int = 10_000, write_timeout_s: float = 5.0,
                  recent: int = 1000) -> None:
         self._sink = sink
