@@ -95,3 +95,12 @@ async def test_concurrent_reservations_never_pass_the_limit(counters: CounterSto
 
 async def test_ping(counters: CounterStore) -> None:
     assert await counters.ping()
+
+
+async def test_settle_applies_many_requests_settlements_at_once(counters: CounterStore) -> None:
+    tokens, lease = Take("tpm:key:j:1", 100, 1000, 60), Take("par:key:j", 1, 2, 60, "lease")
+    assert (await counters.reserve([tokens, lease], "one")).ok
+    assert (await counters.reserve([tokens, lease], "two")).ok
+    await counters.settle({"tpm:key:j:1": (-150.0, 60)}, {"par:key:j": ["one", "two"]})
+    assert await counters.level("tpm:key:j:1") == pytest.approx(50)
+    assert await counters.level("par:key:j") == 0

@@ -15,7 +15,7 @@ atomic) and ``RedisCounters`` (every worker and replica; one Lua script makes ea
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -52,6 +52,11 @@ class CounterStore(Protocol):
 
     async def release(self, name: str, lease_id: str) -> None:
         """Ends a lease."""
+
+    async def settle(self, adjust: Mapping[str, tuple[float, float]],
+                     release: Mapping[str, Sequence[str]]) -> None:
+        """Many requests' settlements at once: ``adjust`` maps a window bucket to (delta,
+        ttl_s), ``release`` a lease bucket to the leases that end."""
 
     async def seed(self, name: str, value: float, ttl_s: float) -> None:
         """Sets a window bucket's total if it has none yet (budgets restored from storage)."""
@@ -115,6 +120,14 @@ class MemoryCounters:
         leases = self._leases.get(name)
         if leases is not None:
             leases.pop(lease_id, None)
+
+    async def settle(self, adjust: Mapping[str, tuple[float, float]],
+                     release: Mapping[str, Sequence[str]]) -> None:
+        for name, (delta, ttl_s) in adjust.items():
+            await self.adjust(name, delta, ttl_s)
+        for name, leases in release.items():
+            for lease in leases:
+                await self.release(name, lease)
 
     async def seed(self, name: str, value: float, ttl_s: float) -> None:
         now = self._now()

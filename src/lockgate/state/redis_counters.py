@@ -9,7 +9,7 @@ every reservation, so a lease held by a replica that died runs out by itself.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -59,6 +59,29 @@ end
 """
 
 
+# KEYS: the window buckets to adjust, then the lease buckets to release from.
+# ARGV: how many adjustments; (delta, ttl) per adjustment; then per lease bucket its count and ids.
+_SETTLE = """
+local n = tonumber(ARGV[1])
+local i = 2
+for k = 1, n do
+  redis.call('INCRBYFLOAT', KEYS[k], ARGV[i])
+  if redis.call('PTTL', KEYS[k]) < 0 then
+    redis.call('PEXPIRE', KEYS[k], math.ceil(tonumber(ARGV[i + 1]) * 1000))
+  end
+  i = i + 2
+end
+for k = n + 1, #KEYS do
+  local count = tonumber(ARGV[i])
+  i = i + 1
+  for j = 1, count do
+    redis.call('ZREM', KEYS[k], ARGV[i])
+    i = i + 1
+  end
+end
+"""
+
+
 class RedisCounters:
     def __init__(self, url: str, prefix: str = "lockgate:") -> None:
         self._redis = aioredis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0,
@@ -66,6 +89,7 @@ class RedisCounters:
         self._prefix = prefix
         self._reserve = self._redis.register_script(_RESERVE)
         self._adjust = self._redis.register_script(_ADJUST)
+        self._settle = self._redis.register_script(_SETTLE)
 
     def _key(self, name: str) -> str:
         return self._prefix + name
@@ -85,6 +109,20 @@ class RedisCounters:
 
     async def release(self, name: str, lease_id: str) -> None:
         await self._redis.zrem(self._key(name), lease_id)
+
+    async def settle(self, adjust: Mapping[str, tuple[float, float]],
+                     release: Mapping[str, Sequence[str]]) -> None:
+        """Every settlement gathered since the last call, in one round trip."""
+        if not adjust and not release:
+            return
+        keys = [self._key(name) for name in (*adjust, *release)]
+        args: list[Any] = [len(adjust)]
+        for delta, ttl_s in adjust.values():
+            args.extend((repr(float(delta)), ttl_s))
+        for leases in release.values():
+            args.append(len(leases))
+            args.extend(leases)
+        await self._settle(keys=keys, args=args)
 
     async def seed(self, name: str, value: float, ttl_s: float) -> None:
         await self._redis.set(self._key(name), repr(float(value)), nx=True, px=int(ttl_s * 1000))
