@@ -104,3 +104,19 @@ async def test_settle_applies_many_requests_settlements_at_once(counters: Counte
     await counters.settle({"tpm:key:j:1": (-150.0, 60)}, {"par:key:j": ["one", "two"]})
     assert await counters.level("tpm:key:j:1") == pytest.approx(50)
     assert await counters.level("par:key:j") == 0
+
+
+async def test_a_reservation_whose_request_was_cancelled_is_given_back(
+        redis_url: str, redis_prefix: str) -> None:  # noqa: F811
+    """Redis reservations travel in batches: one whose caller gave up on the way is undone."""
+    counters = RedisCounters(redis_url, prefix=redis_prefix)
+    take, lease = Take("rpm:key:k:1", 1, 5, 60), Take("par:key:k", 1, 1, 60, "lease")
+    waiting = asyncio.ensure_future(counters.reserve([take, lease], "gone"))
+    await asyncio.sleep(0)  # the reservation is on its way
+    waiting.cancel()
+    await asyncio.sleep(0.2)
+    try:
+        assert (await counters.reserve([lease], "next")).ok  # the lease did not leak
+        assert await counters.level("rpm:key:k:1") == 0
+    finally:
+        await counters.close()

@@ -8,6 +8,7 @@ every reservation, so a lease held by a replica that died runs out by itself.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -16,39 +17,52 @@ import redis.asyncio as aioredis
 
 from lockgate.state.counters import Outcome, Take
 
+# Several requests' reservations in one call (those that arrived in the same event-loop turn),
+# each all or nothing, in order: a later one sees what an earlier one took.
+# KEYS: every reservation's buckets, one after the other.
+# ARGV: now, then per reservation: lease id, bucket count, and (kind, amount, limit, ttl) per bucket.
 _RESERVE = """
 local now = tonumber(ARGV[1])
-local lease_id = ARGV[2]
-local levels = {}
-for i = 1, #KEYS do
-  local base = 2 + (i - 1) * 4
-  local kind, amount, limit = ARGV[base + 1], tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
-  local level
-  if kind == 'lease' then
-    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
-    level = redis.call('ZCARD', KEYS[i])
-  else
-    level = tonumber(redis.call('GET', KEYS[i]) or '0')
-  end
-  levels[i] = tostring(level)
-  if level + amount > limit then
-    return {0, i, levels}
-  end
-end
-for i = 1, #KEYS do
-  local base = 2 + (i - 1) * 4
-  local kind, amount, ttl = ARGV[base + 1], ARGV[base + 2], tonumber(ARGV[base + 4])
-  if kind == 'lease' then
-    redis.call('ZADD', KEYS[i], now + ttl, lease_id)
-    redis.call('PEXPIRE', KEYS[i], math.ceil(ttl * 1000))
-  else
-    redis.call('INCRBYFLOAT', KEYS[i], amount)
-    if redis.call('PTTL', KEYS[i]) < 0 then
-      redis.call('PEXPIRE', KEYS[i], math.ceil(ttl * 1000))
+local a, k = 2, 1
+local results = {}
+while a <= #ARGV do
+  local lease_id, n = ARGV[a], tonumber(ARGV[a + 1])
+  a = a + 2
+  local levels, denied = {}, 0
+  for i = 0, n - 1 do
+    local key, base = KEYS[k + i], a + i * 4
+    local kind, amount, limit = ARGV[base], tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
+    local level
+    if kind == 'lease' then
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+      level = redis.call('ZCARD', key)
+    else
+      level = tonumber(redis.call('GET', key) or '0')
+    end
+    levels[i + 1] = tostring(level)
+    if denied == 0 and level + amount > limit then
+      denied = i + 1
     end
   end
+  if denied == 0 then
+    for i = 0, n - 1 do
+      local key, base = KEYS[k + i], a + i * 4
+      local kind, amount, ttl = ARGV[base], ARGV[base + 1], tonumber(ARGV[base + 3])
+      if kind == 'lease' then
+        redis.call('ZADD', key, now + ttl, lease_id)
+        redis.call('PEXPIRE', key, math.ceil(ttl * 1000))
+      else
+        redis.call('INCRBYFLOAT', key, amount)
+        if redis.call('PTTL', key) < 0 then
+          redis.call('PEXPIRE', key, math.ceil(ttl * 1000))
+        end
+      end
+    end
+  end
+  results[#results + 1] = {denied == 0 and 1 or 0, denied, levels}
+  a, k = a + n * 4, k + n
 end
-return {1, 0, levels}
+return results
 """
 
 _ADJUST = """
@@ -89,20 +103,57 @@ class RedisCounters:
         self._prefix = prefix
         self._reserve = self._redis.register_script(_RESERVE)
         self._adjust = self._redis.register_script(_ADJUST)
+        self._pending: list[tuple[Sequence[Take], str, asyncio.Future[Outcome]]] = []
+        self._inflight: set[asyncio.Task[None]] = set()
         self._settle = self._redis.register_script(_SETTLE)
 
     def _key(self, name: str) -> str:
         return self._prefix + name
 
     async def reserve(self, takes: Sequence[Take], lease_id: str) -> Outcome:
-        args: list[Any] = [time.time(), lease_id]
-        for take in takes:
-            args.extend((take.kind, repr(float(take.amount)), repr(float(take.limit)), take.ttl_s))
-        ok, denied, levels = await self._reserve(keys=[self._key(t.name) for t in takes], args=args)
-        parsed = tuple(float(level) for level in levels)
-        if ok:
-            return Outcome(ok=True, levels=parsed)
-        return Outcome(ok=False, levels=parsed, denied=int(denied) - 1)
+        """Joins the batch of this event-loop turn: every reservation made before the loop next
+        runs its callbacks goes to Redis in one script call (group commit), so a busy gateway
+        pays one round trip for many requests, and an idle one waits for nothing."""
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._pending.append((takes, lease_id, future))
+        if len(self._pending) == 1:
+            asyncio.get_running_loop().call_soon(self._send_batch)
+        return await future
+
+    def _send_batch(self) -> None:
+        batch, self._pending = self._pending, []
+        task = asyncio.get_running_loop().create_task(self._reserve_batch(batch))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _reserve_batch(self, batch: list[tuple[Sequence[Take], str, asyncio.Future[Outcome]]]) -> None:
+        keys: list[str] = []
+        args: list[Any] = [time.time()]
+        for takes, lease_id, _ in batch:
+            args.extend((lease_id, len(takes)))
+            for take in takes:
+                keys.append(self._key(take.name))
+                args.extend((take.kind, repr(float(take.amount)), repr(float(take.limit)), take.ttl_s))
+        try:
+            results = await self._reserve(keys=keys, args=args)
+        except Exception as exc:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (takes, lease_id, future), (ok, denied, levels) in zip(batch, results, strict=True):
+            parsed = tuple(float(level) for level in levels)
+            outcome = (Outcome(ok=True, levels=parsed) if ok
+                       else Outcome(ok=False, levels=parsed, denied=int(denied) - 1))
+            if not future.done():
+                future.set_result(outcome)
+            elif ok:  # the request was cancelled meanwhile: nobody will settle what it took
+                await self._give_back(takes, lease_id)
+
+    async def _give_back(self, takes: Sequence[Take], lease_id: str) -> None:
+        adjust = {t.name: (-t.amount, t.ttl_s) for t in takes if t.kind == "window"}
+        release = {t.name: [lease_id] for t in takes if t.kind == "lease"}
+        await self.settle(adjust, release)
 
     async def adjust(self, name: str, delta: float, ttl_s: float) -> None:
         await self._adjust(keys=[self._key(name)], args=[repr(float(delta)), ttl_s])
