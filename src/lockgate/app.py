@@ -96,7 +96,7 @@ class Gateway:
             secrets.append(self.config.server.master_key)
         services = Services(
             auth=self.auth, limiter=self.limiter, router=router,
-            caller=Caller(router, secrets), recorder=self.writer,
+            caller=Caller(router, secrets, self.limiter), recorder=self.writer,
             max_body_bytes=self.config.server.max_body_bytes,
             expose_route=self.config.server.expose_route_header,
         )

@@ -87,6 +87,10 @@ class Target(_Strict):
     provider: str
     model: str | None = None  # None: the model name the client asked for
     weight: float = Field(default=1.0, gt=0)
+    # The provider account's own quota for this deployment: the router keeps under it, and
+    # routes around the deployment while it is full.
+    rpm: int | None = Field(default=None, gt=0)
+    tpm: int | None = Field(default=None, gt=0)
 
 
 class Price(_Strict):

@@ -15,8 +15,10 @@ import random
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
-from lockgate.errors import GatewayError, UpstreamError, UpstreamTimeout, scrub
+from lockgate.core.chat import Usage
+from lockgate.errors import GatewayError, RateLimited, UpstreamError, UpstreamTimeout, scrub
 from lockgate.pipeline.context import RequestContext
+from lockgate.pipeline.limits import Estimate, Lease, Limiter
 from lockgate.pipeline.route import Deployment, ModelPlan, Router
 
 T = TypeVar("T")
@@ -27,9 +29,10 @@ BASE_BACKOFF_S = 0.05
 
 
 class Caller:
-    def __init__(self, router: Router, secrets: Iterable[str]) -> None:
+    def __init__(self, router: Router, secrets: Iterable[str], limiter: Limiter | None = None) -> None:
         self._router = router
         self._secrets = tuple(secrets)
+        self._limiter = limiter
 
     async def call(self, plan: ModelPlan, attempt: Attempt[T], ctx: RequestContext) -> T:
         last: UpstreamError | None = None
@@ -55,13 +58,29 @@ class Caller:
                 await asyncio.sleep(delay)
             ctx.route, ctx.deployment = deployment.route, deployment
             try:
-                return await attempt(deployment, plan.timeout_for(deployment))
+                quota = await self._reserve_quota(deployment, ctx)
+            except RateLimited as full:  # the account is at its own limit: route around it
+                last = UpstreamError(f"{deployment.route} is at its quota", status=429,
+                                     retry_after=full.retry_after)
+                continue
+            try:
+                result = await attempt(deployment, plan.timeout_for(deployment))
             except UpstreamError as err:
+                if quota is not None:
+                    quota.settle(Usage(), 0.0)
                 last = err
                 if not err.retryable:
                     raise
+                continue
+            ctx.target_lease = quota
+            return result
         assert last is not None
         raise last
+
+    async def _reserve_quota(self, deployment: Deployment, ctx: RequestContext) -> Lease | None:
+        if deployment.quota is None or self._limiter is None:
+            return None
+        return await self._limiter.acquire((deployment.quota,), ctx.estimate or Estimate(0, 0.0))
 
     def final_error(self, err: UpstreamError) -> GatewayError:
         """What the client sees once every attempt has failed (§5)."""

@@ -25,7 +25,7 @@ from lockgate.dialects.base import Dialect, StreamEncoder
 from lockgate.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout
 from lockgate.pipeline.body import parse_object, read_body
 from lockgate.pipeline.context import RequestContext
-from lockgate.pipeline.endpoint import Endpoint, end_user, estimate
+from lockgate.pipeline.endpoint import Endpoint, end_user, estimate, settle_all
 from lockgate.pipeline.limits import estimate_tokens
 from lockgate.pipeline.relay import encode_events, pump, relay_events, until_disconnect
 from lockgate.pipeline.route import Deployment, ModelPlan
@@ -55,8 +55,8 @@ class ChatEndpoint(Endpoint):
         plan = self.s.router.plan(model, principal)
         cap = (body.get("max_completion_tokens") or body.get("max_tokens")
                or body.get("max_output_tokens"))
-        lease = await self.s.limiter.acquire(principal.limits,
-                                             estimate(plan, *estimate_tokens(len(raw), cap)))
+        ctx.estimate = estimate(plan, *estimate_tokens(len(raw), cap))
+        lease = await self.s.limiter.acquire(principal.limits, ctx.estimate)
         try:
             exchange = _Exchange(self.dialect, body, model, ctx)
             if ctx.stream:
@@ -65,7 +65,7 @@ class ChatEndpoint(Endpoint):
                 answer = await until_disconnect(receive, self.s.caller.call(plan, exchange.answer, ctx))
                 await send_body(send, 200, answer, [*self.headers(ctx), *lease.headers])
         finally:
-            lease.settle(ctx.usage, ctx.settle_cost())
+            settle_all(lease, ctx)
 
     async def _stream(self, exchange: _Exchange, plan: ModelPlan, send: Send,
                       ctx: RequestContext, extra: Headers) -> None:

@@ -11,6 +11,7 @@ from lockgate.asgi import Scope, header
 from lockgate.core.chat import Usage
 
 if TYPE_CHECKING:
+    from lockgate.pipeline.limits import Estimate, Lease
     from lockgate.pipeline.route import Deployment
 
 
@@ -33,6 +34,9 @@ class RequestContext:
     route: str | None = None
     deployment: Deployment | None = None
     cost_usd: float = 0.0
+    estimate: Estimate | None = None  # what the request was expected to use, for reservations
+    # The reservation against the answering deployment's own quota, settled with the key's.
+    target_lease: Lease | None = None
     status: int = 200
     error_code: str | None = None
     usage: Usage = field(default_factory=Usage)

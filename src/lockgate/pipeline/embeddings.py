@@ -20,7 +20,7 @@ from lockgate.dialects.validate import opt_int, opt_str
 from lockgate.errors import GatewayError, InvalidRequest
 from lockgate.pipeline.body import parse_object, read_body
 from lockgate.pipeline.context import RequestContext
-from lockgate.pipeline.endpoint import Endpoint, end_user, estimate
+from lockgate.pipeline.endpoint import Endpoint, end_user, estimate, settle_all
 from lockgate.pipeline.route import Deployment
 from lockgate.providers.http import parse_json, read_raw
 
@@ -37,11 +37,12 @@ class EmbeddingsEndpoint(Endpoint):
         request = parse_request(body)
         ctx.model, ctx.user = request.model, end_user(scope, body)
         plan = self.s.router.plan(request.model, principal)
-        lease = await self.s.limiter.acquire(principal.limits, estimate(plan, len(raw) // 4, 0))
+        ctx.estimate = estimate(plan, len(raw) // 4, 0)
+        lease = await self.s.limiter.acquire(principal.limits, ctx.estimate)
         try:
             answer = await self.s.caller.call(plan, _Attempt(body, request, ctx).run, ctx)
         finally:
-            lease.settle(ctx.usage, ctx.settle_cost())
+            settle_all(lease, ctx)
         await send_body(send, 200, answer, [*self.headers(ctx), *lease.headers])
 
 

@@ -12,7 +12,7 @@ from lockgate.core.chat import Usage
 from lockgate.errors import GatewayError
 from lockgate.pipeline.body import ClientGone
 from lockgate.pipeline.context import RequestContext
-from lockgate.pipeline.limits import Estimate
+from lockgate.pipeline.limits import Estimate, Lease
 from lockgate.pipeline.route import ModelPlan
 from lockgate.pipeline.services import Services
 
@@ -76,3 +76,12 @@ def end_user(scope: Scope, body: dict[str, Any]) -> str | None:
     metadata = body.get("metadata")
     user = metadata.get("user_id") if isinstance(metadata, dict) else None
     return user[:256] if isinstance(user, str) else None
+
+
+def settle_all(lease: Lease, ctx: RequestContext) -> None:
+    """Charges what the request used to the key's and team's limits and to the answering
+    deployment's quota."""
+    cost = ctx.settle_cost()
+    lease.settle(ctx.usage, cost)
+    if ctx.target_lease is not None:
+        ctx.target_lease.settle(ctx.usage, cost)

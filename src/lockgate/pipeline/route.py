@@ -11,9 +11,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from lockgate import pricing
-from lockgate.config import Config, ModelConfig
+from lockgate.config import Config, ModelConfig, Target
 from lockgate.errors import ModelNotAllowed, ModelNotFound
 from lockgate.pipeline.auth import Principal
+from lockgate.pipeline.limits import OwnerLimits
 from lockgate.pricing import UnitPrice
 from lockgate.providers.base import Provider
 from lockgate.routing.strategies import attempt_order
@@ -25,6 +26,7 @@ class Deployment:
     model: str  # the upstream model id
     weight: float = 1.0
     price: UnitPrice | None = None
+    quota: OwnerLimits | None = None  # the upstream account's rpm / tpm for this deployment
 
     @property
     def route(self) -> str:
@@ -85,7 +87,7 @@ class Router:
 def _plan(name: str, model: ModelConfig, providers: Mapping[str, Provider]) -> ModelPlan:
     deployments = tuple(
         Deployment(providers[t.provider], t.model or name, t.weight,
-                   _price(model, providers[t.provider], t.model or name))
+                   _price(model, providers[t.provider], t.model or name), _quota(t, name))
         for t in model.targets)
     return ModelPlan(name=name, deployments=deployments, strategy=model.strategy,
                      retries=model.retries, timeout_s=model.timeout_s, fallbacks=model.fallbacks)
@@ -97,3 +99,10 @@ def _price(model: ModelConfig, provider: Provider, upstream: str) -> UnitPrice |
         return pricing.from_config(p.input_per_mtok_usd, p.output_per_mtok_usd,
                                    p.cached_input_per_mtok_usd, p.per_1k_requests_usd)
     return pricing.lookup(provider.type_name, upstream)
+
+
+def _quota(target: Target, model_name: str) -> OwnerLimits | None:
+    if target.rpm is None and target.tpm is None:
+        return None
+    return OwnerLimits(owner=f"target:{target.provider}/{target.model or model_name}",
+                       rpm=target.rpm, tpm=target.tpm)
