@@ -38,7 +38,7 @@ from lockgate.core.chat import (
 )
 from lockgate.dialects.base import Dialect, RelayTap, StreamEncoder
 from lockgate.dialects.sse import SSEEvent, named_event
-from lockgate.dialects.validate import opt_bool, opt_int, opt_number
+from lockgate.dialects.validate import loads_object, opt_bool, opt_int, opt_number
 from lockgate.errors import GatewayError, InvalidRequest, UpstreamError
 
 # --- shared mappings -------------------------------------------------------------------------
@@ -541,17 +541,17 @@ class AnthropicRelayTap(RelayTap):
 
     def feed(self, event: SSEEvent) -> bytes:
         if event.event == "error":  # re-rendered by the pipeline, with credentials scrubbed
-            raise upstream_stream_error(_loads(event.data))
+            raise upstream_stream_error(loads_object(event.data))
         if event.event == "message_start":
             return self._message_start(event)
         if event.event == "message_delta":
-            self._add_usage(_loads(event.data).get("usage"))
+            self._add_usage(loads_object(event.data).get("usage"))
         elif event.event == "message_stop":
             self.finished = True
         return event.raw
 
     def _message_start(self, event: SSEEvent) -> bytes:
-        data = _loads(event.data)
+        data = loads_object(event.data)
         message = data.get("message")
         if not isinstance(message, dict):
             return event.raw
@@ -564,14 +564,6 @@ class AnthropicRelayTap(RelayTap):
         if isinstance(counts, dict):
             self._counts.update({k: v for k, v in counts.items() if v is not None})
             self.usage = usage_from_anthropic(self._counts)
-
-
-def _loads(data: str) -> dict[str, Any]:
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 # --- the dialect -----------------------------------------------------------------------------

@@ -46,7 +46,7 @@ from lockgate.core.chat import (
 )
 from lockgate.dialects.base import Dialect, RelayTap, StreamEncoder
 from lockgate.dialects.sse import SSEEvent, named_event
-from lockgate.dialects.validate import opt_bool, opt_int, opt_number, opt_str, req_str
+from lockgate.dialects.validate import loads_object, opt_bool, opt_int, opt_number, opt_str, req_str
 from lockgate.errors import GatewayError, InvalidRequest, UpstreamError
 
 JSON = dict[str, Any]
@@ -620,7 +620,7 @@ class ResponsesRelayTap(RelayTap):
             raise UpstreamError(_relayed_error_message(event.data), retryable=False)
         if kind not in _LIFECYCLE:
             return event.raw
-        data = _loads(event.data)
+        data = loads_object(event.data)
         response = data.get("response")
         if not isinstance(response, dict):
             return event.raw
@@ -632,18 +632,10 @@ class ResponsesRelayTap(RelayTap):
 
 
 def _relayed_error_message(data: str) -> str:
-    event = _loads(data)
+    event = loads_object(data)
     nested = event.get("error")
     message = nested.get("message") if isinstance(nested, dict) else event.get("message")
     return message if isinstance(message, str) and message else "the upstream stream failed"
-
-
-def _loads(data: str) -> JSON:
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 # --- the dialect -----------------------------------------------------------------------------

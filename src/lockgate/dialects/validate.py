@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from lockgate.errors import InvalidRequest
 
 
@@ -58,3 +60,12 @@ def req_list(obj: dict[str, Any], key: str, where: str = "") -> list[Any]:
     if not isinstance(value, list):
         raise InvalidRequest(f"{_name(where, key)}: an array is required")
     return value
+
+
+def loads_object(data: str) -> dict[str, Any]:
+    """A JSON object from an event we only read for bookkeeping; anything else reads as empty."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}

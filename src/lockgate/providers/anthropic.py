@@ -42,7 +42,7 @@ from lockgate.dialects.anthropic import (
 from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers.base import Provider
-from lockgate.providers.http import iter_sse, open_response, read_json
+from lockgate.providers.http import event_object, iter_sse, open_response, read_json
 
 API_VERSION = "2023-06-01"
 # Anthropic requires max_tokens; OpenAI clients usually leave it out.
@@ -295,7 +295,7 @@ class AnthropicStreamParser:
         name = sse.event
         if name in (None, "ping") or self.done:
             return []
-        data = _json_object(sse.data)
+        data = event_object(sse.data)
         if name == "error":
             raise upstream_stream_error(data)
         handler = self._HANDLERS.get(name or "")
@@ -376,18 +376,6 @@ class AnthropicStreamParser:
         "message_delta": _message_delta,
         "message_stop": _message_stop,
     }
-
-
-def _json_object(data: str) -> dict[str, Any]:
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise UpstreamError("the upstream sent a stream event that is not JSON",
-                            retryable=False) from None
-    if not isinstance(value, dict):
-        raise UpstreamError("the upstream sent a stream event that is not an object",
-                            retryable=False)
-    return value
 
 
 def _int(value: Any) -> int:

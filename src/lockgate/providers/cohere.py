@@ -59,7 +59,7 @@ from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers.base import Provider
-from lockgate.providers.http import iter_sse, open_response, read_json
+from lockgate.providers.http import event_object, iter_sse, open_response, read_json
 
 if TYPE_CHECKING:
     from lockgate.config import ProviderConfig
@@ -295,7 +295,7 @@ class CohereStreamParser:
     def feed(self, sse: SSEEvent) -> list[StreamEvent]:
         if self.done or not sse.data or sse.data == "[DONE]":
             return []
-        data = _json_object(sse.data)
+        data = event_object(sse.data)
         kind = data.get("type") or sse.event
         events: list[StreamEvent] = []
         if not self._started:
@@ -370,18 +370,6 @@ def _message(data: JSON) -> JSON:
 def _index(data: JSON, default: int) -> int:
     index = data.get("index")
     return index if isinstance(index, int) and not isinstance(index, bool) else default
-
-
-def _json_object(text: str) -> JSON:
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        raise UpstreamError("the upstream sent a stream event that is not JSON",
-                            retryable=False) from None
-    if not isinstance(value, dict):
-        raise UpstreamError("the upstream sent a stream event that is not an object",
-                            retryable=False)
-    return value
 
 
 async def stream_events(response: aiohttp.ClientResponse,

@@ -66,6 +66,19 @@ def parse_json(raw: bytes) -> Any:
         raise UpstreamError("the upstream sent a body that is not JSON", retryable=True) from None
 
 
+def event_object(data: str) -> dict[str, Any]:
+    """A stream event's JSON object; anything else is the upstream breaking its protocol."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamError("the upstream sent a stream event that is not JSON",
+                            retryable=False) from None
+    if not isinstance(value, dict):
+        raise UpstreamError("the upstream sent a stream event that is not an object",
+                            retryable=False)
+    return value
+
+
 async def read_json(response: aiohttp.ClientResponse, timeout: float) -> Any:
     return parse_json(await read_raw(response, timeout))
 

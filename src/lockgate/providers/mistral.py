@@ -56,7 +56,7 @@ from lockgate.dialects.openai import usage_from_object
 from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers.base import Provider
-from lockgate.providers.http import iter_sse, open_response, read_json
+from lockgate.providers.http import event_object, iter_sse, open_response, read_json
 
 JSON = dict[str, Any]
 
@@ -299,7 +299,7 @@ class MistralStreamParser:
             return []
         if sse.data == "[DONE]":
             return self.close()
-        chunk = _json_object(sse.data)
+        chunk = event_object(sse.data)
         if chunk.get("object") == "error" or "error" in chunk:
             raise UpstreamError(_error_text(chunk), retryable=False)
         events: list[StreamEvent] = []
@@ -356,18 +356,6 @@ class MistralStreamParser:
 
 def _as_dict(value: Any) -> JSON:
     return value if isinstance(value, dict) else {}
-
-
-def _json_object(text: str) -> JSON:
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        raise UpstreamError("the upstream sent a stream event that is not JSON",
-                            retryable=False) from None
-    if not isinstance(value, dict):
-        raise UpstreamError("the upstream sent a stream event that is not an object",
-                            retryable=False)
-    return value
 
 
 async def stream_events(response: aiohttp.ClientResponse,
