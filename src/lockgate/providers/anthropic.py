@@ -109,7 +109,7 @@ def encode_request(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
         "messages": encode_messages(request.messages),
     }
-    system = _system_text(request)
+    system = system_text(request)
     if system:
         body["system"] = system
     body.update(_sampling(request))
@@ -127,8 +127,10 @@ def encode_request(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     return body
 
 
-def _system_text(request: ChatRequest) -> str:
-    # System turns left among the messages (some clients interleave them) join the system.
+def system_text(request: ChatRequest) -> str:
+    """Every system instruction as one text, JSON mode as an instruction too (for APIs that
+    keep the system apart and have no JSON mode of their own: Anthropic, Bedrock Converse).
+    System turns left among the messages (some clients interleave them) join it."""
     parts = [request.system or ""]
     parts.extend(m.text() for m in request.messages if m.role == "system")
     parts.append(_format_instruction(request.response_format))

@@ -47,7 +47,6 @@ from lockgate.core.chat import (
     FinishReason,
     ImagePart,
     Message,
-    ResponseFormat,
     StreamEvent,
     StreamFinish,
     StreamStart,
@@ -67,7 +66,7 @@ from lockgate.errors import (
 )
 from lockgate.providers._aws_auth import endpoint_url, make_auth, resolve_region
 from lockgate.providers._eventstream import EventMessage, EventStreamDecoder
-from lockgate.providers.anthropic import JSON_INSTRUCTION
+from lockgate.providers.anthropic import system_text
 from lockgate.providers.base import Provider
 from lockgate.providers.http import (
     error_message,
@@ -138,7 +137,9 @@ def encode_request(request: ChatRequest) -> JSON:
         raise InvalidRequest("n: provider type 'bedrock' returns a single choice")
     family = model_family(request.model)
     body: JSON = {"messages": encode_messages(request.messages)}
-    system = _system_text(request)
+    # JSON mode as an instruction: Converse's structured output (outputConfig) exists only on a
+    # few models, an instruction works on all of them.
+    system = system_text(request)
     if system:
         body["system"] = [{"text": system}]
     inference = _inference_config(request, family)
@@ -149,24 +150,6 @@ def encode_request(request: ChatRequest) -> JSON:
         body["toolConfig"] = tool_config
     body.update(_family_fields(request, family))
     return body
-
-
-def _system_text(request: ChatRequest) -> str:
-    parts = [request.system or ""]
-    parts.extend(m.text() for m in request.messages if m.role == "system")
-    parts.append(_format_instruction(request.response_format))
-    return "\n\n".join(p for p in parts if p)
-
-
-def _format_instruction(response_format: ResponseFormat | None) -> str:
-    # Converse's structured output (outputConfig) exists only on a few models; an instruction
-    # works on all of them.
-    if response_format is None or response_format.type == "text":
-        return ""
-    if response_format.type == "json_schema" and response_format.schema is not None:
-        schema = compact_json(response_format.schema)
-        return f"{JSON_INSTRUCTION} The JSON must conform to this JSON Schema: {schema}"
-    return JSON_INSTRUCTION
 
 
 def _inference_config(request: ChatRequest, family: str) -> JSON:
