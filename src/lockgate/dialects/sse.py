@@ -51,6 +51,8 @@ class SSEDecoder:
 
 
 def _parse_block(block: bytes) -> SSEEvent | None:
+    if block.startswith(b"data: ") and b"\n" not in block:  # the usual one-line event
+        return SSEEvent(event=None, data=block[6:].decode(), raw=block + b"\n\n")
     name: str | None = None
     data: list[str] = []
     for line in block.split(b"\n"):
