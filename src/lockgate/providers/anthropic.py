@@ -8,7 +8,7 @@ plain values; the provider class only adds the HTTP around them.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 
 import aiohttp
@@ -164,9 +164,20 @@ def encode_messages(messages: list[Message]) -> list[dict[str, Any]]:
     ``tool_result`` blocks, and consecutive turns of one role are merged into one turn (the API
     would merge them anyway). Anthropic refuses a turn with no content and tool results that
     do not lead their user turn, so empty messages are skipped and results are put first."""
+    return alternating_turns(messages, _encode_blocks, lambda block: block["type"] == "tool_result")
+
+
+def alternating_turns(
+    messages: list[Message],
+    encode_blocks: Callable[[Message], list[dict[str, Any]]],
+    is_tool_result: Callable[[dict[str, Any]], bool],
+) -> list[dict[str, Any]]:
+    """User and assistant turns in alternation, as the Claude-shaped APIs (Anthropic, Bedrock
+    Converse) want them: tool results ride in user turns, consecutive turns of one role merge,
+    messages with nothing to say are skipped, and tool results lead their turn."""
     turns: list[dict[str, Any]] = []
     for message in messages:
-        blocks = _encode_blocks(message) if message.role != "system" else []
+        blocks = encode_blocks(message) if message.role != "system" else []
         if not blocks:
             continue
         role = "assistant" if message.role == "assistant" else "user"
@@ -175,7 +186,7 @@ def encode_messages(messages: list[Message]) -> list[dict[str, Any]]:
         else:
             turns.append({"role": role, "content": blocks})
     for turn in turns:
-        turn["content"].sort(key=lambda block: block["type"] != "tool_result")  # stable
+        turn["content"].sort(key=lambda block: not is_tool_result(block))  # stable
     return turns
 
 

@@ -66,7 +66,7 @@ from lockgate.errors import (
 )
 from lockgate.providers._aws_auth import endpoint_url, make_auth, resolve_region
 from lockgate.providers._eventstream import EventMessage, EventStreamDecoder
-from lockgate.providers.anthropic import system_text
+from lockgate.providers.anthropic import alternating_turns, system_text
 from lockgate.providers.base import Provider
 from lockgate.providers.http import (
     error_message,
@@ -186,19 +186,7 @@ def encode_messages(messages: list[Message]) -> list[JSON]:
     alternation and refuses empty content, so tool results join the user turn, consecutive
     turns of one role are merged, empty messages are skipped, and (as Claude requires) tool
     results lead their turn."""
-    turns: list[JSON] = []
-    for message in messages:
-        blocks = _encode_blocks(message) if message.role != "system" else []
-        if not blocks:
-            continue
-        role = "assistant" if message.role == "assistant" else "user"
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": role, "content": blocks})
-    for turn in turns:
-        turn["content"].sort(key=lambda block: "toolResult" not in block)  # stable
-    return turns
+    return alternating_turns(messages, _encode_blocks, lambda block: "toolResult" in block)
 
 
 def _encode_blocks(message: Message) -> list[JSON]:
