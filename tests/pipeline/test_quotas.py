@@ -3,6 +3,8 @@ routes around a deployment that is full."""
 
 from __future__ import annotations
 
+import time
+
 import httpx2 as httpx
 
 from conftest import GatewayFactory
@@ -30,7 +32,9 @@ def test_every_deployment_full_is_429_upstream_rate_limited(
         gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
     gw = gateway(models={"chat": {"targets": [{"provider": "oai", "model": "gpt-4o-mini", "rpm": 1}]}})
     assert ask(gw.url, "chat").status_code == 200
+    started = time.monotonic()
     refused = ask(gw.url, "chat")
+    assert time.monotonic() - started < 2  # refused at once: a full account is not waited for
     assert refused.status_code == 429
     assert refused.json()["error"]["code"] == "upstream_rate_limited"
     assert int(refused.headers["retry-after"]) >= 1

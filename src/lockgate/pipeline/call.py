@@ -49,7 +49,12 @@ class Caller:
     async def _call_model(self, plan: ModelPlan, attempt: Attempt[T], ctx: RequestContext) -> T:
         order = self._router.order(plan)
         last: UpstreamError | None = None
+        full: set[int] = set()  # deployments at their own quota: not waited for, not retried
         for n in range(1 + plan.retries):
+            if len(full) == len(order):
+                break
+            if n % len(order) in full:
+                continue
             deployment = order[n % len(order)]
             if n >= len(order):
                 delay = _delay(last, n // len(order))
@@ -59,9 +64,10 @@ class Caller:
             ctx.route, ctx.deployment = deployment.route, deployment
             try:
                 quota = await self._reserve_quota(deployment, ctx)
-            except RateLimited as full:  # the account is at its own limit: route around it
+            except RateLimited as refused:  # the account is at its own limit: route around it
                 last = UpstreamError(f"{deployment.route} is at its quota", status=429,
-                                     retry_after=full.retry_after)
+                                     retry_after=refused.retry_after)
+                full.add(n % len(order))
                 continue
             try:
                 result = await attempt(deployment, plan.timeout_for(deployment))
