@@ -32,12 +32,31 @@ class ServerConfig(_Strict):
     master_key: str | None = None
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     drain_s: float = Field(default=20.0, ge=0)
+    # Origins allowed to call the client endpoints from a browser; empty: no CORS headers.
     cors_origins: tuple[str, ...] = ()
     expose_route_header: bool = True
+    # Comes with GET /metrics (observability): until then a config error, never ignored.
     metrics_auth: bool = False
     per_worker_limits: bool = False
     # Where usage records wait, on local disk, while storage cannot be reached.
     spill_dir: str = "lockgate-spill"
+    max_header_bytes: int = Field(default=64 * 1024, gt=0)  # all request headers; larger -> 431
+    max_response_bytes: int = Field(default=64 * 1024 * 1024, gt=0)  # a non-streamed answer -> 502
+    stream_idle_timeout_s: float = Field(default=60.0, gt=0)  # most time between two stream events
+    max_event_bytes: int = Field(default=1024 * 1024, gt=0)  # one upstream SSE event
+
+    @field_validator("metrics_auth")
+    @classmethod
+    def _metrics_not_built(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("not available yet: it comes with the /metrics endpoint")
+        return value
+
+
+class TelemetryConfig(_Strict):
+    access_log: bool = True  # one line per request
+    json_logs: bool = False  # the access log and server log as JSON lines
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
 # Keys every network provider accepts, beside the type-specific ones each class declares.
@@ -148,6 +167,7 @@ class Config(_Strict):
     storage: str = "sqlite:///lockgate.db"
     redis: str | None = None
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     teams: tuple[TeamConfig, ...] = ()
