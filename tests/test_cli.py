@@ -140,6 +140,21 @@ def test_version_prints_the_package_version(tmp_path: Path) -> None:
     assert result.stdout.strip() == f"lockgate {__version__}"
 
 
+def test_dash_dash_version_prints_the_package_version(tmp_path: Path) -> None:
+    result = lockgate("--version", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"lockgate {__version__}"
+
+
+def test_serve_help_shows_the_defaults(tmp_path: Path) -> None:
+    result = lockgate("serve", "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())  # argparse wraps lines at the terminal width
+    for default in ("(default: 127.0.0.1)", "(default: 4000)", "(default: 1)",
+                    "(default: $LOCKGATE_CONFIG, ./lockgate.yaml)"):
+        assert default in text, result.stdout
+
+
 def test_check_accepts_a_valid_file(tmp_path: Path) -> None:
     path = write_config(tmp_path, VALID, "gw.yaml")
     result = lockgate("check", "--config", str(path), cwd=tmp_path)

@@ -16,12 +16,14 @@ EXIT_REFUSED = 2
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lockgate", description="The lockgate AI gateway.")
+    parser.add_argument("--version", action="version", version=f"lockgate {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the gateway")
     serve.add_argument("--config", help="config file (default: $LOCKGATE_CONFIG, ./lockgate.yaml)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=4000)
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=4000, help="port to listen on (default: %(default)s)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="worker processes sharing the port (default: %(default)s)")
     serve.add_argument("--insecure", action="store_true",
                        help="allow an open gateway (no keys) on a non-loopback address")
     check = commands.add_parser("check", help="validate the config without serving")
