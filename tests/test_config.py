@@ -124,20 +124,23 @@ def test_a_missing_variable_in_a_list_item_names_the_index() -> None:
 # --- unknown keys ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "path", "line"), [
-    ("provders: {}\n", "provders", 1),
-    ("server:\n  drain: 5\n", "server.drain", 2),
-    ("providers:\n  oai:\n    type: openai\n    api-key: x\n", "providers.oai.api-key", 4),
-    (MODEL + "    retry: 3\n", "models.gpt.retry", 6),
+@pytest.mark.parametrize(("text", "path", "line", "meant"), [
+    ("provders: {}\n", "provders", 1, "providers"),
+    ("server:\n  drain: 5\n", "server.drain", 2, "drain_s"),
+    ("providers:\n  oai:\n    type: openai\n    api-key: x\n", "providers.oai.api-key", 4, "api_key"),
+    (MODEL + "    retry: 3\n", "models.gpt.retry", 6, "retries"),
     (PROVIDERS + "models:\n  gpt:\n    targets:\n      - provider: oai\n        wieght: 2\n",
-     "models.gpt.targets.0.wieght", 7),
-    (MODEL + "keys:\n  - name: ci\n    key: lg-ci-key-0123456789\n    rmp: 60\n", "keys.0.rmp", 9),
-    ("teams:\n  - {name: research, budget: 5}\n", "teams.0.budget", 2),
-    (MODEL + "    price: {input_usd: 1}\n", "models.gpt.price.input_usd", 6),
+     "models.gpt.targets.0.wieght", 7, "weight"),
+    (MODEL + "keys:\n  - name: ci\n    key: lg-ci-key-0123456789\n    rmp: 60\n", "keys.0.rmp", 9, "rpm"),
+    ("teams:\n  - {name: research, budget: 5}\n", "teams.0.budget", 2, "budget_usd"),
+    (MODEL + "    price: {input_usd: 1}\n", "models.gpt.price.input_usd", 6, "input_per_mtok_usd"),
+    ("server:\n  zzz: 1\n", "server.zzz", 2, None),
 ])
-def test_unknown_keys_are_rejected_with_path_and_line(text: str, path: str, line: int) -> None:
+def test_unknown_keys_are_rejected_with_path_line_and_the_key_meant(
+        text: str, path: str, line: int, meant: str | None) -> None:
     problem = the_problem(text)
-    assert (problem.path, problem.line, problem.message) == (path, line, "unknown key")
+    hint = f" (did you mean {meant!r}?)" if meant else ""
+    assert (problem.path, problem.line, problem.message) == (path, line, f"unknown key{hint}")
 
 
 # --- types and ranges --------------------------------------------------------------------------
