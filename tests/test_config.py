@@ -394,3 +394,36 @@ def test_an_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "absent.yaml", {})
     assert "absent.yaml" in str(caught.value)
+
+
+# --- storage path --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("storage", "expected"), [
+    ("sqlite:///gw.db", "sqlite:///{folder}/gw.db"),
+    ("sqlite:///data/../gw.db?timeout=5", "sqlite:///{folder}/gw.db?timeout=5"),
+    ("sqlite+aiosqlite:///gw.db", "sqlite+aiosqlite:///{folder}/gw.db"),
+    ("sqlite:////var/lib/gw.db", "sqlite:////var/lib/gw.db"),
+    ("sqlite:///:memory:", "sqlite:///:memory:"),
+    ("postgresql://u@db/gw", "postgresql://u@db/gw"),
+])
+def test_a_relative_sqlite_path_is_relative_to_the_config_file(
+        tmp_path: Path, storage: str, expected: str) -> None:
+    (tmp_path / "conf").mkdir()
+    path = tmp_path / "conf" / "gw.yaml"
+    path.write_text(f"storage: '{storage}'\n")
+    assert load_config(path, {}).storage == expected.format(folder=tmp_path / "conf")
+
+
+def test_without_a_config_file_the_default_sqlite_path_is_the_working_directory() -> None:
+    assert load_config(None, {}).storage == "sqlite:///lockgate.db"
+
+
+def test_a_caller_may_ignore_unset_variables_outside_the_sections_it_uses() -> None:
+    text = MODEL.replace("sk-test-0123456789", "'${LG_UNSET}'") + "storage: sqlite:///${DB}.db\n"
+    assert parse_config(text, {"DB": "x"}, sections=frozenset({"storage", "models"})).storage \
+        == "sqlite:///x.db"
+    assert [p.path for p in problems(text, {"DB": "x"})] == ["providers.oai.api_key"]
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, {}, sections=frozenset({"storage"}))
+    assert [p.path for p in caught.value.problems] == ["providers.oai.api_key", "storage"]
