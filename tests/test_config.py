@@ -427,3 +427,10 @@ def test_a_caller_may_ignore_unset_variables_outside_the_sections_it_uses() -> N
     with pytest.raises(ConfigError) as caught:
         parse_config(text, {}, sections=frozenset({"storage"}))
     assert [p.path for p in caught.value.problems] == ["providers.oai.api_key", "storage"]
+
+
+def test_an_unquoted_variable_in_a_flow_mapping_is_explained() -> None:
+    problem = the_problem("keys:\n  - {name: ci, key: ${CI_KEY}}\n", {"CI_KEY": "lg-0123456789"})
+    assert problem.line == 2
+    assert 'quote a value that holds ${...}: key: "${NAME}"' in problem.message
+    assert parse_config('keys:\n  - {name: ci, key: "${CI_KEY}"}\n', {"CI_KEY": "lg-0123456789"}).keys

@@ -333,7 +333,8 @@ def parse_config(text: str, env: Mapping[str, str], *, sections: frozenset[str] 
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
-        raise ConfigError([ConfigProblem("", f"not valid YAML: {exc}", line)]) from None
+        message = f"not valid YAML: {exc}{_yaml_hint(text, line)}"
+        raise ConfigError([ConfigProblem("", message, line)]) from None
     lines = _line_numbers(node)
     if raw is None:
         raw = {}
@@ -342,6 +343,14 @@ def parse_config(text: str, env: Mapping[str, str], *, sections: frozenset[str] 
     unset: list[ConfigProblem] = []
     raw = _substitute(raw, env, (), unset, lines)
     return _validate(raw, lines, unset, sections)
+
+
+def _yaml_hint(text: str, line: int | None) -> str:
+    """The commonest way to break YAML here: ``{key: ${VAR}}`` reads ``{`` as a nested mapping."""
+    where = text.splitlines()[line - 1] if line and line <= len(text.splitlines()) else ""
+    if "${" in where and ("{" in where.split("${")[0] or "[" in where.split("${")[0]):
+        return "\n(inside { } or [ ], quote a value that holds ${...}: key: \"${NAME}\")"
+    return ""
 
 
 def _validate(raw: dict[str, Any], lines: dict[tuple[str, ...], int],
