@@ -434,3 +434,16 @@ def test_an_unquoted_variable_in_a_flow_mapping_is_explained() -> None:
     assert problem.line == 2
     assert 'quote a value that holds ${...}: key: "${NAME}"' in problem.message
     assert parse_config('keys:\n  - {name: ci, key: "${CI_KEY}"}\n', {"CI_KEY": "lg-0123456789"}).keys
+
+
+@pytest.mark.parametrize("text", [
+    "providers:\n  oai: {type: openai, api_key: x, path: models/m.onnx}\n",
+    "providers:\n  oai: {type: openai, api_key: x, threads: 4}\n",
+    "providers:\n  local: {type: onnx, path: models/fraud.onnx, threads: 2}\n",
+    "providers:\n  local: {type: sklearn, path: models/iris.joblib}\n",
+])
+def test_in_process_model_settings_are_refused_until_they_are_built(text: str) -> None:
+    problem = the_problem(text)
+    assert problem.line == 2
+    assert "in-process models (sklearn, onnx), which this version of lockgate does not run" \
+        in problem.message
