@@ -55,8 +55,9 @@ def add_commands(commands: Subcommands[argparse.ArgumentParser]) -> None:
         parser.add_argument("--config", help="config file (default: $LOCKGATE_CONFIG, ./lockgate.yaml)")
 
 
-# What these commands read from the config: a provider's secret need not be set to list keys.
-_SECTIONS = frozenset({"storage", "models", "teams", "keys"})
+# The only section whose variables these commands need: a provider's secret or a config key's
+# need not be set in the shell that lists or creates keys (unset, they keep their ${NAME} text).
+_SECTIONS = frozenset({"storage"})
 
 
 def main(args: argparse.Namespace) -> int:
