@@ -140,6 +140,21 @@ def test_version_prints_the_package_version(tmp_path: Path) -> None:
     assert result.stdout.strip() == f"lockgate {__version__}"
 
 
+def test_dash_dash_version_prints_the_package_version(tmp_path: Path) -> None:
+    result = lockgate("--version", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"lockgate {__version__}"
+
+
+def test_serve_help_shows_the_defaults(tmp_path: Path) -> None:
+    result = lockgate("serve", "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())  # argparse wraps lines at the terminal width
+    for default in ("(default: 127.0.0.1)", "(default: 4000)", "(default: 1)",
+                    "(default: $LOCKGATE_CONFIG, ./lockgate.yaml)"):
+        assert default in text, result.stdout
+
+
 def test_check_accepts_a_valid_file(tmp_path: Path) -> None:
     path = write_config(tmp_path, VALID, "gw.yaml")
     result = lockgate("check", "--config", str(path), cwd=tmp_path)
@@ -178,6 +193,81 @@ def test_check_prints_every_error_with_path_and_line(tmp_path: Path) -> None:
     for line, where in zip(lines, expected, strict=True):
         assert line.startswith(f"{path}: {where}"), line
     assert result.stdout == ""
+
+
+def test_check_reports_variables_schema_and_references_in_one_round(tmp_path: Path) -> None:
+    path = tmp_path / "all.yaml"
+    path.write_text(
+        "server:\n"
+        "  master_key: ${LG_TEST_SURELY_UNSET_VAR}\n"           # 2: an unset variable
+        "  drain: 5\n"                                          # 3: a misspelt key
+        "providers:\n"
+        "  openai: {type: opnai}\n"                             # 5: a misspelt type
+        "  claude: {type: anthropic, api_key: x}\n"
+        "models:\n"
+        "  gpt:\n"
+        "    targets: [{provider: openia}]\n"                    # 9: a misspelt provider
+        "    retries: many\n"                                   # 10: a wrong type
+        "teams:\n"
+        "  - {name: research}\n"
+        "keys:\n"
+        "  - {name: ci, key: '${LG_TEST_OTHER_UNSET}', team: reserch, models: [gtp]}\n"  # 14
+    )
+    result = lockgate("check", "--config", str(path), cwd=tmp_path)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    expected = [
+        "server.master_key (line 2): environment variable LG_TEST_SURELY_UNSET_VAR is not set",
+        "server.drain (line 3): unknown key (did you mean 'drain_s'?)",
+        "providers.openai (line 5): unknown provider type 'opnai' (did you mean 'openai'?)",
+        "models.gpt.targets.0.provider (line 9): no provider named 'openia' (did you mean 'openai'?)",
+        "models.gpt.retries (line 10): ",
+        "keys.0.key (line 14): environment variable LG_TEST_OTHER_UNSET is not set",
+        "keys.0.models (line 14): no model named 'gtp' (did you mean 'gpt'?)",
+        "keys.0.team (line 14): no team named 'reserch' (did you mean 'research'?)",
+    ]
+    assert len(lines) == len(expected), result.stderr
+    for where in expected:  # file order; problems on one line in any order
+        assert any(line.startswith(f"{path}: {where}") for line in lines), (where, result.stderr)
+    assert [line.split(" (line ")[1].split(")")[0] for line in lines] == \
+        ["2", "3", "5", "9", "10", "14", "14", "14"]
+
+
+def test_check_warns_about_keys_that_reach_nothing_and_unpriced_budgets(tmp_path: Path) -> None:
+    path = tmp_path / "warn.yaml"
+    path.write_text(
+        "providers:\n"
+        "  oai: {type: openai, api_key: x}\n"
+        "  local: {type: openai, api_key: x, base_url: 'http://127.0.0.1:9/v1'}\n"
+        "models:\n"
+        "  gpt: {targets: [{provider: oai, model: gpt-4o-mini}]}\n"    # priced by the list
+        "  mine: {targets: [{provider: local, model: my-finetune}]}\n"  # no price anywhere
+        "  mine-priced:\n"
+        "    targets: [{provider: local, model: my-finetune}]\n"
+        "    price: {input_per_mtok_usd: 1, output_per_mtok_usd: 2}\n"
+        "teams:\n"
+        "  - {name: research, models: [gpt], budget_usd: 50}\n"        # 11: only priced: fine
+        "  - {name: lab, budget_usd: 50}\n"                            # 12: every model
+        "keys:\n"
+        "  - {name: ci, key: lg-ci-key-0123456789, team: research, models: [mine]}\n"  # 14
+        "  - {name: capped, key: lg-capped-0123456789, models: [gpt, mine], budget_usd: 5}\n"  # 15
+        "  - {name: safe, key: lg-safe-0123456789, models: [gpt, mine-priced], budget_usd: 5}\n"
+        "  - {name: empty, key: lg-empty-0123456789, models: []}\n"   # 17
+    )
+    result = lockgate("check", "--config", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("OK (2 providers, 3 models, 4 keys, 4 warnings)")
+    lines = result.stderr.strip().splitlines()
+    expected = [
+        "teams.1 (line 12): team 'lab' has a budget but can reach models without a price (mine)",
+        "keys.0 (line 14): key 'ci' can reach no model: its models (mine) and those of team 'research' "
+        "(gpt) do not meet",
+        "keys.1 (line 15): key 'capped' has a budget but can reach models without a price (mine)",
+        "keys.3 (line 17): key 'empty' can reach no model: its models list is empty",
+    ]
+    assert len(lines) == len(expected), result.stderr
+    for line, start in zip(lines, expected, strict=True):
+        assert line.startswith(f"{path}: warning: {start}"), line
 
 
 def test_check_names_a_missing_environment_variable(tmp_path: Path) -> None:

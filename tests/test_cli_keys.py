@@ -97,6 +97,7 @@ def test_create_refuses_bad_input_naming_it(config: Path, args: tuple[str, ...],
 
 
 def test_revoking_an_unknown_key_fails(config: Path) -> None:
+    assert keys(config, "create", "--name", "other").returncode == 0
     done = keys(config, "revoke", "key_nope")
     assert done.returncode == 1
     assert "no key with id 'key_nope'" in done.stderr
@@ -111,10 +112,77 @@ def test_an_invalid_config_is_refused_with_exit_2(tmp_path: Path) -> None:
 
 
 def test_without_a_config_the_default_sqlite_file_is_used(tmp_path: Path) -> None:
+    done = lockgate("keys", "create", "--name", "first", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "lockgate.db").is_file()
     done = lockgate("keys", "list", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "no keys"
-    assert (tmp_path / "lockgate.db").is_file()
+    assert "first" in done.stdout
+    assert f"storage: sqlite:///{tmp_path / 'lockgate.db'}" not in done.stderr  # relative: as given
+    assert "storage: sqlite:///lockgate.db" in done.stderr
+
+
+def test_listing_never_creates_a_database(tmp_path: Path) -> None:
+    for command in (("list",), ("revoke", "key_0123")):
+        done = lockgate("keys", *command, cwd=tmp_path)
+        assert done.returncode == 1
+        assert "no database at lockgate.db" in done.stderr, done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_relative_sqlite_path_is_beside_the_config_file(tmp_path: Path) -> None:
+    folder, elsewhere = tmp_path / "conf", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    config = folder / "lockgate.yaml"
+    config.write_text(yaml.safe_dump({"storage": "sqlite:///data/keys.db", "models": MODELS,
+                                      "providers": {"oai": {"type": "openai", "api_key": "x"}}}))
+    (folder / "data").mkdir()
+    made = lockgate("keys", "create", "--name", "ci", "--config", str(config), cwd=elsewhere)
+    assert made.returncode == 0, made.stderr
+    assert (folder / "data" / "keys.db").is_file()
+    assert list(elsewhere.iterdir()) == []
+    done = lockgate("keys", "list", "--json", "--config", "../conf/lockgate.yaml", cwd=elsewhere)
+    assert done.returncode == 0, done.stderr
+    assert [k["name"] for k in json.loads(done.stdout)["data"]] == ["ci"]
+    assert f"storage: sqlite:///{folder / 'data' / 'keys.db'}" in done.stderr
+
+
+def test_keys_commands_need_only_the_storage_settings(tmp_path: Path) -> None:
+    config = tmp_path / "lockgate.yaml"
+    config.write_text(
+        "storage: sqlite:///keys.db\n"
+        "server: {master_key: '${LG_TEST_UNSET_MASTER}'}\n"
+        "providers:\n"
+        "  oai: {type: openai, api_key: '${LG_TEST_UNSET_PROVIDER_SECRET}'}\n"
+        "models:\n"
+        "  gpt: {targets: [{provider: oai, model: gpt-4o-mini}]}\n"
+        "keys:\n"
+        "  - {name: static, key: '${LG_TEST_UNSET_CONFIG_KEY}'}\n")
+    made = keys(config, "create", "--name", "ci", "--models", "gpt")
+    assert made.returncode == 0, made.stderr
+    assert "ci" in [k["name"] for k in listed(config)]
+    checked = lockgate("check", "--config", str(config), cwd=tmp_path)  # serving needs them all
+    assert checked.returncode == 1
+    for variable in ("LG_TEST_UNSET_MASTER", "LG_TEST_UNSET_PROVIDER_SECRET", "LG_TEST_UNSET_CONFIG_KEY"):
+        assert f"environment variable {variable} is not set" in checked.stderr
+
+
+def test_keys_commands_still_need_the_storage_variables(tmp_path: Path) -> None:
+    config = tmp_path / "lockgate.yaml"
+    config.write_text("storage: '${LG_TEST_UNSET_DATABASE_URL}'\n")
+    done = keys(config, "list")
+    assert done.returncode == 2
+    assert "storage (line 1): environment variable LG_TEST_UNSET_DATABASE_URL is not set" in done.stderr
+
+
+def test_keys_commands_say_which_database_without_its_password(tmp_path: Path) -> None:
+    config = tmp_path / "lockgate.yaml"
+    config.write_text("storage: postgresql://root:pw-not-shown-0123@127.0.0.1:9/test\n")
+    done = keys(config, "list")
+    assert done.returncode == 1
+    assert "storage: postgresql://root:***@127.0.0.1:9/test" in done.stderr
+    assert "pw-not-shown-0123" not in done.stderr + done.stdout
 
 
 def test_migrate_prints_the_revision(config: Path) -> None:

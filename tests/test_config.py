@@ -124,20 +124,23 @@ def test_a_missing_variable_in_a_list_item_names_the_index() -> None:
 # --- unknown keys ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "path", "line"), [
-    ("provders: {}\n", "provders", 1),
-    ("server:\n  drain: 5\n", "server.drain", 2),
-    ("providers:\n  oai:\n    type: openai\n    api-key: x\n", "providers.oai.api-key", 4),
-    (MODEL + "    retry: 3\n", "models.gpt.retry", 6),
+@pytest.mark.parametrize(("text", "path", "line", "meant"), [
+    ("provders: {}\n", "provders", 1, "providers"),
+    ("server:\n  drain: 5\n", "server.drain", 2, "drain_s"),
+    ("providers:\n  oai:\n    type: openai\n    api-key: x\n", "providers.oai.api-key", 4, "api_key"),
+    (MODEL + "    retry: 3\n", "models.gpt.retry", 6, "retries"),
     (PROVIDERS + "models:\n  gpt:\n    targets:\n      - provider: oai\n        wieght: 2\n",
-     "models.gpt.targets.0.wieght", 7),
-    (MODEL + "keys:\n  - name: ci\n    key: lg-ci-key-0123456789\n    rmp: 60\n", "keys.0.rmp", 9),
-    ("teams:\n  - {name: research, budget: 5}\n", "teams.0.budget", 2),
-    (MODEL + "    price: {input_usd: 1}\n", "models.gpt.price.input_usd", 6),
+     "models.gpt.targets.0.wieght", 7, "weight"),
+    (MODEL + "keys:\n  - name: ci\n    key: lg-ci-key-0123456789\n    rmp: 60\n", "keys.0.rmp", 9, "rpm"),
+    ("teams:\n  - {name: research, budget: 5}\n", "teams.0.budget", 2, "budget_usd"),
+    (MODEL + "    price: {input_usd: 1}\n", "models.gpt.price.input_usd", 6, "input_per_mtok_usd"),
+    ("server:\n  zzz: 1\n", "server.zzz", 2, None),
 ])
-def test_unknown_keys_are_rejected_with_path_and_line(text: str, path: str, line: int) -> None:
+def test_unknown_keys_are_rejected_with_path_line_and_the_key_meant(
+        text: str, path: str, line: int, meant: str | None) -> None:
     problem = the_problem(text)
-    assert (problem.path, problem.line, problem.message) == (path, line, "unknown key")
+    hint = f" (did you mean {meant!r}?)" if meant else ""
+    assert (problem.path, problem.line, problem.message) == (path, line, f"unknown key{hint}")
 
 
 # --- types and ranges --------------------------------------------------------------------------
@@ -391,3 +394,56 @@ def test_an_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "absent.yaml", {})
     assert "absent.yaml" in str(caught.value)
+
+
+# --- storage path --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("storage", "expected"), [
+    ("sqlite:///gw.db", "sqlite:///{folder}/gw.db"),
+    ("sqlite:///data/../gw.db?timeout=5", "sqlite:///{folder}/gw.db?timeout=5"),
+    ("sqlite+aiosqlite:///gw.db", "sqlite+aiosqlite:///{folder}/gw.db"),
+    ("sqlite:////var/lib/gw.db", "sqlite:////var/lib/gw.db"),
+    ("sqlite:///:memory:", "sqlite:///:memory:"),
+    ("postgresql://u@db/gw", "postgresql://u@db/gw"),
+])
+def test_a_relative_sqlite_path_is_relative_to_the_config_file(
+        tmp_path: Path, storage: str, expected: str) -> None:
+    (tmp_path / "conf").mkdir()
+    path = tmp_path / "conf" / "gw.yaml"
+    path.write_text(f"storage: '{storage}'\n")
+    assert load_config(path, {}).storage == expected.format(folder=tmp_path / "conf")
+
+
+def test_without_a_config_file_the_default_sqlite_path_is_the_working_directory() -> None:
+    assert load_config(None, {}).storage == "sqlite:///lockgate.db"
+
+
+def test_a_caller_may_ignore_unset_variables_outside_the_sections_it_uses() -> None:
+    text = MODEL.replace("sk-test-0123456789", "'${LG_UNSET}'") + "storage: sqlite:///${DB}.db\n"
+    assert parse_config(text, {"DB": "x"}, sections=frozenset({"storage", "models"})).storage \
+        == "sqlite:///x.db"
+    assert [p.path for p in problems(text, {"DB": "x"})] == ["providers.oai.api_key"]
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, {}, sections=frozenset({"storage"}))
+    assert [p.path for p in caught.value.problems] == ["providers.oai.api_key", "storage"]
+
+
+def test_an_unquoted_variable_in_a_flow_mapping_is_explained() -> None:
+    problem = the_problem("keys:\n  - {name: ci, key: ${CI_KEY}}\n", {"CI_KEY": "lg-0123456789"})
+    assert problem.line == 2
+    assert 'quote a value that holds ${...}: key: "${NAME}"' in problem.message
+    assert parse_config('keys:\n  - {name: ci, key: "${CI_KEY}"}\n', {"CI_KEY": "lg-0123456789"}).keys
+
+
+@pytest.mark.parametrize("text", [
+    "providers:\n  oai: {type: openai, api_key: x, path: models/m.onnx}\n",
+    "providers:\n  oai: {type: openai, api_key: x, threads: 4}\n",
+    "providers:\n  local: {type: onnx, path: models/fraud.onnx, threads: 2}\n",
+    "providers:\n  local: {type: sklearn, path: models/iris.joblib}\n",
+])
+def test_in_process_model_settings_are_refused_until_they_are_built(text: str) -> None:
+    problem = the_problem(text)
+    assert problem.line == 2
+    assert "in-process models (sklearn, onnx), which this version of lockgate does not run" \
+        in problem.message

@@ -7,21 +7,31 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from lockgate import __version__, cli_keys
-from lockgate.config import Config, ConfigError, find_config_path, load_config
+from lockgate.config import (
+    Config,
+    ConfigError,
+    ConfigProblem,
+    find_config_path,
+    line_numbers,
+    load_config,
+)
 
 EXIT_REFUSED = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lockgate", description="The lockgate AI gateway.")
+    parser.add_argument("--version", action="version", version=f"lockgate {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the gateway")
     serve.add_argument("--config", help="config file (default: $LOCKGATE_CONFIG, ./lockgate.yaml)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=4000)
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=4000, help="port to listen on (default: %(default)s)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="worker processes sharing the port (default: %(default)s)")
     serve.add_argument("--insecure", action="store_true",
                        help="allow an open gateway (no keys) on a non-loopback address")
     check = commands.add_parser("check", help="validate the config without serving")
@@ -48,6 +58,7 @@ def _load(explicit: str | None) -> Config:
 
 
 def _check(explicit: str | None) -> int:
+    """Every problem at once on stderr (exit 1); else the warnings on stderr and OK on stdout."""
     path = find_config_path(explicit, os.environ)
     try:
         config = load_config(path)
@@ -55,9 +66,16 @@ def _check(explicit: str | None) -> int:
         for problem in exc.problems:
             print(f"{path}: {problem}", file=sys.stderr)
         return 1
+    from lockgate.checkup import warnings
+
+    found = warnings(config)
+    lines = line_numbers(Path(path).read_text()) if path and found else {}
+    for where, message in found:
+        print(f"{path or 'built-in defaults'}: warning: "
+              f"{ConfigProblem(where, message, lines.get(tuple(where.split('.'))))}", file=sys.stderr)
     where = path or "built-in defaults"
     print(f"{where}: OK ({len(config.providers)} providers, {len(config.models)} models, "
-          f"{len(config.keys)} keys)")
+          f"{len(config.keys)} keys{f', {len(found)} warnings' if found else ''})")
     return 0
 
 

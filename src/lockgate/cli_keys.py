@@ -55,14 +55,24 @@ def add_commands(commands: Subcommands[argparse.ArgumentParser]) -> None:
         parser.add_argument("--config", help="config file (default: $LOCKGATE_CONFIG, ./lockgate.yaml)")
 
 
+# The only section whose variables these commands need: a provider's secret or a config key's
+# need not be set in the shell that lists or creates keys (unset, they keep their ${NAME} text).
+_SECTIONS = frozenset({"storage"})
+
+
 def main(args: argparse.Namespace) -> int:
     try:
-        config = load_config(find_config_path(args.config, os.environ))
+        config = load_config(find_config_path(args.config, os.environ), sections=_SECTIONS)
     except ConfigError as exc:
         return _fail(f"invalid config: {exc.problems[0]} (run 'lockgate check')", EXIT_BAD_CONFIG)
     if args.command == "migrate":
         return _run(config, _migrate, args)
     command = {"create": _create, "list": _list, "revoke": _revoke}[args.keys_command]
+    if args.keys_command != "create" and (missing := _missing_sqlite_file(config.storage)):
+        return _fail(f"no database at {missing}: nothing to {args.keys_command} (check the config's "
+                     "storage, or create a key or run 'lockgate migrate' to start one there)")
+    # On stderr: which database answered, so that a wrong folder or URL shows (stdout stays JSON).
+    print(f"storage: {_safe_url(config.storage)}", file=sys.stderr)
     return _run(config, command, args)
 
 
@@ -197,6 +207,20 @@ def _reason(exc: BaseException) -> str:
     cause = getattr(exc, "orig", None) or exc
     text = str(cause).strip().splitlines()
     return f"{type(cause).__name__}: {text[0]}" if text else type(cause).__name__
+
+
+def _missing_sqlite_file(url: str) -> str | None:
+    """The SQLite file ``url`` names, if it does not exist: opening it would create it empty."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return None  # the storage error will say what is wrong with it
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    return None if os.path.exists(database) else database
 
 
 def _safe_url(url: str) -> str:
