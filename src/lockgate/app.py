@@ -78,6 +78,7 @@ class Gateway:
         else:
             await check_schema(self.store.engine)
         await self.keycache.refresh()
+        self.auth.decide_open(await self._stored_key_count())
         self.keycache.start()
         self.writer.start()
         self._session = aiohttp.ClientSession(
@@ -113,6 +114,14 @@ class Gateway:
         self.routes[("GET", "/healthz")] = _health
         self.routes[("GET", "/readyz")] = self._readyz
         self.ready = True
+
+    async def _stored_key_count(self) -> int | None:
+        """None when storage cannot say: the gateway then starts closed, never open."""
+        try:
+            return await self.store.key_count()
+        except Exception as exc:
+            log.warning("cannot count stored keys (%s): starting closed", type(exc).__name__)
+            return None
 
     def _admin_app(self) -> ASGIApp:
         """The admin API, built on its first request: a gateway nobody administers never loads

@@ -53,7 +53,11 @@ def presented_key(scope: Scope) -> str | None:
 
 class Authenticator:
     """Static keys come from the config; stored keys (admin API, ``lockgate keys``) are swapped
-    in whole by ``load_stored`` whenever the background refresh sees a change."""
+    in whole by ``load_stored`` whenever the background refresh sees a change.
+
+    Whether the gateway is open (no key at all) is decided once, by ``decide_open`` at start-up:
+    nothing later (revoking the last stored key, a storage outage, an empty snapshot) opens it.
+    Until then it is closed, so a request that races start-up is never let in by mistake."""
 
     def __init__(self, config: Config) -> None:
         teams = {t.name: t for t in config.teams}
@@ -62,16 +66,20 @@ class Authenticator:
         if master:
             self._static[digest(master)] = Principal(key_id="master", name="master", is_master=True)
         self._by_digest = dict(self._static)
-        self.open = not self._by_digest
+        self.open = False
+
+    def decide_open(self, stored_key_count: int | None) -> bool:
+        """Open only with no config key, no master key and no key ever stored (a revoked key
+        counts: its owner meant the gateway to be keyed). ``None`` (storage unknown) closes it."""
+        self.open = not self._static and stored_key_count == 0
+        return self.open
 
     def static_principals(self) -> list[Principal]:
         return list(self._static.values())
 
     def load_stored(self, principals: dict[str, Principal]) -> None:
         """Replaces every stored key at once (one assignment: requests see old or new, never a mix)."""
-        merged = {**principals, **self._static}
-        self._by_digest = merged
-        self.open = not merged
+        self._by_digest = {**principals, **self._static}
 
     def authenticate(self, scope: Scope) -> Principal:
         if self.open:

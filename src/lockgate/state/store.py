@@ -162,6 +162,15 @@ class Store:
             await _changed(conn)
         return bool(result.rowcount)
 
+    async def key_count(self) -> int:
+        """Every key ever stored, revoked ones included (0 where the schema is not there yet):
+        what decides whether a gateway without config keys is open (§2)."""
+        async with self.engine.connect() as conn:
+            if not await conn.run_sync(lambda sync: sa.inspect(sync).has_table("keys")):
+                return 0
+            return int((await conn.execute(sa.select(sa.func.count()).select_from(schema.keys)))
+                       .scalar_one())
+
     async def auth_snapshot(self, since_marker: tuple[Any, ...] | None = None) -> AuthSnapshot | None:
         """The live keys and all teams, or None when nothing changed since ``since_marker``
         (one primary-key read of the revision counter, so it can be polled every half second).
