@@ -93,7 +93,13 @@ def stored_key_count(config: Config) -> int | None:
     decides at start-up whether it is open; None when the storage cannot be read."""
     import asyncio
 
+    from sqlalchemy.engine import make_url
+
     from lockgate.state.store import Store
+
+    url = make_url(config.storage)
+    if url.get_backend_name() == "sqlite" and not os.path.exists(url.database or ""):
+        return 0  # holds no key; not created just to look
 
     async def count() -> int:
         store = Store(config.storage)

@@ -14,9 +14,7 @@ import openai
 import pytest
 
 from conftest import CLIENT_KEY, GatewayFactory
-from gateway import GatewayServer, make_config
-from lockgate.pipeline.auth import digest
-from lockgate.state.store import Store
+from gateway import GatewayServer
 from lockgate.pipeline.auth import digest
 from lockgate.state.store import Store
 
@@ -287,75 +285,3 @@ def test_a_gateway_whose_storage_ever_had_a_key_starts_keyed(
     assert status_with(gw, None) == 401
     assert status_with(gw, "lg-made-up-key-0000000000") == 401
 
-
-# --- open or keyed: decided once, at start-up ------------------------------------------------
-
-
-def stored_key_gateway(providers: dict[str, Any], tmp_path: Path, *names: str) -> tuple[GatewayServer, list[tuple[str, str]]]:
-    """A gateway with no config key and no master key, whose keys are all in storage:
-    (id, secret) for each of ``names``, created before it starts."""
-    storage = f"sqlite:///{tmp_path}/keys.db"
-
-    async def create() -> list[tuple[str, str]]:
-        store = Store(storage)
-        await store.migrate()
-        try:
-            made = []
-            for name in names:
-                secret = f"lg-stored-{name}-0123456789"
-                row = await store.create_key({"name": name}, digest(secret), secret[:8])
-                made.append((row["id"], secret))
-            return made
-        finally:
-            await store.close()
-
-    keys = asyncio.run(create())
-    config = make_config({"providers": providers, "models": MODELS, "storage": storage})
-    return GatewayServer(config).start(), keys
-
-
-def revoke(storage: str, key_id: str) -> None:
-    async def run() -> None:
-        store = Store(storage)
-        try:
-            assert await store.revoke_key(key_id)
-        finally:
-            await store.close()
-
-    asyncio.run(run())
-
-
-def test_revoking_the_last_stored_key_never_opens_the_gateway(
-        providers: dict[str, Any], tmp_path: Path, fake_openai: Any) -> None:
-    gw, [(key_id, secret)] = stored_key_gateway(providers, tmp_path, "only")
-    try:
-        assert chat(gw, secret) == "Hello from the fake!"
-        revoke(gw.config.storage, key_id)
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline:  # until every worker has seen the revocation
-            if post(gw, "/v1/chat/completions", CHAT_BODY,
-                    {"authorization": f"Bearer {secret}"}).status_code == 401:
-                break
-            time.sleep(0.05)
-        time.sleep(1.0)  # several more polls: none of them may open the gateway
-        served = len(fake_openai.requests)
-        for headers in ({}, {"authorization": f"Bearer {secret}"},
-                        {"authorization": "Bearer lg-made-up-key-0000000000"}):
-            response = post(gw, "/v1/chat/completions", CHAT_BODY, headers)
-            assert response.status_code == 401, (headers, response.text)
-            assert response.json()["error"]["code"] == "invalid_api_key"
-        assert len(fake_openai.requests) == served
-    finally:
-        gw.stop()
-
-
-def test_a_gateway_whose_stored_keys_are_all_revoked_starts_closed(
-        providers: dict[str, Any], tmp_path: Path) -> None:
-    gw, [(key_id, _)] = stored_key_gateway(providers, tmp_path, "gone")
-    gw.stop()
-    revoke(gw.config.storage, key_id)
-    again = GatewayServer(gw.config).start()
-    try:
-        assert post(again, "/v1/chat/completions", CHAT_BODY, {}).status_code == 401
-    finally:
-        again.stop()
