@@ -18,6 +18,7 @@ from lockgate.dialects.anthropic import AnthropicDialect
 from lockgate.dialects.openai import OpenAIDialect
 from lockgate.dialects.responses import ResponsesDialect
 from lockgate.errors import GatewayError
+from lockgate.open_guard import OpenGuard
 from lockgate.pipeline.auth import Authenticator
 from lockgate.pipeline.call import Caller
 from lockgate.pipeline.chat import ChatEndpoint
@@ -59,18 +60,22 @@ class Gateway:
         self.limiter = CountingLimiter(counters, config.limits.redis_failure)
         self.auth = Authenticator(config)
         self.keycache = KeyCache(self.store, self.auth, self.limiter)
+        self._http: ASGIApp = self._dispatch  # guarded at start-up if the gateway is open
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            endpoint = self.routes.get((scope["method"], scope["path"]))
-            if endpoint is not None:
-                await endpoint(scope, receive, send)
-            elif self.ready and _is_admin_path(scope["path"]):
-                await self._admin_app()(scope, receive, send)
-            else:
-                await self._unrouted(scope, send)
+            await self._http(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = self.routes.get((scope["method"], scope["path"]))
+        if endpoint is not None:
+            await endpoint(scope, receive, send)
+        elif self.ready and _is_admin_path(scope["path"]):
+            await self._admin_app()(scope, receive, send)
+        else:
+            await self._unrouted(scope, send)
 
     async def startup(self) -> None:
         if self._migrate:
@@ -78,7 +83,8 @@ class Gateway:
         else:
             await check_schema(self.store.engine)
         await self.keycache.refresh()
-        self.auth.decide_open(await self._stored_key_count())
+        if self.auth.decide_open(await self._stored_key_count()):
+            self._http = OpenGuard(self._dispatch, self.config.server.cors_origins)
         self.keycache.start()
         self.writer.start()
         self._session = aiohttp.ClientSession(

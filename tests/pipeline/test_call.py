@@ -514,8 +514,9 @@ def test_a_client_that_disconnects_mid_stream_stops_the_upstream(gateway: Gatewa
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", gw.port)) as sock:
         body = json.dumps({"model": "gpt", "messages": HI, "stream": True}).encode()
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n"
-                     b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\n"
+                     b"content-type: application/json\r\ncontent-length: "
+                     + str(len(body)).encode() + b"\r\n\r\n" + body)
         received = b""
         while received.count(b"data: ") < 2:
             chunk = sock.recv(4096)

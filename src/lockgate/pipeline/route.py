@@ -12,11 +12,11 @@ from dataclasses import dataclass, replace
 
 from lockgate import pricing
 from lockgate.config import Config, ModelConfig, Target
-from lockgate.errors import ModelNotAllowed, ModelNotFound
+from lockgate.errors import InvalidRequest, ModelNotAllowed, ModelNotFound
 from lockgate.pipeline.auth import Principal
 from lockgate.pipeline.limits import OwnerLimits
 from lockgate.pricing import UnitPrice
-from lockgate.providers.base import Provider
+from lockgate.providers.base import Provider, safe_in_path
 from lockgate.routing.strategies import attempt_order
 
 
@@ -80,6 +80,11 @@ class Router:
         provider = self._providers.get(provider_name)
         if provider is None or not upstream:
             return None
+        if provider.model_in_path and not safe_in_path(upstream):
+            raise InvalidRequest(
+                f"model: {model!r} cannot be routed: provider {provider_name!r} puts the model id "
+                "in its URL path, where it may not contain '..', '/', '?', '#', '%', spaces or "
+                "control characters")
         price = pricing.lookup(provider.type_name, upstream)
         return ModelPlan(name=model, deployments=(Deployment(provider, upstream, price=price),))
 
