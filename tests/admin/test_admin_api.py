@@ -245,6 +245,15 @@ def test_a_key_made_over_the_api_works_within_a_second_and_a_revoked_one_stops_w
     assert admin.delete(f"/keys/{key['id']}").status_code == 200  # revoking again changes nothing
 
 
+def test_a_new_key_works_on_the_very_next_request_on_every_replica(
+        gateway: GatewayFactory, gw: GatewayServer, admin: httpx.Client, storage: str) -> None:
+    replica = gateway(models=MODELS, storage=storage, server={"master_key": MASTER})
+    for n in range(5):  # a poll landing between create and use cannot make all five pass
+        key = create_key(admin, name=f"app-{n}")
+        assert chat_status(replica, key["key"]) == 200
+        assert chat_status(gw, key["key"]) == 200
+
+
 def test_team_and_key_model_lists_apply_and_changes_reach_the_gateway(
         gw: GatewayServer, admin: httpx.Client) -> None:
     team = create_team(admin, models=["gpt"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -67,6 +68,19 @@ class Authenticator:
             self._static[digest(master)] = Principal(key_id="master", name="master", is_master=True)
         self._by_digest = dict(self._static)
         self.open = False
+        # Bumped by every full reload: a key found by a lookup that raced a reload is served
+        # but not kept, so a revocation that the reload carried cannot be undone by it.
+        self.generation = 0
+        self._lookup: Callable[[str], Awaitable[Principal | None]] | None = None
+
+    def set_lookup(self, lookup: Callable[[str], Awaitable[Principal | None]]) -> None:
+        """What to ask for a key digest not in memory (a key created since the last poll)."""
+        self._lookup = lookup
+
+    def add_stored(self, key_digest: str, principal: Principal, generation: int) -> None:
+        """Keeps a key found by a lookup, unless a reload happened since it started."""
+        if generation == self.generation:
+            self._by_digest = {**self._by_digest, key_digest: principal}
 
     def decide_open(self, stored_key_count: int | None) -> bool:
         """Open only with no config key, no master key and no key ever stored (a revoked key
@@ -80,14 +94,18 @@ class Authenticator:
     def load_stored(self, principals: dict[str, Principal]) -> None:
         """Replaces every stored key at once (one assignment: requests see old or new, never a mix)."""
         self._by_digest = {**principals, **self._static}
+        self.generation += 1
 
-    def authenticate(self, scope: Scope) -> Principal:
+    async def authenticate(self, scope: Scope) -> Principal:
         if self.open:
             return ANONYMOUS
         secret = presented_key(scope)
         if secret is None:
             raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>' or 'x-api-key'")
-        principal = self._by_digest.get(digest(secret))
+        key_digest = digest(secret)
+        principal = self._by_digest.get(key_digest)
+        if principal is None and self._lookup is not None:
+            principal = await self._lookup(key_digest)
         if principal is None:
             raise AuthenticationFailed("invalid API key")
         if principal.expires_at is not None and principal.expires_at <= time.time():

@@ -1,7 +1,16 @@
 """Keeps the stored keys and teams in memory, fresh within half a second on every worker and
 replica, so that authentication never waits on storage and a revoked key stops working within a
 second everywhere. Each poll is one cheap aggregate query; keys are reloaded only when it
-changes. Budgets of newly seen keys and teams are restored from storage into the counters."""
+changes. Budgets of newly seen keys and teams are restored from storage into the counters.
+
+A key created since the last poll (admin API, ``lockgate keys create``, another replica) must
+work on its very first request, so a digest not in memory is looked up in storage
+(``MissLookup``). Random keys must not turn every request into a query: concurrent misses of
+one digest share one lookup, a digest found missing is remembered (until the keys change, or
+``MISS_TTL_S``; at most ``MISS_MAX`` of them), and lookups are rate-limited per worker
+(``LOOKUP_RATE`` a second, bursts of ``LOOKUP_BURST``). Past that rate a miss is refused
+without a query; the poll still brings the key within half a second.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from lockgate.pipeline.auth import Authenticator, Principal
@@ -19,6 +29,11 @@ log = logging.getLogger("lockgate")
 
 POLL_S = 0.5
 RESEED_S = 60.0
+MISS_TTL_S = 30.0
+MISS_MAX = 10_000
+LOOKUP_RATE = 20.0
+LOOKUP_BURST = 20.0
+LOOKUP_TIMEOUT_S = 1.0
 
 
 def _limits(owner: str, row: dict[str, Any]) -> OwnerLimits:
@@ -46,11 +61,82 @@ def principals(snapshot: AuthSnapshot) -> dict[str, Principal]:
     return out
 
 
+class _TokenBucket:
+    def __init__(self, rate: float, burst: float) -> None:
+        self._rate, self._burst = rate, burst
+        self._tokens, self._at = burst, time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
+class MissLookup:
+    """Looks a key digest up in storage when it is not in memory; see the module docstring."""
+
+    def __init__(self, store: Store, auth: Authenticator,
+                 seed: Callable[[Principal], Awaitable[None]]) -> None:
+        self._store = store
+        self._auth = auth
+        self._seed = seed
+        self._missing: dict[str, float] = {}  # digest -> until when it is known missing
+        self._inflight: dict[str, asyncio.Future[Principal | None]] = {}
+        self._bucket = _TokenBucket(LOOKUP_RATE, LOOKUP_BURST)
+
+    def forget_misses(self) -> None:
+        """The keys changed: a digest missing before may exist now."""
+        self._missing.clear()
+
+    async def __call__(self, key_digest: str) -> Principal | None:
+        pending = self._inflight.get(key_digest)
+        if pending is None:
+            until = self._missing.get(key_digest)
+            if until is not None and until > time.monotonic():
+                return None
+            if not self._bucket.take():
+                return None
+            pending = asyncio.ensure_future(self._find(key_digest))
+            self._inflight[key_digest] = pending
+            pending.add_done_callback(lambda _: self._inflight.pop(key_digest, None))
+        # shielded: a client that goes away does not cancel the lookup others wait for
+        return await asyncio.shield(pending)
+
+    async def _find(self, key_digest: str) -> Principal | None:
+        generation = self._auth.generation
+        try:
+            found = await asyncio.wait_for(self._store.find_key(key_digest), LOOKUP_TIMEOUT_S)
+        except Exception as exc:  # storage down or slow: refuse now, not remembered as missing
+            log.debug("key lookup failed: %s", type(exc).__name__)
+            return None
+        if found is None:
+            self._remember_missing(key_digest)
+            return None
+        principal = principals(found)[key_digest]
+        await self._seed(principal)
+        self._auth.add_stored(key_digest, principal, generation)
+        return principal
+
+    def _remember_missing(self, key_digest: str) -> None:
+        if len(self._missing) >= MISS_MAX:
+            now = time.monotonic()
+            self._missing = {d: t for d, t in self._missing.items() if t > now}
+            if len(self._missing) >= MISS_MAX:  # all still fresh: drop the oldest half
+                self._missing = dict(list(self._missing.items())[MISS_MAX // 2:])
+        self._missing[key_digest] = time.monotonic() + MISS_TTL_S
+
+
 class KeyCache:
     def __init__(self, store: Store, auth: Authenticator, limiter: CountingLimiter) -> None:
         self._store = store
         self._auth = auth
         self._limiter = limiter
+        self.lookup = MissLookup(store, auth, self._seed_new)
+        auth.set_lookup(self.lookup)
         self._marker: tuple[Any, ...] | None = None
         self._seeded: set[tuple[str, str]] = set()
         self._unseeded: list[OwnerLimits] = []
@@ -72,6 +158,7 @@ class KeyCache:
         self._owners = owners
         await self._seed_budgets(owners)
         self._auth.load_stored(loaded)
+        self.lookup.forget_misses()
         self._marker = snapshot.marker
         return True
 
@@ -116,6 +203,18 @@ class KeyCache:
                 self._unseeded = owners[i:]
                 return
         self._unseeded = []
+
+    async def _seed_new(self, principal: Principal) -> None:
+        """Restores the budgets of a key found by a lookup; as in ``refresh``, a failure (the
+        counters are down) holds the key back from nobody."""
+        now = time.time()
+        for owner in principal.limits:
+            try:
+                await self._seed(owner, now)
+            except Exception as exc:
+                log.debug("cannot restore the budget of %s yet: %s", owner.owner, type(exc).__name__)
+                self._unseeded.append(owner)
+                return
 
     async def _seed(self, owner: OwnerLimits, now: float) -> None:
         if owner.budget_usd is None:

@@ -162,6 +162,19 @@ class Store:
             await _changed(conn)
         return bool(result.rowcount)
 
+    async def find_key(self, key_hash: str) -> AuthSnapshot | None:
+        """One live key by its hash, with its team (an ``AuthSnapshot`` of just that key), or
+        None: the lookup a worker makes for a key newer than its last poll."""
+        k, t = schema.keys, schema.teams
+        async with self.engine.connect() as conn:
+            key = (await conn.execute(sa.select(k).where(
+                k.c.key_hash == key_hash, k.c.revoked_at.is_(None)))).mappings().first()
+            if key is None:
+                return None
+            teams = [] if key["team_id"] is None else [dict(r) for r in (await conn.execute(
+                sa.select(t).where(t.c.id == key["team_id"]))).mappings()]
+        return AuthSnapshot(marker=(), teams=teams, keys=[dict(key)])
+
     async def key_count(self) -> int:
         """Every key ever stored, revoked ones included (0 where the schema is not there yet):
         what decides whether a gateway without config keys is open (§2)."""
