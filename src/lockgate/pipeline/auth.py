@@ -62,6 +62,7 @@ class Authenticator:
 
     def __init__(self, config: Config) -> None:
         teams = {t.name: t for t in config.teams}
+        self.config_teams = teams  # stored keys may join these by name
         self._static = {digest(k.key): _principal(k, teams.get(k.team or "")) for k in config.keys}
         master = config.server.master_key
         if master:
@@ -113,20 +114,27 @@ class Authenticator:
         return principal
 
 
+STATIC = "static/"  # the id prefix of keys and teams from the config file
+
+
 def _principal(key: KeyConfig, team: TeamConfig | None) -> Principal:
-    key_id = f"static/{key.name}"
-    team_id = f"static/{team.name}" if team else None
+    key_id = STATIC + key.name
     limits = [owner_limits(f"key:{key_id}", key)]
     if team is not None:
-        limits.append(owner_limits(f"team:{team_id}", team))
+        limits.append(config_team_limits(team))
     return Principal(
         key_id=key_id,
         name=key.name,
         models=frozenset(key.models) if key.models is not None else None,
-        team_id=team_id,
+        team_id=STATIC + team.name if team else None,
         team_models=frozenset(team.models) if team and team.models is not None else None,
         limits=tuple(lim for lim in limits if lim.any()),
     )
+
+
+def config_team_limits(team: TeamConfig) -> OwnerLimits:
+    """One set of counters per config team, whether its keys come from the config or storage."""
+    return owner_limits(f"team:{STATIC}{team.name}", team)
 
 
 class _LimitSpec(Protocol):

@@ -18,10 +18,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from lockgate.pipeline.auth import Authenticator, Principal
+from lockgate.config import TeamConfig
+from lockgate.pipeline.auth import STATIC, Authenticator, Principal, config_team_limits
 from lockgate.pipeline.limits import CountingLimiter, OwnerLimits, period_start
 from lockgate.state.store import AuthSnapshot, Store
 
@@ -41,20 +42,33 @@ def _limits(owner: str, row: dict[str, Any]) -> OwnerLimits:
                        budget_usd=row["budget_usd"], budget_period=row["budget_period"] or "total")
 
 
-def principals(snapshot: AuthSnapshot) -> dict[str, Principal]:
-    """key digest -> Principal for every live stored key."""
+def principals(snapshot: AuthSnapshot,
+               config_teams: Mapping[str, TeamConfig] | None = None) -> dict[str, Principal]:
+    """key digest -> Principal for every live stored key. A key in a config team
+    (``config_team``) shares that team's limits with the team's config keys."""
     teams = {t["id"]: t for t in snapshot.teams}
     out: dict[str, Principal] = {}
     for key in snapshot.keys:
-        team = teams.get(key["team_id"]) if key["team_id"] else None
         limits = [_limits(f"key:{key['id']}", key)]
-        if team is not None:
+        team_id: str | None = None
+        team_models: list[str] | tuple[str, ...] | None = None
+        team = teams.get(key["team_id"]) if key["team_id"] else None
+        if key.get("config_team"):
+            config_team = (config_teams or {}).get(key["config_team"])
+            team_id = STATIC + key["config_team"]
+            # A team gone from the config takes its model list with it: its keys may use no
+            # model (rather than every model) until they are moved.
+            team_models = config_team.models if config_team is not None else []
+            if config_team is not None:
+                limits.append(config_team_limits(config_team))
+        elif team is not None:
+            team_id, team_models = team["id"], team["models"]
             limits.append(_limits(f"team:{team['id']}", team))
         out[key["key_hash"]] = Principal(
             key_id=key["id"], name=key["name"],
             models=frozenset(key["models"]) if key["models"] is not None else None,
-            team_id=team["id"] if team else None,
-            team_models=frozenset(team["models"]) if team and team["models"] is not None else None,
+            team_id=team_id,
+            team_models=frozenset(team_models) if team_models is not None else None,
             limits=tuple(lim for lim in limits if lim.any()),
             expires_at=key["expires_at"],
         )
@@ -116,7 +130,7 @@ class MissLookup:
         if found is None:
             self._remember_missing(key_digest)
             return None
-        principal = principals(found)[key_digest]
+        principal = principals(found, self._auth.config_teams)[key_digest]
         await self._seed(principal)
         self._auth.add_stored(key_digest, principal, generation)
         return principal
@@ -153,7 +167,7 @@ class KeyCache:
             if self._unseeded:
                 await self._seed_budgets(self._unseeded)
             return False
-        loaded = principals(snapshot)
+        loaded = principals(snapshot, self._auth.config_teams)
         owners = [owner for p in (*loaded.values(), *self._auth.static_principals()) for owner in p.limits]
         self._owners = owners
         await self._seed_budgets(owners)

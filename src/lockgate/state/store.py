@@ -137,6 +137,7 @@ class Store:
         now = time.time()
         row = {"id": new_id("key"), "name": values["name"], "key_hash": key_hash,
                "key_prefix": key_prefix, "team_id": values.get("team_id"),
+               "config_team": values.get("config_team"),
                "expires_at": values.get("expires_at"), "privacy": values.get("privacy"),
                "created_at": now, "updated_at": now, **_limits_of(values)}
         async with self.engine.begin() as conn:
