@@ -390,3 +390,12 @@ def test_the_installed_script_runs(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=20, check=False)
     assert result.returncode == 0
     assert result.stdout.strip() == f"lockgate {__version__}"
+
+
+def test_stored_keys_are_enough_to_listen_on_the_network(tmp_path: Path) -> None:
+    path = write_config(tmp_path, {**VALID, "storage": f"sqlite:///{tmp_path}/keys.db"})
+    created = lockgate("keys", "create", "--name", "app", "--config", str(path), cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    with Serving("--host", "0.0.0.0", "--config", str(path), cwd=tmp_path) as gw:
+        gw.terminate()
+        assert gw.wait(timeout=10)[0] == 0

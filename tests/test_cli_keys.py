@@ -220,3 +220,28 @@ def test_a_running_gateway_honours_keys_made_and_revoked_from_the_shell(
     assert [(e["action"], e["target"]) for e in audit] == [
         ("key.revoke", key["id"]), ("key.create", key["id"])]
     assert all(e["actor"].startswith("cli") for e in audit)
+
+
+def test_config_keys_are_listed_marked_and_a_stored_key_may_join_a_config_team(tmp_path: Path) -> None:
+    path = tmp_path / "lockgate.yaml"
+    path.write_text(yaml.safe_dump({
+        "storage": f"sqlite:///{tmp_path}/control.db",
+        "providers": {"oai": {"type": "openai", "api_key": "x", "base_url": "http://127.0.0.1:9/v1"}},
+        "models": MODELS,
+        "teams": [{"name": "research", "models": ["gpt"]}],
+        "keys": [{"name": "ci", "key": "lg-config-secret-0123456789", "team": "research"}],
+    }))
+    created = keys(path, "create", "--name", "app", "--team", "research", "--json")
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["team_id"] == "static/research"
+    rows = listed(path)
+    assert [(r["id"], r["source"], r["team_id"]) for r in rows] == [
+        ("static/ci", "config", "static/research"),
+        (json.loads(created.stdout)["id"], "stored", "static/research")]
+    table = keys(path, "list").stdout
+    assert "SOURCE" in table.splitlines()[0]
+    assert "config" in table and "stored" in table
+    assert "lg-config" not in table  # no part of a config key's secret is shown
+    refused = keys(path, "revoke", "static/ci")
+    assert refused.returncode == 1
+    assert "config file" in refused.stderr

@@ -18,6 +18,7 @@ from lockgate.dialects.anthropic import AnthropicDialect
 from lockgate.dialects.openai import OpenAIDialect
 from lockgate.dialects.responses import ResponsesDialect
 from lockgate.errors import GatewayError
+from lockgate.open_guard import OpenGuard
 from lockgate.pipeline.auth import Authenticator
 from lockgate.pipeline.call import Caller
 from lockgate.pipeline.chat import ChatEndpoint
@@ -59,18 +60,22 @@ class Gateway:
         self.limiter = CountingLimiter(counters, config.limits.redis_failure)
         self.auth = Authenticator(config)
         self.keycache = KeyCache(self.store, self.auth, self.limiter)
+        self._http: ASGIApp = self._dispatch  # guarded at start-up if the gateway is open
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            endpoint = self.routes.get((scope["method"], scope["path"]))
-            if endpoint is not None:
-                await endpoint(scope, receive, send)
-            elif self.ready and _is_admin_path(scope["path"]):
-                await self._admin_app()(scope, receive, send)
-            else:
-                await self._unrouted(scope, send)
+            await self._http(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = self.routes.get((scope["method"], scope["path"]))
+        if endpoint is not None:
+            await endpoint(scope, receive, send)
+        elif self.ready and _is_admin_path(scope["path"]):
+            await self._admin_app()(scope, receive, send)
+        else:
+            await self._unrouted(scope, send)
 
     async def startup(self) -> None:
         if self._migrate:
@@ -78,6 +83,8 @@ class Gateway:
         else:
             await check_schema(self.store.engine)
         await self.keycache.refresh()
+        if self.auth.decide_open(await self._stored_key_count()):
+            self._http = OpenGuard(self._dispatch, self.config.server.cors_origins)
         self.keycache.start()
         self.writer.start()
         self._session = aiohttp.ClientSession(
@@ -113,6 +120,14 @@ class Gateway:
         self.routes[("GET", "/healthz")] = _health
         self.routes[("GET", "/readyz")] = self._readyz
         self.ready = True
+
+    async def _stored_key_count(self) -> int | None:
+        """None when storage cannot say: the gateway then starts closed, never open."""
+        try:
+            return await self.store.key_count()
+        except Exception as exc:
+            log.warning("cannot count stored keys (%s): starting closed", type(exc).__name__)
+            return None
 
     def _admin_app(self) -> ASGIApp:
         """The admin API, built on its first request: a gateway nobody administers never loads

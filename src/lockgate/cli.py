@@ -86,7 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
         first = exc.problems[0]
         more = f" (and {len(exc.problems) - 1} more; run 'lockgate check')" if len(exc.problems) > 1 else ""
         return _refuse(f"invalid config: {first}{more}")
-    reason = refusal(config, args.host, args.workers, args.insecure)
+    reason = refusal(config, args.host, args.workers, args.insecure, stored_key_count(config))
     if reason:
         return _refuse(reason)
     # imported late: `check` and `version` stay fast
@@ -106,11 +106,39 @@ def _serve(args: argparse.Namespace) -> int:
         return _refuse(f"storage {redact_url(config.storage)} is not usable: {exc}")
 
 
-def refusal(config: Config, host: str, workers: int, insecure: bool) -> str | None:
-    """Why ``serve`` must not start with these settings (§1), or None."""
+def stored_key_count(config: Config) -> int | None:
+    """Keys ever stored in the configured storage, counted as the gateway counts them when it
+    decides at start-up whether it is open; None when the storage cannot be read."""
+    import asyncio
+
+    from sqlalchemy.engine import make_url
+
+    from lockgate.state.store import Store
+
+    url = make_url(config.storage)
+    if url.get_backend_name() == "sqlite" and not os.path.exists(url.database or ""):
+        return 0  # holds no key; not created just to look
+
+    async def count() -> int:
+        store = Store(config.storage)
+        try:
+            return await store.key_count()
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(count())
+    except Exception:
+        return None  # the gateway, unable to count either, starts closed
+
+
+def refusal(config: Config, host: str, workers: int, insecure: bool,
+            stored_keys: int | None = 0) -> str | None:
+    """Why ``serve`` must not start with these settings (§1), or None. ``stored_keys``: as
+    ``stored_key_count``; a gateway with stored keys is not open, wherever it listens."""
     if workers < 1:
         return "--workers must be at least 1"
-    open_gateway = not config.keys and not config.server.master_key
+    open_gateway = not config.keys and not config.server.master_key and stored_keys == 0
     if open_gateway and host not in ("127.0.0.1", "localhost", "::1") and not insecure:
         return (f"refusing to serve an open gateway (no keys, no master key) on {host}; "
                 "configure keys or server.master_key, or pass --insecure")

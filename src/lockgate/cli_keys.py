@@ -132,7 +132,7 @@ async def _create(control: Control, args: argparse.Namespace) -> int:
 async def _list(control: Control, args: argparse.Namespace) -> int:
     from lockgate.admin.views import key_view
 
-    keys = [key_view(k) for k in await control.store.list_keys()]
+    keys = [key_view(k) for k in await control.list_keys()]
     if args.json:
         _print_json({"data": keys})
     else:
@@ -157,7 +157,8 @@ async def _migrate(control: Control, args: argparse.Namespace) -> int:
 
 # --- output ------------------------------------------------------------------------------------
 
-_COLUMNS = ("id", "name", "key_prefix", "status", "team_id", "models", "limits", "expires_at")
+_COLUMNS = ("id", "name", "source", "key_prefix", "status", "team_id", "models", "limits",
+            "expires_at")
 
 
 def _print_table(keys: list[dict[str, Any]]) -> None:

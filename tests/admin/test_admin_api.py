@@ -245,6 +245,15 @@ def test_a_key_made_over_the_api_works_within_a_second_and_a_revoked_one_stops_w
     assert admin.delete(f"/keys/{key['id']}").status_code == 200  # revoking again changes nothing
 
 
+def test_a_new_key_works_on_the_very_next_request_on_every_replica(
+        gateway: GatewayFactory, gw: GatewayServer, admin: httpx.Client, storage: str) -> None:
+    replica = gateway(models=MODELS, storage=storage, server={"master_key": MASTER})
+    for n in range(5):  # a poll landing between create and use cannot make all five pass
+        key = create_key(admin, name=f"app-{n}")
+        assert chat_status(replica, key["key"]) == 200
+        assert chat_status(gw, key["key"]) == 200
+
+
 def test_team_and_key_model_lists_apply_and_changes_reach_the_gateway(
         gw: GatewayServer, admin: httpx.Client) -> None:
     team = create_team(admin, models=["gpt"])
@@ -417,3 +426,83 @@ def test_a_wrong_method_is_405(shared_gw: GatewayServer, admin: httpx.Client) ->
     response = admin.put("/keys", json={})
     assert response.status_code == 405
     assert error_of(response)["code"] == "method_not_allowed"
+
+
+# --- config teams and keys: one set with the stored ones --------------------------------------
+
+CONFIG_KEY = "lg-config-key-for-admin-0123456789"
+
+
+@pytest.fixture
+def mixed(gateway: GatewayFactory, tmp_path: Any) -> GatewayServer:
+    return gateway(models=MODELS, storage=f"sqlite:///{tmp_path}/lockgate.db",
+                   server={"master_key": MASTER},
+                   teams=[{"name": "research", "models": ["gpt"], "rpm": 2}],
+                   keys=[{"name": "ci", "key": CONFIG_KEY, "team": "research", "tpm": 5000}])
+
+
+@pytest.fixture
+def mixed_admin(mixed: GatewayServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"{mixed.url}/admin", timeout=10,
+                      headers={"authorization": f"Bearer {MASTER}"}) as client:
+        yield client
+
+
+def test_config_teams_and_keys_are_listed_with_their_source(mixed_admin: httpx.Client) -> None:
+    stored_team = create_team(mixed_admin, name="ops")
+    stored_key = create_key(mixed_admin, team="ops")
+    teams = mixed_admin.get("/teams").json()["data"]
+    assert [(t["id"], t["name"], t["source"]) for t in teams] == [
+        ("static/research", "research", "config"), (stored_team["id"], "ops", "stored")]
+    assert teams[0]["models"] == ["gpt"] and teams[0]["rpm"] == 2
+    keys = mixed_admin.get("/keys").json()["data"]
+    assert [(k["id"], k["source"], k["team_id"]) for k in keys] == [
+        ("static/ci", "config", "static/research"), (stored_key["id"], "stored", stored_team["id"])]
+    assert keys[0]["tpm"] == 5000 and keys[0]["status"] == "active"
+    assert CONFIG_KEY[:6] not in mixed_admin.get("/keys").text
+    one = mixed_admin.get("/keys/static/ci")
+    assert one.status_code == 200 and one.json()["spend_usd"] == 0
+    assert mixed_admin.get("/teams/static/research").json()["source"] == "config"
+    assert mixed_admin.get("/keys/static/nobody").status_code == 404
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("PATCH", "/keys/static/ci", {"rpm": 1000}),
+    ("DELETE", "/keys/static/ci", None),
+    ("PATCH", "/teams/static/research", {"models": ["gpt", "big"]}),
+    ("DELETE", "/teams/static/research", None),
+])
+def test_config_entries_are_read_only(mixed: GatewayServer, mixed_admin: httpx.Client, method: str,
+                                      path: str, body: dict[str, Any] | None) -> None:
+    response = mixed_admin.request(method, path, json=body)
+    assert response.status_code == 409
+    error = error_of(response)
+    assert error["code"] == "read_only" and "config file" in error["message"]
+    assert chat_status(mixed, CONFIG_KEY) == 200  # the config key still works as configured
+    assert chat_status(mixed, CONFIG_KEY, "big") == 403
+
+
+def test_a_stored_team_cannot_take_a_config_teams_name(mixed_admin: httpx.Client) -> None:
+    response = mixed_admin.post("/teams", json={"name": "research"})
+    assert response.status_code == 409
+    assert error_of(response)["code"] == "conflict"
+
+
+@pytest.mark.parametrize("team", ["research", "static/research"])
+def test_a_stored_key_joins_a_config_team_and_shares_its_limits(
+        mixed: GatewayServer, mixed_admin: httpx.Client, team: str) -> None:
+    key = create_key(mixed_admin, team=team)
+    assert key["team_id"] == "static/research"
+    assert chat_status(mixed, key["key"], "big") == 403  # the team's model list applies
+    assert chat_status(mixed, key["key"]) == 200
+    assert chat_status(mixed, CONFIG_KEY) == 200
+    assert chat_status(mixed, key["key"]) == 429  # one rpm counter for the whole team
+    [*_, record] = records_of(mixed, 3)
+    assert record.team_id == "static/research"
+
+
+def records_of(gw: GatewayServer, count: int) -> list[Any]:
+    deadline = time.monotonic() + 2
+    while len(gw.records) < count and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return gw.records

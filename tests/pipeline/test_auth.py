@@ -3,7 +3,9 @@ the open gateway. Driven through a real gateway with the official SDKs, as users
 
 from __future__ import annotations
 
+import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -13,6 +15,8 @@ import pytest
 
 from conftest import CLIENT_KEY, GatewayFactory
 from gateway import GatewayServer
+from lockgate.pipeline.auth import digest
+from lockgate.state.store import Store
 
 OTHER_KEY = "lg-test-other-key-9876543210"
 TEAM_KEY = "lg-test-team-key-5555555555"
@@ -217,3 +221,67 @@ def test_a_master_key_alone_closes_the_gateway(gateway: GatewayFactory) -> None:
     gw = gateway(models=MODELS, server={"master_key": MASTER_KEY})
     assert post(gw, "/v1/chat/completions", CHAT_BODY, {}).status_code == 401
     assert chat(gw, MASTER_KEY) == "Hello from the fake!"
+
+
+# --- open or keyed: decided once, at start-up -----------------------------------------------
+
+
+def stored_keys(path: Path, *names: str) -> tuple[str, list[tuple[str, str]]]:
+    """A SQLite storage holding a key per name: its URL and (id, secret) pairs."""
+    url = f"sqlite:///{path}/keys.db"
+
+    async def create() -> list[tuple[str, str]]:
+        store = Store(url)
+        await store.migrate()
+        try:
+            out = []
+            for name in names:
+                secret = f"lg-stored-{name}-0123456789"
+                row = await store.create_key({"name": name}, digest(secret), secret[:8])
+                out.append((row["id"], secret))
+            return out
+        finally:
+            await store.close()
+
+    return url, asyncio.run(create())
+
+
+def revoke(url: str, key_id: str) -> None:
+    async def run() -> None:
+        store = Store(url)
+        try:
+            assert await store.revoke_key(key_id)
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+def status_with(gw: GatewayServer, key: str | None) -> int:
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    return post(gw, "/v1/chat/completions", CHAT_BODY, headers).status_code
+
+
+def test_revoking_the_last_stored_key_never_opens_the_gateway(
+        gateway: GatewayFactory, tmp_path: Path) -> None:
+    url, [(key_id, secret)] = stored_keys(tmp_path, "only")
+    gw = gateway(models=MODELS, storage=url)  # no keys in the config, no master key
+    assert status_with(gw, secret) == 200
+    assert status_with(gw, None) == 401
+    revoke(url, key_id)
+    deadline = time.monotonic() + 3
+    while status_with(gw, secret) != 401:  # every worker polls storage twice a second
+        assert time.monotonic() < deadline, "the revoked key still works"
+        time.sleep(0.05)
+    assert status_with(gw, None) == 401
+    assert status_with(gw, "lg-made-up-key-0000000000") == 401
+
+
+def test_a_gateway_whose_storage_ever_had_a_key_starts_keyed(
+        gateway: GatewayFactory, tmp_path: Path) -> None:
+    url, [(key_id, _)] = stored_keys(tmp_path, "gone")
+    revoke(url, key_id)
+    gw = gateway(models=MODELS, storage=url)
+    assert status_with(gw, None) == 401
+    assert status_with(gw, "lg-made-up-key-0000000000") == 401
+

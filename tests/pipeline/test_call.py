@@ -514,8 +514,9 @@ def test_a_client_that_disconnects_mid_stream_stops_the_upstream(gateway: Gatewa
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", gw.port)) as sock:
         body = json.dumps({"model": "gpt", "messages": HI, "stream": True}).encode()
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n"
-                     b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\n"
+                     b"content-type: application/json\r\ncontent-length: "
+                     + str(len(body)).encode() + b"\r\n\r\n" + body)
         received = b""
         while received.count(b"data: ") < 2:
             chunk = sock.recv(4096)
@@ -525,3 +526,34 @@ def test_a_client_that_disconnects_mid_stream_stops_the_upstream(gateway: Gatewa
     assert record.status == 499
     assert time.monotonic() - started < 3.5  # recorded well before the stream would have ended
     assert len(fake_openai.requests) == 1
+
+
+@pytest.mark.parametrize("restriction", [
+    {"keys": [{"name": "gpt-only", "key": CLIENT_KEY, "models": ["gpt"]}]},
+    {"teams": [{"name": "t", "models": ["gpt"]}],
+     "keys": [{"name": "in-team", "key": CLIENT_KEY, "team": "t"}]},
+], ids=["key", "team"])
+def test_a_fallback_the_key_may_not_use_is_never_served(
+        gateway: GatewayFactory, fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic,
+        restriction: dict[str, Any]) -> None:
+    gw = gateway(models={"gpt": one(retries=0, fallbacks=["claude"]),
+                         "claude": one("claude", "claude-sonnet-4-5")}, **restriction)
+    fake_openai.enqueue(Fail(503))
+    fake_anthropic.enqueue(Reply(text="not for this key"))
+    with pytest.raises(openai.InternalServerError) as caught:
+        oai(gw, CLIENT_KEY).chat.completions.create(model="gpt", messages=HI)
+    assert caught.value.status_code == 502
+    assert fake_anthropic.requests == []
+    assert [r.route for r in records(gw, 1)] == ["oai/gpt-4o-mini"]
+
+
+def test_a_fallback_the_key_may_use_is_still_tried(
+        gateway: GatewayFactory, fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic) -> None:
+    gw = gateway(models={"gpt": one(retries=0, fallbacks=["mini", "claude"]),
+                         "mini": one(model="gpt-4o"), "claude": one("claude", "claude-sonnet-4-5")},
+                 keys=[{"name": "two", "key": CLIENT_KEY, "models": ["gpt", "claude"]}])
+    fake_openai.enqueue(Fail(503))
+    fake_anthropic.enqueue(Reply(text="allowed fallback"))
+    answer = oai(gw, CLIENT_KEY).chat.completions.create(model="gpt", messages=HI)
+    assert answer.choices[0].message.content == "allowed fallback"
+    assert [r.json["model"] for r in fake_openai.requests] == ["gpt-4o-mini"]  # "mini" skipped

@@ -22,9 +22,9 @@ class KeyRoutes:
         return [
             Route("/keys", self.create, methods=["POST"]),
             Route("/keys", self.list, methods=["GET"]),
-            Route("/keys/{id}", self.get, methods=["GET"]),
-            Route("/keys/{id}", self.update, methods=["PATCH"]),
-            Route("/keys/{id}", self.revoke, methods=["DELETE"]),
+            Route("/keys/{id:path}", self.get, methods=["GET"]),
+            Route("/keys/{id:path}", self.update, methods=["PATCH"]),
+            Route("/keys/{id:path}", self.revoke, methods=["DELETE"]),
         ]
 
     async def create(self, request: Request) -> JSONResponse:
@@ -34,7 +34,7 @@ class KeyRoutes:
         return JSONResponse({"id": view.pop("id"), "key": secret, **view}, status_code=201)
 
     async def list(self, request: Request) -> JSONResponse:
-        return listing([key_view(k) for k in await self.control.store.list_keys()])
+        return listing([key_view(k) for k in await self.control.list_keys()])
 
     async def get(self, request: Request) -> JSONResponse:
         key = await self.control.get_key(request.path_params["id"])

@@ -20,9 +20,9 @@ class TeamRoutes:
         return [
             Route("/teams", self.create, methods=["POST"]),
             Route("/teams", self.list, methods=["GET"]),
-            Route("/teams/{id}", self.get, methods=["GET"]),
-            Route("/teams/{id}", self.update, methods=["PATCH"]),
-            Route("/teams/{id}", self.delete, methods=["DELETE"]),
+            Route("/teams/{id:path}", self.get, methods=["GET"]),
+            Route("/teams/{id:path}", self.update, methods=["PATCH"]),
+            Route("/teams/{id:path}", self.delete, methods=["DELETE"]),
         ]
 
     async def create(self, request: Request) -> JSONResponse:
@@ -31,7 +31,7 @@ class TeamRoutes:
         return JSONResponse(team_view(team), status_code=201)
 
     async def list(self, request: Request) -> JSONResponse:
-        return listing([team_view(t) for t in await self.control.store.list_teams()])
+        return listing([team_view(t) for t in await self.control.list_teams()])
 
     async def get(self, request: Request) -> JSONResponse:
         team = await self.control.get_team(request.path_params["id"])

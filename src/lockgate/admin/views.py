@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from lockgate.pipeline.auth import STATIC
+
 _LIMITS = ("models", "rpm", "tpm", "max_parallel", "budget_usd", "budget_period")
 _LOG_FIELDS = ("key_id", "team_id", "model", "route", "status", "error_code",
                "prompt_tokens", "completion_tokens", "cost_usd", "latency_ms", "cache", "stream",
@@ -27,6 +29,7 @@ def team_view(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
         "name": row["name"],
+        "source": row.get("source", "stored"),
         **{k: row[k] for k in _LIMITS},
         "metadata": row["metadata"],
         "created_at": iso(row["created_at"]),
@@ -38,9 +41,10 @@ def key_view(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
         "name": row["name"],
+        "source": row.get("source", "stored"),
         "key_prefix": row["key_prefix"],
         "status": key_status(row),
-        "team_id": row["team_id"],
+        "team_id": row["team_id"] or (STATIC + row["config_team"] if row.get("config_team") else None),
         **{k: row[k] for k in _LIMITS},
         "expires_at": iso(row["expires_at"]),
         "revoked_at": iso(row["revoked_at"]),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -53,33 +54,59 @@ def presented_key(scope: Scope) -> str | None:
 
 class Authenticator:
     """Static keys come from the config; stored keys (admin API, ``lockgate keys``) are swapped
-    in whole by ``load_stored`` whenever the background refresh sees a change."""
+    in whole by ``load_stored`` whenever the background refresh sees a change.
+
+    Whether the gateway is open (no key at all) is decided once, by ``decide_open`` at start-up:
+    nothing later (revoking the last stored key, a storage outage, an empty snapshot) opens it.
+    Until then it is closed, so a request that races start-up is never let in by mistake."""
 
     def __init__(self, config: Config) -> None:
         teams = {t.name: t for t in config.teams}
+        self.config_teams = teams  # stored keys may join these by name
         self._static = {digest(k.key): _principal(k, teams.get(k.team or "")) for k in config.keys}
         master = config.server.master_key
         if master:
             self._static[digest(master)] = Principal(key_id="master", name="master", is_master=True)
         self._by_digest = dict(self._static)
-        self.open = not self._by_digest
+        self.open = False
+        # Bumped by every full reload: a key found by a lookup that raced a reload is served
+        # but not kept, so a revocation that the reload carried cannot be undone by it.
+        self.generation = 0
+        self._lookup: Callable[[str], Awaitable[Principal | None]] | None = None
+
+    def set_lookup(self, lookup: Callable[[str], Awaitable[Principal | None]]) -> None:
+        """What to ask for a key digest not in memory (a key created since the last poll)."""
+        self._lookup = lookup
+
+    def add_stored(self, key_digest: str, principal: Principal, generation: int) -> None:
+        """Keeps a key found by a lookup, unless a reload happened since it started."""
+        if generation == self.generation:
+            self._by_digest = {**self._by_digest, key_digest: principal}
+
+    def decide_open(self, stored_key_count: int | None) -> bool:
+        """Open only with no config key, no master key and no key ever stored (a revoked key
+        counts: its owner meant the gateway to be keyed). ``None`` (storage unknown) closes it."""
+        self.open = not self._static and stored_key_count == 0
+        return self.open
 
     def static_principals(self) -> list[Principal]:
         return list(self._static.values())
 
     def load_stored(self, principals: dict[str, Principal]) -> None:
         """Replaces every stored key at once (one assignment: requests see old or new, never a mix)."""
-        merged = {**principals, **self._static}
-        self._by_digest = merged
-        self.open = not merged
+        self._by_digest = {**principals, **self._static}
+        self.generation += 1
 
-    def authenticate(self, scope: Scope) -> Principal:
+    async def authenticate(self, scope: Scope) -> Principal:
         if self.open:
             return ANONYMOUS
         secret = presented_key(scope)
         if secret is None:
             raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>' or 'x-api-key'")
-        principal = self._by_digest.get(digest(secret))
+        key_digest = digest(secret)
+        principal = self._by_digest.get(key_digest)
+        if principal is None and self._lookup is not None:
+            principal = await self._lookup(key_digest)
         if principal is None:
             raise AuthenticationFailed("invalid API key")
         if principal.expires_at is not None and principal.expires_at <= time.time():
@@ -87,20 +114,27 @@ class Authenticator:
         return principal
 
 
+STATIC = "static/"  # the id prefix of keys and teams from the config file
+
+
 def _principal(key: KeyConfig, team: TeamConfig | None) -> Principal:
-    key_id = f"static/{key.name}"
-    team_id = f"static/{team.name}" if team else None
+    key_id = STATIC + key.name
     limits = [owner_limits(f"key:{key_id}", key)]
     if team is not None:
-        limits.append(owner_limits(f"team:{team_id}", team))
+        limits.append(config_team_limits(team))
     return Principal(
         key_id=key_id,
         name=key.name,
         models=frozenset(key.models) if key.models is not None else None,
-        team_id=team_id,
+        team_id=STATIC + team.name if team else None,
         team_models=frozenset(team.models) if team and team.models is not None else None,
         limits=tuple(lim for lim in limits if lim.any()),
     )
+
+
+def config_team_limits(team: TeamConfig) -> OwnerLimits:
+    """One set of counters per config team, whether its keys come from the config or storage."""
+    return owner_limits(f"team:{STATIC}{team.name}", team)
 
 
 class _LimitSpec(Protocol):

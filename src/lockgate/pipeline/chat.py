@@ -44,7 +44,7 @@ class ChatEndpoint(Endpoint):
         return self.dialect.error_body(err)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
-        principal = self.s.auth.authenticate(scope)
+        principal = await self.s.auth.authenticate(scope)
         ctx.key_id, ctx.team_id = principal.key_id, principal.team_id
         raw = await read_body(scope, receive, self.s.max_body_bytes)
         body = parse_object(raw)

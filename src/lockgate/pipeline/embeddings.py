@@ -30,7 +30,7 @@ class EmbeddingsEndpoint(Endpoint):
         return err.openai_body()
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
-        principal = self.s.auth.authenticate(scope)
+        principal = await self.s.auth.authenticate(scope)
         ctx.key_id, ctx.team_id = principal.key_id, principal.team_id
         raw = await read_body(scope, receive, self.s.max_body_bytes)
         body = parse_object(raw)

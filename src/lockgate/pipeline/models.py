@@ -19,7 +19,7 @@ class ModelsEndpoint(Endpoint):
         return err.openai_body()
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
-        principal = self.s.auth.authenticate(scope)
+        principal = await self.s.auth.authenticate(scope)
         ctx.key_id, ctx.team_id = principal.key_id, principal.team_id
         data = [{"id": name, "object": "model", "created": self._created, "owned_by": "lockgate"}
                 for name in self.s.router.model_names if principal.may_use(name)]

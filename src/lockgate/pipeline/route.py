@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lockgate import pricing
 from lockgate.config import Config, ModelConfig, Target
-from lockgate.errors import ModelNotAllowed, ModelNotFound
+from lockgate.errors import InvalidRequest, ModelNotAllowed, ModelNotFound
 from lockgate.pipeline.auth import Principal
 from lockgate.pipeline.limits import OwnerLimits
 from lockgate.pricing import UnitPrice
-from lockgate.providers.base import Provider
+from lockgate.providers.base import Provider, safe_in_path
 from lockgate.routing.strategies import attempt_order
 
 
@@ -64,7 +64,7 @@ class Router:
             raise ModelNotFound(f"the model {model!r} does not exist")
         if not principal.may_use(model):
             raise ModelNotAllowed(f"this key may not use the model {model!r}")
-        return plan
+        return _allowed_fallbacks(plan, principal)
 
     def fallbacks(self, plan: ModelPlan) -> list[ModelPlan]:
         return [self._plans[name] for name in plan.fallbacks]
@@ -80,8 +80,21 @@ class Router:
         provider = self._providers.get(provider_name)
         if provider is None or not upstream:
             return None
+        if provider.model_in_path and not safe_in_path(upstream):
+            raise InvalidRequest(
+                f"model: {model!r} cannot be routed: provider {provider_name!r} puts the model id "
+                "in its URL path, where it may not contain '..', '/', '?', '#', '%', spaces or "
+                "control characters")
         price = pricing.lookup(provider.type_name, upstream)
         return ModelPlan(name=model, deployments=(Deployment(provider, upstream, price=price),))
+
+
+def _allowed_fallbacks(plan: ModelPlan, principal: Principal) -> ModelPlan:
+    """The plan with only the fallback models the key and its team may use (§5): a fallback
+    is another model, and the allow-list holds for every model tried, not only the one asked
+    for. The plan is copied only when something is dropped (the usual case costs nothing)."""
+    allowed = tuple(name for name in plan.fallbacks if principal.may_use(name))
+    return plan if len(allowed) == len(plan.fallbacks) else replace(plan, fallbacks=allowed)
 
 
 def _plan(name: str, model: ModelConfig, providers: Mapping[str, Provider]) -> ModelPlan:

@@ -59,6 +59,7 @@ class AnthropicProvider(Provider):
     default_base_url: ClassVar[str] = "https://api.anthropic.com"
     api_key_env: ClassVar[str | None] = "ANTHROPIC_API_KEY"
     native_dialect: ClassVar[str | None] = "anthropic"
+    model_in_path: ClassVar[bool] = False  # the model id goes in the body
     default_model: ClassVar[str | None] = "claude-sonnet-4-5"
 
     @property

@@ -50,6 +50,7 @@ class AzureProvider(OpenAIProvider):
     api_key_env = "AZURE_OPENAI_API_KEY"
     settings_keys = frozenset({"api_version"})
     default_model = None  # deployments are named by their owner; there is no common one
+    model_in_path = True  # the deployment name is in the URL path
 
     def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession) -> None:
         endpoint = (config.base_url or os.environ.get("AZURE_OPENAI_ENDPOINT") or "").rstrip("/")

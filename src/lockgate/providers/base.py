@@ -21,6 +21,7 @@ pipeline can retry them, and raises ``UpstreamError`` from the iterator for a fa
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -43,6 +44,10 @@ class Provider:
     native_dialect: ClassVar[str | None] = None
     # The model a zero-config gateway exposes when only the credential variable is set.
     default_model: ClassVar[str | None] = None
+    # True where the upstream model id goes into the request's URL path (Gemini, Vertex,
+    # Bedrock, Azure deployments): an id a client chose must then not be able to change the
+    # path (``safe_in_path``). Providers that send the id in the body set False.
+    model_in_path: ClassVar[bool] = True
 
     def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession) -> None:
         self.name = name
@@ -89,6 +94,17 @@ class Provider:
         the open response, status already checked. ``timeout`` None: the caller holds the
         deadline (one timer for the whole attempt instead of one per step)."""
         raise NotImplementedError
+
+
+# "..", a path separator, a query or fragment start, a percent-escape (decoded by some servers
+# and proxies) and any whitespace or control character.
+_UNSAFE_IN_PATH = re.compile(r"\.\.|[/\\?#%\s\x00-\x1f\x7f]")
+
+
+def safe_in_path(model_id: str) -> bool:
+    """Whether a client-chosen model id can go into an upstream URL path without changing
+    which endpoint it names (``gemini/../../v1beta/cachedContents?...`` must not)."""
+    return _UNSAFE_IN_PATH.search(model_id) is None
 
 
 _SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "x-goog-api-key"})

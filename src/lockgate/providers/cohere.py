@@ -411,6 +411,7 @@ class CohereProvider(Provider):
     api_key_env: ClassVar[str | None] = "CO_API_KEY"
     default_model: ClassVar[str | None] = "command-a-03-2025"
     native_dialect: ClassVar[str | None] = None
+    model_in_path: ClassVar[bool] = False  # the model id goes in the body
 
     def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession) -> None:
         super().__init__(name, config, session)

@@ -416,6 +416,7 @@ class MistralProvider(Provider):
     api_key_env: ClassVar[str | None] = "MISTRAL_API_KEY"
     default_model: ClassVar[str | None] = "mistral-small-latest"
     native_dialect: ClassVar[str | None] = None
+    model_in_path: ClassVar[bool] = False  # the model id goes in the body
 
     def headers(self) -> dict[str, str]:
         headers = {"content-type": "application/json", "accept": "application/json"}

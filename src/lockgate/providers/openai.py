@@ -100,6 +100,7 @@ class OpenAIProvider(Provider):
     default_base_url = "https://api.openai.com/v1"
     api_key_env: ClassVar[str | None] = "OPENAI_API_KEY"
     native_dialect = "openai"
+    model_in_path = False  # the model id goes in the body
     default_model: ClassVar[str | None] = "gpt-4o-mini"
 
     # A compatible server's departures from OpenAI, declared by its subclass (see ``Quirks``).

@@ -64,6 +64,7 @@ keys = Table(
     Column("key_hash", String(64), nullable=False, unique=True),
     Column("key_prefix", String(16), nullable=False),
     Column("team_id", String(40), ForeignKey("teams.id", ondelete="SET NULL"), nullable=True),
+    Column("config_team", String(200), nullable=True),  # the name of a team from the config
     Column("expires_at", Float, nullable=True),
     Column("revoked_at", Float, nullable=True),
     Column("privacy", JSON, nullable=True),

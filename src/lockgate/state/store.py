@@ -137,6 +137,7 @@ class Store:
         now = time.time()
         row = {"id": new_id("key"), "name": values["name"], "key_hash": key_hash,
                "key_prefix": key_prefix, "team_id": values.get("team_id"),
+               "config_team": values.get("config_team"),
                "expires_at": values.get("expires_at"), "privacy": values.get("privacy"),
                "created_at": now, "updated_at": now, **_limits_of(values)}
         async with self.engine.begin() as conn:
@@ -161,6 +162,28 @@ class Store:
                 .values(revoked_at=now, updated_at=now))
             await _changed(conn)
         return bool(result.rowcount)
+
+    async def find_key(self, key_hash: str) -> AuthSnapshot | None:
+        """One live key by its hash, with its team (an ``AuthSnapshot`` of just that key), or
+        None: the lookup a worker makes for a key newer than its last poll."""
+        k, t = schema.keys, schema.teams
+        async with self.engine.connect() as conn:
+            key = (await conn.execute(sa.select(k).where(
+                k.c.key_hash == key_hash, k.c.revoked_at.is_(None)))).mappings().first()
+            if key is None:
+                return None
+            teams = [] if key["team_id"] is None else [dict(r) for r in (await conn.execute(
+                sa.select(t).where(t.c.id == key["team_id"]))).mappings()]
+        return AuthSnapshot(marker=(), teams=teams, keys=[dict(key)])
+
+    async def key_count(self) -> int:
+        """Every key ever stored, revoked ones included (0 where the schema is not there yet):
+        what decides whether a gateway without config keys is open (§2)."""
+        async with self.engine.connect() as conn:
+            if not await conn.run_sync(lambda sync: sa.inspect(sync).has_table("keys")):
+                return 0
+            return int((await conn.execute(sa.select(sa.func.count()).select_from(schema.keys)))
+                       .scalar_one())
 
     async def auth_snapshot(self, since_marker: tuple[Any, ...] | None = None) -> AuthSnapshot | None:
         """The live keys and all teams, or None when nothing changed since ``since_marker``
