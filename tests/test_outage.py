@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import glob
+import http.client
 import os
 import pwd
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -22,8 +24,12 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import GatewayFactory
+from conftest import OPENAI_KEY, GatewayFactory
+from fakes import FakeOpenAI
 from gateway import GatewayServer
+from lockgate.server import SHORT_LIFE_S, RestartBackoff
+from test_cli import Serving, write_config
+from test_server import chat as chat_on
 
 GPT = {"gpt": {"targets": [{"provider": "oai", "model": "gpt-4o-mini"}], "retries": 0}}
 KEY = "lg-outage-key-0001"
@@ -251,3 +257,57 @@ def test_redis_down_holds_back_no_new_key_and_no_revocation(gateway: GatewayFact
     started = time.monotonic()
     wait_for(lambda: chat(gw, secret).status_code == 401, 3, "the revoked key to be refused")
     assert time.monotonic() - started < 1.0
+
+
+# --- worker processes -------------------------------------------------------------------------
+
+
+def serve_config(tmp_path: Path, fake_openai: FakeOpenAI, storage: str, **extra: Any) -> Path:
+    return write_config(tmp_path, {
+        "storage": storage, "server": {"spill_dir": str(tmp_path / "spill"), "drain_s": 2},
+        "providers": {"oai": {"type": "openai", "api_key": OPENAI_KEY, "base_url": fake_openai.base_url}},
+        "models": GPT, **extra})
+
+
+def workers_of(gw: Serving) -> list[int]:
+    assert gw.proc is not None
+    children = Path(f"/proc/{gw.proc.pid}/task/{gw.proc.pid}/children")
+    if not children.exists():
+        pytest.skip("this kernel does not list a process's children in /proc")
+    return [int(pid) for pid in children.read_text().split()]
+
+
+def status_of_chat(port: int) -> int:
+    """The status of one chat request; 0 when the connection failed."""
+    try:
+        return chat_on(port)
+    except (OSError, http.client.HTTPException):
+        return 0
+
+
+def test_a_worker_killed_while_storage_is_down_leaves_the_gateway_serving(
+        fake_openai: FakeOpenAI, private_postgres: PrivatePostgres, tmp_path: Path) -> None:
+    config = serve_config(tmp_path, fake_openai, private_postgres.url)
+    with Serving("--config", str(config), "--workers", "2", cwd=tmp_path) as gw:
+        private_postgres.stop()
+        victim = workers_of(gw)[0]
+        os.kill(victim, signal.SIGKILL)
+        statuses = []
+        until = time.monotonic() + 3  # a replacement tries to start, meets no storage, retries
+        while time.monotonic() < until:
+            statuses.append(status_of_chat(gw.port))
+        assert statuses and set(statuses) == {200}, statuses
+        private_postgres.start()
+        wait_for(lambda: len(workers_of(gw)) == 2 and victim not in workers_of(gw), 20,
+                 "a replacement worker")
+        assert status_of_chat(gw.port) == 200
+        gw.terminate()
+        code, _, err = gw.wait(timeout=15)
+    assert code == 0, err
+
+
+def test_replacements_that_keep_dying_young_wait_longer_up_to_a_cap() -> None:
+    backoff = RestartBackoff(first_s=0.5, cap_s=4.0)
+    assert [backoff.delay(lived_s=1.0) for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    assert backoff.delay(lived_s=SHORT_LIFE_S + 1) == 0.0  # it served a while: replaced at once
+    assert backoff.delay(lived_s=1.0) == 0.5  # and the next short life starts over

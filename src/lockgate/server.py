@@ -146,25 +146,72 @@ def _supervise(config: Config, sock: socket.socket, url: str, workers: int) -> i
         print("lockgate: a worker failed to start; see the log above", file=sys.stderr)
         return START_FAILED
     print(url, flush=True)
-    started = {pid: time.monotonic() for pid in children}
-    while children:
-        try:
-            pid, status = os.wait()
-        except ChildProcessError:
-            break
-        children.discard(pid)
-        if stopping:
-            continue
-        if os.waitstatus_to_exitcode(status) == START_FAILED and time.monotonic() - started[pid] < 10:
-            stop(signal.SIGTERM, None)  # replacing it would fail the same way, forever
-            print("lockgate: a worker failed to start again; stopping", file=sys.stderr)
-            _reap(children)
-            return 1
-        print(f"lockgate: worker {pid} exited; starting another", file=sys.stderr)
-        new = _fork_worker(config, sock, None, None)
-        children.add(new)
-        started[new] = time.monotonic()
+    _keep_serving(config, sock, children, lambda: stopping)
     return 0
+
+
+# A worker that dies within this many seconds of its start (a failed start-up, or a crash soon
+# after) is replaced after a growing delay: its replacement would likely fail the same way.
+SHORT_LIFE_S = 10.0
+
+
+class RestartBackoff:
+    """The delay before replacing a worker: none after a worker that served a while; 0.5 s,
+    doubling up to ``cap``, while replacements keep dying young (storage down at start-up,
+    say). The healthy workers keep serving meanwhile; the supervisor never gives up."""
+
+    def __init__(self, first_s: float = 0.5, cap_s: float = 30.0) -> None:
+        self._first = first_s
+        self._cap = cap_s
+        self._next = first_s
+
+    def delay(self, lived_s: float) -> float:
+        if lived_s >= SHORT_LIFE_S:
+            self._next = self._first
+            return 0.0
+        delay, self._next = self._next, min(self._cap, self._next * 2)
+        return delay
+
+
+def _keep_serving(config: Config, sock: socket.socket, children: set[int],
+                  stopping: Callable[[], bool]) -> None:
+    """Replaces every worker that exits unasked, until a stop is asked and all have drained."""
+    started = {pid: time.monotonic() for pid in children}
+    backoff = RestartBackoff()
+    due: list[float] = []  # when each pending replacement is to be started
+    while children or (due and not stopping()):
+        if stopping():
+            due.clear()
+        now = time.monotonic()
+        while due and due[0] <= now:
+            due.pop(0)
+            new = _fork_worker(config, sock, None, None)
+            children.add(new)
+            started[new] = time.monotonic()
+        pid, status = _wait_child(blocking=not due)
+        if pid is None:
+            time.sleep(min(0.1, max(0.0, due[0] - time.monotonic())) if due else 0.1)
+            continue
+        children.discard(pid)
+        if stopping():
+            continue
+        code = os.waitstatus_to_exitcode(status)
+        delay = backoff.delay(time.monotonic() - started.pop(pid, 0.0))
+        why = "could not start" if code == START_FAILED else f"exited ({code})"
+        print(f"lockgate: worker {pid} {why}; starting another"
+              + (f" in {delay:.1f} s" if delay else ""), file=sys.stderr, flush=True)
+        due.append(time.monotonic() + delay)
+        due.sort()
+
+
+def _wait_child(*, blocking: bool) -> tuple[int | None, int]:
+    """The next worker that exited and its status; (None, 0) when none has (non-blocking) or
+    none is left."""
+    try:
+        pid, status = os.waitpid(-1, 0 if blocking else os.WNOHANG)
+    except ChildProcessError:
+        return None, 0
+    return (pid, status) if pid else (None, 0)
 
 
 def _reap(children: set[int]) -> None:
