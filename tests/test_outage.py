@@ -28,7 +28,7 @@ from conftest import OPENAI_KEY, GatewayFactory
 from fakes import FakeOpenAI
 from gateway import GatewayServer
 from lockgate.server import SHORT_LIFE_S, RestartBackoff
-from test_cli import Serving, write_config
+from test_cli import Serving, lockgate, write_config
 from test_server import chat as chat_on
 
 GPT = {"gpt": {"targets": [{"provider": "oai", "model": "gpt-4o-mini"}], "retries": 0}}
@@ -311,3 +311,79 @@ def test_replacements_that_keep_dying_young_wait_longer_up_to_a_cap() -> None:
     assert [backoff.delay(lived_s=1.0) for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
     assert backoff.delay(lived_s=SHORT_LIFE_S + 1) == 0.0  # it served a while: replaced at once
     assert backoff.delay(lived_s=1.0) == 0.5  # and the next short life starts over
+
+
+# --- starting while storage is down -----------------------------------------------------------
+
+CONFIG_KEY = "lg-outage-config-key-0003"
+
+
+def create_stored_key(storage: str, name: str) -> str:
+    """A key created in storage, as ``lockgate keys create`` does; its secret."""
+    from lockgate.pipeline.auth import digest
+    from lockgate.state.store import Store
+
+    secret = f"lg-stored-{secrets.token_hex(8)}"
+
+    async def create() -> None:
+        store = Store(storage)
+        try:
+            await store.create_key({"name": name}, digest(secret), secret[:8])
+        finally:
+            await store.close()
+
+    asyncio.run(create())
+    return secret
+
+
+def call(gw: Serving, key: str, request_id: str | None = None) -> int:
+    headers = {"authorization": f"Bearer {key}"}
+    if request_id:
+        headers["x-request-id"] = request_id
+    return httpx.post(f"{gw.url}/v1/chat/completions", json=BODY, headers=headers, timeout=10).status_code
+
+
+def test_serve_starts_while_storage_is_down_with_the_last_known_keys_then_catches_up(
+        fake_openai: FakeOpenAI, private_postgres: PrivatePostgres, tmp_path: Path) -> None:
+    config = serve_config(tmp_path, fake_openai, private_postgres.url,
+                          keys=[{"name": "ci", "key": CONFIG_KEY}])
+    with Serving("--config", str(config), cwd=tmp_path) as gw:  # migrates; keys loaded, snapshot kept
+        stored = create_stored_key(private_postgres.url, "stored")
+        wait_for(lambda: call(gw, stored) == 200, 5, "the stored key to be served")
+        gw.terminate()
+        gw.wait(timeout=15)
+    private_postgres.stop()
+
+    with Serving("--config", str(config), cwd=tmp_path) as gw:
+        run = secrets.token_hex(4)
+        sent = [f"degraded-{run}-{n}" for n in range(6)]
+        assert [call(gw, stored if n % 2 else CONFIG_KEY, rid) for n, rid in enumerate(sent)] == [200] * 6
+        assert call(gw, "lg-made-up-key-000000") == 401
+        assert httpx.get(f"{gw.url}/healthz", timeout=5).status_code == 200  # alive
+        ready = httpx.get(f"{gw.url}/readyz", timeout=5)
+        assert ready.status_code == 503 and "storage" in ready.json()["down"]
+
+        private_postgres.start()  # catch up: schema checked, keys reloaded, spool replayed
+        wait_for(lambda: httpx.get(f"{gw.url}/readyz", timeout=5).status_code == 200, 15,
+                 "storage to be usable again")
+        wait_for(lambda: len(stored_counts(private_postgres.url, sent)) == len(sent), 10,
+                 "the records spooled while storage was down")
+        assert stored_counts(private_postgres.url, sent) == dict.fromkeys(sent, 1)
+        newer = create_stored_key(private_postgres.url, "created-after")
+        wait_for(lambda: call(gw, newer) == 200, 5, "a key created after the catch-up")
+        gw.terminate()
+        code, _, err = gw.wait(timeout=15)
+    assert code == 0, err
+    assert "unreachable" in err
+
+
+def test_serve_refuses_to_start_open_when_storage_is_down_and_no_key_is_known(
+        fake_openai: FakeOpenAI, private_postgres: PrivatePostgres, tmp_path: Path) -> None:
+    # Keys live only in storage, which is down, and there is no local snapshot of them: the
+    # gateway cannot tell valid keys, nor whether it is meant to be open. It must not serve open.
+    config = serve_config(tmp_path, fake_openai, private_postgres.url)
+    private_postgres.stop()
+    result = lockgate("serve", "--config", str(config), "--port", "0", cwd=tmp_path, timeout=30)
+    assert result.returncode == 2, result.stdout
+    assert "no local key snapshot" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -24,8 +24,9 @@ import uvicorn
 
 from lockgate.app import create_app
 from lockgate.config import Config
-from lockgate.state.migrate import SchemaError, check_schema
-from lockgate.state.store import Store
+from lockgate.state.link import reachable
+from lockgate.state.migrate import ensure_schema
+from lockgate.state.store import Store, redact_url
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 START_FAILED = 2  # the exit code of a refused start, as for an invalid config
@@ -87,7 +88,10 @@ def _run_worker(config: Config, sock: socket.socket, on_ready: Callable[[], None
         timeout_keep_alive=30,
     )
     server = _Server(uv_config, on_ready)
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except SystemExit:  # uvicorn's own exit (3) on a failed start-up: ours is START_FAILED
+        return False
     return server.started
 
 
@@ -100,14 +104,15 @@ def serve(config: Config, sock: socket.socket, workers: int) -> int:
 
 
 async def _migrate(url: str) -> None:
-    """Migrates only a schema that needs it: a schema already at head is confirmed with one
-    query, and Alembic (11 MB it would keep in every worker's memory) is never loaded."""
+    """Migrates only a schema that needs it (``ensure_schema``). Storage that cannot be reached
+    does not stop the start: the workers serve without it and migrate when it returns."""
     store = Store(url)
     try:
-        try:
-            await check_schema(store.engine)
-        except SchemaError:
-            await store.migrate()
+        if await reachable(store):
+            await ensure_schema(store.engine)
+        else:
+            print(f"lockgate: storage {redact_url(url)} is unreachable; starting without it",
+                  file=sys.stderr, flush=True)
     finally:
         await store.close()
 

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from lockgate.pipeline.auth import Authenticator, Principal
@@ -47,8 +48,10 @@ def principals(snapshot: AuthSnapshot) -> dict[str, Principal]:
 
 
 class KeyCache:
-    def __init__(self, store: Store, auth: Authenticator, limiter: CountingLimiter) -> None:
+    def __init__(self, store: Store, auth: Authenticator, limiter: CountingLimiter,
+                 on_load: Callable[[AuthSnapshot], Awaitable[None]] | None = None) -> None:
         self._store = store
+        self._on_load = on_load  # keeps the local snapshot a start without storage uses
         self._auth = auth
         self._limiter = limiter
         self._marker: tuple[Any, ...] | None = None
@@ -73,6 +76,8 @@ class KeyCache:
         await self._seed_budgets(owners)
         self._auth.load_stored(loaded)
         self._marker = snapshot.marker
+        if self._on_load is not None:
+            await self._on_load(snapshot)
         return True
 
     def start(self) -> None:
