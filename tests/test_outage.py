@@ -387,3 +387,33 @@ def test_serve_refuses_to_start_open_when_storage_is_down_and_no_key_is_known(
     assert result.returncode == 2, result.stdout
     assert "no local key snapshot" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- kill -9 ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("storage_down", [True, False], ids=["storage-down", "storage-up"])
+def test_kill_9_loses_no_record_of_an_answered_request(
+        storage_down: bool, fake_openai: FakeOpenAI, private_postgres: PrivatePostgres,
+        tmp_path: Path) -> None:
+    config = serve_config(tmp_path, fake_openai, private_postgres.url,
+                          keys=[{"name": "ci", "key": CONFIG_KEY}])
+    run = secrets.token_hex(4)
+    sent = [f"kill-{run}-{n}" for n in range(30)]
+    with Serving("--config", str(config), cwd=tmp_path) as gw:
+        if storage_down:
+            private_postgres.stop()
+        assert [call(gw, CONFIG_KEY, rid) for rid in sent] == [200] * len(sent)
+        gw.kill()  # SIGKILL right after the last answer: no drain, no flush
+        assert gw.proc is not None
+        gw.proc.wait(timeout=10)
+    if storage_down:
+        private_postgres.start()
+    with Serving("--config", str(config), cwd=tmp_path) as gw:  # adopts the dead one's spool
+        wait_for(lambda: len(stored_counts(private_postgres.url, sent)) == len(sent), 10,
+                 "the records of every answered request")
+        assert stored_counts(private_postgres.url, sent) == dict.fromkeys(sent, 1)
+        gw.terminate()
+        code, _, err = gw.wait(timeout=15)
+    assert code == 0, err
+    assert spilled_lines(tmp_path / "spill") == 0
