@@ -290,13 +290,17 @@ def test_a_worker_killed_while_storage_is_down_leaves_the_gateway_serving(
     config = serve_config(tmp_path, fake_openai, private_postgres.url)
     with Serving("--config", str(config), "--workers", "2", cwd=tmp_path) as gw:
         private_postgres.stop()
+        # Without the local key snapshot, a replacement cannot start while storage is down
+        # (keys only in storage: it must not start open): it fails, and is tried again.
+        (tmp_path / "spill" / "keys-snapshot.json").unlink()
         victim = workers_of(gw)[0]
         os.kill(victim, signal.SIGKILL)
         statuses = []
-        until = time.monotonic() + 3  # a replacement tries to start, meets no storage, retries
+        until = time.monotonic() + 3
         while time.monotonic() < until:
             statuses.append(status_of_chat(gw.port))
         assert statuses and set(statuses) == {200}, statuses
+        assert len(workers_of(gw)) <= 2
         private_postgres.start()
         wait_for(lambda: len(workers_of(gw)) == 2 and victim not in workers_of(gw), 20,
                  "a replacement worker")
@@ -304,6 +308,7 @@ def test_a_worker_killed_while_storage_is_down_leaves_the_gateway_serving(
         gw.terminate()
         code, _, err = gw.wait(timeout=15)
     assert code == 0, err
+    assert err.count("could not start; starting another in") >= 2, err  # retried, with a delay
 
 
 def test_replacements_that_keep_dying_young_wait_longer_up_to_a_cap() -> None:
