@@ -3,6 +3,7 @@ the start (a wrong setting, an unknown schema)."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
@@ -80,4 +81,32 @@ async def test_an_unknown_schema_is_refused_not_started_without() -> None:
         with pytest.raises(SchemaError):
             await link.open()
     finally:
+        await store.close()
+
+
+async def test_catch_up_waits_out_an_unknown_schema_then_uses_storage(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Storage unreachable, then back with a schema it must not write to (logged once, still
+    unusable), then fixed: only then usable, and the caller told."""
+    store = Store("sqlite://")
+    outcomes: list[Exception | None] = [ConnectionRefusedError(), SchemaError("revision '9999'"),
+                                        SchemaError("revision '9999'"), None]
+
+    async def prepare() -> None:
+        outcome = outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+
+    link = StorageLink(store, prepare, retry_first_s=0.001, retry_max_s=0.001)
+    back = asyncio.Event()
+    try:
+        assert await link.open() is False
+        link.catch_up(then=back.set)
+        async with asyncio.timeout(5):
+            await back.wait()
+        assert link.usable and outcomes == []
+        refusals = [r for r in caplog.records if "cannot be used" in r.getMessage()]
+        assert len(refusals) == 1  # once per reason, not once per retry
+    finally:
+        await link.stop()
         await store.close()

@@ -75,9 +75,12 @@ async def reachable(store: Store) -> bool:
 class StorageLink:
     """``open()`` once at start-up; ``catch_up()`` when it returned False."""
 
-    def __init__(self, store: Store, prepare: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, store: Store, prepare: Callable[[], Awaitable[None]], *,
+                 retry_first_s: float = RETRY_FIRST_S, retry_max_s: float = RETRY_MAX_S) -> None:
         self._store = store
         self._prepare = prepare  # schema check or migration, then the key load
+        self._retry_first = retry_first_s
+        self._retry_max = retry_max_s
         self.usable = False
         self._task: asyncio.Task[None] | None = None
 
@@ -103,11 +106,11 @@ class StorageLink:
         self._task = asyncio.get_running_loop().create_task(self._catch_up(then), name="storage-catch-up")
 
     async def _catch_up(self, then: Callable[[], None]) -> None:
-        delay = RETRY_FIRST_S
+        delay = self._retry_first
         refused: str | None = None
         while True:
             await asyncio.sleep(delay)
-            delay = min(RETRY_MAX_S, delay * 2)
+            delay = min(self._retry_max, delay * 2)
             try:
                 if await self.open():
                     break
@@ -115,10 +118,10 @@ class StorageLink:
                 if str(exc) != refused:  # once per reason, not every retry
                     log.error("storage is back but cannot be used: %s; still serving without it", exc)
                     refused = str(exc)
-                delay = RETRY_MAX_S
+                delay = self._retry_max
             except Exception:
                 log.exception("storage catch-up failed; retrying")
-                delay = RETRY_MAX_S
+                delay = self._retry_max
         log.warning("storage %s is back: keys reloaded, replaying spooled records",
                     redact_url(self._store.url))
         then()
