@@ -16,6 +16,7 @@ import glob
 import os
 import pwd
 import secrets
+import shutil
 import signal
 import tempfile
 import threading
@@ -205,7 +206,10 @@ def main() -> None:
                 cwd = Path(tempfile.mkdtemp(prefix=f"lockgate-{name}-"))
                 keys = [] if name.endswith("no-keys") else [{"name": "ci", "key": CONFIG_KEY}]
                 config = serve_config(cwd, fake, pg.url, keys=keys)
-                run(cwd, config)
+                try:
+                    run(cwd, config)
+                finally:
+                    shutil.rmtree(cwd, ignore_errors=True)
     finally:
         pg.remove()
 
