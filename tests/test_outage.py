@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import glob
+import http.client
 import os
 import pwd
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -22,8 +24,12 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import GatewayFactory
+from conftest import OPENAI_KEY, GatewayFactory
+from fakes import FakeOpenAI
 from gateway import GatewayServer
+from lockgate.server import SHORT_LIFE_S, RestartBackoff
+from test_cli import Serving, lockgate, write_config
+from test_server import chat as chat_on
 
 GPT = {"gpt": {"targets": [{"provider": "oai", "model": "gpt-4o-mini"}], "retries": 0}}
 KEY = "lg-outage-key-0001"
@@ -251,3 +257,168 @@ def test_redis_down_holds_back_no_new_key_and_no_revocation(gateway: GatewayFact
     started = time.monotonic()
     wait_for(lambda: chat(gw, secret).status_code == 401, 3, "the revoked key to be refused")
     assert time.monotonic() - started < 1.0
+
+
+# --- worker processes -------------------------------------------------------------------------
+
+
+def serve_config(tmp_path: Path, fake_openai: FakeOpenAI, storage: str, **extra: Any) -> Path:
+    return write_config(tmp_path, {
+        "storage": storage, "server": {"spill_dir": str(tmp_path / "spill"), "drain_s": 2},
+        "providers": {"oai": {"type": "openai", "api_key": OPENAI_KEY, "base_url": fake_openai.base_url}},
+        "models": GPT, **extra})
+
+
+def workers_of(gw: Serving) -> list[int]:
+    assert gw.proc is not None
+    children = Path(f"/proc/{gw.proc.pid}/task/{gw.proc.pid}/children")
+    if not children.exists():
+        pytest.skip("this kernel does not list a process's children in /proc")
+    return [int(pid) for pid in children.read_text().split()]
+
+
+def status_of_chat(port: int) -> int:
+    """The status of one chat request; 0 when the connection failed."""
+    try:
+        return chat_on(port)
+    except (OSError, http.client.HTTPException):
+        return 0
+
+
+def test_a_worker_killed_while_storage_is_down_leaves_the_gateway_serving(
+        fake_openai: FakeOpenAI, private_postgres: PrivatePostgres, tmp_path: Path) -> None:
+    config = serve_config(tmp_path, fake_openai, private_postgres.url)
+    with Serving("--config", str(config), "--workers", "2", cwd=tmp_path) as gw:
+        private_postgres.stop()
+        # Without the local key snapshot, a replacement cannot start while storage is down
+        # (keys only in storage: it must not start open): it fails, and is tried again.
+        (tmp_path / "spill" / "keys-snapshot.json").unlink()
+        victim = workers_of(gw)[0]
+        os.kill(victim, signal.SIGKILL)
+        statuses = []
+        until = time.monotonic() + 3
+        while time.monotonic() < until:
+            statuses.append(status_of_chat(gw.port))
+        assert statuses and set(statuses) == {200}, statuses
+        assert len(workers_of(gw)) <= 2
+        private_postgres.start()
+        wait_for(lambda: len(workers_of(gw)) == 2 and victim not in workers_of(gw), 20,
+                 "a replacement worker")
+        assert status_of_chat(gw.port) == 200
+        gw.terminate()
+        code, _, err = gw.wait(timeout=15)
+    assert code == 0, err
+    assert err.count("could not start; starting another in") >= 2, err  # retried, with a delay
+
+
+def test_replacements_that_keep_dying_young_wait_longer_up_to_a_cap() -> None:
+    backoff = RestartBackoff(first_s=0.5, cap_s=4.0)
+    assert [backoff.delay(lived_s=1.0) for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    assert backoff.delay(lived_s=SHORT_LIFE_S + 1) == 0.0  # it served a while: replaced at once
+    assert backoff.delay(lived_s=1.0) == 0.5  # and the next short life starts over
+
+
+# --- starting while storage is down -----------------------------------------------------------
+
+CONFIG_KEY = "lg-outage-config-key-0003"
+
+
+def create_stored_key(storage: str, name: str) -> str:
+    """A key created in storage, as ``lockgate keys create`` does; its secret."""
+    from lockgate.pipeline.auth import digest
+    from lockgate.state.store import Store
+
+    secret = f"lg-stored-{secrets.token_hex(8)}"
+
+    async def create() -> None:
+        store = Store(storage)
+        try:
+            await store.create_key({"name": name}, digest(secret), secret[:8])
+        finally:
+            await store.close()
+
+    asyncio.run(create())
+    return secret
+
+
+def call(gw: Serving, key: str, request_id: str | None = None) -> int:
+    headers = {"authorization": f"Bearer {key}"}
+    if request_id:
+        headers["x-request-id"] = request_id
+    return httpx.post(f"{gw.url}/v1/chat/completions", json=BODY, headers=headers, timeout=10).status_code
+
+
+def test_serve_starts_while_storage_is_down_with_the_last_known_keys_then_catches_up(
+        fake_openai: FakeOpenAI, private_postgres: PrivatePostgres, tmp_path: Path) -> None:
+    config = serve_config(tmp_path, fake_openai, private_postgres.url,
+                          keys=[{"name": "ci", "key": CONFIG_KEY}])
+    with Serving("--config", str(config), cwd=tmp_path) as gw:  # migrates; keys loaded, snapshot kept
+        stored = create_stored_key(private_postgres.url, "stored")
+        wait_for(lambda: call(gw, stored) == 200, 5, "the stored key to be served")
+        gw.terminate()
+        gw.wait(timeout=15)
+    private_postgres.stop()
+
+    with Serving("--config", str(config), cwd=tmp_path) as gw:
+        run = secrets.token_hex(4)
+        sent = [f"degraded-{run}-{n}" for n in range(6)]
+        assert [call(gw, stored if n % 2 else CONFIG_KEY, rid) for n, rid in enumerate(sent)] == [200] * 6
+        assert call(gw, "lg-made-up-key-000000") == 401
+        assert httpx.get(f"{gw.url}/healthz", timeout=5).status_code == 200  # alive
+        ready = httpx.get(f"{gw.url}/readyz", timeout=5)
+        assert ready.status_code == 503 and "storage" in ready.json()["down"]
+
+        private_postgres.start()  # catch up: schema checked, keys reloaded, spool replayed
+        wait_for(lambda: httpx.get(f"{gw.url}/readyz", timeout=5).status_code == 200, 15,
+                 "storage to be usable again")
+        wait_for(lambda: len(stored_counts(private_postgres.url, sent)) == len(sent), 10,
+                 "the records spooled while storage was down")
+        assert stored_counts(private_postgres.url, sent) == dict.fromkeys(sent, 1)
+        newer = create_stored_key(private_postgres.url, "created-after")
+        wait_for(lambda: call(gw, newer) == 200, 5, "a key created after the catch-up")
+        gw.terminate()
+        code, _, err = gw.wait(timeout=15)
+    assert code == 0, err
+    assert "unreachable" in err
+
+
+def test_serve_refuses_to_start_open_when_storage_is_down_and_no_key_is_known(
+        fake_openai: FakeOpenAI, private_postgres: PrivatePostgres, tmp_path: Path) -> None:
+    # Keys live only in storage, which is down, and there is no local snapshot of them: the
+    # gateway cannot tell valid keys, nor whether it is meant to be open. It must not serve open.
+    config = serve_config(tmp_path, fake_openai, private_postgres.url)
+    private_postgres.stop()
+    result = lockgate("serve", "--config", str(config), "--port", "0", cwd=tmp_path, timeout=30)
+    assert result.returncode == 2, result.stdout
+    assert "no local key snapshot" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --- kill -9 ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("storage_down", [True, False], ids=["storage-down", "storage-up"])
+def test_kill_9_loses_no_record_of_an_answered_request(
+        storage_down: bool, fake_openai: FakeOpenAI, private_postgres: PrivatePostgres,
+        tmp_path: Path) -> None:
+    config = serve_config(tmp_path, fake_openai, private_postgres.url,
+                          keys=[{"name": "ci", "key": CONFIG_KEY}])
+    run = secrets.token_hex(4)
+    sent = [f"kill-{run}-{n}" for n in range(30)]
+    with Serving("--config", str(config), cwd=tmp_path) as gw:
+        if storage_down:
+            private_postgres.stop()
+        assert [call(gw, CONFIG_KEY, rid) for rid in sent] == [200] * len(sent)
+        gw.kill()  # SIGKILL right after the last answer: no drain, no flush
+        assert gw.proc is not None
+        gw.proc.wait(timeout=10)
+    if storage_down:
+        private_postgres.start()
+    with Serving("--config", str(config), cwd=tmp_path) as gw:  # adopts the dead one's spool
+        wait_for(lambda: len(stored_counts(private_postgres.url, sent)) == len(sent), 10,
+                 "the records of every answered request")
+        assert stored_counts(private_postgres.url, sent) == dict.fromkeys(sent, 1)
+        gw.terminate()
+        code, _, err = gw.wait(timeout=15)
+    assert code == 0, err
+    assert spilled_lines(tmp_path / "spill") == 0

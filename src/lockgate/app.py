@@ -7,6 +7,7 @@ that need the running event loop (the upstream HTTP session) are built at lifesp
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import aiohttp
@@ -23,16 +24,18 @@ from lockgate.pipeline.auth import Authenticator
 from lockgate.pipeline.call import Caller
 from lockgate.pipeline.chat import ChatEndpoint
 from lockgate.pipeline.embeddings import EmbeddingsEndpoint
-from lockgate.pipeline.keycache import KeyCache
+from lockgate.pipeline.keycache import KeyCache, principals
 from lockgate.pipeline.limits import CountingLimiter
 from lockgate.pipeline.models import ModelsEndpoint
 from lockgate.pipeline.route import Router
 from lockgate.pipeline.services import Services
 from lockgate.providers.base import Provider
 from lockgate.providers.registry import provider_class
+from lockgate.state import key_snapshot
 from lockgate.state.counters import CounterStore, MemoryCounters
-from lockgate.state.migrate import check_schema
-from lockgate.state.store import Store
+from lockgate.state.link import StorageLink
+from lockgate.state.migrate import check_schema, ensure_schema
+from lockgate.state.store import AuthSnapshot, Store, redact_url
 from lockgate.telemetry.writer import RecordWriter
 
 log = logging.getLogger("lockgate")
@@ -51,7 +54,9 @@ class Gateway:
         self._session: aiohttp.ClientSession | None = None
         self._admin: ASGIApp | None = None
         self.store = Store(config.storage)
-        self.writer = RecordWriter(self.store, config.server.spill_dir)
+        self.storage = StorageLink(self.store, self._prepare_storage)
+        self.writer = RecordWriter(self.storage, config.server.spill_dir)
+        self._key_snapshot = key_snapshot.snapshot_path(config.server.spill_dir)
         counters: CounterStore = MemoryCounters()
         if config.redis:
             from lockgate.state.redis_counters import RedisCounters  # only where Redis is used
@@ -59,7 +64,7 @@ class Gateway:
             counters = RedisCounters(config.redis)
         self.limiter = CountingLimiter(counters, config.limits.redis_failure)
         self.auth = Authenticator(config)
-        self.keycache = KeyCache(self.store, self.auth, self.limiter)
+        self.keycache = KeyCache(self.store, self.auth, self.limiter, self._save_key_snapshot)
         self._http: ASGIApp = self._dispatch  # guarded at start-up if the gateway is open
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -78,14 +83,17 @@ class Gateway:
             await self._unrouted(scope, send)
 
     async def startup(self) -> None:
-        if self._migrate:
-            await self.store.migrate()
+        stored_keys: int | None = None
+        if await self.storage.open():
+            stored_keys = await self._stored_key_count()
+            self.keycache.start()
         else:
-            await check_schema(self.store.engine)
-        await self.keycache.refresh()
-        if self.auth.decide_open(await self._stored_key_count()):
+            await self._start_without_storage()
+            self.storage.catch_up(then=self.keycache.start)
+        # Open or keyed is decided once, here. Without storage the stored keys cannot be
+        # counted: the gateway then starts keyed (None), never open.
+        if self.auth.decide_open(stored_keys):
             self._http = OpenGuard(self._dispatch, self.config.server.cors_origins)
-        self.keycache.start()
         self.writer.start()
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
@@ -129,6 +137,30 @@ class Gateway:
             log.warning("cannot count stored keys (%s): starting closed", type(exc).__name__)
             return None
 
+    async def _prepare_storage(self) -> None:
+        await (ensure_schema if self._migrate else check_schema)(self.store.engine)
+        await self.keycache.refresh()
+
+    async def _start_without_storage(self) -> None:
+        """Stored keys come from the local snapshot. Without one and without config keys,
+        nothing tells which keys are valid or whether the gateway is meant to be open: refuse
+        to start rather than start open."""
+        snapshot = await asyncio.to_thread(key_snapshot.load, self._key_snapshot)
+        stored_keys = len(snapshot.keys) if snapshot is not None else None
+        if stored_keys is None and not self.auth.static_principals():
+            raise StartRefused(f"storage {redact_url(self.config.storage)} is unreachable and "
+                               f"there are no config keys and no local key snapshot "
+                               f"({self._key_snapshot}): refusing to start")
+        if snapshot is not None:
+            self.auth.load_stored(principals(snapshot, self.auth.config_teams))
+        self._migrate = True  # serve could not migrate it: catching up includes that
+
+    async def _save_key_snapshot(self, snapshot: AuthSnapshot) -> None:
+        try:
+            await asyncio.to_thread(key_snapshot.save, self._key_snapshot, snapshot)
+        except Exception as exc:  # never let it hold back the keys just loaded
+            log.warning("cannot save the local key snapshot %s: %s", self._key_snapshot, exc)
+
     def _admin_app(self) -> ASGIApp:
         """The admin API, built on its first request: a gateway nobody administers never loads
         Starlette (the admin API is the cold path; its first call pays for the import)."""
@@ -140,6 +172,7 @@ class Gateway:
 
     async def shutdown(self) -> None:
         self.ready = False
+        await self.storage.stop()
         await self.keycache.stop()
         await self.limiter.drain()
         await self.writer.stop()
@@ -152,7 +185,7 @@ class Gateway:
 
     async def _readyz(self, scope: Scope, receive: Receive, send: Send) -> None:
         """200 once config, storage and (if set) Redis are usable; else 503 naming what is not."""
-        checks = {"storage": await self.store.ping(), "redis": await self.limiter.counters.ping()}
+        checks = {"storage": await self.storage.ping(), "redis": await self.limiter.counters.ping()}
         down = [name for name, ok in checks.items() if not ok]
         if not self.ready:
             down.insert(0, "starting")
@@ -171,6 +204,10 @@ class Gateway:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.startup()
+                except StartRefused as exc:
+                    log.error("%s", exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
                 except Exception as exc:
                     log.exception("start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -180,6 +217,10 @@ class Gateway:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+class StartRefused(Exception):
+    """Starting would not be safe; the message says why (logged without a traceback)."""
 
 
 def _is_admin_path(path: str) -> bool:

@@ -24,8 +24,9 @@ import uvicorn
 
 from lockgate.app import create_app
 from lockgate.config import Config
-from lockgate.state.migrate import SchemaError, check_schema
-from lockgate.state.store import Store
+from lockgate.state.link import reachable
+from lockgate.state.migrate import ensure_schema
+from lockgate.state.store import Store, redact_url
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 START_FAILED = 2  # the exit code of a refused start, as for an invalid config
@@ -87,7 +88,10 @@ def _run_worker(config: Config, sock: socket.socket, on_ready: Callable[[], None
         timeout_keep_alive=30,
     )
     server = _Server(uv_config, on_ready)
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except SystemExit:  # uvicorn's own exit (3) on a failed start-up: ours is START_FAILED
+        return False
     return server.started
 
 
@@ -100,14 +104,15 @@ def serve(config: Config, sock: socket.socket, workers: int) -> int:
 
 
 async def _migrate(url: str) -> None:
-    """Migrates only a schema that needs it: a schema already at head is confirmed with one
-    query, and Alembic (11 MB it would keep in every worker's memory) is never loaded."""
+    """Migrates only a schema that needs it (``ensure_schema``). Storage that cannot be reached
+    does not stop the start: the workers serve without it and migrate when it returns."""
     store = Store(url)
     try:
-        try:
-            await check_schema(store.engine)
-        except SchemaError:
-            await store.migrate()
+        if await reachable(store):
+            await ensure_schema(store.engine)
+        else:
+            print(f"lockgate: storage {redact_url(url)} is unreachable; starting without it",
+                  file=sys.stderr, flush=True)
     finally:
         await store.close()
 
@@ -146,25 +151,72 @@ def _supervise(config: Config, sock: socket.socket, url: str, workers: int) -> i
         print("lockgate: a worker failed to start; see the log above", file=sys.stderr)
         return START_FAILED
     print(url, flush=True)
-    started = {pid: time.monotonic() for pid in children}
-    while children:
-        try:
-            pid, status = os.wait()
-        except ChildProcessError:
-            break
-        children.discard(pid)
-        if stopping:
-            continue
-        if os.waitstatus_to_exitcode(status) == START_FAILED and time.monotonic() - started[pid] < 10:
-            stop(signal.SIGTERM, None)  # replacing it would fail the same way, forever
-            print("lockgate: a worker failed to start again; stopping", file=sys.stderr)
-            _reap(children)
-            return 1
-        print(f"lockgate: worker {pid} exited; starting another", file=sys.stderr)
-        new = _fork_worker(config, sock, None, None)
-        children.add(new)
-        started[new] = time.monotonic()
+    _keep_serving(config, sock, children, lambda: stopping)
     return 0
+
+
+# A worker that dies within this many seconds of its start (a failed start-up, or a crash soon
+# after) is replaced after a growing delay: its replacement would likely fail the same way.
+SHORT_LIFE_S = 10.0
+
+
+class RestartBackoff:
+    """The delay before replacing a worker: none after a worker that served a while; 0.5 s,
+    doubling up to ``cap``, while replacements keep dying young (storage down at start-up,
+    say). The healthy workers keep serving meanwhile; the supervisor never gives up."""
+
+    def __init__(self, first_s: float = 0.5, cap_s: float = 30.0) -> None:
+        self._first = first_s
+        self._cap = cap_s
+        self._next = first_s
+
+    def delay(self, lived_s: float) -> float:
+        if lived_s >= SHORT_LIFE_S:
+            self._next = self._first
+            return 0.0
+        delay, self._next = self._next, min(self._cap, self._next * 2)
+        return delay
+
+
+def _keep_serving(config: Config, sock: socket.socket, children: set[int],
+                  stopping: Callable[[], bool]) -> None:
+    """Replaces every worker that exits unasked, until a stop is asked and all have drained."""
+    started = {pid: time.monotonic() for pid in children}
+    backoff = RestartBackoff()
+    due: list[float] = []  # when each pending replacement is to be started
+    while children or (due and not stopping()):
+        if stopping():
+            due.clear()
+        now = time.monotonic()
+        while due and due[0] <= now:
+            due.pop(0)
+            new = _fork_worker(config, sock, None, None)
+            children.add(new)
+            started[new] = time.monotonic()
+        pid, status = _wait_child(blocking=not due)
+        if pid is None:
+            time.sleep(min(0.1, max(0.0, due[0] - time.monotonic())) if due else 0.1)
+            continue
+        children.discard(pid)
+        if stopping():
+            continue
+        code = os.waitstatus_to_exitcode(status)
+        delay = backoff.delay(time.monotonic() - started.pop(pid, 0.0))
+        why = "could not start" if code == START_FAILED else f"exited ({code})"
+        print(f"lockgate: worker {pid} {why}; starting another"
+              + (f" in {delay:.1f} s" if delay else ""), file=sys.stderr, flush=True)
+        due.append(time.monotonic() + delay)
+        due.sort()
+
+
+def _wait_child(*, blocking: bool) -> tuple[int | None, int]:
+    """The next worker that exited and its status; (None, 0) when none has (non-blocking) or
+    none is left."""
+    try:
+        pid, status = os.waitpid(-1, 0 if blocking else os.WNOHANG)
+    except ChildProcessError:
+        return None, 0
+    return (pid, status) if pid else (None, 0)
 
 
 def _reap(children: set[int]) -> None:

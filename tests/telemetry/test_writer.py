@@ -83,7 +83,7 @@ async def test_records_are_written_in_batches(spill_dir: Path) -> None:
     assert sink.batches == [3, 3, 1]
     assert list(sink.stored) == ids
     assert writer.pending == 0
-    assert spill_files(spill_dir) == []  # storage was up: nothing touched the disk
+    assert spill_lines(spill_dir) == 0  # storage was up: the spool was emptied once stored
 
 
 async def test_storage_failing_a_few_times_loses_nothing(spill_dir: Path) -> None:
@@ -298,3 +298,59 @@ async def test_a_new_spill_file_is_never_seen_unlocked(spill_dir: Path,
     await spilling.flush()
     assert adopted == []
     assert spill_lines(spill_dir) == 3
+
+
+# --- the spool: what a killed process leaves behind ---------------------------------------------
+
+
+def die(writer: RecordWriter) -> None:
+    """The process is killed: nothing more is flushed, its lock goes with it."""
+    assert writer._lock_fd is not None
+    os.close(writer._lock_fd)
+    writer._lock_fd = None
+
+
+async def test_a_record_is_in_the_spool_one_loop_turn_after_its_answer(spill_dir: Path) -> None:
+    sink = ScriptedSink()
+    writer = RecordWriter(sink, spill_dir, interval_s=60)  # no storage write comes soon
+    record_some(writer, 3)
+    assert spill_lines(spill_dir) == 0
+    await asyncio.sleep(0)  # one turn of the event loop
+    assert spill_lines(spill_dir) == 3 and sink.stored == {}
+
+
+async def test_records_a_killed_process_never_wrote_are_replayed_once_by_the_next(
+        spill_dir: Path) -> None:
+    sink = ScriptedSink()
+    killed = RecordWriter(sink, spill_dir, interval_s=60)
+    ids = record_some(killed, 4)
+    await asyncio.sleep(0)
+    die(killed)
+    successor = RecordWriter(sink, spill_dir)
+    await successor.flush()
+    await successor.flush()
+    assert sorted(sink.stored) == sorted(ids) and sink.batches == [4]  # once
+    assert spill_lines(spill_dir) == 0
+
+
+async def test_records_already_stored_are_not_left_in_the_spool(spill_dir: Path) -> None:
+    sink = ScriptedSink()
+    writer = RecordWriter(sink, spill_dir)
+    record_some(writer, 3)
+    await writer.flush()
+    record_some(writer, 2, start=3)
+    await asyncio.sleep(0)
+    die(writer)  # killed with two records queued, not yet stored
+    successor = RecordWriter(sink, spill_dir)
+    await successor.flush()
+    assert sink.batches == [3, 2]  # the first three were not replayed
+    assert len(sink.stored) == 5
+
+
+async def test_a_clean_stop_leaves_no_spool_file(spill_dir: Path) -> None:
+    writer = RecordWriter(ScriptedSink(), spill_dir)
+    writer.start()
+    record_some(writer, 3)
+    await asyncio.sleep(0)
+    await writer.stop()
+    assert spill_files(spill_dir) == []

@@ -145,8 +145,10 @@ class MissLookup:
 
 
 class KeyCache:
-    def __init__(self, store: Store, auth: Authenticator, limiter: CountingLimiter) -> None:
+    def __init__(self, store: Store, auth: Authenticator, limiter: CountingLimiter,
+                 on_load: Callable[[AuthSnapshot], Awaitable[None]] | None = None) -> None:
         self._store = store
+        self._on_load = on_load  # keeps the local snapshot a start without storage uses
         self._auth = auth
         self._limiter = limiter
         self.lookup = MissLookup(store, auth, self._seed_new)
@@ -174,6 +176,8 @@ class KeyCache:
         self._auth.load_stored(loaded)
         self.lookup.forget_misses()
         self._marker = snapshot.marker
+        if self._on_load is not None:
+            await self._on_load(snapshot)
         return True
 
     def start(self) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, inspect, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 if TYPE_CHECKING:
@@ -82,12 +82,26 @@ async def migrate(engine: AsyncEngine) -> None:
 
 
 async def check_schema(engine: AsyncEngine) -> None:
-    """Refuses a schema that is not at this version's head (run ``lockgate migrate``)."""
-    try:
-        async with engine.connect() as connection:
+    """Refuses a schema that is not at this version's head (run ``lockgate migrate``). A
+    database that cannot be reached raises its connection error, not ``SchemaError``: the
+    caller may start without storage and catch up (``state.link``)."""
+    async with engine.connect() as connection:
+        try:
             current = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-    except SQLAlchemyError:
-        current = None  # no alembic_version table: never migrated
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise  # the connection broke mid-query: storage went away, the schema is unknown
+            current = None  # no alembic_version table: never migrated
     if current != HEAD_REVISION:
         raise SchemaError(f"the database schema is at {current!r}, not {HEAD_REVISION!r}: "
                           "run 'lockgate migrate'")
+
+
+async def ensure_schema(engine: AsyncEngine) -> None:
+    """Migrates only a schema that needs it: a schema already at head is confirmed with one
+    query, and Alembic (11 MB it would keep in memory) is loaded only to migrate. A schema
+    this version does not know is refused (``SchemaError``)."""
+    try:
+        await check_schema(engine)
+    except SchemaError:
+        await migrate(engine)

@@ -1,26 +1,34 @@
-"""The batched record writer: every request's record reaches storage, even through an outage.
+"""The batched record writer: every answered request leaves a record, through a storage outage
+and through a crash of the process.
 
-``record`` (called on the request path) only appends to an in-memory queue. A background task
-writes the queue to storage in batches. When storage fails, the batch goes to a local
-append-only spill file (JSON lines, written in a thread so the loop never blocks) and the
-writer keeps spilling until a probe says storage is back; then it replays the file in batches
-and truncates it. Storage ignores a record it already has (by the record's own id), so a batch
-that was written but whose acknowledgement was lost, and is replayed, is not counted twice.
+``record`` (called on the request path, as the answer completes) appends the record to an
+in-memory queue and to a list that is written to this process's local spool file once per
+event-loop turn: one ``os.write`` for every record finished in that turn, scheduled with
+``call_soon``. The write only copies into the kernel's page cache (microseconds, no fsync), so
+once it has run the record survives a ``kill -9`` of the process; what a kill can still lose is
+the records of answers completed in the loop turn the kill interrupts. A background task writes
+the queue to storage in batches every ``interval_s`` and then empties the spool (truncates it):
+everything in it is stored.
 
-The queue is bounded: past ``max_queue`` records, new ones go straight to the spill buffer,
-which the task writes to disk on its next turn, so memory stays bounded by the time between
-two turns, whatever the outage lasts.
+When storage fails, records stay in the spool (the memory queue is dropped: it would only
+duplicate it) and the spool is fsynced on every turn, so a machine crash loses at most one turn
+of records too; when a probe says storage is back, the spool is replayed in batches and
+emptied. Storage ignores a record it already has (by the record's own id), so a record that is
+replayed after being stored (a lost acknowledgement, a crash between the write and the
+truncation) is not counted twice.
 
-Each process spills to its own file in ``spill_dir`` and holds an exclusive lock on it. A file
+Memory stays bounded whatever the outage lasts: past ``max_queue`` records, new ones are kept
+only in the spool, and the next turn replays them from there.
+
+Each process spools to its own file in ``spill_dir`` and holds an exclusive lock on it. A file
 nobody holds a lock on belongs to a process that is gone (a crash, a restart, another worker
-count): any writer adopts it and replays it too.
+count): any writer adopts it, replays it and deletes it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import fcntl
 import logging
 import os
@@ -57,7 +65,10 @@ class RecordWriter:
         self._max_queue = max_queue
         self._write_timeout = write_timeout_s
         self._queue: deque[RequestRecord] = deque()
-        self._overflow: list[RequestRecord] = []
+        self._unspooled: list[RequestRecord] = []  # finished this loop turn, not in the spool yet
+        self._behind = False  # the spool holds records the queue does not: replay it
+        self._dirty = False  # appended since the spool was last emptied
+        self._unsynced = False  # appended since the last fsync
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.storage_up = True
@@ -69,12 +80,32 @@ class RecordWriter:
     def record(self, ctx: RequestContext) -> None:
         record = RequestRecord.of(ctx)
         self.records.append(record)
-        if len(self._queue) < self._max_queue:
+        self._unspooled.append(record)
+        if len(self._unspooled) == 1:  # the first of this loop turn: one append for them all
+            asyncio.get_running_loop().call_soon(self._append_unspooled)
+        if self.storage_up and len(self._queue) < self._max_queue:
             self._queue.append(record)
+            if len(self._queue) >= self._batch_size:
+                self._wake.set()
         else:
-            self._overflow.append(record)
-        if len(self._queue) >= self._batch_size:
-            self._wake.set()
+            self._behind = True  # only the spool has it: the next turn replays the spool
+
+    def _append_unspooled(self) -> None:
+        """Appends the records finished since the last call to the spool (on the loop: a write
+        into the page cache, microseconds)."""
+        if not self._unspooled:
+            return
+        records, self._unspooled = self._unspooled, []
+        # orjson serialises the dataclass itself, field by field, without asdict()'s copies
+        data = b"".join([orjson.dumps(r) + b"\n" for r in records])
+        try:
+            self._own_spill_file()
+            assert self._lock_fd is not None
+            _write_all(self._lock_fd, data)
+        except OSError as exc:
+            log.error("cannot append %d records to the spool %s: %s", len(records), self._spill, exc)
+            return
+        self._dirty = self._unsynced = True
 
     # --- background ------------------------------------------------------------------------
 
@@ -94,34 +125,75 @@ class RecordWriter:
             self._lock_fd = fd
 
     async def stop(self) -> None:
-        """Writes (or spills) everything still queued."""
+        """Writes everything still queued; an empty spool file is removed, a full one (storage
+        is down) stays locked until the process ends, for the next start to replay."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.flush()
+        self._append_unspooled()
+        if (self._lock_fd is not None and not self._behind and not self._queue
+                and os.fstat(self._lock_fd).st_size == 0):
+            self._spill.unlink(missing_ok=True)  # unlinked while still locked: never adopted
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     @property
     def pending(self) -> int:
-        return len(self._queue) + len(self._overflow)
+        return len(self._queue)
 
     async def flush(self) -> None:
-        """One turn: spill any overflow, replay the spill file if storage is back, then write
-        the queue in batches."""
-        if self._overflow:
-            overflow, self._overflow = self._overflow, []
-            await self._spill_records(overflow)
+        """One turn: probe storage if it was down; adopt the spool files of dead processes;
+        replay our own spool if it holds what the queue does not; write the queue in batches;
+        then empty the spool (or, while storage is down, fsync it)."""
+        self._append_unspooled()
         if not self.storage_up and await self._sink_alive():
             self.storage_up = True
-            log.warning("storage is back; replaying spilled records")
+            log.warning("storage is back; replaying spooled records")
         if self.storage_up:
             for path in await asyncio.to_thread(self._replayable):
                 if not await self._replay(path):
                     break
-        while self._queue:
+        if self.storage_up and self._behind:
+            await self._replay_own()
+        while self.storage_up and self._queue:
             batch = [self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))]
-            if not self.storage_up or not await self._write(batch):
-                await self._spill_records(batch)
+            await self._write(batch)
+        if not self.storage_up:
+            self._queue.clear()  # every record of it is in the spool
+            self._behind = True
+            await self._sync_spool()
+        elif not self._queue and not self._behind:
+            self._empty_spool()  # no await since the check: all the spool holds is stored
+
+    async def _replay_own(self) -> None:
+        """Replays this process's spool as it is now; what is recorded meanwhile is queued
+        (and spooled) as usual, and written after."""
+        self._append_unspooled()
+        assert self._lock_fd is not None  # _behind is set only by records, which own the file
+        size = os.fstat(self._lock_fd).st_size
+        self._queue.clear()  # all of it is in the spool, up to ``size``
+        self._behind = False
+        records = await asyncio.to_thread(_read_spill, self._spill, size)
+        for start in range(0, len(records), self._batch_size):
+            if not await self._write(records[start:start + self._batch_size]):
+                self._behind = True  # storage went away again; replayed on a later turn
+                return
+        if records:
+            log.warning("replayed %d spooled records", len(records))
+
+    def _empty_spool(self) -> None:
+        if self._lock_fd is not None and self._dirty:
+            os.ftruncate(self._lock_fd, 0)  # on the loop, on purpose: nothing may come between
+            self._dirty = self._unsynced = False
+
+    async def _sync_spool(self) -> None:
+        """While storage is down the spool is the only copy: fsynced once a turn (in a thread),
+        so that a machine crash, not only a killed process, loses at most one turn."""
+        if self._lock_fd is not None and self._unsynced:
+            self._unsynced = False
+            await asyncio.to_thread(os.fsync, self._lock_fd)
 
     async def _run(self) -> None:
         while True:
@@ -141,8 +213,8 @@ class RecordWriter:
             return True
         except Exception as exc:
             if self.storage_up:
-                log.warning("storage write failed (%s); spilling records to %s", type(exc).__name__,
-                            self._spill)
+                log.warning("storage write failed (%s); keeping records in the spool %s",
+                            type(exc).__name__, self._spill)
             self.storage_up = False
             return False
 
@@ -153,35 +225,21 @@ class RecordWriter:
         except Exception:
             return False
 
-    async def _spill_records(self, records: list[RequestRecord]) -> None:
-        lines = b"".join(orjson.dumps(dataclasses.asdict(r)) + b"\n" for r in records)
-        self._own_spill_file()
-        assert self._lock_fd is not None
-        await asyncio.to_thread(_append, self._lock_fd, lines)
-
     def _replayable(self) -> list[Path]:
-        """Our own spill file, and any file whose owner is gone (no lock held on it)."""
+        """The spool files whose owner is gone (no lock held on them); never our own."""
         if not self._dir.is_dir():
             return []
-        found = []
-        for path in sorted(self._dir.glob("spill-*.jsonl")):
-            if path == self._spill:
-                if path.stat().st_size:
-                    found.append(path)
-            elif _adopt(path):
-                found.append(path)
-        return found
+        return [path for path in sorted(self._dir.glob("spill-*.jsonl"))
+                if path != self._spill and _adopt(path)]
 
     async def _replay(self, path: Path) -> bool:
+        """Replays a dead process's spool file, then deletes it."""
         records = await asyncio.to_thread(_read_spill, path)
         for start in range(0, len(records), self._batch_size):
             if not await self._write(records[start:start + self._batch_size]):
                 return False  # storage went away again; the file stays and is replayed later
-        if path == self._spill:
-            await asyncio.to_thread(os.ftruncate, self._lock_fd or -1, 0)
-        else:
-            await asyncio.to_thread(path.unlink, True)
-        log.warning("replayed %d spilled records from %s", len(records), path.name)
+        await asyncio.to_thread(path.unlink, True)
+        log.warning("replayed %d spooled records from %s", len(records), path.name)
         return True
 
 
@@ -200,15 +258,18 @@ def _adopt(path: Path) -> bool:
     return True
 
 
-def _append(fd: int, lines: bytes) -> None:
-    os.write(fd, lines)
-    os.fsync(fd)
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
-def _read_spill(path: Path) -> list[RequestRecord]:
+def _read_spill(path: Path, size: int | None = None) -> list[RequestRecord]:
+    """The records in ``path`` (its first ``size`` bytes)."""
     records = []
     with path.open("rb") as f:
-        for line in f:
+        data = f.read() if size is None else f.read(size)
+        for line in data.splitlines():
             if line.strip():
                 with contextlib.suppress(orjson.JSONDecodeError, TypeError):
                     records.append(RequestRecord(**orjson.loads(line)))  # a torn last line is skipped
