@@ -152,6 +152,30 @@ def test_ratelimit_headers_count_down(gateway: GatewayFactory) -> None:
     assert int(second.headers["x-ratelimit-remaining-tokens"]) == 10_000 - 18 - reserved_tokens(body)
 
 
+def test_a_429_carries_the_ratelimit_headers_and_the_keys_name(gateway: GatewayFactory) -> None:
+    steady_minute()
+    gw = gateway(models=GPT, keys=[{"name": "ci", "key": KEY, "rpm": 2, "tpm": 10_000}])
+    body = chat_body(max_tokens=100)
+    assert [chat(gw, body=body).status_code for _ in range(2)] == [200, 200]
+    refused = chat(gw, body=body)
+    assert_openai_429(refused, "rate_limit_exceeded")
+    h = refused.headers
+    assert (h["x-ratelimit-limit-requests"], h["x-ratelimit-remaining-requests"]) == ("2", "0")
+    assert h["x-ratelimit-reset-requests"].endswith("s")
+    assert h["x-ratelimit-limit-tokens"] == "10000"
+    assert 0 < int(h["x-ratelimit-remaining-tokens"]) < 10_000  # nothing taken by the refusal
+    message = refused.json()["error"]["message"]
+    assert "key 'ci'" in message and "static/" not in message and "key:" not in message
+
+
+def test_a_spent_team_budget_names_the_team(gateway: GatewayFactory) -> None:
+    gw = gateway(models=PRICED, teams=[{"name": "research", "budget_usd": 5}],
+                 keys=[{"name": "bot", "key": KEY, "team": "research"}])
+    refused = chat(gw, body=chat_body(max_tokens=7))  # $7 reserved, $5 budget
+    assert_openai_429(refused, "budget_exceeded")
+    assert "team 'research'" in refused.json()["error"]["message"]
+
+
 def test_no_ratelimit_headers_without_limits(gateway: GatewayFactory) -> None:
     gw = limited_gateway(gateway)
     response = chat(gw)
@@ -190,6 +214,23 @@ def test_without_max_tokens_a_default_completion_is_reserved(gateway: GatewayFac
     response = chat(gw, body=body)
     assert int(response.headers["x-ratelimit-remaining-tokens"]) == (
         5000 - len(body) // 4 - DEFAULT_COMPLETION_ESTIMATE)
+
+
+def test_n_completions_reserve_n_times_the_completion(gateway: GatewayFactory,
+                                                     fake_openai: FakeOpenAI) -> None:
+    steady_minute()
+    gw = limited_gateway(gateway, tpm=1000)
+    one = chat(gw, body=chat_body(max_tokens=300))
+    assert one.status_code == 200
+    assert int(one.headers["x-ratelimit-remaining-tokens"]) < 700
+    settled(gw)  # 18 tokens used: ~980 left
+    # Four completions of up to 300 tokens each cannot fit in 1000 (one of 300 would).
+    refused = chat(gw, body=chat_body(max_tokens=300, n=4))
+    assert_openai_429(refused, "rate_limit_exceeded")
+    assert len(fake_openai.requests) == 1
+    two = chat(gw, body=chat_body(max_tokens=300, n=2))
+    assert two.status_code == 200
+    assert int(two.headers["x-ratelimit-remaining-tokens"]) < 1000 - 18 - 600
 
 
 def test_a_stream_settles_with_its_real_usage(gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
@@ -277,6 +318,20 @@ def test_a_spent_budget_stays_spent_after_a_restart(gateway: GatewayFactory, fak
     assert chat(second, body=chat_body(max_tokens=5)).status_code == 200  # $14 + $5 fits
 
 
+def test_a_spent_budget_refuses_a_model_without_a_price(gateway: GatewayFactory,
+                                                       fake_openai: FakeOpenAI) -> None:
+    unpriced = {"targets": [{"provider": "oai", "model": "in-house-finetune"}], "retries": 0}
+    models = {**PRICED, "free": unpriced}
+    gw = limited_gateway(gateway, models=models, budget_usd=14)
+    body = chat_body(max_tokens=7)
+    assert [chat(gw, body=body).status_code for _ in range(2)] == [200, 200]  # $14: spent
+    settled(gw)
+    refused = chat(gw, body=json.dumps({"model": "free", "max_tokens": 7,
+                                        "messages": [{"role": "user", "content": "hi"}]}).encode())
+    assert_openai_429(refused, "budget_exceeded")
+    assert len(fake_openai.requests) == 2
+
+
 def test_a_spent_budget_is_refused_in_anthropic_shape(gateway: GatewayFactory) -> None:
     gw = limited_gateway(gateway, models=PRICED, budget_usd=5)
     client = anthropic.Anthropic(base_url=gw.url, api_key=KEY, max_retries=0)
@@ -354,6 +409,10 @@ def test_period_starts() -> None:
 
 def test_token_estimates() -> None:
     assert estimate_tokens(400, 50) == (100, 50)
+    assert estimate_tokens(400, 50, 3) == (100, 150)  # n completions
+    assert estimate_tokens(400, 50, 2, 5) == (100, 250)  # best_of 5 generates 5
+    assert estimate_tokens(400, None, 2) == (100, 2 * DEFAULT_COMPLETION_ESTIMATE)
+    assert estimate_tokens(400, 50, None, True, -2, "3") == (100, 50)  # not counts: once
     assert estimate_tokens(400, None) == (100, DEFAULT_COMPLETION_ESTIMATE)
     assert estimate_tokens(400, 0) == (100, DEFAULT_COMPLETION_ESTIMATE)
     assert estimate_tokens(400, "50") == (100, DEFAULT_COMPLETION_ESTIMATE)
@@ -391,7 +450,7 @@ async def test_each_kind_of_refusal() -> None:
         with pytest.raises(RateLimited) as caught:
             await limiter.acquire((limits,), Estimate(10, 1.0))
         assert (caught.value.code, caught.value.status) == (code, 429)
-        assert words in caught.value.message and limits.owner in caught.value.message
+        assert words in caught.value.message and "this key" in caught.value.message
         assert caught.value.retry_after is not None and caught.value.retry_after >= 1
 
 

@@ -48,6 +48,15 @@ async def test_amounts_and_limits_are_fractional(counters: CounterStore) -> None
     assert await counters.level("spend:key:c:total") == pytest.approx(0.8)
 
 
+async def test_a_bucket_at_its_limit_refuses_even_a_take_of_nothing(counters: CounterStore) -> None:
+    spend = Take("spend:key:z:total", 0.5, 1.0, 3600)
+    assert (await counters.reserve([spend], "a")).ok
+    assert (await counters.reserve([Take("spend:key:z:total", 0.0, 1.0, 3600)], "b")).ok  # room left
+    assert (await counters.reserve([spend], "c")).ok  # exactly at the limit now
+    free = await counters.reserve([Take("spend:key:z:total", 0.0, 1.0, 3600)], "d")
+    assert not free.ok and free.denied == 0  # spent: an unpriced request is refused too
+
+
 async def test_adjust_settles_a_reservation_with_what_was_used(counters: CounterStore) -> None:
     take = Take("tpm:key:d:1", 500, 1000, 60)
     assert (await counters.reserve([take], "a")).ok

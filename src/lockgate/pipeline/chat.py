@@ -55,7 +55,7 @@ class ChatEndpoint(Endpoint):
         plan = self.s.router.plan(model, principal)
         cap = (body.get("max_completion_tokens") or body.get("max_tokens")
                or body.get("max_output_tokens"))
-        ctx.estimate = estimate(plan, *estimate_tokens(len(raw), cap))
+        ctx.estimate = estimate(plan, *estimate_tokens(len(raw), cap, body.get("n"), body.get("best_of")))
         lease = await self.s.limiter.acquire(principal.limits, ctx.estimate)
         try:
             exchange = _Exchange(self.dialect, body, model, ctx)

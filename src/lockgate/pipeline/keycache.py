@@ -23,7 +23,8 @@ RESEED_S = 60.0
 
 def _limits(owner: str, row: dict[str, Any]) -> OwnerLimits:
     return OwnerLimits(owner=owner, rpm=row["rpm"], tpm=row["tpm"], max_parallel=row["max_parallel"],
-                       budget_usd=row["budget_usd"], budget_period=row["budget_period"] or "total")
+                       budget_usd=row["budget_usd"], budget_period=row["budget_period"] or "total",
+                       name=row["name"])
 
 
 def principals(snapshot: AuthSnapshot) -> dict[str, Principal]:

@@ -38,7 +38,8 @@ FailMode = Literal["fail_open", "fail_closed"]
 
 @dataclass(frozen=True, slots=True)
 class OwnerLimits:
-    """The limits of one key or team. ``owner`` is ``key/<id>`` or ``team/<id>``."""
+    """The limits of one key or team. ``owner`` is ``key:<id>`` or ``team:<id>`` (the counters'
+    names); ``name`` is what its users call it, the only one a client is ever shown."""
 
     owner: str
     rpm: int | None = None
@@ -46,9 +47,16 @@ class OwnerLimits:
     max_parallel: int | None = None
     budget_usd: float | None = None
     budget_period: BudgetPeriod = "total"
+    name: str = ""
 
     def any(self) -> bool:
         return any(v is not None for v in (self.rpm, self.tpm, self.max_parallel, self.budget_usd))
+
+    def described(self) -> str:
+        """``key 'ci'``, ``team 'research'``: how a refusal names the owner whose limit it hit."""
+        kind = self.owner.partition(":")[0]
+        kind = "deployment" if kind == "target" else kind
+        return f"{kind} '{self.name}'" if self.name else f"this {kind}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +87,18 @@ class _NoLease:
 NO_LEASE: Lease = _NoLease()
 
 
-def estimate_tokens(body_size: int, max_tokens: object) -> tuple[int, int]:
+def estimate_tokens(body_size: int, max_tokens: object, *copies: object) -> tuple[int, int]:
     """(prompt, completion) token guesses for a reservation: about 4 bytes of JSON per prompt
-    token, which overestimates, and the completion cap the client set."""
-    completion = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else DEFAULT_COMPLETION_ESTIMATE
-    return body_size // 4, completion
+    token, which overestimates, and the completion cap the client set — once per completion
+    the upstream generates (``n``, ``best_of``: each is billed, so each is reserved)."""
+    completion = _positive(max_tokens) or DEFAULT_COMPLETION_ESTIMATE
+    completions = max([1, *(_positive(c) for c in copies)])
+    return body_size // 4, completion * completions
+
+
+def _positive(value: object) -> int:
+    """``value`` if it is a count (a positive int), else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def period_bucket(period: BudgetPeriod, now: float) -> tuple[str, float]:
@@ -133,7 +148,7 @@ class CountingLimiter:
             return self._store_down(exc)
         if not outcome.ok:
             assert outcome.denied is not None
-            raise _refusal(buckets[outcome.denied], now)
+            raise _refusal(buckets[outcome.denied], now, _headers(buckets, outcome, now))
         return _CountedLease(self, buckets, lease_id, _headers(buckets, outcome, now))
 
     async def seed_budget(self, owner: OwnerLimits, spent_usd: float) -> None:
@@ -238,15 +253,16 @@ def _buckets(limits: tuple[OwnerLimits, ...], estimate: Estimate, now: float) ->
     return out
 
 
-def _refusal(bucket: _Bucket, now: float) -> RateLimited:
-    owner = bucket.owner.owner
+def _refusal(bucket: _Bucket, now: float, headers: Headers) -> RateLimited:
+    owner = bucket.owner.described()
     if bucket.kind == "spend":
         return RateLimited(f"the budget of {owner} is spent", code="budget_exceeded",
-                           retry_after=_until_period_end(bucket.owner.budget_period, now))
+                           retry_after=_until_period_end(bucket.owner.budget_period, now),
+                           headers=headers)
     what = {"rpm": "requests per minute", "tpm": "tokens per minute", "par": "requests in flight"}
     wait = 1.0 if bucket.kind == "par" else WINDOW_S - now % WINDOW_S
     return RateLimited(f"rate limit of {int(bucket.take.limit)} {what[bucket.kind]} reached for {owner}",
-                       retry_after=math.ceil(wait))
+                       retry_after=math.ceil(wait), headers=headers)
 
 
 def _until_period_end(period: BudgetPeriod, now: float) -> float:
@@ -261,7 +277,8 @@ def _until_period_end(period: BudgetPeriod, now: float) -> float:
 
 
 def _headers(buckets: list[_Bucket], outcome: Outcome, now: float) -> Headers:
-    """OpenAI's x-ratelimit-* headers for the key's own rpm and tpm (the first owner)."""
+    """OpenAI's x-ratelimit-* headers for the key's own rpm and tpm (the first owner): what is
+    left after this request, or, on a refusal (nothing was taken), what is left now."""
     headers: Headers = []
     reset = f"{math.ceil(WINDOW_S - now % WINDOW_S)}s".encode()
     first = buckets[0].owner
@@ -269,7 +286,8 @@ def _headers(buckets: list[_Bucket], outcome: Outcome, now: float) -> Headers:
         if bucket.owner is not first or bucket.kind not in ("rpm", "tpm"):
             continue
         take = bucket.take
-        remaining = str(max(0, int(take.limit - level - take.amount))).encode()
+        taken = take.amount if outcome.ok else 0.0
+        remaining = str(max(0, int(take.limit - level - taken))).encode()
         limit = str(int(take.limit)).encode()
         if bucket.kind == "rpm":
             headers += [(b"x-ratelimit-limit-requests", limit),

@@ -24,7 +24,8 @@ BucketKind = Literal["window", "lease"]
 
 @dataclass(frozen=True, slots=True)
 class Take:
-    """Reserve ``amount`` in bucket ``name`` unless that would pass ``limit``."""
+    """Reserve ``amount`` in bucket ``name`` unless that would pass ``limit`` or the bucket is
+    already at it."""
 
     name: str
     amount: float
@@ -41,6 +42,12 @@ class Outcome:
     ok: bool
     levels: tuple[float, ...]
     denied: int | None = None
+
+
+def _full(level: float, take: Take) -> bool:
+    """A bucket refuses what would pass its limit, and once it has reached its limit it refuses
+    everything, even a take of nothing (a spent budget refuses a model without a price)."""
+    return level >= take.limit or level + take.amount > take.limit
 
 
 class CounterStore(Protocol):
@@ -100,7 +107,7 @@ class MemoryCounters:
             float(self._lease_count(t.name, now)) if t.kind == "lease" else self._total(t.name, now)
             for t in takes)
         for i, (take, level) in enumerate(zip(takes, levels, strict=True)):
-            if level + take.amount > take.limit:
+            if _full(level, take):
                 return Outcome(ok=False, levels=levels, denied=i)
         for take, level in zip(takes, levels, strict=True):
             if take.kind == "lease":

@@ -40,7 +40,7 @@ while a <= #ARGV do
       level = tonumber(redis.call('GET', key) or '0')
     end
     levels[i + 1] = tostring(level)
-    if denied == 0 and level + amount > limit then
+    if denied == 0 and (level >= limit or level + amount > limit) then
       denied = i + 1
     end
   end
