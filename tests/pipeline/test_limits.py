@@ -4,6 +4,7 @@ the limiter's helpers on their own."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -13,6 +14,7 @@ from typing import Any
 
 import anthropic
 import httpx
+import openai
 import pytest
 
 from conftest import GatewayFactory
@@ -248,6 +250,48 @@ def test_a_stream_settles_with_its_real_usage(gateway: GatewayFactory, fake_open
     after = chat(gw, body=body)
     assert after.status_code == 200
     assert int(after.headers["x-ratelimit-remaining-tokens"]) == 1000 - 100 - reserved_tokens(body)
+
+
+# --- clients that go away -----------------------------------------------------------------------
+
+
+def counted(gw: GatewayServer, name: str) -> float:
+    """A counter's level in the gateway's own counter store."""
+    return asyncio.run(gw.app.limiter.counters.level(name))
+
+
+def test_a_stream_the_client_cuts_is_charged_its_reservation(gateway: GatewayFactory,
+                                                             fake_openai: FakeOpenAI) -> None:
+    steady_minute()
+    gw = limited_gateway(gateway, models=PRICED, tpm=100_000, budget_usd=1000)
+    client = openai.OpenAI(base_url=gw.openai_base_url, api_key=KEY, max_retries=0)
+    for cut in range(1, 3):
+        fake_openai.enqueue(Reply(chunk_delay_s=0.4))  # its usage event would come seconds later
+        stream = client.chat.completions.create(model="gpt", max_tokens=50, stream=True,
+                                                messages=[{"role": "user", "content": "hi"}])
+        next(iter(stream))  # the first event arrived ...
+        stream.close()  # ... and the client hangs up before the usage event
+        record = records(gw, cut)[-1]
+        assert (record.status, record.error_code) == (499, "client_closed")
+        assert record.cost_usd == pytest.approx(50.0)  # $1 per reserved completion token
+        settled(gw)
+        minute = int(time.time() // 60)
+        assert counted(gw, f"tpm:key:static/limited:{minute}") >= 50 * cut
+        assert counted(gw, "spend:key:static/limited:total") == pytest.approx(50.0 * cut)
+
+
+def test_an_answer_the_client_stops_waiting_for_is_charged_its_reservation(
+        gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
+    gw = limited_gateway(gateway, models=PRICED, budget_usd=1000)
+    fake_openai.enqueue(Reply(headers_delay_s=1.0))
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{gw.openai_base_url}/chat/completions", content=chat_body(max_tokens=30),
+                   headers={"authorization": f"Bearer {KEY}", "content-type": "application/json"},
+                   timeout=0.3)
+    record = records(gw, 1)[-1]
+    assert (record.status, record.error_code, record.cost_usd) == (499, "client_closed", 30.0)
+    settled(gw)
+    assert counted(gw, "spend:key:static/limited:total") == pytest.approx(30.0)
 
 
 # --- max_parallel -------------------------------------------------------------------------------

@@ -101,6 +101,16 @@ def _positive(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
+def at_least(estimate: Estimate, usage: Usage, cost_usd: float) -> tuple[Usage, float]:
+    """What to charge for a request whose real usage is unknown: what was seen of it, but
+    never less than its reservation (tokens and cost each)."""
+    missing = estimate.tokens - usage.total_tokens
+    if missing > 0:
+        usage = Usage(usage.prompt_tokens, usage.completion_tokens + missing,
+                      usage.cached_tokens, usage.reasoning_tokens)
+    return usage, max(cost_usd, estimate.cost_usd)
+
+
 def period_bucket(period: BudgetPeriod, now: float) -> tuple[str, float]:
     """The budget window's id and how long its counter must live (past its end, for safety)."""
     day = datetime.fromtimestamp(now, UTC)
