@@ -558,6 +558,37 @@ async def test_seeding_a_budget_restores_spend_once() -> None:
     await limiter.seed_budget(OwnerLimits("key:nobudget", rpm=1), 5.0)  # nothing to seed
 
 
+async def test_a_budget_the_counters_lost_is_restored_from_storage_before_admitting() -> None:
+    asked: list[tuple[str, float]] = []
+
+    async def spent(owner: OwnerLimits, since: float) -> float:
+        asked.append((owner.owner, since))
+        await asyncio.sleep(0.01)  # a storage query: every waiting request shares this one
+        return 0.9
+
+    counters = MemoryCounters()
+    limiter = CountingLimiter(counters, spent=spent)
+    budget = (OwnerLimits("key:r", budget_usd=1.0, budget_period="daily", name="r"),)
+    results = await asyncio.gather(*(limiter.acquire(budget, Estimate(10, 0.05)) for _ in range(5)),
+                                   return_exceptions=True)
+    assert asked == [("key:r", period_start("daily", time.time()))]  # one query for all five
+    assert sum(not isinstance(r, BaseException) for r in results) == 2  # 0.9 + 2 * 0.05 = 1.0
+    assert all(isinstance(r, RateLimited) for r in results if isinstance(r, BaseException))
+
+
+async def test_an_unrestorable_budget_fails_open_or_closed() -> None:
+    async def storage_down(owner: OwnerLimits, since: float) -> float:
+        raise ConnectionError("storage down")
+
+    budget = (OwnerLimits("key:q", budget_usd=1.0),)
+    opened = CountingLimiter(MemoryCounters(), "fail_open", spent=storage_down)
+    assert await opened.acquire(budget, Estimate(10, 0.1)) is NO_LEASE
+    closed = CountingLimiter(MemoryCounters(), "fail_closed", spent=storage_down)
+    with pytest.raises(GatewayError) as caught:
+        await closed.acquire(budget, Estimate(10, 0.1))
+    assert caught.value.status == 503
+
+
 class _Down:
     """A counter store that cannot be reached."""
 

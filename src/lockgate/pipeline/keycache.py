@@ -27,6 +27,12 @@ def _limits(owner: str, row: dict[str, Any]) -> OwnerLimits:
                        name=row["name"])
 
 
+async def stored_spend(store: Store, owner: OwnerLimits, since: float) -> float:
+    """What a key or team spent since ``since``, by the records in storage."""
+    kind, _, owner_id = owner.owner.partition(":")
+    return await store.spend("key_id" if kind == "key" else "team_id", owner_id, since)
+
+
 def principals(snapshot: AuthSnapshot) -> dict[str, Principal]:
     """key digest -> Principal for every live stored key."""
     teams = {t["id"]: t for t in snapshot.teams}
@@ -85,6 +91,12 @@ class KeyCache:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    def reseed_soon(self) -> None:
+        """Seeds every budget again on the next poll (the counters were unreachable: they may
+        come back empty). Each request also restores a missing budget itself; this restores
+        the idle ones too."""
+        self._last_reseed = -RESEED_S
+
     async def reseed(self) -> None:
         """Seeds every budget again. A seed only sets a counter that is missing, so this costs
         nothing where the counters are intact, and restores spend where Redis lost its data."""
@@ -125,7 +137,5 @@ class KeyCache:
         mark = (owner.owner, f"{owner.budget_period}:{since}")
         if mark in self._seeded:
             return
-        kind, _, owner_id = owner.owner.partition(":")
-        spent = await self._store.spend("key_id" if kind == "key" else "team_id", owner_id, since)
-        await self._limiter.seed_budget(owner, spent)
+        await self._limiter.seed_budget(owner, await stored_spend(self._store, owner, since))
         self._seeded.add(mark)

@@ -15,7 +15,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
@@ -31,9 +31,13 @@ DEFAULT_COMPLETION_ESTIMATE = 256
 SETTLE_BATCH_S = 0.01
 LEASE_TTL_S = 900.0  # longest a request may hold a max_parallel slot if never released
 WINDOW_S = 60
+RESTORE_TIMEOUT_S = 5.0  # longest a request waits for its budget to be restored from storage
+RESTORE_TRIES = 3
 
 BudgetPeriod = Literal["total", "daily", "monthly"]
 FailMode = Literal["fail_open", "fail_closed"]
+# What an owner spent since a time, by the stored records: how a lost budget counter comes back.
+SpentSince = Callable[["OwnerLimits", float], Awaitable[float]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,11 +135,20 @@ def period_start(period: BudgetPeriod, now: float) -> float:
 
 
 class CountingLimiter:
+    """``spent`` restores a budget counter the store does not have (never seeded, or lost:
+    Redis restarted without persistence) before the request that found it missing is admitted;
+    without it such a counter starts from 0. ``on_store_error`` is told of every request that
+    found the store unusable."""
+
     def __init__(self, counters: CounterStore, fail_mode: FailMode = "fail_open",
-                 on_store_error: Callable[[], None] | None = None) -> None:
+                 on_store_error: Callable[[], None] | None = None,
+                 spent: SpentSince | None = None) -> None:
         self.counters = counters
         self.fail_mode = fail_mode
         self._on_store_error = on_store_error or (lambda: None)
+        self._spent = spent
+        self._restoring: dict[str, asyncio.Future[None]] = {}
+        self.health = StoreHealth(fail_mode)
         self._settling: set[asyncio.Task[None]] = set()
         self._adjust: dict[str, tuple[float, float]] = {}
         self._release: dict[str, list[str]] = {}
@@ -153,9 +166,11 @@ class CountingLimiter:
             return NO_LEASE
         lease_id = uuid.uuid4().hex
         try:
-            outcome = await self.counters.reserve([b.take for b in buckets], lease_id)
+            outcome = await self._reserve(buckets, lease_id)
         except Exception as exc:  # the store is down: the deployment's fail mode decides
             return self._store_down(exc)
+        if self.health.down_since is not None:
+            self.health.recovered()
         if not outcome.ok:
             assert outcome.denied is not None
             raise _refusal(buckets[outcome.denied], now, _headers(buckets, outcome, now))
@@ -169,9 +184,39 @@ class CountingLimiter:
         period, ttl = period_bucket(owner.budget_period, time.time())
         await self.counters.seed(f"spend:{owner.owner}:{period}", spent_usd, ttl)
 
+    async def _reserve(self, buckets: list[_Bucket], lease_id: str) -> Outcome:
+        """One reservation; a budget the store does not have is restored, then tried again."""
+        takes = [b.take for b in buckets]
+        for _ in range(RESTORE_TRIES):
+            outcome = await self.counters.reserve(takes, lease_id)
+            if outcome.unseeded is None:
+                return outcome
+            await self._restore(buckets[outcome.unseeded])
+        raise RuntimeError("a budget counter disappears as soon as it is restored")
+
+    async def _restore(self, bucket: _Bucket) -> None:
+        """Restores one budget counter from storage. Requests that find the same counter
+        missing at once share one storage query; a request that gives up does not stop it."""
+        name = bucket.take.name
+        pending = self._restoring.get(name)
+        if pending is None:
+            pending = asyncio.ensure_future(self._seed_from_storage(bucket))
+            self._restoring[name] = pending
+            pending.add_done_callback(lambda _: self._restoring.pop(name, None))
+        await asyncio.shield(pending)
+
+    async def _seed_from_storage(self, bucket: _Bucket) -> None:
+        owner, spent = bucket.owner, 0.0
+        if self._spent is not None:
+            async with asyncio.timeout(RESTORE_TIMEOUT_S):
+                spent = await self._spent(owner, period_start(owner.budget_period, time.time()))
+        await self.counters.seed(bucket.take.name, spent, bucket.take.ttl_s)
+        log.info("budget of %s restored from storage: %.6f USD spent this period",
+                 owner.described(), spent)
+
     def _store_down(self, exc: Exception) -> Lease:
         self._on_store_error()
-        log.warning("limits store unreachable (%s); failing %s", type(exc).__name__, self.fail_mode)
+        self.health.failed(exc)
         if self.fail_mode == "fail_open":
             return NO_LEASE
         raise GatewayError("rate limits cannot be checked right now", status=503,
@@ -212,6 +257,32 @@ class CountingLimiter:
         await self._settle_now()
         if self._settling:
             await asyncio.gather(*self._settling, return_exceptions=True)
+
+
+class StoreHealth:
+    """Logs an outage of the counter store once when it begins and once when it ends, with how
+    many requests it touched, instead of a line per request."""
+
+    def __init__(self, fail_mode: FailMode) -> None:
+        self._fail_open = fail_mode == "fail_open"
+        self.down_since: float | None = None
+        self.affected = 0
+
+    def failed(self, exc: Exception) -> None:
+        self.affected += 1
+        if self.down_since is not None:
+            return
+        self.down_since, self.affected = time.monotonic(), 1
+        then = ("requests with limits are served uncounted" if self._fail_open
+                else "requests with limits are refused with 503")
+        log.warning("limits cannot be checked (%s); %s until the limits store is back",
+                    type(exc).__name__, then)
+
+    def recovered(self) -> None:
+        assert self.down_since is not None
+        lasted, self.down_since = time.monotonic() - self.down_since, None
+        log.warning("limits store is back after %.1f s; %d requests were %s meanwhile", lasted,
+                    self.affected, "served uncounted" if self._fail_open else "refused")
 
 
 class _CountedLease:
@@ -259,7 +330,7 @@ def _buckets(limits: tuple[OwnerLimits, ...], estimate: Estimate, now: float) ->
         if lim.budget_usd is not None:
             period, ttl = period_bucket(lim.budget_period, now)
             out.append(_Bucket("spend", lim, Take(f"spend:{lim.owner}:{period}", estimate.cost_usd,
-                                                   lim.budget_usd, ttl)))
+                                                   lim.budget_usd, ttl, "restored")))
     return out
 
 

@@ -59,6 +59,7 @@ class RecordWriter:
         self._queue: deque[RequestRecord] = deque()
         self._overflow: list[RequestRecord] = []
         self._wake = asyncio.Event()
+        self._synced: list[asyncio.Future[None]] = []  # sync() callers waiting for the next turn
         self._task: asyncio.Task[None] | None = None
         self.storage_up = True
         # The newest records, for tests and the dashboard's live view.
@@ -101,6 +102,17 @@ class RecordWriter:
                 await self._task
         await self.flush()
 
+    async def sync(self, timeout_s: float = 2.0) -> None:
+        """Returns once the records queued before the call are written (or spilled), or after
+        ``timeout_s``: a budget restored from storage then includes this process's requests."""
+        if self._task is None or self._task.done():
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._synced.append(done)
+        self._wake.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(done), timeout_s)
+
     @property
     def pending(self) -> int:
         return len(self._queue) + len(self._overflow)
@@ -129,10 +141,14 @@ class RecordWriter:
                 async with asyncio.timeout(self._interval if self.storage_up else 1.0):
                     await self._wake.wait()
             self._wake.clear()
+            waiting, self._synced = self._synced, []
             try:
                 await self.flush()
             except Exception:  # never let the writer die: records would pile up unwritten
                 log.exception("record writer turn failed")
+            for done in waiting:
+                if not done.done():
+                    done.set_result(None)
 
     async def _write(self, batch: list[RequestRecord]) -> bool:
         try:
