@@ -136,7 +136,7 @@ def test_a_redis_outage_is_logged_once_each_way_and_the_first_request_after_it_i
         private_redis.start()
         assert chat(gw).status_code == 200
     lines = [r.getMessage() for r in caplog.records if r.name == "lockgate"]
-    down = [line for line in lines if "limits cannot be checked" in line]
+    down = [line for line in lines if "limits store is unusable" in line]
     back = [line for line in lines if "limits store is back after" in line]
     assert len(down) == 1 and "refused with 503" in down[0], lines
     assert len(back) == 1 and "10 requests were refused" in back[0], lines

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 from datetime import UTC, datetime
@@ -576,17 +577,25 @@ async def test_a_budget_the_counters_lost_is_restored_from_storage_before_admitt
     assert all(isinstance(r, RateLimited) for r in results if isinstance(r, BaseException))
 
 
-async def test_an_unrestorable_budget_fails_open_or_closed() -> None:
+async def test_an_unrestorable_budget_fails_open_or_closed_and_other_limits_still_count(
+        caplog: pytest.LogCaptureFixture) -> None:
     async def storage_down(owner: OwnerLimits, since: float) -> float:
         raise ConnectionError("storage down")
 
-    budget = (OwnerLimits("key:q", budget_usd=1.0),)
+    budget_only = (OwnerLimits("key:q", budget_usd=1.0),)
+    both = (OwnerLimits("key:p", rpm=2, budget_usd=1.0),)
     opened = CountingLimiter(MemoryCounters(), "fail_open", spent=storage_down)
-    assert await opened.acquire(budget, Estimate(10, 0.1)) is NO_LEASE
+    assert await opened.acquire(budget_only, Estimate(10, 0.1)) is NO_LEASE
+    for _ in range(2):  # served without the budget, but the rpm still counts
+        assert (await opened.acquire(both, Estimate(10, 0.1))).headers
+    with pytest.raises(RateLimited):
+        await opened.acquire(both, Estimate(10, 0.1))
     closed = CountingLimiter(MemoryCounters(), "fail_closed", spent=storage_down)
     with pytest.raises(GatewayError) as caught:
-        await closed.acquire(budget, Estimate(10, 0.1))
-    assert caught.value.status == 503
+        await closed.acquire(budget_only, Estimate(10, 0.1))
+    assert (caught.value.status, caught.value.code) == (503, "limits_unavailable")
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 2 and all("storage" in line for line in warned)  # once per limiter
 
 
 class _Down:

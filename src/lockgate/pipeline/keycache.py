@@ -137,5 +137,7 @@ class KeyCache:
         mark = (owner.owner, f"{owner.budget_period}:{since}")
         if mark in self._seeded:
             return
-        await self._limiter.seed_budget(owner, await stored_spend(self._store, owner, since))
+        # Through the limiter: it waits for this process's records to reach storage first, and
+        # shares one query with the requests that find the same counter missing meanwhile.
+        await self._limiter.restore_budget(owner)
         self._seeded.add(mark)

@@ -23,6 +23,7 @@ from typing import Literal, Protocol
 from lockgate.asgi import Headers
 from lockgate.core.chat import Usage
 from lockgate.errors import GatewayError, RateLimited
+from lockgate.pipeline.outage_log import OutageLog
 from lockgate.state.counters import CounterStore, MemoryCounters, Outcome, Take
 
 log = logging.getLogger("lockgate")
@@ -148,7 +149,15 @@ class CountingLimiter:
         self._on_store_error = on_store_error or (lambda: None)
         self._spent = spent
         self._restoring: dict[str, asyncio.Future[None]] = {}
-        self.health = StoreHealth(fail_mode)
+        fail_open = fail_mode == "fail_open"
+        self.health = OutageLog(
+            "the limits store", "served uncounted" if fail_open else "refused",
+            "requests with limits are " + ("served uncounted" if fail_open else "refused with 503"))
+        self.restore_health = OutageLog(
+            "storage, where lost budget counters are restored from",
+            "served without their budget" if fail_open else "refused",
+            "requests whose budget counter must be restored are "
+            + ("served without their budget" if fail_open else "refused with 503"))
         self._settling: set[asyncio.Task[None]] = set()
         self._adjust: dict[str, tuple[float, float]] = {}
         self._release: dict[str, list[str]] = {}
@@ -166,11 +175,15 @@ class CountingLimiter:
             return NO_LEASE
         lease_id = uuid.uuid4().hex
         try:
-            outcome = await self._reserve(buckets, lease_id)
+            buckets, outcome = await self._reserve(buckets, lease_id)
+        except GatewayError:
+            raise
         except Exception as exc:  # the store is down: the deployment's fail mode decides
             return self._store_down(exc)
         if self.health.down_since is not None:
             self.health.recovered()
+        if outcome is None:  # nothing left to count (a budget that could not be restored)
+            return NO_LEASE
         if not outcome.ok:
             assert outcome.denied is not None
             raise _refusal(buckets[outcome.denied], now, _headers(buckets, outcome, now))
@@ -184,43 +197,63 @@ class CountingLimiter:
         period, ttl = period_bucket(owner.budget_period, time.time())
         await self.counters.seed(f"spend:{owner.owner}:{period}", spent_usd, ttl)
 
-    async def _reserve(self, buckets: list[_Bucket], lease_id: str) -> Outcome:
-        """One reservation; a budget the store does not have is restored, then tried again."""
-        takes = [b.take for b in buckets]
+    async def restore_budget(self, owner: OwnerLimits) -> None:
+        """Seeds the counter of ``owner``'s budget for the current period from storage, unless
+        the counters have it already (another replica or an earlier start seeded it)."""
+        if owner.budget_usd is None:
+            return
+        period, ttl = period_bucket(owner.budget_period, time.time())
+        await self._restore(f"spend:{owner.owner}:{period}", owner, ttl)
+
+    async def _reserve(self, buckets: list[_Bucket],
+                       lease_id: str) -> tuple[list[_Bucket], Outcome | None]:
+        """One reservation; a budget the store does not have is restored, then tried again.
+        A budget that cannot be restored (storage is down too) follows the fail mode: refused
+        with 503, or served without that budget while every other limit is still counted.
+        Returns the buckets reserved (None for the outcome when none is left)."""
         for _ in range(RESTORE_TRIES):
-            outcome = await self.counters.reserve(takes, lease_id)
+            if not buckets:
+                return buckets, None
+            outcome = await self.counters.reserve([b.take for b in buckets], lease_id)
             if outcome.unseeded is None:
-                return outcome
-            await self._restore(buckets[outcome.unseeded])
+                return buckets, outcome
+            missing = buckets[outcome.unseeded]
+            try:
+                await self._restore(missing.take.name, missing.owner, missing.take.ttl_s)
+            except Exception as exc:
+                self.restore_health.failed(exc)
+                if self.fail_mode == "fail_closed":
+                    raise _limits_unavailable() from None
+                buckets = [b for b in buckets if b is not missing]
+            else:
+                self.restore_health.recovered()
         raise RuntimeError("a budget counter disappears as soon as it is restored")
 
-    async def _restore(self, bucket: _Bucket) -> None:
+    async def _restore(self, name: str, owner: OwnerLimits, ttl_s: float) -> None:
         """Restores one budget counter from storage. Requests that find the same counter
         missing at once share one storage query; a request that gives up does not stop it."""
-        name = bucket.take.name
         pending = self._restoring.get(name)
         if pending is None:
-            pending = asyncio.ensure_future(self._seed_from_storage(bucket))
+            pending = asyncio.ensure_future(self._seed_from_storage(name, owner, ttl_s))
             self._restoring[name] = pending
             pending.add_done_callback(lambda _: self._restoring.pop(name, None))
         await asyncio.shield(pending)
 
-    async def _seed_from_storage(self, bucket: _Bucket) -> None:
-        owner, spent = bucket.owner, 0.0
+    async def _seed_from_storage(self, name: str, owner: OwnerLimits, ttl_s: float) -> None:
+        spent = 0.0
         if self._spent is not None:
             async with asyncio.timeout(RESTORE_TIMEOUT_S):
                 spent = await self._spent(owner, period_start(owner.budget_period, time.time()))
-        await self.counters.seed(bucket.take.name, spent, bucket.take.ttl_s)
-        log.info("budget of %s restored from storage: %.6f USD spent this period",
-                 owner.described(), spent)
+        await self.counters.seed(name, spent, ttl_s)
+        log.debug("budget of %s seeded from storage: %.6f USD spent this period",
+                  owner.described(), spent)
 
     def _store_down(self, exc: Exception) -> Lease:
         self._on_store_error()
         self.health.failed(exc)
         if self.fail_mode == "fail_open":
             return NO_LEASE
-        raise GatewayError("rate limits cannot be checked right now", status=503,
-                           code="limits_unavailable", retry_after=1)
+        raise _limits_unavailable()
 
     def settle_later(self, adjust: list[tuple[str, float, float]], release: list[tuple[str, str]]) -> None:
         """Gathers a request's settlement; they go to the store together, every
@@ -259,30 +292,9 @@ class CountingLimiter:
             await asyncio.gather(*self._settling, return_exceptions=True)
 
 
-class StoreHealth:
-    """Logs an outage of the counter store once when it begins and once when it ends, with how
-    many requests it touched, instead of a line per request."""
-
-    def __init__(self, fail_mode: FailMode) -> None:
-        self._fail_open = fail_mode == "fail_open"
-        self.down_since: float | None = None
-        self.affected = 0
-
-    def failed(self, exc: Exception) -> None:
-        self.affected += 1
-        if self.down_since is not None:
-            return
-        self.down_since, self.affected = time.monotonic(), 1
-        then = ("requests with limits are served uncounted" if self._fail_open
-                else "requests with limits are refused with 503")
-        log.warning("limits cannot be checked (%s); %s until the limits store is back",
-                    type(exc).__name__, then)
-
-    def recovered(self) -> None:
-        assert self.down_since is not None
-        lasted, self.down_since = time.monotonic() - self.down_since, None
-        log.warning("limits store is back after %.1f s; %d requests were %s meanwhile", lasted,
-                    self.affected, "served uncounted" if self._fail_open else "refused")
+def _limits_unavailable() -> GatewayError:
+    return GatewayError("rate limits cannot be checked right now", status=503,
+                        code="limits_unavailable", retry_after=1)
 
 
 class _CountedLease:
