@@ -24,8 +24,8 @@ from lockgate.pipeline.auth import Authenticator
 from lockgate.pipeline.call import Caller
 from lockgate.pipeline.chat import ChatEndpoint
 from lockgate.pipeline.embeddings import EmbeddingsEndpoint
-from lockgate.pipeline.keycache import KeyCache, principals
-from lockgate.pipeline.limits import CountingLimiter
+from lockgate.pipeline.keycache import KeyCache, principals, stored_spend
+from lockgate.pipeline.limits import CountingLimiter, OwnerLimits
 from lockgate.pipeline.models import ModelsEndpoint
 from lockgate.pipeline.route import Router
 from lockgate.pipeline.services import Services
@@ -62,10 +62,18 @@ class Gateway:
             from lockgate.state.redis_counters import RedisCounters  # only where Redis is used
 
             counters = RedisCounters(config.redis)
-        self.limiter = CountingLimiter(counters, config.limits.redis_failure)
+        self.limiter = CountingLimiter(counters, config.limits.redis_failure,
+                                       on_store_error=lambda: self.keycache.reseed_soon(),
+                                       spent=self._spent)
         self.auth = Authenticator(config)
         self.keycache = KeyCache(self.store, self.auth, self.limiter, self._save_key_snapshot)
         self._http: ASGIApp = self._dispatch  # guarded at start-up if the gateway is open
+
+    async def _spent(self, owner: OwnerLimits, since: float) -> float:
+        """A budget's spend by storage, for a counter that must be restored: this process's
+        finished requests are written first, so none of them is left out."""
+        await self.writer.sync()
+        return await stored_spend(self.store, owner, since)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

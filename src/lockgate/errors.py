@@ -124,8 +124,18 @@ class RequestTooLarge(GatewayError):
 
 
 class RateLimited(GatewayError):
+    """Carries the same ``x-ratelimit-*`` headers a served request would (§5)."""
+
     status = 429
     code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: float | None = None,
+                 headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+        super().__init__(message, code=code, retry_after=retry_after)
+        self.limit_headers = list(headers)
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [*super().headers(), *self.limit_headers]
 
 
 class UpstreamError(GatewayError):

@@ -12,7 +12,7 @@ import pytest
 from gateway import make_config
 from lockgate.pipeline import keycache
 from lockgate.pipeline.auth import Authenticator, Principal, digest
-from lockgate.pipeline.keycache import KeyCache, MissLookup
+from lockgate.pipeline.keycache import KeyCache, MissLookup, stored_spend
 from lockgate.pipeline.limits import CountingLimiter
 from lockgate.pipeline.record import RequestRecord
 from lockgate.state.counters import MemoryCounters
@@ -32,7 +32,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 async def test_spend_lost_by_redis_is_restored_from_storage(
         store: Store, redis_url: str, redis_prefix: str) -> None:  # noqa: F811
     counters = RedisCounters(redis_url, prefix=redis_prefix)
-    limiter = CountingLimiter(counters)
+    limiter = CountingLimiter(counters, spent=lambda owner, since: stored_spend(store, owner, since))
     auth = Authenticator(make_config({}))
     cache = KeyCache(store, auth, limiter)
     key = await store.create_key({"name": "spender", "budget_usd": 10.0}, digest("lg-secret-1"), "lg-secr")

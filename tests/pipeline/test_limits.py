@@ -4,7 +4,9 @@ the limiter's helpers on their own."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import threading
 import time
 from datetime import UTC, datetime
@@ -13,6 +15,7 @@ from typing import Any
 
 import anthropic
 import httpx
+import openai
 import pytest
 
 from conftest import GatewayFactory
@@ -152,6 +155,30 @@ def test_ratelimit_headers_count_down(gateway: GatewayFactory) -> None:
     assert int(second.headers["x-ratelimit-remaining-tokens"]) == 10_000 - 18 - reserved_tokens(body)
 
 
+def test_a_429_carries_the_ratelimit_headers_and_the_keys_name(gateway: GatewayFactory) -> None:
+    steady_minute()
+    gw = gateway(models=GPT, keys=[{"name": "ci", "key": KEY, "rpm": 2, "tpm": 10_000}])
+    body = chat_body(max_tokens=100)
+    assert [chat(gw, body=body).status_code for _ in range(2)] == [200, 200]
+    refused = chat(gw, body=body)
+    assert_openai_429(refused, "rate_limit_exceeded")
+    h = refused.headers
+    assert (h["x-ratelimit-limit-requests"], h["x-ratelimit-remaining-requests"]) == ("2", "0")
+    assert h["x-ratelimit-reset-requests"].endswith("s")
+    assert h["x-ratelimit-limit-tokens"] == "10000"
+    assert 0 < int(h["x-ratelimit-remaining-tokens"]) < 10_000  # nothing taken by the refusal
+    message = refused.json()["error"]["message"]
+    assert "key 'ci'" in message and "static/" not in message and "key:" not in message
+
+
+def test_a_spent_team_budget_names_the_team(gateway: GatewayFactory) -> None:
+    gw = gateway(models=PRICED, teams=[{"name": "research", "budget_usd": 5}],
+                 keys=[{"name": "bot", "key": KEY, "team": "research"}])
+    refused = chat(gw, body=chat_body(max_tokens=7))  # $7 reserved, $5 budget
+    assert_openai_429(refused, "budget_exceeded")
+    assert "team 'research'" in refused.json()["error"]["message"]
+
+
 def test_no_ratelimit_headers_without_limits(gateway: GatewayFactory) -> None:
     gw = limited_gateway(gateway)
     response = chat(gw)
@@ -192,6 +219,23 @@ def test_without_max_tokens_a_default_completion_is_reserved(gateway: GatewayFac
         5000 - len(body) // 4 - DEFAULT_COMPLETION_ESTIMATE)
 
 
+def test_n_completions_reserve_n_times_the_completion(gateway: GatewayFactory,
+                                                     fake_openai: FakeOpenAI) -> None:
+    steady_minute()
+    gw = limited_gateway(gateway, tpm=1000)
+    one = chat(gw, body=chat_body(max_tokens=300))
+    assert one.status_code == 200
+    assert int(one.headers["x-ratelimit-remaining-tokens"]) < 700
+    settled(gw)  # 18 tokens used: ~980 left
+    # Four completions of up to 300 tokens each cannot fit in 1000 (one of 300 would).
+    refused = chat(gw, body=chat_body(max_tokens=300, n=4))
+    assert_openai_429(refused, "rate_limit_exceeded")
+    assert len(fake_openai.requests) == 1
+    two = chat(gw, body=chat_body(max_tokens=300, n=2))
+    assert two.status_code == 200
+    assert int(two.headers["x-ratelimit-remaining-tokens"]) < 1000 - 18 - 600
+
+
 def test_a_stream_settles_with_its_real_usage(gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
     steady_minute()
     gw = limited_gateway(gateway, tpm=1000)
@@ -207,6 +251,48 @@ def test_a_stream_settles_with_its_real_usage(gateway: GatewayFactory, fake_open
     after = chat(gw, body=body)
     assert after.status_code == 200
     assert int(after.headers["x-ratelimit-remaining-tokens"]) == 1000 - 100 - reserved_tokens(body)
+
+
+# --- clients that go away -----------------------------------------------------------------------
+
+
+def counted(gw: GatewayServer, name: str) -> float:
+    """A counter's level in the gateway's own counter store."""
+    return asyncio.run(gw.app.limiter.counters.level(name))
+
+
+def test_a_stream_the_client_cuts_is_charged_its_reservation(gateway: GatewayFactory,
+                                                             fake_openai: FakeOpenAI) -> None:
+    steady_minute()
+    gw = limited_gateway(gateway, models=PRICED, tpm=100_000, budget_usd=1000)
+    client = openai.OpenAI(base_url=gw.openai_base_url, api_key=KEY, max_retries=0)
+    for cut in range(1, 3):
+        fake_openai.enqueue(Reply(chunk_delay_s=0.4))  # its usage event would come seconds later
+        stream = client.chat.completions.create(model="gpt", max_tokens=50, stream=True,
+                                                messages=[{"role": "user", "content": "hi"}])
+        next(iter(stream))  # the first event arrived ...
+        stream.close()  # ... and the client hangs up before the usage event
+        record = records(gw, cut)[-1]
+        assert (record.status, record.error_code) == (499, "client_closed")
+        assert record.cost_usd == pytest.approx(50.0)  # $1 per reserved completion token
+        settled(gw)
+        minute = int(time.time() // 60)
+        assert counted(gw, f"tpm:key:static/limited:{minute}") >= 50 * cut
+        assert counted(gw, "spend:key:static/limited:total") == pytest.approx(50.0 * cut)
+
+
+def test_an_answer_the_client_stops_waiting_for_is_charged_its_reservation(
+        gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
+    gw = limited_gateway(gateway, models=PRICED, budget_usd=1000)
+    fake_openai.enqueue(Reply(headers_delay_s=1.0))
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{gw.openai_base_url}/chat/completions", content=chat_body(max_tokens=30),
+                   headers={"authorization": f"Bearer {KEY}", "content-type": "application/json"},
+                   timeout=0.3)
+    record = records(gw, 1)[-1]
+    assert (record.status, record.error_code, record.cost_usd) == (499, "client_closed", 30.0)
+    settled(gw)
+    assert counted(gw, "spend:key:static/limited:total") == pytest.approx(30.0)
 
 
 # --- max_parallel -------------------------------------------------------------------------------
@@ -275,6 +361,20 @@ def test_a_spent_budget_stays_spent_after_a_restart(gateway: GatewayFactory, fak
     assert_openai_429(chat(second, body=body), "budget_exceeded")  # $14 + $7 > $20
     fake_openai.enqueue(Reply(completion_tokens=5))
     assert chat(second, body=chat_body(max_tokens=5)).status_code == 200  # $14 + $5 fits
+
+
+def test_a_spent_budget_refuses_a_model_without_a_price(gateway: GatewayFactory,
+                                                       fake_openai: FakeOpenAI) -> None:
+    unpriced = {"targets": [{"provider": "oai", "model": "in-house-finetune"}], "retries": 0}
+    models = {**PRICED, "free": unpriced}
+    gw = limited_gateway(gateway, models=models, budget_usd=14)
+    body = chat_body(max_tokens=7)
+    assert [chat(gw, body=body).status_code for _ in range(2)] == [200, 200]  # $14: spent
+    settled(gw)
+    refused = chat(gw, body=json.dumps({"model": "free", "max_tokens": 7,
+                                        "messages": [{"role": "user", "content": "hi"}]}).encode())
+    assert_openai_429(refused, "budget_exceeded")
+    assert len(fake_openai.requests) == 2
 
 
 def test_a_spent_budget_is_refused_in_anthropic_shape(gateway: GatewayFactory) -> None:
@@ -354,6 +454,10 @@ def test_period_starts() -> None:
 
 def test_token_estimates() -> None:
     assert estimate_tokens(400, 50) == (100, 50)
+    assert estimate_tokens(400, 50, 3) == (100, 150)  # n completions
+    assert estimate_tokens(400, 50, 2, 5) == (100, 250)  # best_of 5 generates 5
+    assert estimate_tokens(400, None, 2) == (100, 2 * DEFAULT_COMPLETION_ESTIMATE)
+    assert estimate_tokens(400, 50, None, True, -2, "3") == (100, 50)  # not counts: once
     assert estimate_tokens(400, None) == (100, DEFAULT_COMPLETION_ESTIMATE)
     assert estimate_tokens(400, 0) == (100, DEFAULT_COMPLETION_ESTIMATE)
     assert estimate_tokens(400, "50") == (100, DEFAULT_COMPLETION_ESTIMATE)
@@ -391,7 +495,7 @@ async def test_each_kind_of_refusal() -> None:
         with pytest.raises(RateLimited) as caught:
             await limiter.acquire((limits,), Estimate(10, 1.0))
         assert (caught.value.code, caught.value.status) == (code, 429)
-        assert words in caught.value.message and limits.owner in caught.value.message
+        assert words in caught.value.message and "this key" in caught.value.message
         assert caught.value.retry_after is not None and caught.value.retry_after >= 1
 
 
@@ -453,6 +557,45 @@ async def test_seeding_a_budget_restores_spend_once() -> None:
     with pytest.raises(RateLimited):
         await limiter.acquire((KEY_LIMITS,), Estimate(10, 0.2))
     await limiter.seed_budget(OwnerLimits("key:nobudget", rpm=1), 5.0)  # nothing to seed
+
+
+async def test_a_budget_the_counters_lost_is_restored_from_storage_before_admitting() -> None:
+    asked: list[tuple[str, float]] = []
+
+    async def spent(owner: OwnerLimits, since: float) -> float:
+        asked.append((owner.owner, since))
+        await asyncio.sleep(0.01)  # a storage query: every waiting request shares this one
+        return 0.9
+
+    counters = MemoryCounters()
+    limiter = CountingLimiter(counters, spent=spent)
+    budget = (OwnerLimits("key:r", budget_usd=1.0, budget_period="daily", name="r"),)
+    results = await asyncio.gather(*(limiter.acquire(budget, Estimate(10, 0.05)) for _ in range(5)),
+                                   return_exceptions=True)
+    assert asked == [("key:r", period_start("daily", time.time()))]  # one query for all five
+    assert sum(not isinstance(r, BaseException) for r in results) == 2  # 0.9 + 2 * 0.05 = 1.0
+    assert all(isinstance(r, RateLimited) for r in results if isinstance(r, BaseException))
+
+
+async def test_an_unrestorable_budget_fails_open_or_closed_and_other_limits_still_count(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async def storage_down(owner: OwnerLimits, since: float) -> float:
+        raise ConnectionError("storage down")
+
+    budget_only = (OwnerLimits("key:q", budget_usd=1.0),)
+    both = (OwnerLimits("key:p", rpm=2, budget_usd=1.0),)
+    opened = CountingLimiter(MemoryCounters(), "fail_open", spent=storage_down)
+    assert await opened.acquire(budget_only, Estimate(10, 0.1)) is NO_LEASE
+    for _ in range(2):  # served without the budget, but the rpm still counts
+        assert (await opened.acquire(both, Estimate(10, 0.1))).headers
+    with pytest.raises(RateLimited):
+        await opened.acquire(both, Estimate(10, 0.1))
+    closed = CountingLimiter(MemoryCounters(), "fail_closed", spent=storage_down)
+    with pytest.raises(GatewayError) as caught:
+        await closed.acquire(budget_only, Estimate(10, 0.1))
+    assert (caught.value.status, caught.value.code) == (503, "limits_unavailable")
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 2 and all("storage" in line for line in warned)  # once per limiter
 
 
 class _Down:

@@ -48,6 +48,38 @@ async def test_amounts_and_limits_are_fractional(counters: CounterStore) -> None
     assert await counters.level("spend:key:c:total") == pytest.approx(0.8)
 
 
+async def test_a_bucket_at_its_limit_refuses_even_a_take_of_nothing(counters: CounterStore) -> None:
+    spend = Take("spend:key:z:total", 0.5, 1.0, 3600)
+    assert (await counters.reserve([spend], "a")).ok
+    assert (await counters.reserve([Take("spend:key:z:total", 0.0, 1.0, 3600)], "b")).ok  # room left
+    assert (await counters.reserve([spend], "c")).ok  # exactly at the limit now
+    free = await counters.reserve([Take("spend:key:z:total", 0.0, 1.0, 3600)], "d")
+    assert not free.ok and free.denied == 0  # spent: an unpriced request is refused too
+
+
+async def test_a_restored_bucket_admits_nothing_until_it_is_seeded(counters: CounterStore) -> None:
+    rpm, spend = Take("rpm:key:s:1", 1, 10, 60), Take("spend:key:s:total", 0.5, 2.0, 3600, "restored")
+    missing = await counters.reserve([rpm, spend], "a")
+    assert (missing.ok, missing.unseeded, missing.denied) == (False, 1, None)
+    assert await counters.level("rpm:key:s:1") == 0  # nothing was taken
+    await counters.seed("spend:key:s:total", 1.75, 3600)
+    refused = await counters.reserve([rpm, spend], "b")
+    assert (refused.ok, refused.denied, refused.unseeded) == (False, 1, None)  # 1.75 + 0.5 > 2
+    await counters.seed("spend:key:t:total", 1.0, 3600)
+    assert (await counters.reserve([Take("spend:key:t:total", 0.5, 2.0, 3600, "restored")], "c")).ok
+    assert await counters.level("spend:key:t:total") == pytest.approx(1.5)
+
+
+async def test_settling_never_recreates_a_counter_that_is_gone(counters: CounterStore) -> None:
+    # A counter the store lost (or a window that ended) took its reservation with it: settling
+    # against it must not bring it back from 0, or a lost budget would look restored.
+    await counters.settle({"spend:key:u:total": (-0.25, 3600)}, {})
+    await counters.adjust("tpm:key:u:1", -100, 60)
+    assert await counters.level("spend:key:u:total") == 0
+    missing = await counters.reserve([Take("spend:key:u:total", 0.1, 1.0, 3600, "restored")], "a")
+    assert missing.unseeded == 0
+
+
 async def test_adjust_settles_a_reservation_with_what_was_used(counters: CounterStore) -> None:
     take = Take("tpm:key:d:1", 500, 1000, 60)
     assert (await counters.reserve([take], "a")).ok

@@ -248,6 +248,19 @@ async def test_the_background_task_writes_without_being_asked(spill_dir: Path) -
         await writer.stop()
 
 
+async def test_sync_returns_once_what_was_queued_is_written(spill_dir: Path) -> None:
+    sink = ScriptedSink()
+    writer = RecordWriter(sink, spill_dir, interval_s=60)  # its own turn would come much later
+    await writer.sync()  # not started: nothing to wait for
+    writer.start()
+    try:
+        ids = record_some(writer, 3)
+        await writer.sync()
+        assert sorted(sink.stored) == sorted(ids)  # a budget read from storage now includes them
+    finally:
+        await writer.stop()
+
+
 async def test_stopping_writes_what_is_still_queued(spill_dir: Path) -> None:
     sink = ScriptedSink()
     writer = RecordWriter(sink, spill_dir, interval_s=60)

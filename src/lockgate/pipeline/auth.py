@@ -138,6 +138,7 @@ def config_team_limits(team: TeamConfig) -> OwnerLimits:
 
 
 class _LimitSpec(Protocol):
+    name: str
     rpm: int | None
     tpm: int | None
     max_parallel: int | None
@@ -147,4 +148,4 @@ class _LimitSpec(Protocol):
 
 def owner_limits(owner: str, spec: _LimitSpec) -> OwnerLimits:
     return OwnerLimits(owner=owner, rpm=spec.rpm, tpm=spec.tpm, max_parallel=spec.max_parallel,
-                       budget_usd=spec.budget_usd, budget_period=spec.budget_period)
+                       budget_usd=spec.budget_usd, budget_period=spec.budget_period, name=spec.name)

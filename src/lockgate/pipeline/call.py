@@ -69,16 +69,18 @@ class Caller:
                                      retry_after=refused.retry_after)
                 full.add(n % len(order))
                 continue
+            # Settled with the key's lease, also when the client cancels the attempt midway.
+            ctx.target_lease = quota
             try:
                 result = await attempt(deployment, plan.timeout_for(deployment))
             except UpstreamError as err:
+                ctx.target_lease = None
                 if quota is not None:
                     quota.settle(Usage(), 0.0)
                 last = err
                 if not err.retryable:
                     raise
                 continue
-            ctx.target_lease = quota
             return result
         assert last is not None
         raise last

@@ -23,7 +23,7 @@ from lockgate.asgi import Headers, Receive, Scope, Send, send_body, start_stream
 from lockgate.core.chat import ChatRequest
 from lockgate.dialects.base import Dialect, StreamEncoder
 from lockgate.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout
-from lockgate.pipeline.body import parse_object, read_body
+from lockgate.pipeline.body import ClientGone, parse_object, read_body
 from lockgate.pipeline.context import RequestContext
 from lockgate.pipeline.endpoint import Endpoint, end_user, estimate, settle_all
 from lockgate.pipeline.limits import estimate_tokens
@@ -55,7 +55,7 @@ class ChatEndpoint(Endpoint):
         plan = self.s.router.plan(model, principal)
         cap = (body.get("max_completion_tokens") or body.get("max_tokens")
                or body.get("max_output_tokens"))
-        ctx.estimate = estimate(plan, *estimate_tokens(len(raw), cap))
+        ctx.estimate = estimate(plan, *estimate_tokens(len(raw), cap, body.get("n"), body.get("best_of")))
         lease = await self.s.limiter.acquire(principal.limits, ctx.estimate)
         try:
             exchange = _Exchange(self.dialect, body, model, ctx)
@@ -64,6 +64,9 @@ class ChatEndpoint(Endpoint):
             else:
                 answer = await until_disconnect(receive, self.s.caller.call(plan, exchange.answer, ctx))
                 await send_body(send, 200, answer, [*self.headers(ctx), *lease.headers])
+        except ClientGone:
+            ctx.client_closed()  # before settling: a cut answer is charged its reservation
+            raise
         finally:
             settle_all(lease, ctx)
 

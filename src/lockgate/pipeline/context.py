@@ -51,6 +51,10 @@ class RequestContext:
         return cls(request_id=request_id, started=time.perf_counter(), ts=time.time(),
                    endpoint=scope["path"], record_id=record_id)
 
+    def client_closed(self) -> None:
+        """The client went away before it had its whole answer."""
+        self.status, self.error_code = 499, "client_closed"
+
     def settle_cost(self) -> float:
         """The cost of what the deployment that answered used, by its price."""
         price = self.deployment.price if self.deployment is not None else None

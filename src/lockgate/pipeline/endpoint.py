@@ -12,7 +12,7 @@ from lockgate.core.chat import Usage
 from lockgate.errors import GatewayError
 from lockgate.pipeline.body import ClientGone
 from lockgate.pipeline.context import RequestContext
-from lockgate.pipeline.limits import Estimate, Lease
+from lockgate.pipeline.limits import Estimate, Lease, at_least
 from lockgate.pipeline.route import ModelPlan
 from lockgate.pipeline.services import Services
 
@@ -28,7 +28,7 @@ class Endpoint(ABC):
         try:
             await self.handle(scope, receive, send, ctx)
         except ClientGone:
-            ctx.status = 499
+            ctx.client_closed()
         except GatewayError as err:
             await self.fail(send, err, ctx)
         except Exception:
@@ -80,8 +80,13 @@ def end_user(scope: Scope, body: dict[str, Any]) -> str | None:
 
 def settle_all(lease: Lease, ctx: RequestContext) -> None:
     """Charges what the request used to the key's and team's limits and to the answering
-    deployment's quota."""
-    cost = ctx.settle_cost()
-    lease.settle(ctx.usage, cost)
+    deployment's quota. An answer the client cut off has no final usage (a stream cut before
+    its usage event, an answer abandoned while the upstream wrote it), yet the upstream bills
+    it: it is charged at least its reservation, and its record says so."""
+    usage, cost = ctx.usage, ctx.settle_cost()
+    if ctx.status == 499 and ctx.estimate is not None:
+        usage, cost = at_least(ctx.estimate, usage, cost)
+        ctx.cost_usd = cost
+    lease.settle(usage, cost)
     if ctx.target_lease is not None:
-        ctx.target_lease.settle(ctx.usage, cost)
+        ctx.target_lease.settle(usage, cost)

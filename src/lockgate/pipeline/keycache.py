@@ -39,7 +39,14 @@ LOOKUP_TIMEOUT_S = 1.0
 
 def _limits(owner: str, row: dict[str, Any]) -> OwnerLimits:
     return OwnerLimits(owner=owner, rpm=row["rpm"], tpm=row["tpm"], max_parallel=row["max_parallel"],
-                       budget_usd=row["budget_usd"], budget_period=row["budget_period"] or "total")
+                       budget_usd=row["budget_usd"], budget_period=row["budget_period"] or "total",
+                       name=row["name"])
+
+
+async def stored_spend(store: Store, owner: OwnerLimits, since: float) -> float:
+    """What a key or team spent since ``since``, by the records in storage."""
+    kind, _, owner_id = owner.owner.partition(":")
+    return await store.spend("key_id" if kind == "key" else "team_id", owner_id, since)
 
 
 def principals(snapshot: AuthSnapshot,
@@ -189,6 +196,12 @@ class KeyCache:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    def reseed_soon(self) -> None:
+        """Seeds every budget again on the next poll (the counters were unreachable: they may
+        come back empty). Each request also restores a missing budget itself; this restores
+        the idle ones too."""
+        self._last_reseed = -RESEED_S
+
     async def reseed(self) -> None:
         """Seeds every budget again. A seed only sets a counter that is missing, so this costs
         nothing where the counters are intact, and restores spend where Redis lost its data."""
@@ -241,7 +254,7 @@ class KeyCache:
         mark = (owner.owner, f"{owner.budget_period}:{since}")
         if mark in self._seeded:
             return
-        kind, _, owner_id = owner.owner.partition(":")
-        spent = await self._store.spend("key_id" if kind == "key" else "team_id", owner_id, since)
-        await self._limiter.seed_budget(owner, spent)
+        # Through the limiter: it waits for this process's records to reach storage first, and
+        # shares one query with the requests that find the same counter missing meanwhile.
+        await self._limiter.restore_budget(owner)
         self._seeded.add(mark)

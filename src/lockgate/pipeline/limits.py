@@ -15,7 +15,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
@@ -23,6 +23,7 @@ from typing import Literal, Protocol
 from lockgate.asgi import Headers
 from lockgate.core.chat import Usage
 from lockgate.errors import GatewayError, RateLimited
+from lockgate.pipeline.outage_log import OutageLog
 from lockgate.state.counters import CounterStore, MemoryCounters, Outcome, Take
 
 log = logging.getLogger("lockgate")
@@ -31,14 +32,19 @@ DEFAULT_COMPLETION_ESTIMATE = 256
 SETTLE_BATCH_S = 0.01
 LEASE_TTL_S = 900.0  # longest a request may hold a max_parallel slot if never released
 WINDOW_S = 60
+RESTORE_TIMEOUT_S = 5.0  # longest a request waits for its budget to be restored from storage
+RESTORE_TRIES = 3
 
 BudgetPeriod = Literal["total", "daily", "monthly"]
 FailMode = Literal["fail_open", "fail_closed"]
+# What an owner spent since a time, by the stored records: how a lost budget counter comes back.
+SpentSince = Callable[["OwnerLimits", float], Awaitable[float]]
 
 
 @dataclass(frozen=True, slots=True)
 class OwnerLimits:
-    """The limits of one key or team. ``owner`` is ``key/<id>`` or ``team/<id>``."""
+    """The limits of one key or team. ``owner`` is ``key:<id>`` or ``team:<id>`` (the counters'
+    names); ``name`` is what its users call it, the only one a client is ever shown."""
 
     owner: str
     rpm: int | None = None
@@ -46,9 +52,16 @@ class OwnerLimits:
     max_parallel: int | None = None
     budget_usd: float | None = None
     budget_period: BudgetPeriod = "total"
+    name: str = ""
 
     def any(self) -> bool:
         return any(v is not None for v in (self.rpm, self.tpm, self.max_parallel, self.budget_usd))
+
+    def described(self) -> str:
+        """``key 'ci'``, ``team 'research'``: how a refusal names the owner whose limit it hit."""
+        kind = self.owner.partition(":")[0]
+        kind = "deployment" if kind == "target" else kind
+        return f"{kind} '{self.name}'" if self.name else f"this {kind}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +92,28 @@ class _NoLease:
 NO_LEASE: Lease = _NoLease()
 
 
-def estimate_tokens(body_size: int, max_tokens: object) -> tuple[int, int]:
+def estimate_tokens(body_size: int, max_tokens: object, *copies: object) -> tuple[int, int]:
     """(prompt, completion) token guesses for a reservation: about 4 bytes of JSON per prompt
-    token, which overestimates, and the completion cap the client set."""
-    completion = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else DEFAULT_COMPLETION_ESTIMATE
-    return body_size // 4, completion
+    token, which overestimates, and the completion cap the client set — once per completion
+    the upstream generates (``n``, ``best_of``: each is billed, so each is reserved)."""
+    completion = _positive(max_tokens) or DEFAULT_COMPLETION_ESTIMATE
+    completions = max([1, *(_positive(c) for c in copies)])
+    return body_size // 4, completion * completions
+
+
+def _positive(value: object) -> int:
+    """``value`` if it is a count (a positive int), else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def at_least(estimate: Estimate, usage: Usage, cost_usd: float) -> tuple[Usage, float]:
+    """What to charge for a request whose real usage is unknown: what was seen of it, but
+    never less than its reservation (tokens and cost each)."""
+    missing = estimate.tokens - usage.total_tokens
+    if missing > 0:
+        usage = Usage(usage.prompt_tokens, usage.completion_tokens + missing,
+                      usage.cached_tokens, usage.reasoning_tokens)
+    return usage, max(cost_usd, estimate.cost_usd)
 
 
 def period_bucket(period: BudgetPeriod, now: float) -> tuple[str, float]:
@@ -106,11 +136,28 @@ def period_start(period: BudgetPeriod, now: float) -> float:
 
 
 class CountingLimiter:
+    """``spent`` restores a budget counter the store does not have (never seeded, or lost:
+    Redis restarted without persistence) before the request that found it missing is admitted;
+    without it such a counter starts from 0. ``on_store_error`` is told of every request that
+    found the store unusable."""
+
     def __init__(self, counters: CounterStore, fail_mode: FailMode = "fail_open",
-                 on_store_error: Callable[[], None] | None = None) -> None:
+                 on_store_error: Callable[[], None] | None = None,
+                 spent: SpentSince | None = None) -> None:
         self.counters = counters
         self.fail_mode = fail_mode
         self._on_store_error = on_store_error or (lambda: None)
+        self._spent = spent
+        self._restoring: dict[str, asyncio.Future[None]] = {}
+        fail_open = fail_mode == "fail_open"
+        self.health = OutageLog(
+            "the limits store", "served uncounted" if fail_open else "refused",
+            "requests with limits are " + ("served uncounted" if fail_open else "refused with 503"))
+        self.restore_health = OutageLog(
+            "storage, where lost budget counters are restored from",
+            "served without their budget" if fail_open else "refused",
+            "requests whose budget counter must be restored are "
+            + ("served without their budget" if fail_open else "refused with 503"))
         self._settling: set[asyncio.Task[None]] = set()
         self._adjust: dict[str, tuple[float, float]] = {}
         self._release: dict[str, list[str]] = {}
@@ -128,12 +175,18 @@ class CountingLimiter:
             return NO_LEASE
         lease_id = uuid.uuid4().hex
         try:
-            outcome = await self.counters.reserve([b.take for b in buckets], lease_id)
+            buckets, outcome = await self._reserve(buckets, lease_id)
+        except GatewayError:
+            raise
         except Exception as exc:  # the store is down: the deployment's fail mode decides
             return self._store_down(exc)
+        if self.health.down_since is not None:
+            self.health.recovered()
+        if outcome is None:  # nothing left to count (a budget that could not be restored)
+            return NO_LEASE
         if not outcome.ok:
             assert outcome.denied is not None
-            raise _refusal(buckets[outcome.denied], now)
+            raise _refusal(buckets[outcome.denied], now, _headers(buckets, outcome, now))
         return _CountedLease(self, buckets, lease_id, _headers(buckets, outcome, now))
 
     async def seed_budget(self, owner: OwnerLimits, spent_usd: float) -> None:
@@ -144,13 +197,63 @@ class CountingLimiter:
         period, ttl = period_bucket(owner.budget_period, time.time())
         await self.counters.seed(f"spend:{owner.owner}:{period}", spent_usd, ttl)
 
+    async def restore_budget(self, owner: OwnerLimits) -> None:
+        """Seeds the counter of ``owner``'s budget for the current period from storage, unless
+        the counters have it already (another replica or an earlier start seeded it)."""
+        if owner.budget_usd is None:
+            return
+        period, ttl = period_bucket(owner.budget_period, time.time())
+        await self._restore(f"spend:{owner.owner}:{period}", owner, ttl)
+
+    async def _reserve(self, buckets: list[_Bucket],
+                       lease_id: str) -> tuple[list[_Bucket], Outcome | None]:
+        """One reservation; a budget the store does not have is restored, then tried again.
+        A budget that cannot be restored (storage is down too) follows the fail mode: refused
+        with 503, or served without that budget while every other limit is still counted.
+        Returns the buckets reserved (None for the outcome when none is left)."""
+        for _ in range(RESTORE_TRIES):
+            if not buckets:
+                return buckets, None
+            outcome = await self.counters.reserve([b.take for b in buckets], lease_id)
+            if outcome.unseeded is None:
+                return buckets, outcome
+            missing = buckets[outcome.unseeded]
+            try:
+                await self._restore(missing.take.name, missing.owner, missing.take.ttl_s)
+            except Exception as exc:
+                self.restore_health.failed(exc)
+                if self.fail_mode == "fail_closed":
+                    raise _limits_unavailable() from None
+                buckets = [b for b in buckets if b is not missing]
+            else:
+                self.restore_health.recovered()
+        raise RuntimeError("a budget counter disappears as soon as it is restored")
+
+    async def _restore(self, name: str, owner: OwnerLimits, ttl_s: float) -> None:
+        """Restores one budget counter from storage. Requests that find the same counter
+        missing at once share one storage query; a request that gives up does not stop it."""
+        pending = self._restoring.get(name)
+        if pending is None:
+            pending = asyncio.ensure_future(self._seed_from_storage(name, owner, ttl_s))
+            self._restoring[name] = pending
+            pending.add_done_callback(lambda _: self._restoring.pop(name, None))
+        await asyncio.shield(pending)
+
+    async def _seed_from_storage(self, name: str, owner: OwnerLimits, ttl_s: float) -> None:
+        spent = 0.0
+        if self._spent is not None:
+            async with asyncio.timeout(RESTORE_TIMEOUT_S):
+                spent = await self._spent(owner, period_start(owner.budget_period, time.time()))
+        await self.counters.seed(name, spent, ttl_s)
+        log.debug("budget of %s seeded from storage: %.6f USD spent this period",
+                  owner.described(), spent)
+
     def _store_down(self, exc: Exception) -> Lease:
         self._on_store_error()
-        log.warning("limits store unreachable (%s); failing %s", type(exc).__name__, self.fail_mode)
+        self.health.failed(exc)
         if self.fail_mode == "fail_open":
             return NO_LEASE
-        raise GatewayError("rate limits cannot be checked right now", status=503,
-                           code="limits_unavailable", retry_after=1)
+        raise _limits_unavailable()
 
     def settle_later(self, adjust: list[tuple[str, float, float]], release: list[tuple[str, str]]) -> None:
         """Gathers a request's settlement; they go to the store together, every
@@ -187,6 +290,11 @@ class CountingLimiter:
         await self._settle_now()
         if self._settling:
             await asyncio.gather(*self._settling, return_exceptions=True)
+
+
+def _limits_unavailable() -> GatewayError:
+    return GatewayError("rate limits cannot be checked right now", status=503,
+                        code="limits_unavailable", retry_after=1)
 
 
 class _CountedLease:
@@ -234,19 +342,20 @@ def _buckets(limits: tuple[OwnerLimits, ...], estimate: Estimate, now: float) ->
         if lim.budget_usd is not None:
             period, ttl = period_bucket(lim.budget_period, now)
             out.append(_Bucket("spend", lim, Take(f"spend:{lim.owner}:{period}", estimate.cost_usd,
-                                                   lim.budget_usd, ttl)))
+                                                   lim.budget_usd, ttl, "restored")))
     return out
 
 
-def _refusal(bucket: _Bucket, now: float) -> RateLimited:
-    owner = bucket.owner.owner
+def _refusal(bucket: _Bucket, now: float, headers: Headers) -> RateLimited:
+    owner = bucket.owner.described()
     if bucket.kind == "spend":
         return RateLimited(f"the budget of {owner} is spent", code="budget_exceeded",
-                           retry_after=_until_period_end(bucket.owner.budget_period, now))
+                           retry_after=_until_period_end(bucket.owner.budget_period, now),
+                           headers=headers)
     what = {"rpm": "requests per minute", "tpm": "tokens per minute", "par": "requests in flight"}
     wait = 1.0 if bucket.kind == "par" else WINDOW_S - now % WINDOW_S
     return RateLimited(f"rate limit of {int(bucket.take.limit)} {what[bucket.kind]} reached for {owner}",
-                       retry_after=math.ceil(wait))
+                       retry_after=math.ceil(wait), headers=headers)
 
 
 def _until_period_end(period: BudgetPeriod, now: float) -> float:
@@ -261,7 +370,8 @@ def _until_period_end(period: BudgetPeriod, now: float) -> float:
 
 
 def _headers(buckets: list[_Bucket], outcome: Outcome, now: float) -> Headers:
-    """OpenAI's x-ratelimit-* headers for the key's own rpm and tpm (the first owner)."""
+    """OpenAI's x-ratelimit-* headers for the key's own rpm and tpm (the first owner): what is
+    left after this request, or, on a refusal (nothing was taken), what is left now."""
     headers: Headers = []
     reset = f"{math.ceil(WINDOW_S - now % WINDOW_S)}s".encode()
     first = buckets[0].owner
@@ -269,7 +379,8 @@ def _headers(buckets: list[_Bucket], outcome: Outcome, now: float) -> Headers:
         if bucket.owner is not first or bucket.kind not in ("rpm", "tpm"):
             continue
         take = bucket.take
-        remaining = str(max(0, int(take.limit - level - take.amount))).encode()
+        taken = take.amount if outcome.ok else 0.0
+        remaining = str(max(0, int(take.limit - level - taken))).encode()
         limit = str(int(take.limit)).encode()
         if bucket.kind == "rpm":
             headers += [(b"x-ratelimit-limit-requests", limit),

@@ -117,5 +117,5 @@ def _price(model: ModelConfig, provider: Provider, upstream: str) -> UnitPrice |
 def _quota(target: Target, model_name: str) -> OwnerLimits | None:
     if target.rpm is None and target.tpm is None:
         return None
-    return OwnerLimits(owner=f"target:{target.provider}/{target.model or model_name}",
-                       rpm=target.rpm, tpm=target.tpm)
+    route = f"{target.provider}/{target.model or model_name}"
+    return OwnerLimits(owner=f"target:{route}", rpm=target.rpm, tpm=target.tpm, name=route)

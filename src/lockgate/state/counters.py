@@ -6,7 +6,14 @@ A bucket is a number under a name with a limit and a lifetime:
 * ``window`` buckets (rpm, tpm, budgets) add ``amount`` to a running total for their window
   (the name carries the window: a minute, a day, a month);
 * ``lease`` buckets (max_parallel) hold one lease per request in flight; a lease expires after
-  ``ttl_s`` even if it is never released, so a crashed replica cannot leak capacity for good.
+  ``ttl_s`` even if it is never released, so a crashed replica cannot leak capacity for good;
+* ``restored`` buckets (budgets) are window buckets whose true total lives in storage. Only
+  ``seed`` creates one: a reservation that finds it missing takes nothing and answers
+  ``unseeded``, so the caller restores it from storage and tries again. A counter the store lost
+  (Redis restarted without persistence, a key evicted) can therefore never start again from 0.
+
+Settling only adjusts a window bucket that still exists: one that is gone took its reservations
+with it (a window that ended, a counter the store lost), so there is nothing left to correct.
 
 Two backends pass one test suite: ``MemoryCounters`` (one process; asyncio makes each call
 atomic) and ``RedisCounters`` (every worker and replica; one Lua script makes each call atomic).
@@ -19,12 +26,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-BucketKind = Literal["window", "lease"]
+BucketKind = Literal["window", "lease", "restored"]
 
 
 @dataclass(frozen=True, slots=True)
 class Take:
-    """Reserve ``amount`` in bucket ``name`` unless that would pass ``limit``."""
+    """Reserve ``amount`` in bucket ``name`` unless that would pass ``limit`` or the bucket is
+    already at it."""
 
     name: str
     amount: float
@@ -36,11 +44,19 @@ class Take:
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """``ok``: everything was reserved. Else ``denied`` is the index of the first bucket that
-    was full. ``levels`` are the buckets' totals before this reservation, in order."""
+    was full, or ``unseeded`` that of the first ``restored`` bucket the store does not have.
+    ``levels`` are the buckets' totals before this reservation, in order."""
 
     ok: bool
     levels: tuple[float, ...]
     denied: int | None = None
+    unseeded: int | None = None
+
+
+def _full(level: float, take: Take) -> bool:
+    """A bucket refuses what would pass its limit, and once it has reached its limit it refuses
+    everything, even a take of nothing (a spent budget refuses a model without a price)."""
+    return level >= take.limit or level + take.amount > take.limit
 
 
 class CounterStore(Protocol):
@@ -48,7 +64,7 @@ class CounterStore(Protocol):
         """Atomically checks every bucket and, only if all have room, takes from all."""
 
     async def adjust(self, name: str, delta: float, ttl_s: float) -> None:
-        """Adds ``delta`` (may be negative) to a window bucket: settling a reservation."""
+        """Adds ``delta`` (may be negative) to a window bucket, if it exists: settling."""
 
     async def release(self, name: str, lease_id: str) -> None:
         """Ends a lease."""
@@ -59,7 +75,7 @@ class CounterStore(Protocol):
         ttl_s), ``release`` a lease bucket to the leases that end."""
 
     async def seed(self, name: str, value: float, ttl_s: float) -> None:
-        """Sets a window bucket's total if it has none yet (budgets restored from storage)."""
+        """Sets a bucket's total if it has none yet (budgets restored from storage)."""
 
     async def level(self, name: str) -> float: ...
 
@@ -99,8 +115,11 @@ class MemoryCounters:
         levels = tuple(
             float(self._lease_count(t.name, now)) if t.kind == "lease" else self._total(t.name, now)
             for t in takes)
+        for i, take in enumerate(takes):
+            if take.kind == "restored" and take.name not in self._totals:  # _total dropped expired ones
+                return Outcome(ok=False, levels=levels, unseeded=i)
         for i, (take, level) in enumerate(zip(takes, levels, strict=True)):
-            if level + take.amount > take.limit:
+            if _full(level, take):
                 return Outcome(ok=False, levels=levels, denied=i)
         for take, level in zip(takes, levels, strict=True):
             if take.kind == "lease":
@@ -113,8 +132,8 @@ class MemoryCounters:
     async def adjust(self, name: str, delta: float, ttl_s: float) -> None:
         now = self._now()
         total = self._total(name, now)
-        expires = self._totals.get(name, (0.0, now + ttl_s))[1]
-        self._totals[name] = (total + delta, expires)
+        if name in self._totals:
+            self._totals[name] = (total + delta, self._totals[name][1])
 
     async def release(self, name: str, lease_id: str) -> None:
         leases = self._leases.get(name)

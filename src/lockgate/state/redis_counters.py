@@ -4,6 +4,11 @@ One Lua script checks every bucket of a request and takes from all of them only 
 room, so two replicas can never both take the last unit. Window totals are plain numbers with
 an expiry (``INCRBYFLOAT``); leases are sorted sets scored by their expiry time, pruned on
 every reservation, so a lease held by a replica that died runs out by itself.
+
+A budget's counter is its own proof of having been restored from storage: only ``seed``
+creates it (``SET NX``); the script answers "unseeded" for a missing one instead of counting
+from 0, and settling never recreates a counter (``EXISTS`` first). After Redis lost its data,
+the first request of each budget restores it from storage before anything is admitted.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from lockgate.state.counters import Outcome, Take
 
@@ -21,6 +28,8 @@ from lockgate.state.counters import Outcome, Take
 # each all or nothing, in order: a later one sees what an earlier one took.
 # KEYS: every reservation's buckets, one after the other.
 # ARGV: now, then per reservation: lease id, bucket count, and (kind, amount, limit, ttl) per bucket.
+# Returns per reservation: {ok, denied (1-based, 0 = none), levels, unseeded (1-based, 0 = none)}:
+# a "restored" bucket (a budget) that does not exist is never created here, only by a seed.
 _RESERVE = """
 local now = tonumber(ARGV[1])
 local a, k = 2, 1
@@ -28,7 +37,7 @@ local results = {}
 while a <= #ARGV do
   local lease_id, n = ARGV[a], tonumber(ARGV[a + 1])
   a = a + 2
-  local levels, denied = {}, 0
+  local levels, denied, unseeded = {}, 0, 0
   for i = 0, n - 1 do
     local key, base = KEYS[k + i], a + i * 4
     local kind, amount, limit = ARGV[base], tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
@@ -37,14 +46,21 @@ while a <= #ARGV do
       redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
       level = redis.call('ZCARD', key)
     else
-      level = tonumber(redis.call('GET', key) or '0')
+      local value = redis.call('GET', key)
+      if not value and kind == 'restored' and unseeded == 0 then
+        unseeded = i + 1
+      end
+      level = tonumber(value or '0')
     end
     levels[i + 1] = tostring(level)
-    if denied == 0 and level + amount > limit then
+    if denied == 0 and (level >= limit or level + amount > limit) then
       denied = i + 1
     end
   end
-  if denied == 0 then
+  if unseeded ~= 0 then
+    denied = 0
+  end
+  if denied == 0 and unseeded == 0 then
     for i = 0, n - 1 do
       local key, base = KEYS[k + i], a + i * 4
       local kind, amount, ttl = ARGV[base], ARGV[base + 1], tonumber(ARGV[base + 3])
@@ -59,16 +75,15 @@ while a <= #ARGV do
       end
     end
   end
-  results[#results + 1] = {denied == 0 and 1 or 0, denied, levels}
+  results[#results + 1] = {(denied == 0 and unseeded == 0) and 1 or 0, denied, levels, unseeded}
   a, k = a + n * 4, k + n
 end
 return results
 """
 
 _ADJUST = """
-redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
-if redis.call('PTTL', KEYS[1]) < 0 then
-  redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) * 1000))
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
 end
 """
 
@@ -79,9 +94,8 @@ _SETTLE = """
 local n = tonumber(ARGV[1])
 local i = 2
 for k = 1, n do
-  redis.call('INCRBYFLOAT', KEYS[k], ARGV[i])
-  if redis.call('PTTL', KEYS[k]) < 0 then
-    redis.call('PEXPIRE', KEYS[k], math.ceil(tonumber(ARGV[i + 1]) * 1000))
+  if redis.call('EXISTS', KEYS[k]) == 1 then  -- a lost counter is not recreated by a settlement
+    redis.call('INCRBYFLOAT', KEYS[k], ARGV[i])
   end
   i = i + 2
 end
@@ -106,6 +120,26 @@ class RedisCounters:
         self._pending: list[tuple[Sequence[Take], str, asyncio.Future[Outcome]]] = []
         self._inflight: set[asyncio.Task[None]] = set()
         self._settle = self._redis.register_script(_SETTLE)
+        self._healthy = True  # the last call succeeded
+
+    async def _run(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+        """One script call. After Redis restarts, each pooled connection fails once ("closed
+        by server") before it is replaced: a call that follows a healthy one is tried again at
+        once on a fresh connection, so the first request after a restart is not refused. A
+        closed connection never carried the command, so it cannot run twice. During an outage
+        (the last call failed) nothing is retried: no request waits twice."""
+        try:
+            result = await script(keys=keys, args=args)
+        except RedisConnectionError:
+            if not self._healthy:
+                raise
+            self._healthy = False
+            result = await script(keys=keys, args=args)
+        except Exception:
+            self._healthy = False
+            raise
+        self._healthy = True
+        return result
 
     def _key(self, name: str) -> str:
         return self._prefix + name
@@ -135,28 +169,32 @@ class RedisCounters:
                 keys.append(self._key(take.name))
                 args.extend((take.kind, repr(float(take.amount)), repr(float(take.limit)), take.ttl_s))
         try:
-            results = await self._reserve(keys=keys, args=args)
+            results = await self._run(self._reserve, keys, args)
         except Exception as exc:
             for _, _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
-        for (takes, lease_id, future), (ok, denied, levels) in zip(batch, results, strict=True):
+        for (takes, lease_id, future), (ok, denied, levels, unseeded) in zip(batch, results, strict=True):
             parsed = tuple(float(level) for level in levels)
-            outcome = (Outcome(ok=True, levels=parsed) if ok
-                       else Outcome(ok=False, levels=parsed, denied=int(denied) - 1))
+            if ok:
+                outcome = Outcome(ok=True, levels=parsed)
+            elif unseeded:
+                outcome = Outcome(ok=False, levels=parsed, unseeded=int(unseeded) - 1)
+            else:
+                outcome = Outcome(ok=False, levels=parsed, denied=int(denied) - 1)
             if not future.done():
                 future.set_result(outcome)
             elif ok:  # the request was cancelled meanwhile: nobody will settle what it took
                 await self._give_back(takes, lease_id)
 
     async def _give_back(self, takes: Sequence[Take], lease_id: str) -> None:
-        adjust = {t.name: (-t.amount, t.ttl_s) for t in takes if t.kind == "window"}
+        adjust = {t.name: (-t.amount, t.ttl_s) for t in takes if t.kind != "lease"}
         release = {t.name: [lease_id] for t in takes if t.kind == "lease"}
         await self.settle(adjust, release)
 
     async def adjust(self, name: str, delta: float, ttl_s: float) -> None:
-        await self._adjust(keys=[self._key(name)], args=[repr(float(delta)), ttl_s])
+        await self._run(self._adjust, [self._key(name)], [repr(float(delta)), ttl_s])
 
     async def release(self, name: str, lease_id: str) -> None:
         await self._redis.zrem(self._key(name), lease_id)
@@ -173,7 +211,7 @@ class RedisCounters:
         for leases in release.values():
             args.append(len(leases))
             args.extend(leases)
-        await self._settle(keys=keys, args=args)
+        await self._run(self._settle, keys, args)
 
     async def seed(self, name: str, value: float, ttl_s: float) -> None:
         await self._redis.set(self._key(name), repr(float(value)), nx=True, px=int(ttl_s * 1000))

@@ -70,6 +70,7 @@ class RecordWriter:
         self._dirty = False  # appended since the spool was last emptied
         self._unsynced = False  # appended since the last fsync
         self._wake = asyncio.Event()
+        self._synced: list[asyncio.Future[None]] = []  # sync() callers waiting for the next turn
         self._task: asyncio.Task[None] | None = None
         self.storage_up = True
         # The newest records, for tests and the dashboard's live view.
@@ -139,6 +140,17 @@ class RecordWriter:
             os.close(self._lock_fd)
             self._lock_fd = None
 
+    async def sync(self, timeout_s: float = 2.0) -> None:
+        """Returns once the records queued before the call are written (or spilled), or after
+        ``timeout_s``: a budget restored from storage then includes this process's requests."""
+        if self._task is None or self._task.done():
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._synced.append(done)
+        self._wake.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(done), timeout_s)
+
     @property
     def pending(self) -> int:
         return len(self._queue)
@@ -201,10 +213,14 @@ class RecordWriter:
                 async with asyncio.timeout(self._interval if self.storage_up else 1.0):
                     await self._wake.wait()
             self._wake.clear()
+            waiting, self._synced = self._synced, []
             try:
                 await self.flush()
             except Exception:  # never let the writer die: records would pile up unwritten
                 log.exception("record writer turn failed")
+            for done in waiting:
+                if not done.done():
+                    done.set_result(None)
 
     async def _write(self, batch: list[RequestRecord]) -> bool:
         try:
