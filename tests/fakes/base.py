@@ -26,7 +26,7 @@ from typing import Any, Self
 
 from aiohttp import web
 
-from .scripts import Fail, Hang, Reply, Script
+from .scripts import Fail, Hang, Raw, Reply, Script
 
 
 @dataclass(frozen=True)
@@ -238,6 +238,8 @@ class FakeServer:
         script = self._next_script() if scripted else Reply()
         if isinstance(script, Hang):
             return await self._hang(request, script)
+        if isinstance(script, Raw):
+            return await self._send_raw(request, script)
         if isinstance(script, Fail):
             return await self._send(request, self._failure(rec, script, render))
         answer = render(rec, script)
@@ -268,6 +270,25 @@ class FakeServer:
         await asyncio.sleep(hang.seconds)
         _drop(request)
         return web.Response()
+
+    async def _send_raw(self, request: web.Request, raw: Raw) -> web.StreamResponse:
+        headers = {"content-type": raw.content_type}
+        if raw.content_length is not None:
+            headers["content-length"] = str(raw.content_length)
+        response = web.StreamResponse(status=200, headers=headers)
+        await response.prepare(request)
+        try:
+            for i, piece in enumerate(raw.pieces):
+                if i and raw.gap_s:
+                    await asyncio.sleep(raw.gap_s)
+                await response.write(piece)
+            for _ in range(raw.repeat):
+                await response.write(raw.pieces[-1])
+            await asyncio.sleep(raw.silence_s)
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the gateway hung up on us, as it should
+        return response
 
     async def _send(
         self,

@@ -148,7 +148,8 @@ class _Exchange:
         upstream = self.dialect.prepare_relay(self.body, deployment.model)
         response = await deployment.provider.forward("chat", upstream, timeout)
         tap = self.dialect.relay_tap(self.body, self.model)
-        return relay_events(iter_chunks(response), tap, self.ctx)
+        limit = deployment.provider.limits.max_event_bytes
+        return relay_events(iter_chunks(response), tap, self.ctx, limit)
 
 
 

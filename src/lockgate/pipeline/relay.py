@@ -12,7 +12,7 @@ from typing import TypeVar
 from lockgate.asgi import Receive, Send, send_chunk
 from lockgate.core.chat import StreamEvent, StreamStart, UsageEvent
 from lockgate.dialects.base import RelayTap, StreamEncoder
-from lockgate.dialects.sse import SSEDecoder, SSEEvent
+from lockgate.dialects.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
 from lockgate.errors import GatewayError, UpstreamError
 from lockgate.pipeline.body import ClientGone
 from lockgate.pipeline.context import RequestContext
@@ -21,11 +21,12 @@ T = TypeVar("T")
 
 
 async def relay_events(
-    chunks: AsyncIterator[bytes], tap: RelayTap, ctx: RequestContext
+    chunks: AsyncIterator[bytes], tap: RelayTap, ctx: RequestContext,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
 ) -> AsyncGenerator[bytes, None]:
     """A same-dialect stream, passed through the dialect's tap. Whatever one upstream read
     completes goes out as one write: as soon as it arrived, and without a send per event."""
-    decoder = SSEDecoder()
+    decoder = SSEDecoder(max_event_bytes)
     try:
         async for chunk in chunks:
             out = _feed(tap, decoder.decode(chunk))

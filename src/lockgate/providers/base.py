@@ -30,6 +30,7 @@ import aiohttp
 from lockgate.core.chat import ChatRequest, ChatResponse, StreamEvent
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from lockgate.errors import InvalidRequest
+from lockgate.providers.http import ReadLimits
 
 if TYPE_CHECKING:
     from lockgate.config import ProviderConfig
@@ -43,6 +44,9 @@ class Provider:
     native_dialect: ClassVar[str | None] = None
     # The model a zero-config gateway exposes when only the credential variable is set.
     default_model: ClassVar[str | None] = None
+    # What one upstream answer or stream event may weigh; ``create_app`` sets the configured
+    # limits on each provider it builds (a provider built on its own keeps the defaults).
+    limits: ReadLimits = ReadLimits()
 
     def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession) -> None:
         self.name = name

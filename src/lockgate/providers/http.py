@@ -9,14 +9,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import orjson
 from yarl import URL
 
-from lockgate.dialects.sse import SSEDecoder, SSEEvent
+from lockgate.dialects.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
 from lockgate.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
+
+
+@dataclass(frozen=True, slots=True)
+class ReadLimits:
+    """How much the gateway takes from an upstream before it calls the answer broken: one
+    stream event (``server.max_event_bytes``) and one whole answer (``max_response_bytes``).
+    The defaults are the config's; ``create_app`` hands every provider the configured ones."""
+
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    max_response_bytes: int = 64 * 1024 * 1024
 
 
 async def open_response(
@@ -95,8 +106,9 @@ async def iter_chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         response.close()
 
 
-async def iter_sse(response: aiohttp.ClientResponse) -> AsyncIterator[SSEEvent]:
-    decoder = SSEDecoder()
+async def iter_sse(response: aiohttp.ClientResponse,
+                   max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> AsyncIterator[SSEEvent]:
+    decoder = SSEDecoder(max_event_bytes)
     async for chunk in iter_chunks(response):
         for event in decoder.decode(chunk):
             yield event

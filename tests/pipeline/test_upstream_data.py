@@ -1,0 +1,115 @@
+"""Upstreams that send what cannot be read, too much, or nothing: what a client sees, through a
+real gateway and the official SDKs, against fakes that misbehave on purpose (``Raw``).
+
+Before the first byte reaches the client such a failure is retried like any other (§5) and ends
+as 502 ``upstream_error``; after it, the stream ends with an error event in the client's format;
+never a 500, a silent cut, or a second response start."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import anthropic
+import httpx2 as httpx
+import openai
+import pytest
+
+from conftest import GatewayFactory
+from fakes import FakeOpenAI, Raw
+from gateway import GatewayServer
+
+HI = [{"role": "user", "content": "Hi"}]
+ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
+FIRST = b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m",' \
+        b'"choices":[{"index":0,"delta":{"role":"assistant","content":"Hel"}}]}\n\n'
+MODELS = {
+    "gpt": {"targets": [{"provider": "oai", "model": "gpt-4o-mini"}], "retries": 1},
+    "claude": {"targets": [{"provider": "claude", "model": "claude-sonnet-4-5"}], "retries": 1},
+    # A translated route: an OpenAI client served by Anthropic.
+    "claude-oai": {"targets": [{"provider": "claude", "model": "claude-sonnet-4-5"}], "retries": 1},
+}
+
+
+def oai(gw: GatewayServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.openai_base_url, api_key="x", max_retries=0)
+
+
+def claude(gw: GatewayServer) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gw.url, api_key="x", max_retries=0)
+
+
+def records(gw: GatewayServer, count: int) -> list[Any]:
+    deadline = time.monotonic() + 2
+    while len(gw.records) < count and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return gw.records
+
+
+def stream_body(gw: GatewayServer, model: str = "gpt") -> httpx.Response:
+    return httpx.post(gw.openai_base_url + "/chat/completions", timeout=30,
+                      json={"model": model, "messages": HI, "stream": True})
+
+
+def last_data(response: httpx.Response) -> Any:
+    lines = [ln for ln in response.text.splitlines() if ln.startswith("data:")]
+    return json.loads(lines[-1][5:])
+
+
+@pytest.fixture
+def small(gateway: GatewayFactory) -> GatewayServer:
+    return gateway(models=MODELS, server={"max_event_bytes": 64 * 1024})
+
+
+# --- item 10: an event that never ends ---------------------------------------------------------
+
+ENDLESS = Raw((FIRST, b"data: ", b"x" * 65536), repeat=200)  # 13 MB, no blank line
+
+
+def test_an_endless_event_after_the_first_byte_ends_the_stream_with_an_error_event(
+        small: GatewayServer, fake_openai: FakeOpenAI) -> None:
+    fake_openai.enqueue(ENDLESS)
+    stream = oai(small).chat.completions.create(model="gpt", messages=HI, stream=True)
+    with pytest.raises(openai.APIError, match="max_event_bytes"):
+        for _ in stream:
+            pass
+    [record] = records(small, 1)
+    assert (record.status, record.error_code) == (502, "upstream_error")
+
+
+def test_an_endless_event_before_the_first_byte_is_retried_then_502(
+        small: GatewayServer, fake_openai: FakeOpenAI) -> None:
+    endless = Raw((b"data: ", b"x" * 65536), repeat=200)
+    fake_openai.enqueue(endless, endless)
+    response = stream_body(small)
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_error"
+    assert "max_event_bytes" in response.json()["error"]["message"]
+    assert len(fake_openai.requests) == 2
+
+
+def test_a_translated_stream_with_an_endless_event_ends_with_an_anthropic_error_event(
+        small: GatewayServer, fake_openai: FakeOpenAI) -> None:
+    """An Anthropic client served by OpenAI: the provider's own SSE reader has the cap too."""
+    fake_openai.enqueue(ENDLESS)
+    with (pytest.raises(anthropic.APIStatusError, match="max_event_bytes"),
+          claude(small).messages.stream(model="gpt", max_tokens=10, messages=HI) as stream):
+        for _ in stream:
+            pass
+
+
+def test_an_event_split_between_cr_and_lf_reaches_the_client_as_one_event(
+        gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
+    """One event whose JSON spans two ``data:`` lines (joined by a newline, still valid JSON),
+    cut between the \r and the \n that end its first line."""
+    gw = gateway(models=MODELS)
+    head, tail = FIRST[:-2].split(b'"created":1,')
+    event = head + b'"created":1,\r\ndata: ' + tail + b"\r\n\r\n"
+    done = (b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m",'
+            b'"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\r\n\r\ndata: [DONE]\r\n\r\n')
+    cut = event.index(b"\r\n") + 1
+    fake_openai.enqueue(Raw((event[:cut], event[cut:], done), gap_s=0.05))
+    chunks = list(oai(gw).chat.completions.create(model="gpt", messages=HI, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Hel"
+    assert chunks[-1].choices[0].finish_reason == "stop"
