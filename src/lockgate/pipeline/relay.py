@@ -16,6 +16,7 @@ from lockgate.dialects.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
 from lockgate.errors import GatewayError, UpstreamError
 from lockgate.pipeline.body import ClientGone
 from lockgate.pipeline.context import RequestContext
+from lockgate.providers.http import aclose
 
 T = TypeVar("T")
 
@@ -41,6 +42,7 @@ async def relay_events(
         raise failed.error from None
     finally:
         ctx.usage = tap.usage
+        await aclose(chunks)  # releases the upstream now, however the relay ended
     if not tap.finished:
         raise UpstreamError("the upstream stream ended early", retryable=False)
 
@@ -66,13 +68,16 @@ async def encode_events(
     events: AsyncIterator[StreamEvent], encoder: StreamEncoder, ctx: RequestContext
 ) -> AsyncGenerator[bytes, None]:
     """A translated stream: canonical events rendered in the client's dialect."""
-    async for event in events:
-        usage = event.usage if isinstance(event, UsageEvent | StreamStart) else None
-        if usage is not None:  # a start may carry prompt tokens; the UsageEvent has them all
-            ctx.usage = usage
-        out = encoder.encode(event)
-        if out:
-            yield out
+    try:
+        async for event in events:
+            usage = event.usage if isinstance(event, UsageEvent | StreamStart) else None
+            if usage is not None:  # a start may carry prompt tokens; the UsageEvent has them all
+                ctx.usage = usage
+            out = encoder.encode(event)
+            if out:
+                yield out
+    finally:
+        await aclose(events)
     yield encoder.finish()
 
 

@@ -63,7 +63,8 @@ class Provider:
         return [v for v in values if v]
 
     def headers(self) -> dict[str, str]:
-        """The headers sent on every upstream request: the provider's auth plus the config's."""
+        """The headers sent on every upstream request: the provider's auth plus the config's
+        (a subclass builds its own and merges the config's with ``http.merge_headers``)."""
         return dict(self.config.headers)
 
     @cached_property

@@ -8,9 +8,9 @@ throughput at 32 concurrent requests, ../shared/bench/results/stacks-*.md).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
@@ -18,6 +18,9 @@ from yarl import URL
 
 from lockgate.dialects.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
 from lockgate.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
+
+T = TypeVar("T")
+E = TypeVar("E")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,14 +109,45 @@ async def iter_chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         response.close()
 
 
-async def iter_sse(response: aiohttp.ClientResponse,
-                   max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> AsyncIterator[SSEEvent]:
-    decoder = SSEDecoder(max_event_bytes)
-    async for chunk in iter_chunks(response):
-        for event in decoder.decode(chunk):
-            yield event
-    for event in decoder.flush():
+def merge_headers(base: Mapping[str, str], overrides: Mapping[str, str]) -> dict[str, str]:
+    """``base`` with ``overrides`` on top. Header names compare case-insensitively, so that a
+    configured ``Authorization`` replaces the provider's ``authorization`` instead of travelling
+    beside it. Every provider merges its headers here, never with a copy of this."""
+    replaced = {name.lower() for name in overrides}
+    merged = {k: v for k, v in base.items() if k.lower() not in replaced}
+    merged.update(overrides)
+    return merged
+
+
+async def drive(source: AsyncIterator[T], feed: Callable[[T], Iterable[E]],
+                end: Callable[[], Iterable[E] | None]) -> AsyncGenerator[E, None]:
+    """Every provider's stream driver: runs a parser over its upstream stream as it arrives
+    (``feed`` per SSE event or message, ``end`` once the body ended well), and closes the
+    source in ``finally`` — when the consumer stops early, the client goes away or a parser
+    fails — so the upstream connection is released at once, not whenever the garbage
+    collector finalises a generator."""
+    try:
+        async for item in source:
+            for event in feed(item):
+                yield event
+    finally:
+        await aclose(source)
+    for event in end() or ():
         yield event
+
+
+async def aclose(stream: object) -> None:
+    """Closes an async generator (or anything with ``aclose``); plain iterators need nothing."""
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()
+
+
+def iter_sse(response: aiohttp.ClientResponse,
+             max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> AsyncGenerator[SSEEvent, None]:
+    """The response's SSE events as they arrive; closing it closes the upstream connection."""
+    decoder = SSEDecoder(max_event_bytes)
+    return drive(iter_chunks(response), decoder.decode, decoder.flush)
 
 
 def error_from_response(status: int, raw: bytes, headers: Mapping[str, str]) -> UpstreamError:

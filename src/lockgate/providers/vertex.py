@@ -44,7 +44,7 @@ from lockgate.errors import InvalidRequest, UpstreamError, UpstreamTimeout, scru
 from lockgate.providers import anthropic, gemini
 from lockgate.providers._google_auth import GoogleCredentials, Grant, TokenSource
 from lockgate.providers.base import Provider
-from lockgate.providers.http import iter_sse, open_response, read_json
+from lockgate.providers.http import aclose, iter_sse, merge_headers, open_response, read_json
 
 if TYPE_CHECKING:
     from lockgate.config import ProviderConfig
@@ -165,8 +165,7 @@ class VertexProvider(Provider):
         headers = {"content-type": "application/json"}
         if self.api_key:
             headers["x-goog-api-key"] = self.api_key
-        headers.update(self.config.headers)
-        return headers
+        return merge_headers(headers, self.config.headers)
 
     async def aclose(self) -> None:
         """Stops the background token refresh."""
@@ -188,15 +187,16 @@ class VertexProvider(Provider):
         return gemini.parse_response(data, request.model, self._signatures)
 
     async def chat_stream(self, request: ChatRequest, timeout: float) -> AsyncIterator[StreamEvent]:
+        limit = self.limits.max_event_bytes
         if is_claude(request.model):
             body = anthropic_body(request, stream=True)
             response = await self._post(request.model, "streamRawPredict", body, timeout)
-            return self._redacting(anthropic.stream_events(response))
+            return self._redacting(anthropic.stream_events(iter_sse(response, limit)))
         body = gemini.build_request(request, self._signatures)
         response = await self._post(request.model, "streamGenerateContent", body, timeout,
                                     query="?alt=sse")
         parser = gemini.StreamParser(request.model, self._signatures)
-        return self._redacting(gemini.stream_events(iter_sse(response), parser))
+        return self._redacting(gemini.stream_events(iter_sse(response, limit), parser))
 
     # -- embeddings ---------------------------------------------------------------------------
 
@@ -268,9 +268,7 @@ class VertexProvider(Provider):
         except UpstreamError as err:
             raise self._redacted(err) from None
         finally:
-            aclose = getattr(events, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await aclose(events)
 
     async def _credentials(self, timeout: float) -> tuple[str | None, str, dict[str, str]]:
         """The project for the path, the access token and the request headers (auth
@@ -286,5 +284,4 @@ class VertexProvider(Provider):
         headers = {"content-type": "application/json", "authorization": f"Bearer {grant.token}"}
         if grant.quota_project_id:
             headers["x-goog-user-project"] = grant.quota_project_id
-        headers.update(self.config.headers)
-        return project, grant.token, headers
+        return project, grant.token, merge_headers(headers, self.config.headers)
