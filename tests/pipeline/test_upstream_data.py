@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from conftest import GatewayFactory
-from fakes import FakeOpenAI, Raw
+from fakes import FakeAnthropic, FakeOpenAI, Raw, Reply
 from gateway import GatewayServer
 
 HI = [{"role": "user", "content": "Hi"}]
@@ -113,3 +113,132 @@ def test_an_event_split_between_cr_and_lf_reaches_the_client_as_one_event(
     chunks = list(oai(gw).chat.completions.create(model="gpt", messages=HI, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Hel"
     assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+# --- item 9: what cannot be read ---------------------------------------------------------------
+
+GARBAGE_EVENTS = {
+    "not JSON": b"data: {not json\n\n",
+    "not UTF-8": b'data: {"choices":[{"delta":{"content":"\xff\xfe"}}]}\n\n',
+    "wrong types": b'data: {"id":"c1","object":"chat.completion.chunk","choices":[],'
+                   b'"usage":{"prompt_tokens":"ten","completion_tokens":1}}\n\n',
+}
+
+
+@pytest.mark.parametrize("garbage", GARBAGE_EVENTS.values(), ids=GARBAGE_EVENTS.keys())
+def test_an_unreadable_event_after_the_first_byte_ends_the_stream_with_an_error_event(
+        gateway: GatewayFactory, fake_openai: FakeOpenAI, garbage: bytes) -> None:
+    gw = gateway(models=MODELS)
+    fake_openai.enqueue(Raw((FIRST, garbage, b"data: [DONE]\n\n"), gap_s=0.02))
+    response = stream_body(gw)
+    assert response.status_code == 200
+    error = last_data(response)["error"]
+    assert (error["code"], error["type"]) == ("upstream_error", "api_error")
+    assert "cannot be read" in error["message"] or "UTF-8" in error["message"]
+    assert "[DONE]" not in response.text
+    [record] = records(gw, 1)
+    assert (record.status, record.error_code) == (502, "upstream_error")
+
+
+@pytest.mark.parametrize("garbage", GARBAGE_EVENTS.values(), ids=GARBAGE_EVENTS.keys())
+def test_the_openai_sdk_raises_on_an_unreadable_event_mid_stream(
+        gateway: GatewayFactory, fake_openai: FakeOpenAI, garbage: bytes) -> None:
+    gw = gateway(models=MODELS)
+    fake_openai.enqueue(Raw((FIRST, garbage), gap_s=0.02))
+    stream = oai(gw).chat.completions.create(model="gpt", messages=HI, stream=True)
+    with pytest.raises(openai.APIError):
+        for _ in stream:
+            pass
+
+
+@pytest.mark.parametrize("garbage", GARBAGE_EVENTS.values(), ids=GARBAGE_EVENTS.keys())
+def test_an_unreadable_first_event_is_retried_then_502(
+        gateway: GatewayFactory, fake_openai: FakeOpenAI, garbage: bytes) -> None:
+    gw = gateway(models=MODELS)
+    fake_openai.enqueue(Raw((garbage,)), Raw((garbage,)))
+    response = stream_body(gw)
+    assert response.status_code == 502, response.text
+    assert response.json()["error"]["code"] == "upstream_error"
+    assert len(fake_openai.requests) == 2
+
+
+def test_an_unreadable_first_event_is_retried_and_the_retry_served(
+        gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
+    gw = gateway(models=MODELS)
+    fake_openai.enqueue(Raw((GARBAGE_EVENTS["not JSON"],)), Reply(text="second try"))
+    chunks = list(oai(gw).chat.completions.create(model="gpt", messages=HI, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "second try"
+
+
+ANTHROPIC_START = (b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1",'
+                   b'"type":"message","role":"assistant","model":"m","content":[],'
+                   b'"stop_reason":null,"usage":{"input_tokens":3,"output_tokens":1}}}\n\n')
+
+
+@pytest.mark.parametrize("garbage", [b"event: content_block_delta\ndata: {nope\n\n",
+                                     b"event: message_delta\ndata: \xc3\x28\n\n"])
+def test_an_anthropic_client_sees_an_error_event_for_an_unreadable_relayed_event(
+        gateway: GatewayFactory, fake_anthropic: FakeAnthropic, garbage: bytes) -> None:
+    gw = gateway(models=MODELS)
+    fake_anthropic.enqueue(Raw((ANTHROPIC_START, garbage), gap_s=0.02))
+    with (pytest.raises(anthropic.APIStatusError),
+          claude(gw).messages.stream(model="claude", max_tokens=10, messages=HI) as stream):
+        for _ in stream:
+            pass
+    fake_anthropic.enqueue(Raw((ANTHROPIC_START, garbage), gap_s=0.02))
+    raw = httpx.post(gw.url + "/v1/messages", headers=ANTHROPIC_HEADERS, timeout=30, json={
+        "model": "claude", "max_tokens": 10, "messages": HI, "stream": True})
+    assert raw.text.rstrip().splitlines()[-2] == "event: error"
+    assert "message_stop" not in raw.text
+
+
+def test_a_translated_stream_with_an_unreadable_event_ends_with_an_anthropic_error(
+        gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
+    gw = gateway(models=MODELS)
+    fake_openai.enqueue(Raw((FIRST, GARBAGE_EVENTS["wrong types"]), gap_s=0.02))
+    raw = httpx.post(gw.url + "/v1/messages", headers=ANTHROPIC_HEADERS, timeout=30, json={
+        "model": "gpt", "max_tokens": 10, "messages": HI, "stream": True})
+    lines = raw.text.rstrip().splitlines()
+    assert lines[-2] == "event: error"
+    assert json.loads(lines[-1][5:])["error"]["type"] == "api_error"
+
+
+ANSWERS = {
+    "a list": b"[1, 2]",
+    "a string": b'"hello"',
+    "null": b"null",
+    "not JSON": b"{oops",
+    "wrong types": b'{"id":"c1","object":"chat.completion","choices":[{"index":0,"message":'
+                   b'{"role":"assistant","content":"hi"},"finish_reason":"stop"}],'
+                   b'"usage":{"prompt_tokens":"ten","completion_tokens":1}}',
+}
+
+
+@pytest.mark.parametrize("answer", ANSWERS.values(), ids=ANSWERS.keys())
+@pytest.mark.parametrize("model", ["gpt", "claude-oai-translated"])
+def test_an_unreadable_answer_is_retried_then_502(
+        gateway: GatewayFactory, fake_openai: FakeOpenAI, answer: bytes, model: str) -> None:
+    models = {**MODELS, "claude-oai-translated": MODELS["gpt"]}
+    gw = gateway(models=models)
+    bad = Raw((answer,), content_type="application/json")
+    fake_openai.enqueue(bad, bad)
+    if model == "gpt":  # relayed: an OpenAI client
+        with pytest.raises(openai.APIStatusError) as caught:
+            oai(gw).chat.completions.create(model=model, messages=HI)
+        assert caught.value.status_code == 502
+        assert caught.value.body["code"] == "upstream_error"  # type: ignore[index]
+    else:  # translated: an Anthropic client of the OpenAI provider
+        with pytest.raises(anthropic.APIStatusError) as caught_a:
+            claude(gw).messages.create(model=model, max_tokens=10, messages=HI)
+        assert caught_a.value.status_code == 502
+    assert len(fake_openai.requests) == 2
+    [record] = records(gw, 1)
+    assert (record.status, record.error_code) == (502, "upstream_error")
+
+
+def test_an_unreadable_answer_is_retried_and_the_retry_served(
+        gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
+    gw = gateway(models=MODELS)
+    fake_openai.enqueue(Raw((b"[]",), content_type="application/json"), Reply(text="fine"))
+    answer = oai(gw).chat.completions.create(model="gpt", messages=HI)
+    assert answer.choices[0].message.content == "fine"

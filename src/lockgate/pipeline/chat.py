@@ -30,7 +30,7 @@ from lockgate.pipeline.limits import estimate_tokens
 from lockgate.pipeline.relay import encode_events, pump, relay_events, until_disconnect
 from lockgate.pipeline.route import Deployment, ModelPlan
 from lockgate.pipeline.services import Services
-from lockgate.providers.http import iter_chunks, parse_json, read_raw
+from lockgate.providers.http import answer_object, iter_chunks, read_raw
 
 Stream = tuple[bytes, AsyncGenerator[bytes, None]]
 
@@ -42,6 +42,9 @@ class ChatEndpoint(Endpoint):
 
     def error_body(self, err: GatewayError) -> bytes:
         return self.dialect.error_body(err)
+
+    def late_error(self, err: GatewayError) -> bytes:
+        return self.dialect.stream_error(err)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
         principal = self.s.auth.authenticate(scope)
@@ -114,7 +117,7 @@ class _Exchange:
                 raw = await read_raw(await deployment.provider.forward("chat", upstream, None), None)
         except TimeoutError:
             raise UpstreamTimeout() from None
-        answer = parse_json(raw)
+        answer = answer_object(raw)
         usage, changed = self.dialect.relay_answer(answer, self.model)
         self.ctx.usage = usage
         return orjson.dumps(answer) if changed else raw

@@ -13,7 +13,7 @@ from lockgate.asgi import Receive, Send, send_chunk
 from lockgate.core.chat import StreamEvent, StreamStart, UsageEvent
 from lockgate.dialects.base import RelayTap, StreamEncoder
 from lockgate.dialects.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
-from lockgate.errors import GatewayError, UpstreamError
+from lockgate.errors import UNREADABLE, GatewayError, UpstreamError, UpstreamUnreadable
 from lockgate.pipeline.body import ClientGone
 from lockgate.pipeline.context import RequestContext
 from lockgate.providers.http import aclose
@@ -53,15 +53,29 @@ class _FedThenFailed(Exception):
 
 
 def _feed(tap: RelayTap, events: list[SSEEvent]) -> bytes:
-    if len(events) == 1:
-        return tap.feed(events[0])
     parts: list[bytes] = []
     try:
+        if len(events) == 1:
+            return tap.feed(_framed(events[0]))
         for event in events:
-            parts.append(tap.feed(event))
+            parts.append(tap.feed(_framed(event)))
     except UpstreamError as err:
         raise _FedThenFailed(b"".join(parts), err) from None
+    except UNREADABLE:  # bad JSON or wrong types in an event: the upstream's failure
+        error = UpstreamUnreadable("the upstream sent a stream event that cannot be read")
+        raise _FedThenFailed(b"".join(parts), error) from None
     return b"".join(parts)
+
+
+def _framed(event: SSEEvent) -> SSEEvent:
+    """``event``, if its data is framed as a JSON object (or is OpenAI's ``[DONE]``). A relay
+    passes most events on as bytes without parsing them (the tap reads only what it needs):
+    this cheap check keeps a broken event — cut short, garbage, an HTML page — from reaching
+    the client as if it were one, at a fraction of a parse's cost."""
+    data = event.data
+    if (data[:1] == "{" and data.rstrip()[-1:] == "}") or data == "[DONE]":
+        return event
+    raise ValueError("not a JSON object")
 
 
 async def encode_events(

@@ -8,7 +8,7 @@ throughput at 32 concurrent requests, ../shared/bench/results/stacks-*.md).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -17,7 +17,13 @@ import orjson
 from yarl import URL
 
 from lockgate.dialects.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
-from lockgate.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
+from lockgate.errors import (
+    UNREADABLE,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreadable,
+)
 
 T = TypeVar("T")
 E = TypeVar("E")
@@ -80,6 +86,14 @@ def parse_json(raw: bytes) -> Any:
         raise UpstreamError("the upstream sent a body that is not JSON", retryable=True) from None
 
 
+def answer_object(raw: bytes) -> dict[str, Any]:
+    """A whole answer's JSON object; a list, a string or null is no answer (retryable)."""
+    value = parse_json(raw)
+    if not isinstance(value, dict):
+        raise UpstreamUnreadable("the upstream sent an answer that is not a JSON object")
+    return value
+
+
 def event_object(data: str) -> dict[str, Any]:
     """A stream event's JSON object; anything else is the upstream breaking its protocol."""
     try:
@@ -128,12 +142,21 @@ async def drive(source: AsyncIterator[T], feed: Callable[[T], Iterable[E]],
     collector finalises a generator."""
     try:
         async for item in source:
-            for event in feed(item):
+            for event in _unless_unreadable(feed, item):
                 yield event
     finally:
         await aclose(source)
-    for event in end() or ():
+    for event in _unless_unreadable(end):
         yield event
+
+
+def _unless_unreadable(parse: Callable[..., Iterable[E] | None], *args: Any) -> Iterator[E]:
+    """What a parser makes of upstream data; data it cannot read (bad JSON, wrong types) is
+    the upstream's failure, not the gateway's."""
+    try:
+        yield from parse(*args) or ()
+    except UNREADABLE:
+        raise UpstreamUnreadable("the upstream sent a stream event that cannot be read") from None
 
 
 async def aclose(stream: object) -> None:
