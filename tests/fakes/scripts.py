@@ -92,7 +92,7 @@ class Hang:
 
 @dataclass(frozen=True)
 class Raw:
-    """Misbehaviour, whatever the provider: status 200 and exactly these body ``pieces``,
+    """Misbehaviour, whatever the provider: ``status`` and exactly these body ``pieces``,
     written one by one with no regard for the wire format (garbage, an event that never ends,
     a huge answer). ``repeat`` writes the last piece that many more times (endless bytes
     without holding them in memory); ``silence_s`` then keeps the connection open and silent
@@ -105,6 +105,7 @@ class Raw:
     silence_s: float = 0.0
     content_length: int | None = None
     gap_s: float = 0.0
+    status: int = 200
 
 
 Script = Reply | Fail | Hang | Raw

@@ -242,3 +242,71 @@ def test_an_unreadable_answer_is_retried_and_the_retry_served(
     fake_openai.enqueue(Raw((b"[]",), content_type="application/json"), Reply(text="fine"))
     answer = oai(gw).chat.completions.create(model="gpt", messages=HI)
     assert answer.choices[0].message.content == "fine"
+
+
+# --- item 12: answers too large ----------------------------------------------------------------
+
+MIB = 1024 * 1024
+BLOCK = b"x" * (64 * 1024)
+
+
+def huge_answer(mib: int, *, announced: bool = False, status: int = 200) -> Raw:
+    """A JSON-looking answer of ``mib`` MiB (more if asked), chunked unless ``announced``."""
+    head = b'{"id":"c1","object":"chat.completion","pad":"'
+    repeat = mib * 16
+    length = len(head) + len(BLOCK) * (repeat + 1) if announced else None
+    return Raw((head, BLOCK), repeat=repeat, content_type="application/json",
+               content_length=length, status=status)
+
+
+@pytest.fixture
+def capped(gateway: GatewayFactory) -> GatewayServer:
+    return gateway(models=MODELS, server={"max_response_bytes": MIB})
+
+
+@pytest.mark.parametrize("announced", [False, True], ids=["chunked", "content-length"])
+def test_an_answer_over_max_response_bytes_is_refused_unread(
+        capped: GatewayServer, fake_openai: FakeOpenAI, announced: bool) -> None:
+    fake_openai.enqueue(huge_answer(200, announced=announced), huge_answer(200, announced=announced))
+    with pytest.raises(openai.APIStatusError) as caught:
+        oai(capped).chat.completions.create(model="gpt", messages=HI)
+    assert caught.value.status_code == 502
+    assert "max_response_bytes" in str(caught.value)
+    assert len(fake_openai.requests) == 2  # retried like any upstream failure
+    deadline = time.monotonic() + 5
+    while len(fake_openai.raw_written) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # The gateway hung up long before the 200 MiB were sent: it never read (or held) them.
+    assert all(written < 50 * MIB for written in fake_openai.raw_written), fake_openai.raw_written
+    [record] = records(capped, 1)
+    assert (record.status, record.error_code) == (502, "upstream_error")
+
+
+def test_a_translated_answer_over_max_response_bytes_is_502(
+        capped: GatewayServer, fake_openai: FakeOpenAI) -> None:
+    fake_openai.enqueue(huge_answer(20), huge_answer(20))
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        claude(capped).messages.create(model="gpt", max_tokens=10, messages=HI)
+    assert caught.value.status_code == 502
+    assert "max_response_bytes" in str(caught.value)
+
+
+def test_an_error_answer_of_any_size_is_read_only_as_far_as_its_message(
+        gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
+    gw = gateway(models=MODELS)
+    fake_openai.enqueue(huge_answer(200, status=500), huge_answer(200, status=500))
+    with pytest.raises(openai.APIStatusError) as caught:
+        oai(gw).chat.completions.create(model="gpt", messages=HI)
+    assert caught.value.status_code == 502
+    deadline = time.monotonic() + 5
+    while len(fake_openai.raw_written) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert all(written < 50 * MIB for written in fake_openai.raw_written), fake_openai.raw_written
+
+
+def test_an_answer_under_max_response_bytes_is_served(
+        capped: GatewayServer, fake_openai: FakeOpenAI) -> None:
+    text = "y" * (MIB // 2)
+    fake_openai.enqueue(Reply(text=text))
+    answer = oai(capped).chat.completions.create(model="gpt", messages=HI)
+    assert answer.choices[0].message.content == text

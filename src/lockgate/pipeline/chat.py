@@ -114,7 +114,8 @@ class _Exchange:
         upstream = self.dialect.prepare_relay(self.body, deployment.model)
         try:
             async with asyncio.timeout(timeout):  # one deadline for the whole attempt
-                raw = await read_raw(await deployment.provider.forward("chat", upstream, None), None)
+                sent = await deployment.provider.forward("chat", upstream, None)
+                raw = await read_raw(sent, None, deployment.provider.limits.max_response_bytes)
         except TimeoutError:
             raise UpstreamTimeout() from None
         answer = answer_object(raw)

@@ -72,7 +72,8 @@ class _Attempt:
         provider = deployment.provider
         if provider.native_dialect == "openai":
             upstream = {**self.body, "model": deployment.model}
-            raw = await read_raw(await provider.forward("embeddings", upstream, timeout), timeout)
+            sent = await provider.forward("embeddings", upstream, timeout)
+            raw = await read_raw(sent, timeout, provider.limits.max_response_bytes)
             answer = answer_object(raw)
             usage = answer.get("usage") or {}
             self.ctx.usage.prompt_tokens = int(usage.get("prompt_tokens") or 0)

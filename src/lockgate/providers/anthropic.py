@@ -48,7 +48,6 @@ from lockgate.providers.http import (
     iter_sse,
     merge_headers,
     open_response,
-    read_json,
 )
 
 API_VERSION = "2023-06-01"
@@ -82,7 +81,7 @@ class AnthropicProvider(Provider):
 
     async def chat(self, request: ChatRequest, timeout: float) -> ChatResponse:
         response = await self._post(encode_request(request, stream=False), timeout)
-        return decode_response(await read_json(response, timeout))
+        return decode_response(await self.read_json(response, timeout))
 
     async def chat_stream(self, request: ChatRequest, timeout: float) -> AsyncIterator[StreamEvent]:
         response = await self._post(encode_request(request, stream=True), timeout)

@@ -30,7 +30,7 @@ import aiohttp
 from lockgate.core.chat import ChatRequest, ChatResponse, StreamEvent
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from lockgate.errors import InvalidRequest
-from lockgate.providers.http import ReadLimits
+from lockgate.providers.http import ReadLimits, read_json
 
 if TYPE_CHECKING:
     from lockgate.config import ProviderConfig
@@ -72,6 +72,10 @@ class Provider:
         """``headers()`` built once, for providers whose headers depend only on the frozen
         config (not for rotating tokens or per-request signatures)."""
         return self.headers()
+
+    async def read_json(self, response: aiohttp.ClientResponse, timeout: float) -> Any:
+        """A whole JSON answer, within ``timeout`` and ``limits.max_response_bytes``."""
+        return await read_json(response, timeout, self.limits.max_response_bytes)
 
     async def chat(self, request: ChatRequest, timeout: float) -> ChatResponse:
         raise NotImplementedError

@@ -74,7 +74,6 @@ from lockgate.providers.http import (
     iter_chunks,
     merge_headers,
     open_response,
-    read_json,
     retry_after_seconds,
 )
 
@@ -519,7 +518,7 @@ class BedrockProvider(Provider):
         path = model_path(request.model, "converse")
         response = await self.post(path, encode_request(request), timeout)
         response_id = _response_id(response)
-        return decode_response(await read_json(response, timeout), request.model, response_id)
+        return decode_response(await self.read_json(response, timeout), request.model, response_id)
 
     async def chat_stream(self, request: ChatRequest, timeout: float) -> AsyncIterator[StreamEvent]:
         path = model_path(request.model, "converse-stream")
@@ -550,7 +549,7 @@ class BedrockProvider(Provider):
         async with gate:
             response = await self.post(model_path(request.model, "invoke"),
                                        titan_body(text, request.dimensions), timeout)
-            data = _as_dict(await read_json(response, timeout))
+            data = _as_dict(await self.read_json(response, timeout))
         vector = data.get("embedding")
         if not isinstance(vector, list):
             raise UpstreamError("the upstream answered without an embedding", retryable=True)
@@ -561,7 +560,7 @@ class BedrockProvider(Provider):
         response = await self.post(model_path(request.model, "invoke"),
                                    cohere_body(texts, request.dimensions), timeout)
         tokens = _int_header(response.headers, "x-amzn-bedrock-input-token-count")
-        vectors = cohere_vectors(await read_json(response, timeout))
+        vectors = cohere_vectors(await self.read_json(response, timeout))
         if len(vectors) != len(texts):
             raise UpstreamError("the upstream answered a different number of embeddings")
         return vectors, tokens

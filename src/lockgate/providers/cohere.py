@@ -65,7 +65,6 @@ from lockgate.providers.http import (
     iter_sse,
     merge_headers,
     open_response,
-    read_json,
 )
 
 if TYPE_CHECKING:
@@ -430,7 +429,7 @@ class CohereProvider(Provider):
 
     async def chat(self, request: ChatRequest, timeout: float) -> ChatResponse:
         response = await self._post("chat", encode_request(request, stream=False), timeout)
-        return decode_response(await read_json(response, timeout), request.model)
+        return decode_response(await self.read_json(response, timeout), request.model)
 
     async def chat_stream(self, request: ChatRequest, timeout: float) -> AsyncIterator[StreamEvent]:
         response = await self._post("chat", encode_request(request, stream=True), timeout)
@@ -449,7 +448,7 @@ class CohereProvider(Provider):
     async def _embed(self, request: EmbeddingsRequest, texts: list[str],
                      timeout: float) -> tuple[list[list[float]], int]:
         response = await self._post("embed", encode_embed_request(request, texts), timeout)
-        return decode_embeddings(await read_json(response, timeout), len(texts))
+        return decode_embeddings(await self.read_json(response, timeout), len(texts))
 
     async def _post(self, endpoint: str, body: JSON, timeout: float) -> aiohttp.ClientResponse:
         try:

@@ -62,7 +62,7 @@ from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers.base import Provider
-from lockgate.providers.http import drive, iter_sse, merge_headers, open_response, read_json
+from lockgate.providers.http import drive, iter_sse, merge_headers, open_response
 
 if TYPE_CHECKING:
     from lockgate.config import ProviderConfig
@@ -617,7 +617,7 @@ class GeminiProvider(Provider):
         body = orjson.dumps(build_request(request, self._signatures))
         response = await open_response(self.session, self.url(request.model, "generateContent"),
                                        body=body, headers=self.headers(), timeout=timeout)
-        data = await read_json(response, timeout)
+        data = await self.read_json(response, timeout)
         if not isinstance(data, dict):
             raise UpstreamError("the upstream answered with a JSON value that is not an object")
         return parse_response(data, request.model, self._signatures)
@@ -645,7 +645,7 @@ class GeminiProvider(Provider):
         body = orjson.dumps(build_embed_request(request, inputs))
         response = await open_response(self.session, self.url(request.model, "batchEmbedContents"),
                                        body=body, headers=self.headers(), timeout=timeout)
-        data = await read_json(response, timeout)
+        data = await self.read_json(response, timeout)
         if not isinstance(data, dict):
             raise UpstreamError("the upstream answered with a JSON value that is not an object")
         vectors, tokens = parse_embeddings(data)

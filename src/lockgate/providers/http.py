@@ -56,8 +56,7 @@ async def open_response(
         async with asyncio.timeout(timeout):
             response = await session.request(method, url, data=body, headers=headers)
             if response.status >= 400:
-                raw = await response.read()
-                response.release()
+                raw = await _error_body(response)
                 raise (on_error or error_from_response)(response.status, raw, response.headers)
     except TimeoutError:
         raise UpstreamTimeout() from None
@@ -66,17 +65,64 @@ async def open_response(
     return response
 
 
-async def read_raw(response: aiohttp.ClientResponse, timeout: float | None) -> bytes:
-    """Reads a whole body; a cut body is a retryable upstream failure."""
+# An error answer's message is in its first bytes: a larger error body is cut there.
+ERROR_BODY_BYTES = 64 * 1024
+
+
+async def _error_body(response: aiohttp.ClientResponse) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while size < ERROR_BODY_BYTES:
+        chunk = await response.content.read(ERROR_BODY_BYTES - size)
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    if response.content.at_eof():
+        response.release()
+    else:
+        response.close()  # the rest is never read: the connection cannot be reused
+    return b"".join(parts)
+
+
+async def read_raw(response: aiohttp.ClientResponse, timeout: float | None, limit: int) -> bytes:
+    """Reads a whole body of at most ``limit`` bytes (``server.max_response_bytes``). A cut
+    body is a retryable upstream failure; so is a larger one, refused on its Content-Length or
+    as soon as the count passes the limit, without reading (or holding) the rest."""
     try:
         async with asyncio.timeout(timeout):
-            return await response.read()
+            return await _read_at_most(response, limit)
     except TimeoutError:
         raise UpstreamTimeout() from None
     except aiohttp.ClientError:
         raise UpstreamConnectError("the upstream connection was lost") from None
+    except UpstreamError:
+        response.close()  # the rest of the body is never read: the connection cannot be reused
+        raise
     finally:
         response.release()
+
+
+async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    length = response.content_length
+    if length is not None and length > limit:
+        raise _too_large(limit)
+    if length is not None and "content-encoding" not in response.headers:
+        return await response.read()  # exactly the announced length, known to fit
+    # Chunked or compressed: the size is known only by counting what arrives.
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _too_large(limit: int) -> UpstreamError:
+    return UpstreamError(f"the upstream answer is larger than {limit} bytes "
+                         "(server.max_response_bytes)", retryable=True)
 
 
 def parse_json(raw: bytes) -> Any:
@@ -107,8 +153,8 @@ def event_object(data: str) -> dict[str, Any]:
     return value
 
 
-async def read_json(response: aiohttp.ClientResponse, timeout: float) -> Any:
-    return parse_json(await read_raw(response, timeout))
+async def read_json(response: aiohttp.ClientResponse, timeout: float, limit: int) -> Any:
+    return parse_json(await read_raw(response, timeout, limit))
 
 
 async def iter_chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:

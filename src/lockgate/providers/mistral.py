@@ -62,7 +62,6 @@ from lockgate.providers.http import (
     iter_sse,
     merge_headers,
     open_response,
-    read_json,
 )
 
 JSON = dict[str, Any]
@@ -423,7 +422,7 @@ class MistralProvider(Provider):
 
     async def chat(self, request: ChatRequest, timeout: float) -> ChatResponse:
         response = await self._post("/chat/completions", build_request(request, stream=False), timeout)
-        return parse_response(await read_json(response, timeout))
+        return parse_response(await self.read_json(response, timeout))
 
     async def chat_stream(self, request: ChatRequest, timeout: float) -> AsyncIterator[StreamEvent]:
         response = await self._post("/chat/completions", build_request(request, stream=True), timeout)
@@ -434,7 +433,7 @@ class MistralProvider(Provider):
         body: JSON = {"model": request.model, "input": request.inputs}
         if request.dimensions is not None:
             body["output_dimension"] = request.dimensions
-        answer = await read_json(await self._post("/embeddings", body, timeout), timeout)
+        answer = await self.read_json(await self._post("/embeddings", body, timeout), timeout)
         answer = _as_dict(answer)
         data = [item for item in answer.get("data") or [] if isinstance(item, dict)]
         if len(data) != len(request.inputs):

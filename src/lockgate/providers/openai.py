@@ -42,7 +42,7 @@ from lockgate.dialects.openai import usage_from_object
 from lockgate.dialects.sse import DEFAULT_MAX_EVENT_BYTES, SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers.base import Provider
-from lockgate.providers.http import drive, iter_sse, merge_headers, open_response, read_json
+from lockgate.providers.http import drive, iter_sse, merge_headers, open_response
 
 if TYPE_CHECKING:
     from lockgate.config import ProviderConfig
@@ -139,7 +139,7 @@ class OpenAIProvider(Provider):
 
     async def chat(self, request: ChatRequest, timeout: float) -> ChatResponse:
         response = await self.forward("chat", build_request(request), timeout)
-        return parse_response(await read_json(response, timeout))
+        return parse_response(await self.read_json(response, timeout))
 
     async def chat_stream(self, request: ChatRequest, timeout: float) -> AsyncIterator[StreamEvent]:
         response = await self.forward("chat", build_request(request), timeout)
@@ -149,7 +149,7 @@ class OpenAIProvider(Provider):
         body: dict[str, Any] = {"model": request.model, "input": request.inputs}
         if request.dimensions is not None:
             body["dimensions"] = request.dimensions
-        answer = await read_json(await self.forward("embeddings", body, timeout), timeout)
+        answer = await self.read_json(await self.forward("embeddings", body, timeout), timeout)
         vectors = [item["embedding"] for item in sorted(answer["data"], key=lambda d: d["index"])]
         return EmbeddingsResponse(model=request.model, vectors=vectors,
                                   usage=usage_from_object(answer.get("usage")))

@@ -44,7 +44,7 @@ from lockgate.errors import InvalidRequest, UpstreamError, UpstreamTimeout, scru
 from lockgate.providers import anthropic, gemini
 from lockgate.providers._google_auth import GoogleCredentials, Grant, TokenSource
 from lockgate.providers.base import Provider
-from lockgate.providers.http import aclose, iter_sse, merge_headers, open_response, read_json
+from lockgate.providers.http import aclose, iter_sse, merge_headers, open_response
 
 if TYPE_CHECKING:
     from lockgate.config import ProviderConfig
@@ -178,10 +178,10 @@ class VertexProvider(Provider):
         if is_claude(request.model):
             body = anthropic_body(request, stream=False)
             response = await self._post(request.model, "rawPredict", body, timeout)
-            return anthropic.decode_response(await read_json(response, timeout))
+            return anthropic.decode_response(await self.read_json(response, timeout))
         body = gemini.build_request(request, self._signatures)
         response = await self._post(request.model, "generateContent", body, timeout)
-        data = await read_json(response, timeout)
+        data = await self.read_json(response, timeout)
         if not isinstance(data, dict):
             raise UpstreamError("the upstream answered with a JSON value that is not an object")
         return gemini.parse_response(data, request.model, self._signatures)
@@ -219,7 +219,7 @@ class VertexProvider(Provider):
         async with gate:
             body = build_predict_request(inputs, request.dimensions)
             response = await self._post(request.model, "predict", body, timeout)
-            vectors, tokens = parse_predictions(await read_json(response, timeout))
+            vectors, tokens = parse_predictions(await self.read_json(response, timeout))
         if len(vectors) != len(inputs):
             raise UpstreamError("the upstream answered a different number of embeddings")
         return vectors, tokens
