@@ -86,8 +86,9 @@ class Gateway:
             timeout=aiohttp.ClientTimeout(total=None),
             auto_decompress=True,
         )
-        limits = ReadLimits(self.config.server.max_event_bytes,
-                            self.config.server.max_response_bytes)
+        server = self.config.server
+        limits = ReadLimits(server.max_event_bytes, server.max_response_bytes,
+                            server.stream_idle_timeout_s)
         for name, settings in self.config.providers.items():
             cls = provider_class(settings.type)
             assert cls is not None  # the config was validated against the registry

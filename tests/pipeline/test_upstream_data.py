@@ -16,7 +16,7 @@ import httpx2 as httpx
 import openai
 import pytest
 
-from conftest import GatewayFactory
+from conftest import CLIENT_KEY, GatewayFactory
 from fakes import FakeAnthropic, FakeOpenAI, Raw, Reply
 from gateway import GatewayServer
 
@@ -310,3 +310,50 @@ def test_an_answer_under_max_response_bytes_is_served(
     fake_openai.enqueue(Reply(text=text))
     answer = oai(capped).chat.completions.create(model="gpt", messages=HI)
     assert answer.choices[0].message.content == text
+
+
+# --- item 11: an upstream that goes silent ------------------------------------------------------
+
+
+def test_a_stream_whose_upstream_goes_silent_ends_with_an_error_event_and_frees_its_slot(
+        gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
+    gw = gateway(models=MODELS, server={"stream_idle_timeout_s": 0.5},
+                 keys=[{"name": "one-at-a-time", "key": CLIENT_KEY, "max_parallel": 1}])
+    client = openai.OpenAI(base_url=gw.openai_base_url, api_key=CLIENT_KEY, max_retries=0,
+                           timeout=30)
+    fake_openai.enqueue(Raw((FIRST,), silence_s=30))
+    stream = client.chat.completions.create(model="gpt", messages=HI, stream=True)
+    seen: list[str] = []
+    with pytest.raises(openai.APIError, match="stream_idle_timeout_s"):
+        for chunk in stream:
+            seen.append(chunk.choices[0].delta.content or "")
+    assert seen == ["Hel"]
+    [record] = records(gw, 1)
+    assert (record.status, record.error_code) == (504, "upstream_timeout")
+    # The slot is free again: the next request of this max_parallel 1 key is served.
+    answer = client.chat.completions.create(model="gpt", messages=HI)
+    assert answer.choices[0].message.content
+
+
+@pytest.mark.parametrize("model", ["claude", "gpt"], ids=["relayed", "translated"])
+def test_the_idle_timeout_is_an_upstream_timeout_event_for_an_anthropic_client(
+        gateway: GatewayFactory, fake_anthropic: FakeAnthropic, fake_openai: FakeOpenAI,
+        model: str) -> None:
+    gw = gateway(models=MODELS, server={"stream_idle_timeout_s": 0.5})
+    fake_anthropic.enqueue(Raw((ANTHROPIC_START,), silence_s=30))
+    fake_openai.enqueue(Raw((FIRST,), silence_s=30))
+    raw = httpx.post(gw.url + "/v1/messages", headers=ANTHROPIC_HEADERS, timeout=30, json={
+        "model": model, "max_tokens": 10, "messages": HI, "stream": True})
+    lines = raw.text.rstrip().splitlines()
+    assert lines[-2] == "event: error"
+    assert "stream_idle_timeout_s" in json.loads(lines[-1][5:])["error"]["message"]
+
+
+def test_a_slow_but_steady_stream_is_not_idle(
+        gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
+    """Events every 0.3 s under a 0.5 s idle limit: the whole stream, 2 s long, is served."""
+    gw = gateway(models=MODELS, server={"stream_idle_timeout_s": 0.5})
+    fake_openai.enqueue(Reply(text="one two three four five six seven", chunk_delay_s=0.3))
+    chunks = list(oai(gw).chat.completions.create(model="gpt", messages=HI, stream=True))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "one two three four five six seven"

@@ -13,7 +13,7 @@ from conftest import ANTHROPIC_KEY, GEMINI_KEY, OPENAI_KEY
 from fakes import FakeAnthropic, FakeGemini, FakeOpenAI, FakeServer, Reply
 from fakes.cohere import FakeCohere
 from fakes.mistral import FakeMistral
-from lockgate.config import ProviderConfig
+from lockgate.config import ProviderConfig, ServerConfig
 from lockgate.core.chat import ChatRequest, Message, StreamEvent, TextPart
 from lockgate.errors import UpstreamError
 from lockgate.providers import http
@@ -131,9 +131,10 @@ async def test_closing_a_stream_after_its_first_event_closes_the_upstream_respon
     opened: list[aiohttp.ClientResponse] = []
     real_iter_chunks = http.iter_chunks
 
-    def spying(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    def spying(response: aiohttp.ClientResponse, idle_timeout_s: float | None = None
+               ) -> AsyncIterator[bytes]:
         opened.append(response)
-        return real_iter_chunks(response)
+        return real_iter_chunks(response, idle_timeout_s)
 
     monkeypatch.setattr(http, "iter_chunks", spying)
     fake.enqueue(Reply(text="one two three four five six"))
@@ -150,3 +151,9 @@ async def test_closing_a_stream_after_its_first_event_closes_the_upstream_respon
         await events.aclose()  # type: ignore[attr-defined]
         [response] = opened
         assert response.closed
+
+
+def test_the_read_limits_default_to_the_config_defaults() -> None:
+    server = ServerConfig()
+    assert http.DEFAULT_LIMITS == http.ReadLimits(
+        server.max_event_bytes, server.max_response_bytes, server.stream_idle_timeout_s)

@@ -77,7 +77,7 @@ class ChatEndpoint(Endpoint):
 
         def on_error(err: GatewayError) -> bytes:
             status = err.status if err.status >= 400 else 502  # keeps e.g. Anthropic's overloaded
-            code = "upstream_error" if isinstance(err, UpstreamError) else err.code
+            code = "upstream_error" if type(err) is UpstreamError else err.code
             scrubbed = GatewayError(self.s.caller.scrub(err.message), status=status, code=code)
             # A translated stream ends through its own encoder, which knows what it has sent.
             encoder = exchange.encoder
@@ -152,8 +152,9 @@ class _Exchange:
         upstream = self.dialect.prepare_relay(self.body, deployment.model)
         response = await deployment.provider.forward("chat", upstream, timeout)
         tap = self.dialect.relay_tap(self.body, self.model)
-        limit = deployment.provider.limits.max_event_bytes
-        return relay_events(iter_chunks(response), tap, self.ctx, limit)
+        limits = deployment.provider.limits
+        chunks = iter_chunks(response, limits.stream_idle_timeout_s)
+        return relay_events(chunks, tap, self.ctx, limits.max_event_bytes)
 
 
 

@@ -13,7 +13,13 @@ from lockgate.asgi import Receive, Send, send_chunk
 from lockgate.core.chat import StreamEvent, StreamStart, UsageEvent
 from lockgate.dialects.base import RelayTap, StreamEncoder
 from lockgate.dialects.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
-from lockgate.errors import UNREADABLE, GatewayError, UpstreamError, UpstreamUnreadable
+from lockgate.errors import (
+    UNREADABLE,
+    GatewayError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreadable,
+)
 from lockgate.pipeline.body import ClientGone
 from lockgate.pipeline.context import RequestContext
 from lockgate.providers.http import aclose
@@ -102,19 +108,23 @@ SHUTTING_DOWN = GatewayError("the gateway is shutting down; retry the request", 
 async def pump(send: Send, first: bytes, rest: AsyncIterator[bytes],
                on_error: Callable[[GatewayError], bytes], ctx: RequestContext) -> None:
     """Sends ``first`` then every later chunk; ends the stream cleanly or with an error event —
-    also when the stream is cancelled (a drain that ran out of time), never with a silent cut."""
+    also when the stream is cancelled (a drain that ran out of time), never with a silent cut.
+    An upstream gone silent (``server.stream_idle_timeout_s``) ends it as ``upstream_timeout``."""
     try:
         await send_chunk(send, first)
         async for chunk in rest:
             await send_chunk(send, chunk)
     except UpstreamError as err:
-        ctx.status, ctx.error_code = 502, "upstream_error"
+        timed_out = isinstance(err, UpstreamTimeout)
+        ctx.status, ctx.error_code = (504, err.code) if timed_out else (502, "upstream_error")
         await send_chunk(send, on_error(err))
     except asyncio.CancelledError:
         ctx.status, ctx.error_code = 503, SHUTTING_DOWN.code
         with contextlib.suppress(Exception):  # a client that is gone cannot be told
             await send_chunk(send, on_error(SHUTTING_DOWN), more=False)
         raise
+    finally:
+        await aclose(rest)  # releases the upstream at once, however the stream ended
     await send_chunk(send, b"", more=False)
 
 

@@ -85,7 +85,7 @@ class AnthropicProvider(Provider):
 
     async def chat_stream(self, request: ChatRequest, timeout: float) -> AsyncIterator[StreamEvent]:
         response = await self._post(encode_request(request, stream=True), timeout)
-        return stream_events(iter_sse(response, self.limits.max_event_bytes))
+        return stream_events(iter_sse(response, self.limits))
 
     async def forward(
         self, operation: str, body: dict[str, Any], timeout: float | None

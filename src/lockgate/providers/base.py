@@ -30,7 +30,7 @@ import aiohttp
 from lockgate.core.chat import ChatRequest, ChatResponse, StreamEvent
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from lockgate.errors import InvalidRequest
-from lockgate.providers.http import ReadLimits, read_json
+from lockgate.providers.http import DEFAULT_LIMITS, ReadLimits, read_json
 
 if TYPE_CHECKING:
     from lockgate.config import ProviderConfig
@@ -46,7 +46,7 @@ class Provider:
     default_model: ClassVar[str | None] = None
     # What one upstream answer or stream event may weigh; ``create_app`` sets the configured
     # limits on each provider it builds (a provider built on its own keeps the defaults).
-    limits: ReadLimits = ReadLimits()
+    limits: ReadLimits = DEFAULT_LIMITS
 
     def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession) -> None:
         self.name = name

@@ -524,7 +524,7 @@ class BedrockProvider(Provider):
         path = model_path(request.model, "converse-stream")
         response = await self.post(path, encode_request(request), timeout)
         parser = ConverseStreamParser(request.model, _response_id(response))
-        return stream_events(iter_chunks(response), parser)
+        return stream_events(iter_chunks(response, self.limits.stream_idle_timeout_s), parser)
 
     async def embeddings(self, request: EmbeddingsRequest, timeout: float) -> EmbeddingsResponse:
         family = model_family(request.model)

@@ -434,7 +434,7 @@ class CohereProvider(Provider):
     async def chat_stream(self, request: ChatRequest, timeout: float) -> AsyncIterator[StreamEvent]:
         response = await self._post("chat", encode_request(request, stream=True), timeout)
         parser = CohereStreamParser(request.model)
-        return drive(iter_sse(response, self.limits.max_event_bytes), parser.feed, parser.close)
+        return drive(iter_sse(response, self.limits), parser.feed, parser.close)
 
     async def embeddings(self, request: EmbeddingsRequest, timeout: float) -> EmbeddingsResponse:
         batches = [request.inputs[i:i + EMBED_BATCH]

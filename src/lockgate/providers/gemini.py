@@ -628,7 +628,7 @@ class GeminiProvider(Provider):
         response = await open_response(self.session, url, body=body, headers=self.headers(),
                                        timeout=timeout)
         parser = StreamParser(request.model, self._signatures)
-        return stream_events(iter_sse(response, self.limits.max_event_bytes), parser)
+        return stream_events(iter_sse(response, self.limits), parser)
 
     async def embeddings(self, request: EmbeddingsRequest, timeout: float) -> EmbeddingsResponse:
         batches = [request.inputs[i:i + EMBED_BATCH]

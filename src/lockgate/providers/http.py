@@ -32,11 +32,16 @@ E = TypeVar("E")
 @dataclass(frozen=True, slots=True)
 class ReadLimits:
     """How much the gateway takes from an upstream before it calls the answer broken: one
-    stream event (``server.max_event_bytes``) and one whole answer (``max_response_bytes``).
-    The defaults are the config's; ``create_app`` hands every provider the configured ones."""
+    stream event (``server.max_event_bytes``), one whole answer (``max_response_bytes``), and
+    the longest silence in a stream after its first chunk (``stream_idle_timeout_s``). The
+    defaults are the config's; ``create_app`` hands every provider the configured ones."""
 
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     max_response_bytes: int = 64 * 1024 * 1024
+    stream_idle_timeout_s: float = 60.0
+
+
+DEFAULT_LIMITS = ReadLimits()
 
 
 async def open_response(
@@ -157,16 +162,74 @@ async def read_json(response: aiohttp.ClientResponse, timeout: float, limit: int
     return parse_json(await read_raw(response, timeout, limit))
 
 
-async def iter_chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """Yields body chunks as they arrive; a connection lost mid-body raises ``UpstreamError``.
-    Closing the iterator (client gone) closes the upstream connection."""
+async def iter_chunks(response: aiohttp.ClientResponse,
+                      idle_timeout_s: float | None = None) -> AsyncIterator[bytes]:
+    """Yields body chunks as they arrive; a connection lost mid-body raises ``UpstreamError``,
+    and, after the first chunk, ``idle_timeout_s`` without data raises ``UpstreamTimeout``
+    (the first chunk's wait is the caller's ``timeout_s``). Closing the iterator (client gone)
+    closes the upstream connection."""
+    reader = response.content
+    watch: IdleWatch | None = None
     try:
-        async for chunk in response.content.iter_any():
+        chunk = await reader.readany()
+        while chunk:
             yield chunk
+            if watch is None and idle_timeout_s is not None:
+                watch = IdleWatch(idle_timeout_s)
+            if watch is not None:
+                watch.waiting()
+            chunk = await reader.readany()
+            if watch is not None:
+                watch.arrived()
     except (aiohttp.ClientError, asyncio.IncompleteReadError):
         raise UpstreamError("the upstream connection was lost mid-stream", retryable=False) from None
+    except asyncio.CancelledError:
+        if watch is not None and watch.expired():
+            raise UpstreamTimeout(f"the upstream sent nothing for {idle_timeout_s:g} s "
+                                  "(server.stream_idle_timeout_s)") from None
+        raise
     finally:
+        if watch is not None:
+            watch.close()
         response.close()
+
+
+class IdleWatch:
+    """Cancels the current task once it has waited ``seconds`` for upstream data. It costs two
+    clock reads per chunk and one timer per idle period, where ``asyncio.timeout`` around each
+    read would cost a timer per chunk of every stream. Only waits count: the time the consumer
+    spends between two reads (sending to a slow client) is backpressure, not silence."""
+
+    __slots__ = ("_handle", "_loop", "_seconds", "_since", "_task", "fired")
+
+    def __init__(self, seconds: float) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._loop, self._task, self._seconds = asyncio.get_running_loop(), task, seconds
+        self._since: float | None = None  # when the current wait began; None between waits
+        self.fired = False
+        self._handle = self._loop.call_later(seconds, self._check)
+
+    def waiting(self) -> None:
+        self._since = self._loop.time()
+
+    def arrived(self) -> None:
+        self._since = None
+
+    def _check(self) -> None:
+        since, now = self._since, self._loop.time()
+        if since is not None and now - since >= self._seconds:
+            self.fired = True
+            self._task.cancel()
+        else:
+            self._handle = self._loop.call_at((since or now) + self._seconds, self._check)
+
+    def expired(self) -> bool:
+        """After a cancellation: whether it was this watch's own (then it is consumed here)."""
+        return self.fired and self._task.uncancel() == 0
+
+    def close(self) -> None:
+        self._handle.cancel()
 
 
 def merge_headers(base: Mapping[str, str], overrides: Mapping[str, str]) -> dict[str, str]:
@@ -213,10 +276,11 @@ async def aclose(stream: object) -> None:
 
 
 def iter_sse(response: aiohttp.ClientResponse,
-             max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> AsyncGenerator[SSEEvent, None]:
+             limits: ReadLimits = DEFAULT_LIMITS) -> AsyncGenerator[SSEEvent, None]:
     """The response's SSE events as they arrive; closing it closes the upstream connection."""
-    decoder = SSEDecoder(max_event_bytes)
-    return drive(iter_chunks(response), decoder.decode, decoder.flush)
+    decoder = SSEDecoder(limits.max_event_bytes)
+    chunks = iter_chunks(response, limits.stream_idle_timeout_s)
+    return drive(chunks, decoder.decode, decoder.flush)
 
 
 def error_from_response(status: int, raw: bytes, headers: Mapping[str, str]) -> UpstreamError:

@@ -427,7 +427,7 @@ class MistralProvider(Provider):
     async def chat_stream(self, request: ChatRequest, timeout: float) -> AsyncIterator[StreamEvent]:
         response = await self._post("/chat/completions", build_request(request, stream=True), timeout)
         parser = MistralStreamParser()
-        return drive(iter_sse(response, self.limits.max_event_bytes), parser.feed, parser.close)
+        return drive(iter_sse(response, self.limits), parser.feed, parser.close)
 
     async def embeddings(self, request: EmbeddingsRequest, timeout: float) -> EmbeddingsResponse:
         body: JSON = {"model": request.model, "input": request.inputs}

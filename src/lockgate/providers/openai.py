@@ -39,10 +39,17 @@ from lockgate.core.chat import (
 )
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from lockgate.dialects.openai import usage_from_object
-from lockgate.dialects.sse import DEFAULT_MAX_EVENT_BYTES, SSEEvent
+from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers.base import Provider
-from lockgate.providers.http import drive, iter_sse, merge_headers, open_response
+from lockgate.providers.http import (
+    DEFAULT_LIMITS,
+    ReadLimits,
+    drive,
+    iter_sse,
+    merge_headers,
+    open_response,
+)
 
 if TYPE_CHECKING:
     from lockgate.config import ProviderConfig
@@ -143,7 +150,7 @@ class OpenAIProvider(Provider):
 
     async def chat_stream(self, request: ChatRequest, timeout: float) -> AsyncIterator[StreamEvent]:
         response = await self.forward("chat", build_request(request), timeout)
-        return parse_stream(response, self.limits.max_event_bytes)
+        return parse_stream(response, self.limits)
 
     async def embeddings(self, request: EmbeddingsRequest, timeout: float) -> EmbeddingsResponse:
         body: dict[str, Any] = {"model": request.model, "input": request.inputs}
@@ -248,9 +255,9 @@ def parse_response(answer: dict[str, Any]) -> ChatResponse:
 
 
 def parse_stream(response: aiohttp.ClientResponse,
-                 max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> AsyncIterator[StreamEvent]:
+                 limits: ReadLimits = DEFAULT_LIMITS) -> AsyncIterator[StreamEvent]:
     parser = OpenAIStreamParser()
-    return drive(iter_sse(response, max_event_bytes), parser.feed, parser.close)
+    return drive(iter_sse(response, limits), parser.feed, parser.close)
 
 
 class OpenAIStreamParser:

@@ -187,16 +187,15 @@ class VertexProvider(Provider):
         return gemini.parse_response(data, request.model, self._signatures)
 
     async def chat_stream(self, request: ChatRequest, timeout: float) -> AsyncIterator[StreamEvent]:
-        limit = self.limits.max_event_bytes
         if is_claude(request.model):
             body = anthropic_body(request, stream=True)
             response = await self._post(request.model, "streamRawPredict", body, timeout)
-            return self._redacting(anthropic.stream_events(iter_sse(response, limit)))
+            return self._redacting(anthropic.stream_events(iter_sse(response, self.limits)))
         body = gemini.build_request(request, self._signatures)
         response = await self._post(request.model, "streamGenerateContent", body, timeout,
                                     query="?alt=sse")
         parser = gemini.StreamParser(request.model, self._signatures)
-        return self._redacting(gemini.stream_events(iter_sse(response, limit), parser))
+        return self._redacting(gemini.stream_events(iter_sse(response, self.limits), parser))
 
     # -- embeddings ---------------------------------------------------------------------------
 
