@@ -155,5 +155,6 @@ async def test_closing_a_stream_after_its_first_event_closes_the_upstream_respon
 
 def test_the_read_limits_default_to_the_config_defaults() -> None:
     server = ServerConfig()
-    assert http.DEFAULT_LIMITS == http.ReadLimits(
-        server.max_event_bytes, server.max_response_bytes, server.stream_idle_timeout_s)
+    configured = http.ReadLimits(server.max_event_bytes, server.max_response_bytes,
+                                 server.stream_idle_timeout_s)
+    assert configured == http.DEFAULT_LIMITS
