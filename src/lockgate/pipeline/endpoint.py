@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable
 from typing import Any
 
 from lockgate.asgi import Headers, Message, Receive, Scope, Send, header, send_body, send_chunk
@@ -79,14 +80,16 @@ class OneResponse:
         self.started = False
         self.ended = False
 
-    async def __call__(self, message: Message) -> None:
+    def __call__(self, message: Message) -> Awaitable[None]:
+        # A plain function handing back the server's own awaitable: no coroutine of its own
+        # on every chunk of every stream.
         if message["type"] == "http.response.start":
             if self.started:
                 raise RuntimeError("a response was already started")
             self.started = True
         elif not message.get("more_body", False):
             self.ended = True
-        await self._send(message)
+        return self._send(message)
 
 
 def estimate(plan: ModelPlan, prompt: int, completion: int) -> Estimate:

@@ -79,7 +79,9 @@ def _framed(event: SSEEvent) -> SSEEvent:
     this cheap check keeps a broken event — cut short, garbage, an HTML page — from reaching
     the client as if it were one, at a fraction of a parse's cost."""
     data = event.data
-    if (data[:1] == "{" and data.rstrip()[-1:] == "}") or data == "[DONE]":
+    if data.endswith("}") and data.startswith("{"):
+        return event
+    if data == "[DONE]" or (data.startswith("{") and data.rstrip().endswith("}")):
         return event
     raise ValueError("not a JSON object")
 
