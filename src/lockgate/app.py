@@ -30,6 +30,7 @@ from lockgate.pipeline.models import ModelsEndpoint
 from lockgate.pipeline.route import Router
 from lockgate.pipeline.services import Services
 from lockgate.providers.base import Provider
+from lockgate.providers.http import ReadLimits
 from lockgate.providers.registry import provider_class
 from lockgate.state import key_snapshot
 from lockgate.state.counters import CounterStore, MemoryCounters
@@ -108,10 +109,14 @@ class Gateway:
             timeout=aiohttp.ClientTimeout(total=None),
             auto_decompress=True,
         )
+        server = self.config.server
+        limits = ReadLimits(server.max_event_bytes, server.max_response_bytes,
+                            server.stream_idle_timeout_s)
         for name, settings in self.config.providers.items():
             cls = provider_class(settings.type)
             assert cls is not None  # the config was validated against the registry
             self.providers[name] = cls(name, settings, self._session)
+            self.providers[name].limits = limits
         router = Router(self.config, self.providers)
         secrets = [s for p in self.providers.values() for s in p.secrets()]
         secrets.extend(k.key for k in self.config.keys)

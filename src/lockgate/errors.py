@@ -9,7 +9,8 @@
     ├── RateLimited                 429 rate_limit_exceeded / budget_exceeded (retry-after)
     └── UpstreamError               an upstream's failure, as the provider adapter saw it
         ├── UpstreamTimeout         no first byte within timeout_s
-        └── UpstreamConnectError    could not connect / connection cut before an answer
+        ├── UpstreamConnectError    could not connect / connection cut before an answer
+        └── UpstreamUnreadable      an answer or stream event that cannot be read
 
 An ``UpstreamError`` says whether it is ``retryable`` (§5 of the interface). Once retries and
 fallbacks are spent, ``pipeline.call`` turns the last one into what the client sees: 429
@@ -168,6 +169,19 @@ class UpstreamTimeout(UpstreamError):
 
 class UpstreamConnectError(UpstreamError):
     def __init__(self, message: str = "could not reach the upstream") -> None:
+        super().__init__(message, status=502, retryable=True)
+
+
+# What Python raises on upstream data that cannot be read: bad JSON or UTF-8 (ValueError, of
+# which orjson's and Unicode's errors are subclasses), wrong types (TypeError, AttributeError:
+# ``int("ten")``, ``[].get``) and missing keys or items (LookupError). Where the gateway reads
+# upstream data, these become ``UpstreamUnreadable``: retried like any upstream failure before
+# the first byte, an error event after it — never a 500 or a silent cut.
+UNREADABLE = (ValueError, TypeError, LookupError, AttributeError)
+
+
+class UpstreamUnreadable(UpstreamError):
+    def __init__(self, message: str = "the upstream sent an answer that cannot be read") -> None:
         super().__init__(message, status=502, retryable=True)
 
 

@@ -10,7 +10,7 @@ from .anthropic import FakeAnthropic
 from .base import Answer, FakeServer, RecordedRequest
 from .gemini import FakeGemini
 from .openai import FakeOpenAI
-from .scripts import Fail, FakeToolCall, Hang, Reply, Script, fake_vector
+from .scripts import Fail, FakeToolCall, Hang, Raw, Reply, Script, fake_vector
 
 __all__ = [
     "Answer",
@@ -21,6 +21,7 @@ __all__ = [
     "FakeServer",
     "FakeToolCall",
     "Hang",
+    "Raw",
     "RecordedRequest",
     "Reply",
     "Script",

@@ -26,7 +26,7 @@ from typing import Any, Self
 
 from aiohttp import web
 
-from .scripts import Fail, Hang, Reply, Script
+from .scripts import Fail, Hang, Raw, Reply, Script
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,8 @@ class FakeServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        # Bytes each ``Raw`` answer wrote before it ended or the client hung up, in order.
+        self.raw_written: list[int] = []
 
     # -- what a provider supplies -------------------------------------------------------------
 
@@ -197,6 +199,7 @@ class FakeServer:
         with self._lock:
             self._queue.clear()
             self._requests.clear()
+            self.raw_written.clear()
 
     def _next_script(self) -> Script:
         with self._lock:
@@ -238,6 +241,8 @@ class FakeServer:
         script = self._next_script() if scripted else Reply()
         if isinstance(script, Hang):
             return await self._hang(request, script)
+        if isinstance(script, Raw):
+            return await self._send_raw(request, script)
         if isinstance(script, Fail):
             return await self._send(request, self._failure(rec, script, render))
         answer = render(rec, script)
@@ -268,6 +273,31 @@ class FakeServer:
         await asyncio.sleep(hang.seconds)
         _drop(request)
         return web.Response()
+
+    async def _send_raw(self, request: web.Request, raw: Raw) -> web.StreamResponse:
+        headers = {"content-type": raw.content_type}
+        if raw.content_length is not None:
+            headers["content-length"] = str(raw.content_length)
+        response = web.StreamResponse(status=raw.status, headers=headers)
+        await response.prepare(request)
+        written = 0
+        try:
+            for i, piece in enumerate(raw.pieces):
+                if i and raw.gap_s:
+                    await asyncio.sleep(raw.gap_s)
+                await response.write(piece)
+                written += len(piece)
+            for _ in range(raw.repeat):
+                await response.write(raw.pieces[-1])
+                written += len(raw.pieces[-1])
+            await asyncio.sleep(raw.silence_s)
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the gateway hung up on us, as it should
+        finally:
+            with self._lock:
+                self.raw_written.append(written)
+        return response
 
     async def _send(
         self,

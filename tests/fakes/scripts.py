@@ -90,7 +90,25 @@ class Hang:
     seconds: float
 
 
-Script = Reply | Fail | Hang
+@dataclass(frozen=True)
+class Raw:
+    """Misbehaviour, whatever the provider: ``status`` and exactly these body ``pieces``,
+    written one by one with no regard for the wire format (garbage, an event that never ends,
+    a huge answer). ``repeat`` writes the last piece that many more times (endless bytes
+    without holding them in memory); ``silence_s`` then keeps the connection open and silent
+    (a stalled upstream) before the body ends; ``content_length`` announces that length;
+    ``gap_s`` sleeps between two pieces, so that each reaches the gateway as its own read."""
+
+    pieces: tuple[bytes, ...]
+    content_type: str = "text/event-stream"
+    repeat: int = 0
+    silence_s: float = 0.0
+    content_length: int | None = None
+    gap_s: float = 0.0
+    status: int = 200
+
+
+Script = Reply | Fail | Hang | Raw
 
 
 def text_pieces(text: str) -> list[str]:

@@ -188,8 +188,9 @@ class _Stream:
         self.content = self
         self._raw = raw
 
-    async def iter_any(self) -> AsyncIterator[bytes]:
-        yield self._raw
+    async def readany(self) -> bytes:
+        raw, self._raw = self._raw, b""
+        return raw
 
     def close(self) -> None:
         pass

@@ -11,17 +11,27 @@ client for, so the caller moves on to the fallbacks instead.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
 from lockgate.core.chat import Usage
-from lockgate.errors import GatewayError, RateLimited, UpstreamError, UpstreamTimeout, scrub
+from lockgate.errors import (
+    UNREADABLE,
+    GatewayError,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreadable,
+    scrub,
+)
 from lockgate.pipeline.context import RequestContext
 from lockgate.pipeline.limits import Estimate, Lease, Limiter
 from lockgate.pipeline.route import Deployment, ModelPlan, Router
 
 T = TypeVar("T")
+log = logging.getLogger("lockgate")
 Attempt = Callable[[Deployment, float], Awaitable[T]]
 
 MAX_WAIT_S = 10.0
@@ -73,13 +83,14 @@ class Caller:
             ctx.target_lease = quota
             try:
                 result = await attempt(deployment, plan.timeout_for(deployment))
-            except UpstreamError as err:
+            except (UpstreamError, *UNREADABLE) as exc:
+                err = exc if isinstance(exc, UpstreamError) else _unreadable(exc)
                 ctx.target_lease = None
                 if quota is not None:
                     quota.settle(Usage(), 0.0)
                 last = err
                 if not err.retryable:
-                    raise
+                    raise err from None
                 continue
             return result
         assert last is not None
@@ -104,6 +115,14 @@ class Caller:
 
     def scrub(self, text: str) -> str:
         return scrub(text, self._secrets)
+
+
+def _unreadable(exc: Exception) -> UpstreamError:
+    """What an attempt raised reading upstream data it cannot read (an answer of the wrong
+    shape, ``prompt_tokens: "ten"``): an upstream failure like any other — retried, then 502,
+    never a 500. Every attempt passes here before its first byte reaches the client."""
+    log.warning("an upstream answer could not be read: %s: %.200s", type(exc).__name__, exc)
+    return UpstreamUnreadable()
 
 
 def _delay(last: UpstreamError | None, round_number: int) -> float:

@@ -30,7 +30,7 @@ from lockgate.pipeline.limits import estimate_tokens
 from lockgate.pipeline.relay import encode_events, pump, relay_events, until_disconnect
 from lockgate.pipeline.route import Deployment, ModelPlan
 from lockgate.pipeline.services import Services
-from lockgate.providers.http import iter_chunks, parse_json, read_raw
+from lockgate.providers.http import answer_object, iter_chunks, read_raw
 
 Stream = tuple[bytes, AsyncGenerator[bytes, None]]
 
@@ -42,6 +42,9 @@ class ChatEndpoint(Endpoint):
 
     def error_body(self, err: GatewayError) -> bytes:
         return self.dialect.error_body(err)
+
+    def late_error(self, err: GatewayError) -> bytes:
+        return self.dialect.stream_error(err)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
         principal = await self.s.auth.authenticate(scope)
@@ -77,7 +80,7 @@ class ChatEndpoint(Endpoint):
 
         def on_error(err: GatewayError) -> bytes:
             status = err.status if err.status >= 400 else 502  # keeps e.g. Anthropic's overloaded
-            code = "upstream_error" if isinstance(err, UpstreamError) else err.code
+            code = "upstream_error" if type(err) is UpstreamError else err.code
             scrubbed = GatewayError(self.s.caller.scrub(err.message), status=status, code=code)
             # A translated stream ends through its own encoder, which knows what it has sent.
             encoder = exchange.encoder
@@ -114,10 +117,11 @@ class _Exchange:
         upstream = self.dialect.prepare_relay(self.body, deployment.model)
         try:
             async with asyncio.timeout(timeout):  # one deadline for the whole attempt
-                raw = await read_raw(await deployment.provider.forward("chat", upstream, None), None)
+                sent = await deployment.provider.forward("chat", upstream, None)
+                raw = await read_raw(sent, None, deployment.provider.limits.max_response_bytes)
         except TimeoutError:
             raise UpstreamTimeout() from None
-        answer = parse_json(raw)
+        answer = answer_object(raw)
         usage, changed = self.dialect.relay_answer(answer, self.model)
         self.ctx.usage = usage
         return orjson.dumps(answer) if changed else raw
@@ -151,7 +155,9 @@ class _Exchange:
         upstream = self.dialect.prepare_relay(self.body, deployment.model)
         response = await deployment.provider.forward("chat", upstream, timeout)
         tap = self.dialect.relay_tap(self.body, self.model)
-        return relay_events(iter_chunks(response), tap, self.ctx)
+        limits = deployment.provider.limits
+        chunks = iter_chunks(response, limits.stream_idle_timeout_s)
+        return relay_events(chunks, tap, self.ctx, limits.max_event_bytes)
 
 
 

@@ -22,7 +22,7 @@ from lockgate.pipeline.body import parse_object, read_body
 from lockgate.pipeline.context import RequestContext
 from lockgate.pipeline.endpoint import Endpoint, end_user, estimate, settle_all
 from lockgate.pipeline.route import Deployment
-from lockgate.providers.http import parse_json, read_raw
+from lockgate.providers.http import answer_object, read_raw
 
 
 class EmbeddingsEndpoint(Endpoint):
@@ -72,8 +72,9 @@ class _Attempt:
         provider = deployment.provider
         if provider.native_dialect == "openai":
             upstream = {**self.body, "model": deployment.model}
-            raw = await read_raw(await provider.forward("embeddings", upstream, timeout), timeout)
-            answer = parse_json(raw)
+            sent = await provider.forward("embeddings", upstream, timeout)
+            raw = await read_raw(sent, timeout, provider.limits.max_response_bytes)
+            answer = answer_object(raw)
             usage = answer.get("usage") or {}
             self.ctx.usage.prompt_tokens = int(usage.get("prompt_tokens") or 0)
             answer["model"] = self.request.model

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable
 from typing import Any
 
-from lockgate.asgi import Headers, Receive, Scope, Send, header, send_body
+from lockgate.asgi import Headers, Message, Receive, Scope, Send, header, send_body, send_chunk
 from lockgate.core.chat import Usage
 from lockgate.errors import GatewayError
 from lockgate.pipeline.body import ClientGone
@@ -25,15 +26,16 @@ class Endpoint(ABC):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = RequestContext.begin(scope)
+        response = OneResponse(send)
         try:
-            await self.handle(scope, receive, send, ctx)
+            await self.handle(scope, receive, response, ctx)
         except ClientGone:
             ctx.client_closed()
         except GatewayError as err:
-            await self.fail(send, err, ctx)
+            await self.fail(response, err, ctx)
         except Exception:
             log.exception("request %s failed unexpectedly", ctx.request_id)
-            await self.fail(send, GatewayError("internal error"), ctx)
+            await self.fail(response, GatewayError("internal error"), ctx)
         finally:
             self.s.recorder.record(ctx)
 
@@ -44,16 +46,50 @@ class Endpoint(ABC):
     @abstractmethod
     def error_body(self, err: GatewayError) -> bytes: ...
 
+    def late_error(self, err: GatewayError) -> bytes:
+        """The closing bytes for an error raised after the response started (a stream's error
+        event in the client's format); nothing where the endpoint never streams."""
+        return b""
+
     def headers(self, ctx: RequestContext) -> Headers:
         headers = [(b"x-request-id", ctx.request_id.encode())]
         if ctx.route is not None and self.s.expose_route:
             headers.append((b"x-lockgate-route", ctx.route.encode()))
         return headers
 
-    async def fail(self, send: Send, err: GatewayError, ctx: RequestContext) -> None:
+    async def fail(self, response: OneResponse, err: GatewayError, ctx: RequestContext) -> None:
         ctx.status, ctx.error_code = err.status, err.code
-        await send_body(send, err.status, self.error_body(err),
+        if response.started:  # too late for a status: the body can only end, with the error
+            if not response.ended:
+                await send_chunk(response, self.late_error(err), more=False)
+            return
+        await send_body(response, err.status, self.error_body(err),
                         [(b"x-request-id", ctx.request_id.encode()), *err.headers()])
+
+
+class OneResponse:
+    """The ``send`` every endpoint is given: messages pass straight through, and it remembers
+    whether the response has started and ended. A response starts once: an error raised after
+    the start can only end the body (``Endpoint.fail`` asks ``started``), and a second start is
+    refused here rather than by the server, which would cut the stream without a word."""
+
+    __slots__ = ("_send", "ended", "started")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+        self.ended = False
+
+    def __call__(self, message: Message) -> Awaitable[None]:
+        # A plain function handing back the server's own awaitable: no coroutine of its own
+        # on every chunk of every stream.
+        if message["type"] == "http.response.start":
+            if self.started:
+                raise RuntimeError("a response was already started")
+            self.started = True
+        elif not message.get("more_body", False):
+            self.ended = True
+        return self._send(message)
 
 
 def estimate(plan: ModelPlan, prompt: int, completion: int) -> Estimate:

@@ -12,20 +12,28 @@ from typing import TypeVar
 from lockgate.asgi import Receive, Send, send_chunk
 from lockgate.core.chat import StreamEvent, StreamStart, UsageEvent
 from lockgate.dialects.base import RelayTap, StreamEncoder
-from lockgate.dialects.sse import SSEDecoder, SSEEvent
-from lockgate.errors import GatewayError, UpstreamError
+from lockgate.dialects.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
+from lockgate.errors import (
+    UNREADABLE,
+    GatewayError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreadable,
+)
 from lockgate.pipeline.body import ClientGone
 from lockgate.pipeline.context import RequestContext
+from lockgate.providers.http import aclose
 
 T = TypeVar("T")
 
 
 async def relay_events(
-    chunks: AsyncIterator[bytes], tap: RelayTap, ctx: RequestContext
+    chunks: AsyncIterator[bytes], tap: RelayTap, ctx: RequestContext,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
 ) -> AsyncGenerator[bytes, None]:
     """A same-dialect stream, passed through the dialect's tap. Whatever one upstream read
     completes goes out as one write: as soon as it arrived, and without a send per event."""
-    decoder = SSEDecoder()
+    decoder = SSEDecoder(max_event_bytes)
     try:
         async for chunk in chunks:
             out = _feed(tap, decoder.decode(chunk))
@@ -40,6 +48,7 @@ async def relay_events(
         raise failed.error from None
     finally:
         ctx.usage = tap.usage
+        await aclose(chunks)  # releases the upstream now, however the relay ended
     if not tap.finished:
         raise UpstreamError("the upstream stream ended early", retryable=False)
 
@@ -50,28 +59,47 @@ class _FedThenFailed(Exception):
 
 
 def _feed(tap: RelayTap, events: list[SSEEvent]) -> bytes:
-    if len(events) == 1:
-        return tap.feed(events[0])
     parts: list[bytes] = []
     try:
+        if len(events) == 1:
+            return tap.feed(_framed(events[0]))
         for event in events:
-            parts.append(tap.feed(event))
+            parts.append(tap.feed(_framed(event)))
     except UpstreamError as err:
         raise _FedThenFailed(b"".join(parts), err) from None
+    except UNREADABLE:  # bad JSON or wrong types in an event: the upstream's failure
+        error = UpstreamUnreadable("the upstream sent a stream event that cannot be read")
+        raise _FedThenFailed(b"".join(parts), error) from None
     return b"".join(parts)
+
+
+def _framed(event: SSEEvent) -> SSEEvent:
+    """``event``, if its data is framed as a JSON object (or is OpenAI's ``[DONE]``). A relay
+    passes most events on as bytes without parsing them (the tap reads only what it needs):
+    this cheap check keeps a broken event — cut short, garbage, an HTML page — from reaching
+    the client as if it were one, at a fraction of a parse's cost."""
+    data = event.data
+    if data.endswith("}") and data.startswith("{"):
+        return event
+    if data == "[DONE]" or (data.startswith("{") and data.rstrip().endswith("}")):
+        return event
+    raise ValueError("not a JSON object")
 
 
 async def encode_events(
     events: AsyncIterator[StreamEvent], encoder: StreamEncoder, ctx: RequestContext
 ) -> AsyncGenerator[bytes, None]:
     """A translated stream: canonical events rendered in the client's dialect."""
-    async for event in events:
-        usage = event.usage if isinstance(event, UsageEvent | StreamStart) else None
-        if usage is not None:  # a start may carry prompt tokens; the UsageEvent has them all
-            ctx.usage = usage
-        out = encoder.encode(event)
-        if out:
-            yield out
+    try:
+        async for event in events:
+            usage = event.usage if isinstance(event, UsageEvent | StreamStart) else None
+            if usage is not None:  # a start may carry prompt tokens; the UsageEvent has them all
+                ctx.usage = usage
+            out = encoder.encode(event)
+            if out:
+                yield out
+    finally:
+        await aclose(events)
     yield encoder.finish()
 
 
@@ -82,19 +110,23 @@ SHUTTING_DOWN = GatewayError("the gateway is shutting down; retry the request", 
 async def pump(send: Send, first: bytes, rest: AsyncIterator[bytes],
                on_error: Callable[[GatewayError], bytes], ctx: RequestContext) -> None:
     """Sends ``first`` then every later chunk; ends the stream cleanly or with an error event —
-    also when the stream is cancelled (a drain that ran out of time), never with a silent cut."""
+    also when the stream is cancelled (a drain that ran out of time), never with a silent cut.
+    An upstream gone silent (``server.stream_idle_timeout_s``) ends it as ``upstream_timeout``."""
     try:
         await send_chunk(send, first)
         async for chunk in rest:
             await send_chunk(send, chunk)
     except UpstreamError as err:
-        ctx.status, ctx.error_code = 502, "upstream_error"
+        timed_out = isinstance(err, UpstreamTimeout)
+        ctx.status, ctx.error_code = (504, err.code) if timed_out else (502, "upstream_error")
         await send_chunk(send, on_error(err))
     except asyncio.CancelledError:
         ctx.status, ctx.error_code = 503, SHUTTING_DOWN.code
         with contextlib.suppress(Exception):  # a client that is gone cannot be told
             await send_chunk(send, on_error(SHUTTING_DOWN), more=False)
         raise
+    finally:
+        await aclose(rest)  # releases the upstream at once, however the stream ended
     await send_chunk(send, b"", more=False)
 
 

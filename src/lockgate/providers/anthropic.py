@@ -42,7 +42,13 @@ from lockgate.dialects.anthropic import (
 from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers.base import Provider
-from lockgate.providers.http import event_object, iter_sse, open_response, read_json
+from lockgate.providers.http import (
+    drive,
+    event_object,
+    iter_sse,
+    merge_headers,
+    open_response,
+)
 
 API_VERSION = "2023-06-01"
 # Anthropic requires max_tokens; OpenAI clients usually leave it out.
@@ -72,16 +78,15 @@ class AnthropicProvider(Provider):
             headers["x-api-key"] = self.api_key
         # The config's headers come last so that an operator can pin another API version or
         # add anthropic-beta flags.
-        headers.update(self.config.headers)
-        return headers
+        return merge_headers(headers, self.config.headers)
 
     async def chat(self, request: ChatRequest, timeout: float) -> ChatResponse:
         response = await self._post(encode_request(request, stream=False), timeout)
-        return decode_response(await read_json(response, timeout))
+        return decode_response(await self.read_json(response, timeout))
 
     async def chat_stream(self, request: ChatRequest, timeout: float) -> AsyncIterator[StreamEvent]:
         response = await self._post(encode_request(request, stream=True), timeout)
-        return stream_events(response)
+        return stream_events(iter_sse(response, self.limits))
 
     async def forward(
         self, operation: str, body: dict[str, Any], timeout: float | None
@@ -282,12 +287,9 @@ def decode_response(data: Any) -> ChatResponse:
 # --- stream ----------------------------------------------------------------------------------
 
 
-async def stream_events(response: aiohttp.ClientResponse) -> AsyncIterator[StreamEvent]:
+def stream_events(sse: AsyncIterator[SSEEvent]) -> AsyncIterator[StreamEvent]:
     parser = AnthropicStreamParser()
-    async for sse in iter_sse(response):
-        for event in parser.feed(sse):
-            yield event
-    parser.close()
+    return drive(sse, parser.feed, parser.close)
 
 
 class AnthropicStreamParser:

@@ -31,7 +31,8 @@ from urllib.parse import quote
 import aiohttp
 
 from lockgate.errors import UpstreamError
-from lockgate.providers.openai import OpenAIProvider, Quirks, merge_headers
+from lockgate.providers.http import merge_headers
+from lockgate.providers.openai import OpenAIProvider, Quirks
 
 if TYPE_CHECKING:
     from lockgate.config import ProviderConfig

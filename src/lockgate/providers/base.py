@@ -31,6 +31,7 @@ import aiohttp
 from lockgate.core.chat import ChatRequest, ChatResponse, StreamEvent
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from lockgate.errors import InvalidRequest
+from lockgate.providers.http import DEFAULT_LIMITS, ReadLimits, read_json
 
 if TYPE_CHECKING:
     from lockgate.config import ProviderConfig
@@ -48,6 +49,9 @@ class Provider:
     # Bedrock, Azure deployments): an id a client chose must then not be able to change the
     # path (``safe_in_path``). Providers that send the id in the body set False.
     model_in_path: ClassVar[bool] = True
+    # What one upstream answer or stream event may weigh; ``create_app`` sets the configured
+    # limits on each provider it builds (a provider built on its own keeps the defaults).
+    limits: ReadLimits = DEFAULT_LIMITS
 
     def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession) -> None:
         self.name = name
@@ -64,7 +68,8 @@ class Provider:
         return [v for v in values if v]
 
     def headers(self) -> dict[str, str]:
-        """The headers sent on every upstream request: the provider's auth plus the config's."""
+        """The headers sent on every upstream request: the provider's auth plus the config's
+        (a subclass builds its own and merges the config's with ``http.merge_headers``)."""
         return dict(self.config.headers)
 
     @cached_property
@@ -72,6 +77,10 @@ class Provider:
         """``headers()`` built once, for providers whose headers depend only on the frozen
         config (not for rotating tokens or per-request signatures)."""
         return self.headers()
+
+    async def read_json(self, response: aiohttp.ClientResponse, timeout: float) -> Any:
+        """A whole JSON answer, within ``timeout`` and ``limits.max_response_bytes``."""
+        return await read_json(response, timeout, self.limits.max_response_bytes)
 
     async def chat(self, request: ChatRequest, timeout: float) -> ChatResponse:
         raise NotImplementedError

@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
@@ -69,10 +69,11 @@ from lockgate.providers._eventstream import EventMessage, EventStreamDecoder
 from lockgate.providers.anthropic import alternating_turns, system_text
 from lockgate.providers.base import Provider
 from lockgate.providers.http import (
+    drive,
     error_message,
     iter_chunks,
+    merge_headers,
     open_response,
-    read_json,
     retry_after_seconds,
 )
 
@@ -413,25 +414,21 @@ def stream_exception(message: EventMessage) -> UpstreamError:
                          status=STATUS_FROM_EXCEPTION.get(kind, 502))
 
 
-async def stream_events(
+def stream_events(
     chunks: AsyncIterator[bytes], parser: ConverseStreamParser
 ) -> AsyncIterator[StreamEvent]:
     """Decodes the event stream as its bytes arrive and runs ``parser`` over its messages."""
     decoder = EventStreamDecoder()
-    try:
-        async for chunk in chunks:
-            for message in decoder.decode(chunk):
-                for event in parser.feed(message):
-                    yield event
-    finally:
-        # Releases the connection now, even when the consumer stops early or an event fails,
-        # rather than whenever the garbage collector finalizes the chunk generator.
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
-    decoder.close()
-    for event in parser.close():
-        yield event
+
+    def feed(chunk: bytes) -> Iterator[StreamEvent]:
+        for message in decoder.decode(chunk):  # lazily: events before a failing message go out
+            yield from parser.feed(message)
+
+    def end() -> list[StreamEvent]:
+        decoder.close()
+        return parser.close()
+
+    return drive(chunks, feed, end)
 
 
 def _payload(message: EventMessage) -> JSON:
@@ -521,13 +518,13 @@ class BedrockProvider(Provider):
         path = model_path(request.model, "converse")
         response = await self.post(path, encode_request(request), timeout)
         response_id = _response_id(response)
-        return decode_response(await read_json(response, timeout), request.model, response_id)
+        return decode_response(await self.read_json(response, timeout), request.model, response_id)
 
     async def chat_stream(self, request: ChatRequest, timeout: float) -> AsyncIterator[StreamEvent]:
         path = model_path(request.model, "converse-stream")
         response = await self.post(path, encode_request(request), timeout)
         parser = ConverseStreamParser(request.model, _response_id(response))
-        return stream_events(iter_chunks(response), parser)
+        return stream_events(iter_chunks(response, self.limits.stream_idle_timeout_s), parser)
 
     async def embeddings(self, request: EmbeddingsRequest, timeout: float) -> EmbeddingsResponse:
         family = model_family(request.model)
@@ -552,7 +549,7 @@ class BedrockProvider(Provider):
         async with gate:
             response = await self.post(model_path(request.model, "invoke"),
                                        titan_body(text, request.dimensions), timeout)
-            data = _as_dict(await read_json(response, timeout))
+            data = _as_dict(await self.read_json(response, timeout))
         vector = data.get("embedding")
         if not isinstance(vector, list):
             raise UpstreamError("the upstream answered without an embedding", retryable=True)
@@ -563,7 +560,7 @@ class BedrockProvider(Provider):
         response = await self.post(model_path(request.model, "invoke"),
                                    cohere_body(texts, request.dimensions), timeout)
         tokens = _int_header(response.headers, "x-amzn-bedrock-input-token-count")
-        vectors = cohere_vectors(await read_json(response, timeout))
+        vectors = cohere_vectors(await self.read_json(response, timeout))
         if len(vectors) != len(texts):
             raise UpstreamError("the upstream answered a different number of embeddings")
         return vectors, tokens
@@ -574,18 +571,12 @@ class BedrockProvider(Provider):
         data = orjson.dumps(body)
         url = self.base_url + path
         async with asyncio.timeout(timeout):  # a credential refresh counts against the deadline
-            headers = _merge_headers(self.config.headers, await self.auth.headers(url, data))
+            # The signed headers win over configured ones of the same name (any case).
+            headers = merge_headers(self.config.headers, await self.auth.headers(url, data))
         # encoded=True: the path goes out exactly as signed (yarl would otherwise decode the
         # model id's %3A, and the signature would no longer match).
         return await open_response(self.session, URL(url, encoded=True), body=data,
                                    headers=headers, timeout=timeout, on_error=error_from_response)
-
-
-def _merge_headers(configured: Mapping[str, str], auth: dict[str, str]) -> dict[str, str]:
-    """The config's extra headers, minus any that would override the signed ones."""
-    merged = {k: v for k, v in configured.items() if k.lower() not in auth}
-    merged.update(auth)
-    return merged
 
 
 def _response_id(response: aiohttp.ClientResponse) -> str:

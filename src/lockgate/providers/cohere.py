@@ -59,7 +59,13 @@ from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers.base import Provider
-from lockgate.providers.http import event_object, iter_sse, open_response, read_json
+from lockgate.providers.http import (
+    drive,
+    event_object,
+    iter_sse,
+    merge_headers,
+    open_response,
+)
 
 if TYPE_CHECKING:
     from lockgate.config import ProviderConfig
@@ -372,14 +378,6 @@ def _index(data: JSON, default: int) -> int:
     return index if isinstance(index, int) and not isinstance(index, bool) else default
 
 
-async def stream_events(response: aiohttp.ClientResponse,
-                        parser: CohereStreamParser) -> AsyncIterator[StreamEvent]:
-    async for sse in iter_sse(response):
-        for event in parser.feed(sse):
-            yield event
-    parser.close()
-
-
 # --- embeddings ------------------------------------------------------------------------------
 
 
@@ -423,8 +421,7 @@ class CohereProvider(Provider):
         headers = {"content-type": "application/json", "accept": "application/json"}
         if self.api_key:
             headers["authorization"] = f"Bearer {self.api_key}"
-        headers.update(self.config.headers)
-        return headers
+        return merge_headers(headers, self.config.headers)
 
     def url(self, endpoint: str) -> str:
         """``{root}/v2/{endpoint}``; a configured root that already ends in ``/v2`` keeps it."""
@@ -433,11 +430,12 @@ class CohereProvider(Provider):
 
     async def chat(self, request: ChatRequest, timeout: float) -> ChatResponse:
         response = await self._post("chat", encode_request(request, stream=False), timeout)
-        return decode_response(await read_json(response, timeout), request.model)
+        return decode_response(await self.read_json(response, timeout), request.model)
 
     async def chat_stream(self, request: ChatRequest, timeout: float) -> AsyncIterator[StreamEvent]:
         response = await self._post("chat", encode_request(request, stream=True), timeout)
-        return stream_events(response, CohereStreamParser(request.model))
+        parser = CohereStreamParser(request.model)
+        return drive(iter_sse(response, self.limits), parser.feed, parser.close)
 
     async def embeddings(self, request: EmbeddingsRequest, timeout: float) -> EmbeddingsResponse:
         batches = [request.inputs[i:i + EMBED_BATCH]
@@ -451,7 +449,7 @@ class CohereProvider(Provider):
     async def _embed(self, request: EmbeddingsRequest, texts: list[str],
                      timeout: float) -> tuple[list[list[float]], int]:
         response = await self._post("embed", encode_embed_request(request, texts), timeout)
-        return decode_embeddings(await read_json(response, timeout), len(texts))
+        return decode_embeddings(await self.read_json(response, timeout), len(texts))
 
     async def _post(self, endpoint: str, body: JSON, timeout: float) -> aiohttp.ClientResponse:
         try:

@@ -62,7 +62,7 @@ from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers.base import Provider
-from lockgate.providers.http import iter_sse, open_response, read_json
+from lockgate.providers.http import drive, iter_sse, merge_headers, open_response
 
 if TYPE_CHECKING:
     from lockgate.config import ProviderConfig
@@ -518,28 +518,21 @@ class StreamParser:
         return []
 
 
-async def stream_events(
+def stream_events(
     sse: AsyncIterator[SSEEvent], parser: StreamParser
 ) -> AsyncIterator[StreamEvent]:
     """Runs ``parser`` over an SSE stream as its events arrive."""
-    try:
-        async for event in sse:
-            if not event.data:
-                continue
-            try:
-                chunk = orjson.loads(event.data)
-            except orjson.JSONDecodeError:
-                raise UpstreamError("the upstream sent a stream event that is not JSON") from None
-            for item in parser.feed(chunk):
-                yield item
-    finally:
-        # Closing at once (client gone, or an error above) releases the upstream connection
-        # now rather than whenever the garbage collector finalizes the SSE generator.
-        aclose = getattr(sse, "aclose", None)
-        if aclose is not None:
-            await aclose()
-    for item in parser.close():
-        yield item
+
+    def feed(event: SSEEvent) -> list[StreamEvent]:
+        if not event.data:
+            return []
+        try:
+            chunk = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            raise UpstreamError("the upstream sent a stream event that is not JSON") from None
+        return parser.feed(chunk)
+
+    return drive(sse, feed, parser.close)
 
 
 # --- embeddings --------------------------------------------------------------------------------
@@ -610,8 +603,7 @@ class GeminiProvider(Provider):
         headers = {"content-type": "application/json"}
         if self.api_key:
             headers["x-goog-api-key"] = self.api_key
-        headers.update(super().headers())
-        return headers
+        return merge_headers(headers, self.config.headers)
 
     def url(self, model: str, method: str) -> str:
         """``{root}/v1beta/models/{model}:{method}``; a configured root that already ends in an
@@ -625,7 +617,7 @@ class GeminiProvider(Provider):
         body = orjson.dumps(build_request(request, self._signatures))
         response = await open_response(self.session, self.url(request.model, "generateContent"),
                                        body=body, headers=self.headers(), timeout=timeout)
-        data = await read_json(response, timeout)
+        data = await self.read_json(response, timeout)
         if not isinstance(data, dict):
             raise UpstreamError("the upstream answered with a JSON value that is not an object")
         return parse_response(data, request.model, self._signatures)
@@ -636,7 +628,7 @@ class GeminiProvider(Provider):
         response = await open_response(self.session, url, body=body, headers=self.headers(),
                                        timeout=timeout)
         parser = StreamParser(request.model, self._signatures)
-        return stream_events(iter_sse(response), parser)
+        return stream_events(iter_sse(response, self.limits), parser)
 
     async def embeddings(self, request: EmbeddingsRequest, timeout: float) -> EmbeddingsResponse:
         batches = [request.inputs[i:i + EMBED_BATCH]
@@ -653,7 +645,7 @@ class GeminiProvider(Provider):
         body = orjson.dumps(build_embed_request(request, inputs))
         response = await open_response(self.session, self.url(request.model, "batchEmbedContents"),
                                        body=body, headers=self.headers(), timeout=timeout)
-        data = await read_json(response, timeout)
+        data = await self.read_json(response, timeout)
         if not isinstance(data, dict):
             raise UpstreamError("the upstream answered with a JSON value that is not an object")
         vectors, tokens = parse_embeddings(data)

@@ -8,15 +8,40 @@ throughput at 32 concurrent requests, ../shared/bench/results/stacks-*.md).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
 from yarl import URL
 
-from lockgate.dialects.sse import SSEDecoder, SSEEvent
-from lockgate.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
+from lockgate.dialects.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
+from lockgate.errors import (
+    UNREADABLE,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreadable,
+)
+
+T = TypeVar("T")
+E = TypeVar("E")
+
+
+@dataclass(frozen=True, slots=True)
+class ReadLimits:
+    """How much the gateway takes from an upstream before it calls the answer broken: one
+    stream event (``server.max_event_bytes``), one whole answer (``max_response_bytes``), and
+    the longest silence in a stream after its first chunk (``stream_idle_timeout_s``). The
+    defaults are the config's; ``create_app`` hands every provider the configured ones."""
+
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    max_response_bytes: int = 64 * 1024 * 1024
+    stream_idle_timeout_s: float = 60.0
+
+
+DEFAULT_LIMITS = ReadLimits()
 
 
 async def open_response(
@@ -36,8 +61,7 @@ async def open_response(
         async with asyncio.timeout(timeout):
             response = await session.request(method, url, data=body, headers=headers)
             if response.status >= 400:
-                raw = await response.read()
-                response.release()
+                raw = await _error_body(response)
                 raise (on_error or error_from_response)(response.status, raw, response.headers)
     except TimeoutError:
         raise UpstreamTimeout() from None
@@ -46,17 +70,64 @@ async def open_response(
     return response
 
 
-async def read_raw(response: aiohttp.ClientResponse, timeout: float | None) -> bytes:
-    """Reads a whole body; a cut body is a retryable upstream failure."""
+# An error answer's message is in its first bytes: a larger error body is cut there.
+ERROR_BODY_BYTES = 64 * 1024
+
+
+async def _error_body(response: aiohttp.ClientResponse) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while size < ERROR_BODY_BYTES:
+        chunk = await response.content.read(ERROR_BODY_BYTES - size)
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    if response.content.at_eof():
+        response.release()
+    else:
+        response.close()  # the rest is never read: the connection cannot be reused
+    return b"".join(parts)
+
+
+async def read_raw(response: aiohttp.ClientResponse, timeout: float | None, limit: int) -> bytes:
+    """Reads a whole body of at most ``limit`` bytes (``server.max_response_bytes``). A cut
+    body is a retryable upstream failure; so is a larger one, refused on its Content-Length or
+    as soon as the count passes the limit, without reading (or holding) the rest."""
     try:
         async with asyncio.timeout(timeout):
-            return await response.read()
+            return await _read_at_most(response, limit)
     except TimeoutError:
         raise UpstreamTimeout() from None
     except aiohttp.ClientError:
         raise UpstreamConnectError("the upstream connection was lost") from None
+    except UpstreamError:
+        response.close()  # the rest of the body is never read: the connection cannot be reused
+        raise
     finally:
         response.release()
+
+
+async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    length = response.content_length
+    if length is not None and length > limit:
+        raise _too_large(limit)
+    if length is not None and "content-encoding" not in response.headers:
+        return await response.read()  # exactly the announced length, known to fit
+    # Chunked or compressed: the size is known only by counting what arrives.
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _too_large(limit: int) -> UpstreamError:
+    return UpstreamError(f"the upstream answer is larger than {limit} bytes "
+                         "(server.max_response_bytes)", retryable=True)
 
 
 def parse_json(raw: bytes) -> Any:
@@ -64,6 +135,14 @@ def parse_json(raw: bytes) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise UpstreamError("the upstream sent a body that is not JSON", retryable=True) from None
+
+
+def answer_object(raw: bytes) -> dict[str, Any]:
+    """A whole answer's JSON object; a list, a string or null is no answer (retryable)."""
+    value = parse_json(raw)
+    if not isinstance(value, dict):
+        raise UpstreamUnreadable("the upstream sent an answer that is not a JSON object")
+    return value
 
 
 def event_object(data: str) -> dict[str, Any]:
@@ -79,29 +158,129 @@ def event_object(data: str) -> dict[str, Any]:
     return value
 
 
-async def read_json(response: aiohttp.ClientResponse, timeout: float) -> Any:
-    return parse_json(await read_raw(response, timeout))
+async def read_json(response: aiohttp.ClientResponse, timeout: float, limit: int) -> Any:
+    return parse_json(await read_raw(response, timeout, limit))
 
 
-async def iter_chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """Yields body chunks as they arrive; a connection lost mid-body raises ``UpstreamError``.
-    Closing the iterator (client gone) closes the upstream connection."""
+async def iter_chunks(response: aiohttp.ClientResponse,
+                      idle_timeout_s: float | None = None) -> AsyncIterator[bytes]:
+    """Yields body chunks as they arrive; a connection lost mid-body raises ``UpstreamError``,
+    and, after the first chunk, ``idle_timeout_s`` without data raises ``UpstreamTimeout``
+    (the first chunk's wait is the caller's ``timeout_s``). Closing the iterator (client gone)
+    closes the upstream connection."""
+    reader = response.content
+    watch: IdleWatch | None = None
     try:
-        async for chunk in response.content.iter_any():
+        chunk = await reader.readany()
+        while chunk:
             yield chunk
+            if watch is None and idle_timeout_s is not None:
+                watch = IdleWatch(idle_timeout_s)
+            if watch is not None:
+                watch.waiting()
+            chunk = await reader.readany()
+            if watch is not None:
+                watch.arrived()
     except (aiohttp.ClientError, asyncio.IncompleteReadError):
         raise UpstreamError("the upstream connection was lost mid-stream", retryable=False) from None
+    except asyncio.CancelledError:
+        if watch is not None and watch.expired():
+            raise UpstreamTimeout(f"the upstream sent nothing for {idle_timeout_s:g} s "
+                                  "(server.stream_idle_timeout_s)") from None
+        raise
     finally:
+        if watch is not None:
+            watch.close()
         response.close()
 
 
-async def iter_sse(response: aiohttp.ClientResponse) -> AsyncIterator[SSEEvent]:
-    decoder = SSEDecoder()
-    async for chunk in iter_chunks(response):
-        for event in decoder.decode(chunk):
-            yield event
-    for event in decoder.flush():
+class IdleWatch:
+    """Cancels the current task once it has waited ``seconds`` for upstream data. It costs two
+    clock reads per chunk and one timer per idle period, where ``asyncio.timeout`` around each
+    read would cost a timer per chunk of every stream. Only waits count: the time the consumer
+    spends between two reads (sending to a slow client) is backpressure, not silence."""
+
+    __slots__ = ("_handle", "_loop", "_seconds", "_since", "_task", "fired")
+
+    def __init__(self, seconds: float) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._loop, self._task, self._seconds = asyncio.get_running_loop(), task, seconds
+        self._since: float | None = None  # when the current wait began; None between waits
+        self.fired = False
+        self._handle = self._loop.call_later(seconds, self._check)
+
+    def waiting(self) -> None:
+        self._since = self._loop.time()
+
+    def arrived(self) -> None:
+        self._since = None
+
+    def _check(self) -> None:
+        since, now = self._since, self._loop.time()
+        if since is not None and now - since >= self._seconds:
+            self.fired = True
+            self._task.cancel()
+        else:
+            self._handle = self._loop.call_at((since or now) + self._seconds, self._check)
+
+    def expired(self) -> bool:
+        """After a cancellation: whether it was this watch's own (then it is consumed here)."""
+        return self.fired and self._task.uncancel() == 0
+
+    def close(self) -> None:
+        self._handle.cancel()
+
+
+def merge_headers(base: Mapping[str, str], overrides: Mapping[str, str]) -> dict[str, str]:
+    """``base`` with ``overrides`` on top. Header names compare case-insensitively, so that a
+    configured ``Authorization`` replaces the provider's ``authorization`` instead of travelling
+    beside it. Every provider merges its headers here, never with a copy of this."""
+    replaced = {name.lower() for name in overrides}
+    merged = {k: v for k, v in base.items() if k.lower() not in replaced}
+    merged.update(overrides)
+    return merged
+
+
+async def drive(source: AsyncIterator[T], feed: Callable[[T], Iterable[E]],
+                end: Callable[[], Iterable[E] | None]) -> AsyncGenerator[E, None]:
+    """Every provider's stream driver: runs a parser over its upstream stream as it arrives
+    (``feed`` per SSE event or message, ``end`` once the body ended well), and closes the
+    source in ``finally`` — when the consumer stops early, the client goes away or a parser
+    fails — so the upstream connection is released at once, not whenever the garbage
+    collector finalises a generator."""
+    try:
+        async for item in source:
+            for event in _unless_unreadable(feed, item):
+                yield event
+    finally:
+        await aclose(source)
+    for event in _unless_unreadable(end):
         yield event
+
+
+def _unless_unreadable(parse: Callable[..., Iterable[E] | None], *args: Any) -> Iterator[E]:
+    """What a parser makes of upstream data; data it cannot read (bad JSON, wrong types) is
+    the upstream's failure, not the gateway's."""
+    try:
+        yield from parse(*args) or ()
+    except UNREADABLE:
+        raise UpstreamUnreadable("the upstream sent a stream event that cannot be read") from None
+
+
+async def aclose(stream: object) -> None:
+    """Closes an async generator (or anything with ``aclose``); plain iterators need nothing."""
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()
+
+
+def iter_sse(response: aiohttp.ClientResponse,
+             limits: ReadLimits = DEFAULT_LIMITS) -> AsyncGenerator[SSEEvent, None]:
+    """The response's SSE events as they arrive; closing it closes the upstream connection."""
+    decoder = SSEDecoder(limits.max_event_bytes)
+    chunks = iter_chunks(response, limits.stream_idle_timeout_s)
+    return drive(chunks, decoder.decode, decoder.flush)
 
 
 def error_from_response(status: int, raw: bytes, headers: Mapping[str, str]) -> UpstreamError:

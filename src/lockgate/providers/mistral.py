@@ -56,7 +56,13 @@ from lockgate.dialects.openai import usage_from_object
 from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers.base import Provider
-from lockgate.providers.http import event_object, iter_sse, open_response, read_json
+from lockgate.providers.http import (
+    drive,
+    event_object,
+    iter_sse,
+    merge_headers,
+    open_response,
+)
 
 JSON = dict[str, Any]
 
@@ -358,15 +364,6 @@ def _as_dict(value: Any) -> JSON:
     return value if isinstance(value, dict) else {}
 
 
-async def stream_events(response: aiohttp.ClientResponse,
-                        parser: MistralStreamParser) -> AsyncIterator[StreamEvent]:
-    async for sse in iter_sse(response):
-        for event in parser.feed(sse):
-            yield event
-    for event in parser.close():
-        yield event
-
-
 # --- errors ----------------------------------------------------------------------------------
 
 
@@ -422,22 +419,22 @@ class MistralProvider(Provider):
         headers = {"content-type": "application/json", "accept": "application/json"}
         if self.api_key:
             headers["authorization"] = f"Bearer {self.api_key}"
-        headers.update(self.config.headers)
-        return headers
+        return merge_headers(headers, self.config.headers)
 
     async def chat(self, request: ChatRequest, timeout: float) -> ChatResponse:
         response = await self._post("/chat/completions", build_request(request, stream=False), timeout)
-        return parse_response(await read_json(response, timeout))
+        return parse_response(await self.read_json(response, timeout))
 
     async def chat_stream(self, request: ChatRequest, timeout: float) -> AsyncIterator[StreamEvent]:
         response = await self._post("/chat/completions", build_request(request, stream=True), timeout)
-        return stream_events(response, MistralStreamParser())
+        parser = MistralStreamParser()
+        return drive(iter_sse(response, self.limits), parser.feed, parser.close)
 
     async def embeddings(self, request: EmbeddingsRequest, timeout: float) -> EmbeddingsResponse:
         body: JSON = {"model": request.model, "input": request.inputs}
         if request.dimensions is not None:
             body["output_dimension"] = request.dimensions
-        answer = await read_json(await self._post("/embeddings", body, timeout), timeout)
+        answer = await self.read_json(await self._post("/embeddings", body, timeout), timeout)
         answer = _as_dict(answer)
         data = [item for item in answer.get("data") or [] if isinstance(item, dict)]
         if len(data) != len(request.inputs):

@@ -39,9 +39,17 @@ from lockgate.core.chat import (
 )
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from lockgate.dialects.openai import usage_from_object
+from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers.base import Provider
-from lockgate.providers.http import iter_sse, open_response, read_json
+from lockgate.providers.http import (
+    DEFAULT_LIMITS,
+    ReadLimits,
+    drive,
+    iter_sse,
+    merge_headers,
+    open_response,
+)
 
 if TYPE_CHECKING:
     from lockgate.config import ProviderConfig
@@ -78,15 +86,6 @@ class Quirks:
         if self.drop_message_fields and isinstance(messages, list):
             out["messages"] = [_without(m, self.drop_message_fields) for m in messages]
         return out
-
-
-def merge_headers(base: dict[str, str], overrides: Mapping[str, str]) -> dict[str, str]:
-    """``base`` with ``overrides`` on top; header names compare case-insensitively, so that a
-    configured ``Authorization`` replaces ours instead of travelling beside it."""
-    replaced = {name.lower() for name in overrides}
-    merged = {k: v for k, v in base.items() if k.lower() not in replaced}
-    merged.update(overrides)
-    return merged
 
 
 def _without(message: Any, fields: frozenset[str]) -> Any:
@@ -148,17 +147,17 @@ class OpenAIProvider(Provider):
 
     async def chat(self, request: ChatRequest, timeout: float) -> ChatResponse:
         response = await self.forward("chat", build_request(request), timeout)
-        return parse_response(await read_json(response, timeout))
+        return parse_response(await self.read_json(response, timeout))
 
     async def chat_stream(self, request: ChatRequest, timeout: float) -> AsyncIterator[StreamEvent]:
         response = await self.forward("chat", build_request(request), timeout)
-        return parse_stream(response)
+        return parse_stream(response, self.limits)
 
     async def embeddings(self, request: EmbeddingsRequest, timeout: float) -> EmbeddingsResponse:
         body: dict[str, Any] = {"model": request.model, "input": request.inputs}
         if request.dimensions is not None:
             body["dimensions"] = request.dimensions
-        answer = await read_json(await self.forward("embeddings", body, timeout), timeout)
+        answer = await self.read_json(await self.forward("embeddings", body, timeout), timeout)
         vectors = [item["embedding"] for item in sorted(answer["data"], key=lambda d: d["index"])]
         return EmbeddingsResponse(model=request.model, vectors=vectors,
                                   usage=usage_from_object(answer.get("usage")))
@@ -256,37 +255,52 @@ def parse_response(answer: dict[str, Any]) -> ChatResponse:
     )
 
 
-async def parse_stream(response: aiohttp.ClientResponse) -> AsyncIterator[StreamEvent]:
+def parse_stream(response: aiohttp.ClientResponse,
+                 limits: ReadLimits = DEFAULT_LIMITS) -> AsyncIterator[StreamEvent]:
+    parser = OpenAIStreamParser()
+    return drive(iter_sse(response, limits), parser.feed, parser.close)
+
+
+class OpenAIStreamParser:
     """OpenAI chunks -> canonical events. The finish is held back until the usage chunk (or
     the end) so that usage always comes after it, as the canonical order says."""
-    started = False
-    finish: StreamFinish | None = None
-    usage: UsageEvent | None = None
-    known_calls: set[int] = set()
-    async for event in iter_sse(response):
+
+    def __init__(self) -> None:
+        self.started = False
+        self.done = False
+        self.finish: StreamFinish | None = None
+        self.usage: UsageEvent | None = None
+        self.known_calls: set[int] = set()
+
+    def feed(self, event: SSEEvent) -> list[StreamEvent]:
+        if self.done:
+            return []
         if event.data == "[DONE]":
-            break
+            self.done = True
+            return []
         chunk = orjson.loads(event.data)
         if "error" in chunk:
             raise UpstreamError(_stream_error_message(chunk["error"]), retryable=False)
-        if not started and not chunk.get("choices") and not chunk.get("usage"):
-            continue  # Azure opens with a prompt-filter chunk: no id, no model, no choices
-        if not started:
-            started = True
-            yield StreamStart(id=str(chunk.get("id") or ""), model=str(chunk.get("model") or ""),
-                              created=int(chunk.get("created") or 0))
+        if not self.started and not chunk.get("choices") and not chunk.get("usage"):
+            return []  # Azure opens with a prompt-filter chunk: no id, no model, no choices
+        events: list[StreamEvent] = []
+        if not self.started:
+            self.started = True
+            events.append(StreamStart(id=str(chunk.get("id") or ""),
+                                      model=str(chunk.get("model") or ""),
+                                      created=int(chunk.get("created") or 0)))
         if chunk.get("usage"):
-            usage = UsageEvent(usage_from_object(chunk["usage"]))
+            self.usage = UsageEvent(usage_from_object(chunk["usage"]))
         for choice in chunk.get("choices") or []:
-            for item in _delta_events(choice.get("delta") or {}, known_calls):
-                yield item
+            events.extend(_delta_events(choice.get("delta") or {}, self.known_calls))
             if choice.get("finish_reason"):
-                finish = StreamFinish(_FINISH.get(choice["finish_reason"], "stop"))
-    if finish is None:
-        raise UpstreamError("the upstream stream ended early", retryable=False)
-    yield finish
-    if usage is not None:
-        yield usage
+                self.finish = StreamFinish(_FINISH.get(choice["finish_reason"], "stop"))
+        return events
+
+    def close(self) -> list[StreamEvent]:
+        if self.finish is None:
+            raise UpstreamError("the upstream stream ended early", retryable=False)
+        return [self.finish] if self.usage is None else [self.finish, self.usage]
 
 
 def _delta_events(delta: dict[str, Any], known_calls: set[int]) -> list[StreamEvent]:

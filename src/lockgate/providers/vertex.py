@@ -44,7 +44,7 @@ from lockgate.errors import InvalidRequest, UpstreamError, UpstreamTimeout, scru
 from lockgate.providers import anthropic, gemini
 from lockgate.providers._google_auth import GoogleCredentials, Grant, TokenSource
 from lockgate.providers.base import Provider
-from lockgate.providers.http import iter_sse, open_response, read_json
+from lockgate.providers.http import aclose, iter_sse, merge_headers, open_response
 
 if TYPE_CHECKING:
     from lockgate.config import ProviderConfig
@@ -165,8 +165,7 @@ class VertexProvider(Provider):
         headers = {"content-type": "application/json"}
         if self.api_key:
             headers["x-goog-api-key"] = self.api_key
-        headers.update(self.config.headers)
-        return headers
+        return merge_headers(headers, self.config.headers)
 
     async def aclose(self) -> None:
         """Stops the background token refresh."""
@@ -179,10 +178,10 @@ class VertexProvider(Provider):
         if is_claude(request.model):
             body = anthropic_body(request, stream=False)
             response = await self._post(request.model, "rawPredict", body, timeout)
-            return anthropic.decode_response(await read_json(response, timeout))
+            return anthropic.decode_response(await self.read_json(response, timeout))
         body = gemini.build_request(request, self._signatures)
         response = await self._post(request.model, "generateContent", body, timeout)
-        data = await read_json(response, timeout)
+        data = await self.read_json(response, timeout)
         if not isinstance(data, dict):
             raise UpstreamError("the upstream answered with a JSON value that is not an object")
         return gemini.parse_response(data, request.model, self._signatures)
@@ -191,12 +190,12 @@ class VertexProvider(Provider):
         if is_claude(request.model):
             body = anthropic_body(request, stream=True)
             response = await self._post(request.model, "streamRawPredict", body, timeout)
-            return self._redacting(anthropic.stream_events(response))
+            return self._redacting(anthropic.stream_events(iter_sse(response, self.limits)))
         body = gemini.build_request(request, self._signatures)
         response = await self._post(request.model, "streamGenerateContent", body, timeout,
                                     query="?alt=sse")
         parser = gemini.StreamParser(request.model, self._signatures)
-        return self._redacting(gemini.stream_events(iter_sse(response), parser))
+        return self._redacting(gemini.stream_events(iter_sse(response, self.limits), parser))
 
     # -- embeddings ---------------------------------------------------------------------------
 
@@ -219,7 +218,7 @@ class VertexProvider(Provider):
         async with gate:
             body = build_predict_request(inputs, request.dimensions)
             response = await self._post(request.model, "predict", body, timeout)
-            vectors, tokens = parse_predictions(await read_json(response, timeout))
+            vectors, tokens = parse_predictions(await self.read_json(response, timeout))
         if len(vectors) != len(inputs):
             raise UpstreamError("the upstream answered a different number of embeddings")
         return vectors, tokens
@@ -268,9 +267,7 @@ class VertexProvider(Provider):
         except UpstreamError as err:
             raise self._redacted(err) from None
         finally:
-            aclose = getattr(events, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await aclose(events)
 
     async def _credentials(self, timeout: float) -> tuple[str | None, str, dict[str, str]]:
         """The project for the path, the access token and the request headers (auth
@@ -286,5 +283,4 @@ class VertexProvider(Provider):
         headers = {"content-type": "application/json", "authorization": f"Bearer {grant.token}"}
         if grant.quota_project_id:
             headers["x-goog-user-project"] = grant.quota_project_id
-        headers.update(self.config.headers)
-        return project, grant.token, headers
+        return project, grant.token, merge_headers(headers, self.config.headers)
