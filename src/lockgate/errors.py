@@ -6,6 +6,7 @@
     ├── ModelNotAllowed             403 model_not_allowed
     ├── ModelNotFound               404 model_not_found
     ├── RequestTooLarge             413 request_too_large
+    ├── HeadersTooLarge             431 headers_too_large (answered by the HTTP protocol itself)
     ├── RateLimited                 429 rate_limit_exceeded / budget_exceeded (retry-after)
     └── UpstreamError               an upstream's failure, as the provider adapter saw it
         ├── UpstreamTimeout         no first byte within timeout_s
@@ -33,6 +34,7 @@ _ANTHROPIC_TYPES = {
     403: "permission_error",
     404: "not_found_error",
     413: "request_too_large",
+    431: "invalid_request_error",
     429: "rate_limit_error",
     529: "overloaded_error",
 }
@@ -43,6 +45,7 @@ _OPENAI_TYPES = {
     403: "permission_error",
     404: "not_found_error",
     413: "invalid_request_error",
+    431: "invalid_request_error",
     429: "rate_limit_error",
 }
 
@@ -121,6 +124,11 @@ class ModelNotFound(GatewayError):
 class RequestTooLarge(GatewayError):
     status = 413
     code = "request_too_large"
+
+
+class HeadersTooLarge(GatewayError):
+    status = 431
+    code = "headers_too_large"
 
 
 class RateLimited(GatewayError):
