@@ -8,6 +8,7 @@
     ├── RequestTooLarge             413 request_too_large
     ├── HeadersTooLarge             431 headers_too_large (answered by the HTTP protocol itself)
     ├── RateLimited                 429 rate_limit_exceeded / budget_exceeded (retry-after)
+    ├── ShuttingDown                503 shutting_down: the drain time ran out first (retry-after)
     └── UpstreamError               an upstream's failure, as the provider adapter saw it
         ├── UpstreamTimeout         no first byte within timeout_s
         └── UpstreamConnectError    could not connect / connection cut before an answer
@@ -134,6 +135,14 @@ class HeadersTooLarge(GatewayError):
 class RateLimited(GatewayError):
     status = 429
     code = "rate_limit_exceeded"
+
+
+class ShuttingDown(GatewayError):
+    status = 503
+    code = "shutting_down"
+
+    def __init__(self, message: str = "the gateway is shutting down; retry the request") -> None:
+        super().__init__(message)
 
 
 class UpstreamError(GatewayError):

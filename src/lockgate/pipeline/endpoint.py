@@ -3,13 +3,14 @@ format, and a record written whatever happened."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from abc import ABC, abstractmethod
 from typing import Any
 
-from lockgate.asgi import Headers, Receive, Scope, Send, header, send_body
+from lockgate.asgi import Headers, Message, Receive, Scope, Send, header, send_body
 from lockgate.core.chat import Usage
-from lockgate.errors import GatewayError
+from lockgate.errors import GatewayError, ShuttingDown
 from lockgate.pipeline.body import ClientGone
 from lockgate.pipeline.context import RequestContext
 from lockgate.pipeline.limits import Estimate, Lease
@@ -25,8 +26,15 @@ class Endpoint(ABC):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = RequestContext.begin(scope)
+        started = False
+
+        async def send_once(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
         try:
-            await self.handle(scope, receive, send, ctx)
+            await self.handle(scope, receive, send_once, ctx)
         except ClientGone:
             ctx.status = 499
         except GatewayError as err:
@@ -34,6 +42,13 @@ class Endpoint(ABC):
         except Exception:
             log.exception("request %s failed unexpectedly", ctx.request_id)
             await self.fail(send, GatewayError("internal error"), ctx)
+        except asyncio.CancelledError:
+            # Only the server cancels a request (a client that leaves is ClientGone): the drain
+            # time ran out. A request not yet answered is told so in its own format, instead of
+            # the server's plain-text 500; a started stream has ended itself (relay.pump).
+            if started:
+                raise
+            await self.fail(send, ShuttingDown(), ctx)
         finally:
             self.s.recorder.record(ctx)
 
