@@ -217,11 +217,16 @@ def _post(port: int, path: str, body: dict[str, Any]) -> tuple[int, dict[str, st
         conn.close()
 
 
-@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+@pytest.mark.parametrize(("path", "stream"), [
+    ("/v1/chat/completions", False), ("/v1/messages", False),
+    ("/v1/chat/completions", True),  # a stream whose first byte has not come yet
+])
 def test_an_answer_still_awaited_when_the_drain_runs_out_gets_503_in_the_clients_format(
-        path: str, fake_openai: FakeOpenAI, config_for: Callable[..., Path], tmp_path: Path) -> None:
+        path: str, stream: bool, fake_openai: FakeOpenAI, config_for: Callable[..., Path],
+        tmp_path: Path) -> None:
     fake_openai.enqueue(Reply(headers_delay_s=8))  # the upstream answers long after the drain
-    body = {"model": "gpt", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    body = {"model": "gpt", "max_tokens": 10, "stream": stream,
+            "messages": [{"role": "user", "content": "hi"}]}
     answers: list[tuple[int, dict[str, str], bytes]] = []
     with Serving("--config", str(config_for(drain_s=1)), cwd=tmp_path) as gw:
         client = threading.Thread(target=lambda: answers.append(_post(gw.port, path, body)))
