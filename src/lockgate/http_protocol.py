@@ -8,7 +8,7 @@ own, and a 200 MB header was read whole. Two checks:
 * a head that completes over the cap is answered 431 through the normal request cycle (so the
   answer is in the client's format, with ``connection: close``), the app never called;
 * a head still incomplete after more than the cap of whole reads is answered 431 at once and the
-  connection closed, so at most the cap plus one read (uvicorn's 64-256 KiB) is ever buffered.
+  connection closed, so at most the cap plus two reads (64-256 KiB each) is ever buffered.
 """
 
 from __future__ import annotations
@@ -33,44 +33,43 @@ def header_limited(max_head_bytes: int) -> type[HttpToolsProtocol]:
 
 
 class HeaderLimitedProtocol(HttpToolsProtocol):
+    """Counts reads, not headers: a head that arrived within reads totalling no more than the
+    cap cannot be over it, so the common request (its head in one small read) costs a few
+    integer operations and no per-header work; only a head spread over more than the cap of
+    reads is measured exactly."""
+
     max_head_bytes: ClassVar[int] = 64 * 1024
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._head_bytes = 0  # request line and headers parsed so far (exact)
         self._in_head = True  # between the start of a message and the end of its headers
+        self._read = 0  # the size of the read being parsed
+        self._bound = 0  # the reads the current head spans: at least the head's size
+        self._whole = 0  # of those, the reads that were head from start to end
         self._began = False  # a message started during the read being parsed
-        self._unparsed = 0  # whole reads that fell inside one head (httptools buffers them)
         self._refused = False
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
-        self._began = False
+        self._read, self._began = len(data), False
+        if self._in_head:
+            self._bound += self._read
         super().data_received(data)
-        # A read during which a message began may hold the end of the previous one: only reads
-        # that were head from start to end are counted, so a body is never taken for a header.
+        # A read in which a message began may hold the end of the previous one: only reads
+        # that were head from start to end count here, so a body is never taken for a head.
         if self._in_head and not self._began:
-            self._unparsed += len(data)
-            if self._unparsed > self.max_head_bytes:
+            self._whole += self._read
+            if self._whole > self.max_head_bytes:
                 self._refuse_now()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._head_bytes = 0
-        self._in_head, self._began, self._unparsed = True, True, 0
-
-    def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        self._head_bytes += len(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        super().on_header(name, value)
-        self._head_bytes += len(name) + len(value) + _HEADER_OVERHEAD
+        self._in_head, self._began, self._bound, self._whole = True, True, self._read, 0
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        if self._head_bytes <= self.max_head_bytes:
+        if self._bound <= self.max_head_bytes or self._head_size() <= self.max_head_bytes:
             super().on_headers_complete()
             return
         app, self.app = self.app, self._answer_too_large  # the cycle runs, not the gateway
@@ -78,6 +77,9 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
             super().on_headers_complete()
         finally:
             self.app = app
+
+    def _head_size(self) -> int:
+        return len(self.url) + sum(len(n) + len(v) + _HEADER_OVERHEAD for n, v in self.headers)
 
     def _refuse_now(self) -> None:
         """A head that keeps coming: answered without waiting for its end. The client is most
