@@ -26,15 +26,15 @@ class Endpoint(ABC):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = RequestContext.begin(scope)
-        started = False
+        started = False  # whether a response has begun: then nothing else may start one
 
-        async def send_once(message: Message) -> None:
+        async def noting_start(message: Message) -> None:
             nonlocal started
             started = True
             await send(message)
 
         try:
-            await self.handle(scope, receive, send_once, ctx)
+            await self.handle(scope, receive, noting_start, ctx)
         except ClientGone:
             ctx.status = 499
         except GatewayError as err:
