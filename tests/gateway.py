@@ -16,6 +16,7 @@ import yaml
 
 from lockgate.app import Gateway, create_app
 from lockgate.config import Config, parse_config
+from lockgate.http_protocol import header_limited
 
 
 def make_config(raw: dict[str, Any], env: dict[str, str] | None = None) -> Config:
@@ -40,7 +41,8 @@ class GatewayServer:
         self._sock = sock
         self.port: int = sock.getsockname()[1]
         self._server = uvicorn.Server(uvicorn.Config(
-            self.app, loop="asyncio", http="httptools", lifespan="on", access_log=False,
+            self.app, loop="asyncio", http=header_limited(config.server.max_header_bytes),
+            lifespan="on", access_log=False,
             log_level="warning", timeout_graceful_shutdown=2))
         self._thread: threading.Thread | None = None
 

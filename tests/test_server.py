@@ -204,3 +204,53 @@ def chat(port: int) -> int:
         return response.status
     finally:
         conn.close()
+
+
+def _post(port: int, path: str, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("POST", path, body=json.dumps(body),
+                     headers={"content-type": "application/json"})
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(("path", "stream"), [
+    ("/v1/chat/completions", False), ("/v1/messages", False),
+    ("/v1/chat/completions", True),  # a stream whose first byte has not come yet
+])
+def test_an_answer_still_awaited_when_the_drain_runs_out_gets_503_in_the_clients_format(
+        path: str, stream: bool, fake_openai: FakeOpenAI, config_for: Callable[..., Path],
+        tmp_path: Path) -> None:
+    fake_openai.enqueue(Reply(headers_delay_s=8))  # the upstream answers long after the drain
+    body = {"model": "gpt", "max_tokens": 10, "stream": stream,
+            "messages": [{"role": "user", "content": "hi"}]}
+    answers: list[tuple[int, dict[str, str], bytes]] = []
+    with Serving("--config", str(config_for(drain_s=1)), cwd=tmp_path) as gw:
+        client = threading.Thread(target=lambda: answers.append(_post(gw.port, path, body)))
+        client.start()
+        deadline = time.monotonic() + 5
+        while not fake_openai.requests and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert fake_openai.requests, "the request never reached the upstream"
+        signalled = time.monotonic()
+        gw.terminate()
+        client.join(timeout=10)
+        answered_after = time.monotonic() - signalled
+        code, _, err = gw.wait(timeout=10)
+    status, headers, raw = answers[0]
+    assert status == 503, raw
+    assert headers["content-type"] == "application/json"
+    assert headers["retry-after"] == "1"
+    error = json.loads(raw)
+    if path == "/v1/messages":
+        assert error["type"] == "error"
+        assert error["error"]["type"] == "api_error"
+        assert "shutting down" in error["error"]["message"]
+    else:
+        assert error["error"]["code"] == "shutting_down"
+    assert answered_after < 3  # at the end of drain_s, not when the upstream answers
+    assert code == 0, err
+    assert "Exception in ASGI application" not in err

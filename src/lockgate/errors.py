@@ -6,7 +6,9 @@
     ├── ModelNotAllowed             403 model_not_allowed
     ├── ModelNotFound               404 model_not_found
     ├── RequestTooLarge             413 request_too_large
+    ├── HeadersTooLarge             431 headers_too_large (answered by the HTTP protocol itself)
     ├── RateLimited                 429 rate_limit_exceeded / budget_exceeded (retry-after)
+    ├── ShuttingDown                503 shutting_down: the drain time ran out first (retry-after)
     └── UpstreamError               an upstream's failure, as the provider adapter saw it
         ├── UpstreamTimeout         no first byte within timeout_s
         ├── UpstreamConnectError    could not connect / connection cut before an answer
@@ -34,6 +36,7 @@ _ANTHROPIC_TYPES = {
     403: "permission_error",
     404: "not_found_error",
     413: "request_too_large",
+    431: "invalid_request_error",
     429: "rate_limit_error",
     529: "overloaded_error",
 }
@@ -44,6 +47,7 @@ _OPENAI_TYPES = {
     403: "permission_error",
     404: "not_found_error",
     413: "invalid_request_error",
+    431: "invalid_request_error",
     429: "rate_limit_error",
 }
 
@@ -124,6 +128,11 @@ class RequestTooLarge(GatewayError):
     code = "request_too_large"
 
 
+class HeadersTooLarge(GatewayError):
+    status = 431
+    code = "headers_too_large"
+
+
 class RateLimited(GatewayError):
     """Carries the same ``x-ratelimit-*`` headers a served request would (§5)."""
 
@@ -137,6 +146,14 @@ class RateLimited(GatewayError):
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         return [*super().headers(), *self.limit_headers]
+
+
+class ShuttingDown(GatewayError):
+    status = 503
+    code = "shutting_down"
+
+    def __init__(self, message: str = "the gateway is shutting down; retry the request") -> None:
+        super().__init__(message)
 
 
 class UpstreamError(GatewayError):

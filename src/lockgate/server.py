@@ -24,6 +24,7 @@ import uvicorn
 
 from lockgate.app import create_app
 from lockgate.config import Config
+from lockgate.http_protocol import header_limited
 from lockgate.state.link import reachable
 from lockgate.state.migrate import ensure_schema
 from lockgate.state.store import Store, redact_url
@@ -79,7 +80,7 @@ def _run_worker(config: Config, sock: socket.socket, on_ready: Callable[[], None
     uv_config = uvicorn.Config(
         create_app(config, migrate=False),
         loop="uvloop",
-        http="httptools",
+        http=header_limited(config.server.max_header_bytes),  # httptools, heads capped (431)
         lifespan="on",
         access_log=False,
         log_level="warning",

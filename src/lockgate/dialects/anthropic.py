@@ -38,7 +38,19 @@ from lockgate.core.chat import (
 )
 from lockgate.dialects.base import Dialect, RelayTap, StreamEncoder
 from lockgate.dialects.sse import SSEEvent, named_event
-from lockgate.dialects.validate import loads_object, opt_bool, opt_int, opt_number
+from lockgate.dialects.validate import (
+    Check,
+    array,
+    boolean,
+    check_fields,
+    integer,
+    loads_object,
+    number,
+    obj,
+    opt_bool,
+    opt_int,
+    opt_number,
+)
 from lockgate.errors import GatewayError, InvalidRequest, UpstreamError
 
 # --- shared mappings -------------------------------------------------------------------------
@@ -139,15 +151,84 @@ def compact_json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-# --- request parsing -------------------------------------------------------------------------
+# --- request checking and parsing ------------------------------------------------------------
 
 
-def parse_request(body: dict[str, Any]) -> ChatRequest:
+def check_request(body: dict[str, Any]) -> None:
+    """The shape every Messages request must have, relayed as is to Anthropic or translated:
+    each top-level field's type and bounds, and one look at each turn. Cheap by design;
+    translation may refuse more (what it cannot express), never less."""
     model = body.get("model")
     if model is None:
         raise InvalidRequest("model: field required")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("model: must be a non-empty string")
+    _check_turns(body.get("messages"))
+    _parse_max_tokens(body.get("max_tokens"))
+    check_fields(body, _FIELDS)
+
+
+_ROLES = frozenset({"user", "assistant"})
+_CONTENT_TYPES = frozenset({str, list})  # exact types: what JSON parsing gives
+
+
+def _check_turns(messages: Any) -> None:
+    if messages is None:
+        raise InvalidRequest("messages: field required")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("messages: must be a non-empty list")
+    for i, turn in enumerate(messages):
+        # The common case costs three lookups; the turn is looked at closely only if wrong.
+        if (type(turn) is not dict or turn.get("role") not in _ROLES
+                or type(turn.get("content")) not in _CONTENT_TYPES):
+            _refuse_turn(turn, f"messages.{i}")
+
+
+def _refuse_turn(raw: Any, path: str) -> None:
+    if not isinstance(raw, dict):
+        raise InvalidRequest(f"{path}: must be an object")
+    if raw.get("role") not in ("user", "assistant"):
+        raise InvalidRequest(f"{path}.role: must be 'user' or 'assistant'")
+    if raw.get("content") is None:
+        raise InvalidRequest(f"{path}.content: field required")
+    raise InvalidRequest(f"{path}.content: must be a string or a list of content blocks")
+
+
+def _stop_sequences_check(value: Any) -> str | None:
+    ok = isinstance(value, list) and all(isinstance(s, str) for s in value)
+    return None if ok else "must be a list of strings"
+
+
+def _system_check(value: Any) -> str | None:
+    return None if isinstance(value, str | list) else "must be a string or a list of text blocks"
+
+
+def _metadata_check(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return "must be an object"
+    if not isinstance(value.get("user_id"), str | None):
+        raise InvalidRequest("metadata.user_id: must be a string")
+    return None
+
+
+_FIELDS: dict[str, Check] = {
+    "stream": boolean,
+    "temperature": number,
+    "top_p": number,
+    "top_k": integer(minimum=1),
+    "stop_sequences": _stop_sequences_check,
+    "system": _system_check,
+    "tools": array,
+    "tool_choice": obj,
+    "output_config": obj,
+    "thinking": obj,
+    "metadata": _metadata_check,
+}
+
+
+def parse_request(body: dict[str, Any]) -> ChatRequest:
+    check_request(body)
+    model = body["model"]
     return ChatRequest(
         model=model,
         messages=_parse_messages(body.get("messages")),
@@ -571,6 +652,9 @@ class AnthropicRelayTap(RelayTap):
 
 class AnthropicDialect(Dialect):
     name = "anthropic"
+
+    def check(self, body: dict[str, Any]) -> None:
+        check_request(body)
 
     def parse_chat(self, body: dict[str, Any]) -> ChatRequest:
         return parse_request(body)

@@ -47,8 +47,15 @@ class Dialect(ABC):
     name: ClassVar[str]
 
     @abstractmethod
+    def check(self, body: dict[str, Any]) -> None:
+        """The checks every request passes before any upstream is called, whether it will be
+        relayed as is or translated, so that both refuse the same bodies; raises
+        ``InvalidRequest`` naming the field. Cheap: it runs on the relay path too."""
+
+    @abstractmethod
     def parse_chat(self, body: dict[str, Any]) -> ChatRequest:
-        """Validates and converts; raises ``InvalidRequest`` with a message naming the field."""
+        """Validates (``check`` included) and converts; raises ``InvalidRequest`` with a
+        message naming the field."""
 
     @abstractmethod
     def render_chat(self, response: ChatResponse, model: str) -> bytes:

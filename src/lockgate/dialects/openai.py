@@ -35,19 +35,103 @@ from lockgate.core.chat import (
 from lockgate.dialects.base import Dialect, RelayTap, StreamEncoder
 from lockgate.dialects.sse import DONE, SSEEvent, data_event
 from lockgate.dialects.validate import (
+    Check,
+    array,
+    boolean,
+    check_fields,
+    integer,
+    number,
+    obj,
     opt_bool,
     opt_int,
     opt_number,
     opt_str,
     req_list,
     req_str,
+    string,
+    strings,
 )
 from lockgate.errors import GatewayError, InvalidRequest, UpstreamError
 
-# --- parsing ---------------------------------------------------------------------------------
+# --- checking and parsing --------------------------------------------------------------------
+
+MAX_CHOICES = 128  # OpenAI's own bound on ``n``
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+_CONTENT_TYPES = frozenset({str, list, type(None)})  # exact types: what JSON parsing gives
+_TOOL_CHOICES = ("auto", "none", "required")
+
+
+def check_request(body: dict[str, Any]) -> None:
+    """The shape every chat request must have, relayed as is to an OpenAI-compatible upstream
+    or translated: each top-level field's type and bounds, and one look at each message.
+    Cheap by design; translation may refuse more (what it cannot express), never less."""
+    req_str(body, "model")
+    _check_messages(body.get("messages"))
+    check_fields(body, _FIELDS)
+
+
+def _check_messages(messages: Any) -> None:
+    if not isinstance(messages, list):
+        raise InvalidRequest("messages: an array is required")
+    if not messages:
+        raise InvalidRequest("messages: at least one message is required")
+    for i, message in enumerate(messages):
+        # The common case costs three lookups; the message is looked at closely only if wrong.
+        if (type(message) is not dict or message.get("role") not in _ROLES
+                or type(message.get("content")) not in _CONTENT_TYPES):
+            _refuse_message(message, f"messages[{i}]")
+
+
+def _refuse_message(raw: Any, where: str) -> None:
+    if not isinstance(raw, dict):
+        raise InvalidRequest(f"{where}: must be an object")
+    if raw.get("role") not in _ROLES:
+        raise InvalidRequest(f"{where}.role: must be one of system, developer, user, assistant, tool")
+    raise InvalidRequest(f"{where}.content: must be a string or an array of content parts")
+
+
+def _tool_choice_check(value: Any) -> str | None:
+    if value in _TOOL_CHOICES or isinstance(value, dict):
+        return None
+    return "must be 'auto', 'none', 'required' or a function choice"
+
+
+def _stream_options_check(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return "must be an object"
+    include = value.get("include_usage")
+    if include is not None and not isinstance(include, bool):
+        raise InvalidRequest("stream_options.include_usage: must be true or false")
+    return None
+
+
+_FIELDS: dict[str, Check] = {
+    "stream": boolean,
+    "stream_options": _stream_options_check,
+    "max_tokens": integer(minimum=1),
+    "max_completion_tokens": integer(minimum=1),
+    "n": integer(minimum=1, maximum=MAX_CHOICES),
+    "temperature": number,
+    "top_p": number,
+    "presence_penalty": number,
+    "frequency_penalty": number,
+    "seed": integer(),
+    "stop": strings,
+    "tools": array,
+    "tool_choice": _tool_choice_check,
+    "parallel_tool_calls": boolean,
+    "logprobs": boolean,
+    "top_logprobs": integer(minimum=0, maximum=20),
+    "store": boolean,
+    "response_format": obj,
+    "logit_bias": obj,
+    "metadata": obj,
+    "user": string,
+}
 
 
 def parse_request(body: dict[str, Any]) -> ChatRequest:
+    check_request(body)
     messages = req_list(body, "messages")
     request = ChatRequest(
         model=req_str(body, "model"),
@@ -345,6 +429,9 @@ def _error_message(data: str) -> str:
 
 class OpenAIDialect(Dialect):
     name = "openai"
+
+    def check(self, body: dict[str, Any]) -> None:
+        check_request(body)
 
     def parse_chat(self, body: dict[str, Any]) -> ChatRequest:
         return parse_request(body)

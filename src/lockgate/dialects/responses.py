@@ -644,6 +644,10 @@ def _relayed_error_message(data: str) -> str:
 class ResponsesDialect(Dialect):
     name = "responses"
 
+    def check(self, body: JSON) -> None:
+        """Nothing to add: no provider speaks this dialect natively, so every request is
+        translated, and ``parse_chat`` checks it whole before any upstream is called."""
+
     def parse_chat(self, body: JSON) -> ChatRequest:
         return parse_request(body)
 

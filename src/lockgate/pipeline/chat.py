@@ -51,6 +51,7 @@ class ChatEndpoint(Endpoint):
         ctx.key_id, ctx.team_id = principal.key_id, principal.team_id
         raw = await read_body(scope, receive, self.s.max_body_bytes)
         body = parse_object(raw)
+        self.dialect.check(body)  # relayed or translated, the same body is refused the same way
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise InvalidRequest("model: a non-empty string is required")

@@ -3,6 +3,7 @@ format, and a record written whatever happened."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable
@@ -10,7 +11,7 @@ from typing import Any
 
 from lockgate.asgi import Headers, Message, Receive, Scope, Send, header, send_body, send_chunk
 from lockgate.core.chat import Usage
-from lockgate.errors import GatewayError
+from lockgate.errors import GatewayError, ShuttingDown
 from lockgate.pipeline.body import ClientGone
 from lockgate.pipeline.context import RequestContext
 from lockgate.pipeline.limits import Estimate, Lease, at_least
@@ -36,6 +37,13 @@ class Endpoint(ABC):
         except Exception:
             log.exception("request %s failed unexpectedly", ctx.request_id)
             await self.fail(response, GatewayError("internal error"), ctx)
+        except asyncio.CancelledError:
+            # Only the server cancels a request (a client that leaves is ClientGone): the drain
+            # time ran out. A request not yet answered is told so in its own format, instead of
+            # the server's plain-text 500; a started stream has ended itself (relay.pump).
+            if response.started:
+                raise
+            await self.fail(response, ShuttingDown(), ctx)
         finally:
             self.s.recorder.record(ctx)
 
