@@ -14,6 +14,7 @@ import orjson
 
 from lockgate.asgi import ASGIApp, Receive, Scope, Send, send_body
 from lockgate.config import Config
+from lockgate.cors import CORS
 from lockgate.dialects.anthropic import AnthropicDialect
 from lockgate.dialects.openai import OpenAIDialect
 from lockgate.dialects.responses import ResponsesDialect
@@ -59,18 +60,25 @@ class Gateway:
         self.limiter = CountingLimiter(counters, config.limits.redis_failure)
         self.auth = Authenticator(config)
         self.keycache = KeyCache(self.store, self.auth, self.limiter)
+        # The layers every HTTP request passes before the router; each one added wraps the last.
+        self._http: ASGIApp = self._route
+        if config.server.cors_origins:
+            self._http = CORS(self._http, config.server.cors_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            endpoint = self.routes.get((scope["method"], scope["path"]))
-            if endpoint is not None:
-                await endpoint(scope, receive, send)
-            elif self.ready and _is_admin_path(scope["path"]):
-                await self._admin_app()(scope, receive, send)
-            else:
-                await self._unrouted(scope, send)
+            await self._http(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = self.routes.get((scope["method"], scope["path"]))
+        if endpoint is not None:
+            await endpoint(scope, receive, send)
+        elif self.ready and _is_admin_path(scope["path"]):
+            await self._admin_app()(scope, receive, send)
+        else:
+            await self._unrouted(scope, send)
 
     async def startup(self) -> None:
         if self._migrate:

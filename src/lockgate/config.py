@@ -45,12 +45,26 @@ class ServerConfig(_Strict):
     stream_idle_timeout_s: float = Field(default=60.0, gt=0)  # most time between two stream events
     max_event_bytes: int = Field(default=1024 * 1024, gt=0)  # one upstream SSE event
 
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        # A browser sends "https://app.example.com": with a path or a trailing slash the entry
+        # would never match, and the page would fail with nothing in the config looking wrong.
+        for origin in origins:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin: write scheme://host[:port], "
+                                 "without a path or a trailing slash, or *")
+        return origins
+
     @field_validator("metrics_auth")
     @classmethod
     def _metrics_not_built(cls, value: bool) -> bool:
         if value:
             raise ValueError("not available yet: it comes with the /metrics endpoint")
         return value
+
+
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s?#]+")
 
 
 class TelemetryConfig(_Strict):
