@@ -74,6 +74,7 @@ class Caller:
             except UpstreamError as err:
                 if quota is not None:
                     quota.settle(Usage(), 0.0)
+                err.route = deployment.route
                 last = err
                 if not err.retryable:
                     raise
@@ -89,8 +90,11 @@ class Caller:
         return await self._limiter.acquire((deployment.quota,), ctx.estimate or Estimate(0, 0.0))
 
     def final_error(self, err: UpstreamError) -> GatewayError:
-        """What the client sees once every attempt has failed (§5)."""
+        """What the client sees once every attempt has failed (§5): a failure names the route
+        that failed last; a relayed 4xx keeps the upstream's own code where it sent one."""
         message = scrub(err.message, self._secrets)
+        if err.route is not None:
+            message = f"{err.route}: {message}"
         if isinstance(err, UpstreamTimeout):
             return GatewayError(message, status=504, code="upstream_timeout")
         if err.status == 429:
@@ -98,7 +102,7 @@ class Caller:
                                 code="upstream_rate_limited", retry_after=err.retry_after or 1)
         if err.retryable or err.status >= 500:
             return GatewayError(message, status=502, code="upstream_error")
-        return GatewayError(message, status=err.status, code="upstream_error")
+        return GatewayError(message, status=err.status, code=err.upstream_code or "upstream_error")
 
     def scrub(self, text: str) -> str:
         return scrub(text, self._secrets)

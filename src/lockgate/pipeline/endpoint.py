@@ -52,8 +52,7 @@ class Endpoint(ABC):
 
     async def fail(self, send: Send, err: GatewayError, ctx: RequestContext) -> None:
         ctx.status, ctx.error_code = err.status, err.code
-        await send_body(send, err.status, self.error_body(err),
-                        [(b"x-request-id", ctx.request_id.encode()), *err.headers()])
+        await send_body(send, err.status, self.error_body(err), [*self.headers(ctx), *err.headers()])
 
 
 def estimate(plan: ModelPlan, prompt: int, completion: int) -> Estimate:

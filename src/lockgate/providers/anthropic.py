@@ -58,6 +58,7 @@ class AnthropicProvider(Provider):
     type_name: ClassVar[str] = "anthropic"
     default_base_url: ClassVar[str] = "https://api.anthropic.com"
     api_key_env: ClassVar[str | None] = "ANTHROPIC_API_KEY"
+    base_url_env: ClassVar[str | None] = "ANTHROPIC_BASE_URL"
     native_dialect: ClassVar[str | None] = "anthropic"
     default_model: ClassVar[str | None] = "claude-sonnet-4-5"
 

@@ -5,7 +5,8 @@ A provider module defines one ``Provider`` subclass and registers it under the
 it. The subclass:
 
 * sets ``type_name`` (the config's ``type:``), ``default_base_url`` and, where the provider has
-  a standard credential variable, ``api_key_env``;
+  a standard credential variable, ``api_key_env``; where its official SDK reads its root from a
+  variable (``OPENAI_BASE_URL``), ``base_url_env``, which a zero-config gateway honours;
 * lists its provider-specific config keys in ``settings_keys`` (others are config errors);
 * implements ``chat`` and ``chat_stream`` over the canonical types of ``lockgate.core``;
   ``embeddings`` where the provider has them;
@@ -39,6 +40,7 @@ class Provider:
     type_name: ClassVar[str] = ""
     default_base_url: ClassVar[str] = ""
     api_key_env: ClassVar[str | None] = None
+    base_url_env: ClassVar[str | None] = None  # read through ``base_url_variable``
     settings_keys: ClassVar[frozenset[str]] = frozenset()
     native_dialect: ClassVar[str | None] = None
     # The model a zero-config gateway exposes when only the credential variable is set.
@@ -51,6 +53,13 @@ class Provider:
         self.base_url = (config.base_url or self.default_base_url).rstrip("/")
         self.api_key = config.api_key or (os.environ.get(self.api_key_env) if self.api_key_env else None)
         self.timeout_s = config.timeout_s
+
+    @classmethod
+    def base_url_variable(cls) -> str | None:
+        """``base_url_env`` as this very class declares it, never inherited: an OpenAI-compatible
+        server (Groq, Ollama...) subclasses the OpenAI provider but is not at OPENAI_BASE_URL."""
+        value = cls.__dict__.get("base_url_env")
+        return value if isinstance(value, str) else None
 
     def secrets(self) -> list[str]:
         """Every credential this provider holds, so that error messages can be scrubbed."""

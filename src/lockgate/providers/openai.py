@@ -99,6 +99,7 @@ class OpenAIProvider(Provider):
     type_name = "openai"
     default_base_url = "https://api.openai.com/v1"
     api_key_env: ClassVar[str | None] = "OPENAI_API_KEY"
+    base_url_env: ClassVar[str | None] = "OPENAI_BASE_URL"
     native_dialect = "openai"
     default_model: ClassVar[str | None] = "gpt-4o-mini"
 
