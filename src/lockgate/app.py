@@ -22,6 +22,7 @@ from lockgate.errors import GatewayError
 from lockgate.pipeline.auth import Authenticator
 from lockgate.pipeline.call import Caller
 from lockgate.pipeline.chat import ChatEndpoint
+from lockgate.pipeline.count_tokens import CountTokensEndpoint
 from lockgate.pipeline.embeddings import EmbeddingsEndpoint
 from lockgate.pipeline.keycache import KeyCache
 from lockgate.pipeline.limits import CountingLimiter
@@ -112,9 +113,11 @@ class Gateway:
         chat_anthropic = ChatEndpoint(AnthropicDialect(), services)
         embeddings = EmbeddingsEndpoint(services)
         models = ModelsEndpoint(services)
+        count_tokens = CountTokensEndpoint(services)
         for prefix in ("/v1", ""):
             self.routes[("POST", f"{prefix}/chat/completions")] = chat_openai
             self.routes[("POST", f"{prefix}/messages")] = chat_anthropic
+            self.routes[("POST", f"{prefix}/messages/count_tokens")] = count_tokens
             self.routes[("POST", f"{prefix}/responses")] = ChatEndpoint(ResponsesDialect(), services)
             self.routes[("POST", f"{prefix}/embeddings")] = embeddings
             self.routes[("GET", f"{prefix}/models")] = models
@@ -155,7 +158,8 @@ class Gateway:
     async def _unrouted(self, scope: Scope, send: Send) -> None:
         known = any(path == scope["path"] for _, path in self.routes)
         err = _NOT_ALLOWED if known else _NOT_FOUND
-        body = err.anthropic_body() if scope["path"].endswith("/messages") else err.openai_body()
+        anthropic = scope["path"].startswith(("/v1/messages", "/messages"))
+        body = err.anthropic_body() if anthropic else err.openai_body()
         await send_body(send, err.status, body, [])
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

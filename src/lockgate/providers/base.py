@@ -11,7 +11,9 @@ it. The subclass:
 * implements ``chat`` and ``chat_stream`` over the canonical types of ``lockgate.core``;
   ``embeddings`` where the provider has them;
 * may set ``native_dialect`` ("openai" or "anthropic") and implement ``forward``: then a client
-  speaking that dialect is relayed byte for byte, with no translation.
+  speaking that dialect is relayed byte for byte, with no translation;
+* may offer optional abilities, each its own small protocol below (``TokenCounter``), which the
+  pipeline checks with ``isinstance``.
 
 Every call takes ``timeout``: seconds until the upstream's answer starts (status line). Failures
 are raised as ``lockgate.errors.UpstreamError`` (retryable or not); ``chat_stream`` raises
@@ -24,7 +26,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import aiohttp
 
@@ -98,6 +100,16 @@ class Provider:
         the open response, status already checked. ``timeout`` None: the caller holds the
         deadline (one timer for the whole attempt instead of one per step)."""
         raise NotImplementedError
+
+
+@runtime_checkable
+class TokenCounter(Protocol):
+    """A provider that counts a request's input tokens itself (Anthropic's
+    ``/v1/messages/count_tokens``). ``body`` is an Anthropic Messages count request with
+    ``model`` set to the upstream id; the answer is its ``input_tokens``. Failures are
+    ``UpstreamError`` as for any call."""
+
+    async def count_tokens(self, body: dict[str, Any], timeout: float) -> int: ...
 
 
 _SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "x-goog-api-key"})
