@@ -7,7 +7,9 @@ that need the running event loop (the upstream HTTP session) are built at lifesp
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 
 import aiohttp
 import orjson
@@ -22,11 +24,13 @@ from lockgate.errors import GatewayError
 from lockgate.pipeline.auth import Authenticator
 from lockgate.pipeline.call import Caller
 from lockgate.pipeline.chat import ChatEndpoint
+from lockgate.pipeline.context import RequestContext
 from lockgate.pipeline.count_tokens import CountTokensEndpoint
 from lockgate.pipeline.embeddings import EmbeddingsEndpoint
 from lockgate.pipeline.keycache import KeyCache
 from lockgate.pipeline.limits import CountingLimiter
 from lockgate.pipeline.models import ModelsEndpoint
+from lockgate.pipeline.record import Recorder, Recorders
 from lockgate.pipeline.route import Router
 from lockgate.pipeline.services import Services
 from lockgate.providers.base import Provider
@@ -34,6 +38,7 @@ from lockgate.providers.registry import provider_class
 from lockgate.state.counters import CounterStore, MemoryCounters
 from lockgate.state.migrate import check_schema
 from lockgate.state.store import Store
+from lockgate.telemetry.access import AccessLog
 from lockgate.telemetry.writer import RecordWriter
 
 log = logging.getLogger("lockgate")
@@ -53,6 +58,7 @@ class Gateway:
         self._admin: ASGIApp | None = None
         self.store = Store(config.storage)
         self.writer = RecordWriter(self.store, config.server.spill_dir)
+        self.access = AccessLog() if config.telemetry.access_log else None
         counters: CounterStore = MemoryCounters()
         if config.redis:
             from lockgate.state.redis_counters import RedisCounters  # only where Redis is used
@@ -89,6 +95,10 @@ class Gateway:
         await self.keycache.refresh()
         self.keycache.start()
         self.writer.start()
+        recorder: Recorder = self.writer
+        if self.access is not None:
+            self.access.start()
+            recorder = Recorders(self.writer, self.access)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
             timeout=aiohttp.ClientTimeout(total=None),
@@ -105,7 +115,7 @@ class Gateway:
             secrets.append(self.config.server.master_key)
         services = Services(
             auth=self.auth, limiter=self.limiter, router=router,
-            caller=Caller(router, secrets, self.limiter), recorder=self.writer,
+            caller=Caller(router, secrets, self.limiter), recorder=recorder,
             max_body_bytes=self.config.server.max_body_bytes,
             expose_route=self.config.server.expose_route_header,
         )
@@ -139,6 +149,8 @@ class Gateway:
         await self.keycache.stop()
         await self.limiter.drain()
         await self.writer.stop()
+        if self.access is not None:
+            await asyncio.to_thread(self.access.stop)  # every access line written
         await self.limiter.counters.close()
         await self.store.close()
         for provider in self.providers.values():
@@ -161,6 +173,10 @@ class Gateway:
         anthropic = scope["path"].startswith(("/v1/messages", "/messages"))
         body = err.anthropic_body() if anthropic else err.openai_body()
         await send_body(send, err.status, body, [])
+        if self.access is not None:
+            ctx = RequestContext.begin(scope)
+            ctx.status, ctx.error_code = err.status, err.code
+            self.access.record(ctx)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -175,6 +191,7 @@ class Gateway:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.shutdown()
+                log.info("worker %d stopped: every request finished and recorded", os.getpid())
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

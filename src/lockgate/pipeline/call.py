@@ -11,6 +11,7 @@ client for, so the caller moves on to the fallbacks instead.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
@@ -20,6 +21,8 @@ from lockgate.errors import GatewayError, RateLimited, UpstreamError, UpstreamTi
 from lockgate.pipeline.context import RequestContext
 from lockgate.pipeline.limits import Estimate, Lease, Limiter
 from lockgate.pipeline.route import Deployment, ModelPlan, Router
+
+log = logging.getLogger("lockgate")
 
 T = TypeVar("T")
 Attempt = Callable[[Deployment, float], Awaitable[T]]
@@ -76,6 +79,7 @@ class Caller:
                     quota.settle(Usage(), 0.0)
                 err.route = deployment.route
                 last = err
+                self._log_failure(err, ctx)
                 if not err.retryable:
                     raise
                 continue
@@ -103,6 +107,14 @@ class Caller:
         if err.retryable or err.status >= 500:
             return GatewayError(message, status=502, code="upstream_error")
         return GatewayError(message, status=err.status, code=err.upstream_code or "upstream_error")
+
+    def _log_failure(self, err: UpstreamError, ctx: RequestContext) -> None:
+        """One line per failed attempt; an upstream's refusal of the request itself (a 4xx it
+        will not retry) is the client's business, logged at info."""
+        level = logging.WARNING if err.retryable or err.status >= 500 else logging.INFO
+        if log.isEnabledFor(level):
+            log.log(level, "request %s: upstream %s failed (%s %s): %s", ctx.request_id, err.route,
+                    err.status, err.code, self.scrub(err.message))
 
     def scrub(self, text: str) -> str:
         return scrub(text, self._secrets)
