@@ -202,3 +202,19 @@ def test_the_text_log_is_one_line_per_event(tmp_path: Path) -> None:
     assert any(" INFO lockgate: config: none (built-in defaults" in line for line in lines)
     assert any(" WARNING lockgate: models: none; no provider is configured" in line for line in lines)
     assert any(" INFO lockgate: auth: open" in line for line in lines)
+
+
+def test_a_blocked_output_drops_lines_instead_of_growing_without_bound(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from lockgate.pipeline.context import RequestContext
+    from lockgate.telemetry import access as access_module
+
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(access_module, "MAX_PENDING", 3)
+    log = access_module.AccessLog()  # not started: as if its output were blocked
+    for _ in range(5):
+        log.record(RequestContext.begin({"path": "/v1/models", "headers": []}))
+    log.start()
+    log.stop()
+    assert len([r for r in caplog.records if r.name == "lockgate.access"]) == 3
+    assert "2 access log lines were dropped" in caplog.text

@@ -5,7 +5,8 @@ call, no formatting, no I/O). A ``logging.handlers.QueueListener`` thread turns 
 ``LogRecord`` of the ``lockgate.access`` logger and hands it to that logger's handlers, so the
 line is formatted and written (text, or JSON with ``telemetry.json_logs``) by whatever handler
 ``telemetry.logs.configure`` installed — or by the test's own. A slow or blocked stdout delays
-the lines, never a request.
+the lines, never a request; past ``MAX_PENDING`` lines waiting, new ones are dropped (memory
+stays bounded) and the listener logs how many once it catches up.
 
 No client address and no end-user id are logged (both are personal data); the key appears by
 its id, never its secret.
@@ -25,6 +26,8 @@ from lockgate.pipeline.context import RequestContext
 Entry = tuple[float, str, str, int, float, str | None, str | None, str | None, str | None, int,
               int, str | None, bool]
 
+MAX_PENDING = 100_000
+
 FIELDS = ("request_id", "path", "status", "latency_ms", "key_id", "team_id", "model", "route",
           "prompt_tokens", "completion_tokens", "error_code", "stream")
 
@@ -32,11 +35,15 @@ FIELDS = ("request_id", "path", "status", "latency_ms", "key_id", "team_id", "mo
 class AccessLog:
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._listener = _Listener(self._queue, logger or logging.getLogger("lockgate.access"))
+        self._listener = _Listener(self, self._queue, logger or logging.getLogger("lockgate.access"))
         self._running = False
+        self.dropped = 0
 
     def record(self, ctx: RequestContext) -> None:
         """Request path: queues the request's fields. A ``Recorder``."""
+        if self._queue.qsize() >= MAX_PENDING:
+            self.dropped += 1
+            return
         ms = ctx.elapsed_ms()
         self._queue.put_nowait((
             ctx.ts + ms / 1000.0, ctx.request_id, ctx.endpoint, ctx.status, ms, ctx.key_id,
@@ -58,8 +65,9 @@ class AccessLog:
 
 
 class _Listener(QueueListener):
-    def __init__(self, q: queue.SimpleQueue[Any], logger: logging.Logger) -> None:
+    def __init__(self, owner: AccessLog, q: queue.SimpleQueue[Any], logger: logging.Logger) -> None:
         super().__init__(q)
+        self._owner = owner
         self._pending = q
         self._logger = logger
 
@@ -72,6 +80,11 @@ class _Listener(QueueListener):
         if self._pending.empty():  # the batch is written: one flush for all of it
             for handler in self._logger.handlers:
                 handler.flush()
+            if self._owner.dropped:
+                dropped, self._owner.dropped = self._owner.dropped, 0
+                logging.getLogger("lockgate").warning(
+                    "%d access log lines were dropped: the access log's output did not keep up",
+                    dropped)
 
 
 def to_log_record(name: str, entry: Entry) -> logging.LogRecord:
