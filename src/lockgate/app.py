@@ -67,10 +67,7 @@ class Gateway:
         self.limiter = CountingLimiter(counters, config.limits.redis_failure)
         self.auth = Authenticator(config)
         self.keycache = KeyCache(self.store, self.auth, self.limiter)
-        # The layers every HTTP request passes before the router; each one added wraps the last.
-        self._http: ASGIApp = self._route
-        if config.server.cors_origins:
-            self._http = CORS(self._http, config.server.cors_origins)
+        self._http: ASGIApp = self._outer(self._dispatch)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -78,7 +75,13 @@ class Gateway:
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
 
-    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def _outer(self, inner: ASGIApp) -> ASGIApp:
+        """The layers every HTTP request passes before ``inner`` (the router, or a guard around
+        it): CORS outermost, so that every answer to a listed origin carries its headers."""
+        origins = self.config.server.cors_origins
+        return CORS(inner, origins) if origins else inner
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = self.routes.get((scope["method"], scope["path"]))
         if endpoint is not None:
             await endpoint(scope, receive, send)

@@ -126,10 +126,12 @@ async def _migrate(url: str) -> None:
 
 
 async def _stored_keys(url: str) -> int | None:
-    """How many live keys storage holds, for the start-up log; None if it cannot say."""
+    """How many live keys storage holds, for the start-up log; None if it cannot say (within
+    a few seconds: a log line must not hold up a start while storage is down)."""
     store = Store(url)
     try:
-        snapshot = await store.auth_snapshot()
+        async with asyncio.timeout(3):
+            snapshot = await store.auth_snapshot()
         return len(snapshot.keys) if snapshot is not None else None
     except Exception:
         return None
