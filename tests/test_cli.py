@@ -21,7 +21,8 @@ import yaml
 from lockgate import __version__
 
 # The standard credential variables: the parent's must not leak into a zero-config gateway.
-_SCRUBBED = ("LOCKGATE_CONFIG", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY")
+_SCRUBBED = ("LOCKGATE_CONFIG", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY",
+             "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL")
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 import aiohttp
 import orjson
 
 from lockgate.asgi import ASGIApp, Receive, Scope, Send, send_body
 from lockgate.config import Config
+from lockgate.cors import CORS
 from lockgate.dialects.anthropic import AnthropicDialect
 from lockgate.dialects.openai import OpenAIDialect
 from lockgate.dialects.responses import ResponsesDialect
@@ -23,10 +25,13 @@ from lockgate.open_guard import OpenGuard
 from lockgate.pipeline.auth import Authenticator
 from lockgate.pipeline.call import Caller
 from lockgate.pipeline.chat import ChatEndpoint
+from lockgate.pipeline.context import RequestContext
+from lockgate.pipeline.count_tokens import CountTokensEndpoint
 from lockgate.pipeline.embeddings import EmbeddingsEndpoint
 from lockgate.pipeline.keycache import KeyCache, principals, stored_spend
 from lockgate.pipeline.limits import CountingLimiter, OwnerLimits
 from lockgate.pipeline.models import ModelsEndpoint
+from lockgate.pipeline.record import Recorder, Recorders
 from lockgate.pipeline.route import Router
 from lockgate.pipeline.services import Services
 from lockgate.providers.base import Provider
@@ -37,6 +42,7 @@ from lockgate.state.counters import CounterStore, MemoryCounters
 from lockgate.state.link import StorageLink
 from lockgate.state.migrate import check_schema, ensure_schema
 from lockgate.state.store import AuthSnapshot, Store, redact_url
+from lockgate.telemetry.access import AccessLog
 from lockgate.telemetry.writer import RecordWriter
 
 log = logging.getLogger("lockgate")
@@ -58,6 +64,7 @@ class Gateway:
         self.storage = StorageLink(self.store, self._prepare_storage)
         self.writer = RecordWriter(self.storage, config.server.spill_dir)
         self._key_snapshot = key_snapshot.snapshot_path(config.server.spill_dir)
+        self.access = AccessLog() if config.telemetry.access_log else None
         counters: CounterStore = MemoryCounters()
         if config.redis:
             from lockgate.state.redis_counters import RedisCounters  # only where Redis is used
@@ -68,7 +75,8 @@ class Gateway:
                                        spent=self._spent)
         self.auth = Authenticator(config)
         self.keycache = KeyCache(self.store, self.auth, self.limiter, self._save_key_snapshot)
-        self._http: ASGIApp = self._dispatch  # guarded at start-up if the gateway is open
+        # Guarded at start-up if the gateway is open.
+        self._http: ASGIApp = self._outer(self._dispatch)
 
     async def _spent(self, owner: OwnerLimits, since: float) -> float:
         """A budget's spend by storage, for a counter that must be restored: this process's
@@ -81,6 +89,12 @@ class Gateway:
             await self._http(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
+
+    def _outer(self, inner: ASGIApp) -> ASGIApp:
+        """The layers every HTTP request passes before ``inner`` (the router, or a guard around
+        it): CORS outermost, so that every answer to a listed origin carries its headers."""
+        origins = self.config.server.cors_origins
+        return CORS(inner, origins) if origins else inner
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = self.routes.get((scope["method"], scope["path"]))
@@ -102,8 +116,12 @@ class Gateway:
         # Open or keyed is decided once, here. Without storage the stored keys cannot be
         # counted: the gateway then starts keyed (None), never open.
         if self.auth.decide_open(stored_keys):
-            self._http = OpenGuard(self._dispatch, self.config.server.cors_origins)
+            self._http = self._outer(OpenGuard(self._dispatch, self.config.server.cors_origins))
         self.writer.start()
+        recorder: Recorder = self.writer
+        if self.access is not None:
+            self.access.start()
+            recorder = Recorders(self.writer, self.access)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
             timeout=aiohttp.ClientTimeout(total=None),
@@ -124,7 +142,7 @@ class Gateway:
             secrets.append(self.config.server.master_key)
         services = Services(
             auth=self.auth, limiter=self.limiter, router=router,
-            caller=Caller(router, secrets, self.limiter), recorder=self.writer,
+            caller=Caller(router, secrets, self.limiter), recorder=recorder,
             max_body_bytes=self.config.server.max_body_bytes,
             expose_route=self.config.server.expose_route_header,
         )
@@ -132,9 +150,11 @@ class Gateway:
         chat_anthropic = ChatEndpoint(AnthropicDialect(), services)
         embeddings = EmbeddingsEndpoint(services)
         models = ModelsEndpoint(services)
+        count_tokens = CountTokensEndpoint(services)
         for prefix in ("/v1", ""):
             self.routes[("POST", f"{prefix}/chat/completions")] = chat_openai
             self.routes[("POST", f"{prefix}/messages")] = chat_anthropic
+            self.routes[("POST", f"{prefix}/messages/count_tokens")] = count_tokens
             self.routes[("POST", f"{prefix}/responses")] = ChatEndpoint(ResponsesDialect(), services)
             self.routes[("POST", f"{prefix}/embeddings")] = embeddings
             self.routes[("GET", f"{prefix}/models")] = models
@@ -189,6 +209,8 @@ class Gateway:
         await self.keycache.stop()
         await self.limiter.drain()
         await self.writer.stop()
+        if self.access is not None:
+            await asyncio.to_thread(self.access.stop)  # every access line written
         await self.limiter.counters.close()
         await self.store.close()
         for provider in self.providers.values():
@@ -208,8 +230,13 @@ class Gateway:
     async def _unrouted(self, scope: Scope, send: Send) -> None:
         known = any(path == scope["path"] for _, path in self.routes)
         err = _NOT_ALLOWED if known else _NOT_FOUND
-        body = err.anthropic_body() if scope["path"].endswith("/messages") else err.openai_body()
+        anthropic = scope["path"].startswith(("/v1/messages", "/messages"))
+        body = err.anthropic_body() if anthropic else err.openai_body()
         await send_body(send, err.status, body, [])
+        if self.access is not None:
+            ctx = RequestContext.begin(scope)
+            ctx.status, ctx.error_code = err.status, err.code
+            self.access.record(ctx)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -228,6 +255,7 @@ class Gateway:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.shutdown()
+                log.info("worker %d stopped: every request finished and recorded", os.getpid())
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -101,7 +101,7 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _refuse(f"cannot listen on {args.host}:{args.port}: {exc.strerror}")
     try:
-        return serve(config, sock, args.workers)
+        return serve(config, sock, args.workers, find_config_path(args.config, os.environ))
     except (SchemaError, OSError, SQLAlchemyError) as exc:
         return _refuse(f"storage {redact_url(config.storage)} is not usable: {exc}")
 

@@ -47,12 +47,26 @@ class ServerConfig(_Strict):
     stream_idle_timeout_s: float = Field(default=60.0, gt=0)  # most time between two stream events
     max_event_bytes: int = Field(default=1024 * 1024, gt=0)  # one upstream SSE event
 
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        # A browser sends "https://app.example.com": with a path or a trailing slash the entry
+        # would never match, and the page would fail with nothing in the config looking wrong.
+        for origin in origins:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin: write scheme://host[:port], "
+                                 "without a path or a trailing slash, or *")
+        return origins
+
     @field_validator("metrics_auth")
     @classmethod
     def _metrics_not_built(cls, value: bool) -> bool:
         if value:
             raise ValueError("not available yet: it comes with the /metrics endpoint")
         return value
+
+
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s?#]+")
 
 
 class TelemetryConfig(_Strict):
@@ -473,16 +487,33 @@ def _substitute_string(
 
 def default_config(env: Mapping[str, str]) -> Config:
     """No config file: an open gateway on loopback, with one model per provider whose standard
-    API-key variable is set (its ``default_model``), and ``provider/model`` for any other."""
+    API-key variable is set (its ``default_model``), and ``provider/model`` for any other.
+
+    The SDKs' base-URL variables (``OPENAI_BASE_URL``, ``ANTHROPIC_BASE_URL``) move the
+    provider's root, as they do for the SDK; one set alone enables the provider too, for a
+    local server that wants no key."""
     providers: dict[str, Any] = {}
     models: dict[str, Any] = {}
     for type_name, cls in sorted(provider_types().items()):
-        if not cls.api_key_env or not env.get(cls.api_key_env):
+        key = env.get(cls.api_key_env) if cls.api_key_env else None
+        url_variable = cls.base_url_variable()
+        base_url = env.get(url_variable) if url_variable else None
+        if not key and not base_url:
             continue
-        providers[type_name] = {"type": type_name, "api_key": env[cls.api_key_env]}
+        providers[type_name] = {"type": type_name, "api_key": key or None, "base_url": base_url or None}
         if cls.default_model:
             models[cls.default_model] = {"targets": [{"provider": type_name}]}
     return _validate({"providers": providers, "models": models, "zero_config": True}, {})
+
+
+def no_provider_hint() -> str:
+    """How to give a zero-config gateway a provider: what a client is told instead of a bare
+    404, and what the start-up log says."""
+    names = sorted({cls.api_key_env for cls in provider_types().values() if cls.api_key_env})
+    urls = sorted({v for cls in provider_types().values() if (v := cls.base_url_variable())})
+    return (f"no provider is configured: set one of {', '.join(names)} (or {' / '.join(urls)} "
+            "for a server that needs no key) before 'lockgate serve', or give it a config file "
+            "with providers and models (--config, $LOCKGATE_CONFIG or ./lockgate.yaml)")
 
 
 def find_config_path(explicit: str | None, env: Mapping[str, str]) -> str | None:

@@ -172,9 +172,13 @@ class UpstreamError(GatewayError):
         status: int = 502,
         retry_after: float | None = None,
         retryable: bool | None = None,
+        upstream_code: str | None = None,
     ) -> None:
         super().__init__(message, status=status, retry_after=retry_after)
         self.retryable = status in RETRYABLE_STATUSES if retryable is None else retryable
+        # The upstream's own error code (Azure's "content_filter"), kept when its 4xx is relayed.
+        self.upstream_code = upstream_code
+        self.route: str | None = None  # the deployment that failed, set by the caller
 
 
 class UpstreamTimeout(UpstreamError):

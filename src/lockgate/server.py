@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import math
 import os
 import signal
@@ -28,15 +29,20 @@ from lockgate.http_protocol import header_limited
 from lockgate.state.link import reachable
 from lockgate.state.migrate import ensure_schema
 from lockgate.state.store import Store, redact_url
+from lockgate.telemetry import logs
+from lockgate.telemetry.startup import log_startup
+
+log = logging.getLogger("lockgate")
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 START_FAILED = 2  # the exit code of a refused start, as for an invalid config
 
 
 class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None]) -> None:
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None], drain_s: float) -> None:
         super().__init__(config)
         self._on_ready = on_ready
+        self._drain_s = drain_s
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -45,6 +51,9 @@ class _Server(uvicorn.Server):
             self._on_ready()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.should_exit:
+            log.info("worker %d: %s received; finishing in-flight requests for up to %gs",
+                     os.getpid(), signal.Signals(sig).name, self._drain_s)
         # Graceful stop without uvicorn's re-raise of the signal, so the exit code is 0.
         if self.should_exit and sig == signal.SIGINT:
             self.force_exit = True
@@ -82,13 +91,14 @@ def _run_worker(config: Config, sock: socket.socket, on_ready: Callable[[], None
         loop="uvloop",
         http=header_limited(config.server.max_header_bytes),  # httptools, heads capped (431)
         lifespan="on",
-        access_log=False,
-        log_level="warning",
+        access_log=False,  # lockgate writes its own (telemetry.access)
+        log_config=None,  # uvicorn's loggers use the handlers telemetry.logs installed
+        log_level=logging.ERROR if config.telemetry.log_level == "error" else logging.WARNING,
         # uvicorn takes whole seconds, and None (not 0) means no limit: round up, never to None.
         timeout_graceful_shutdown=math.ceil(config.server.drain_s),
         timeout_keep_alive=30,
     )
-    server = _Server(uv_config, on_ready)
+    server = _Server(uv_config, on_ready, config.server.drain_s)
     try:
         server.run(sockets=[sock])
     except SystemExit:  # uvicorn's own exit (3) on a failed start-up: ours is START_FAILED
@@ -96,8 +106,11 @@ def _run_worker(config: Config, sock: socket.socket, on_ready: Callable[[], None
     return server.started
 
 
-def serve(config: Config, sock: socket.socket, workers: int) -> int:
+def serve(config: Config, sock: socket.socket, workers: int, source: str | None = None) -> int:
+    """``source``: the config file's path, for the start-up log (None: built-in defaults)."""
+    logs.configure(config.telemetry)
     asyncio.run(_migrate(config.storage))  # once, before any worker starts
+    log_startup(config, source, workers, asyncio.run(_stored_keys(config.storage)))
     url = url_of(sock)
     if workers == 1:
         return 0 if _run_worker(config, sock, lambda: print(url, flush=True)) else START_FAILED
@@ -118,6 +131,20 @@ async def _migrate(url: str) -> None:
         await store.close()
 
 
+async def _stored_keys(url: str) -> int | None:
+    """How many live keys storage holds, for the start-up log; None if it cannot say (within
+    a few seconds: a log line must not hold up a start while storage is down)."""
+    store = Store(url)
+    try:
+        async with asyncio.timeout(3):
+            snapshot = await store.auth_snapshot()
+        return len(snapshot.keys) if snapshot is not None else None
+    except Exception:
+        return None
+    finally:
+        await store.close()
+
+
 def _supervise(config: Config, sock: socket.socket, url: str, workers: int) -> int:
     """Forks the workers; each reports ready on a pipe. SIGTERM / SIGINT are passed on and the
     supervisor waits for every worker to drain. A worker that dies unasked is replaced."""
@@ -127,6 +154,8 @@ def _supervise(config: Config, sock: socket.socket, url: str, workers: int) -> i
 
     def stop(sig: int, frame: FrameType | None) -> None:
         nonlocal stopping
+        if not stopping:
+            log.info("%s received: stopping %d workers", signal.Signals(sig).name, len(children))
         stopping = True
         # The workers close their copies of the listening socket as they start draining; ours
         # would keep it open and new connections would queue unanswered instead of being refused.
@@ -153,6 +182,7 @@ def _supervise(config: Config, sock: socket.socket, url: str, workers: int) -> i
         return START_FAILED
     print(url, flush=True)
     _keep_serving(config, sock, children, lambda: stopping)
+    log.info("every worker has stopped")
     return 0
 
 

@@ -1,4 +1,6 @@
-"""A fake Anthropic Messages API: ``POST /v1/messages``, plain and streaming.
+"""A fake Anthropic Messages API: ``POST /v1/messages``, plain and streaming, and
+``POST /v1/messages/count_tokens`` (``{"input_tokens": N}``, N the script's ``prompt_tokens``;
+like the real API it refuses a field it does not take, such as ``max_tokens``, with a 400).
 
 Credentials: ``x-api-key`` or ``Authorization: Bearer`` (what the official SDK 2.x sends), and an
 ``anthropic-version`` header, else the API's 401/400.
@@ -23,6 +25,12 @@ from .scripts import Fail, FakeToolCall, Reply, json_pieces, text_pieces
 
 _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
 
+# What /v1/messages/count_tokens takes (the SDK's ``messages.count_tokens`` parameters).
+_COUNT_FIELDS = frozenset({
+    "model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers",
+    "cache_control", "output_config", "output_format", "speed", "context_management",
+})
+
 _ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -44,10 +52,20 @@ class FakeAnthropic(FakeServer):
         return self.root_url
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.post("/v1/messages", self._messages)]
+        return [web.post("/v1/messages", self._messages),
+                web.post("/v1/messages/count_tokens", self._count_tokens)]
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         return await self.serve(request, self._render, ("model", "max_tokens", "messages"))
+
+    async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
+        return await self.serve(request, self._render_count, ("model", "messages"))
+
+    def _render_count(self, rec: RecordedRequest, reply: Reply) -> Answer:
+        extra = sorted(set(rec.json) - _COUNT_FIELDS)
+        if extra:
+            return self.error(400, f"{extra[0]}: Extra inputs are not permitted")
+        return json_answer({"input_tokens": reply.prompt_tokens - reply.cached_tokens})
 
     # -- provider shape -----------------------------------------------------------------------
 

@@ -632,3 +632,18 @@ def test_gemini_cut_after_ends_the_stream_abruptly(gm_fake: FakeGemini, gm: gena
 
     assert len(seen) == 2
     assert all(not (c.candidates and c.candidates[0].finish_reason) for c in seen)
+
+
+def test_anthropic_count_tokens_as_the_sdk_reads_it(an_fake: FakeAnthropic, an: anthropic.Anthropic) -> None:
+    an_fake.enqueue(Reply(prompt_tokens=321))
+    counted = an.messages.count_tokens(model="claude-sonnet-4-5", system="Be brief.",
+                                       messages=[{"role": "user", "content": "Hi"}])
+    assert counted.input_tokens == 321
+    rec = an_fake.requests[-1]
+    assert rec.path == "/v1/messages/count_tokens" and rec.json["system"] == "Be brief."
+
+
+def test_anthropic_count_tokens_refuses_a_field_it_does_not_take(an: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.BadRequestError, match="max_tokens: Extra inputs are not permitted"):
+        an.messages.count_tokens(model="claude-sonnet-4-5", messages=[{"role": "user", "content": "Hi"}],
+                                 extra_body={"max_tokens": 5})

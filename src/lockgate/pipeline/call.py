@@ -30,6 +30,8 @@ from lockgate.pipeline.context import RequestContext
 from lockgate.pipeline.limits import Estimate, Lease, Limiter
 from lockgate.pipeline.route import Deployment, ModelPlan, Router
 
+log = logging.getLogger("lockgate")
+
 T = TypeVar("T")
 log = logging.getLogger("lockgate")
 Attempt = Callable[[Deployment, float], Awaitable[T]]
@@ -88,7 +90,9 @@ class Caller:
                 ctx.target_lease = None
                 if quota is not None:
                     quota.settle(Usage(), 0.0)
+                err.route = deployment.route
                 last = err
+                self._log_failure(err, ctx)
                 if not err.retryable:
                     raise err from None
                 continue
@@ -102,8 +106,11 @@ class Caller:
         return await self._limiter.acquire((deployment.quota,), ctx.estimate or Estimate(0, 0.0))
 
     def final_error(self, err: UpstreamError) -> GatewayError:
-        """What the client sees once every attempt has failed (§5)."""
+        """What the client sees once every attempt has failed (§5): a failure names the route
+        that failed last; a relayed 4xx keeps the upstream's own code where it sent one."""
         message = scrub(err.message, self._secrets)
+        if err.route is not None:
+            message = f"{err.route}: {message}"
         if isinstance(err, UpstreamTimeout):
             return GatewayError(message, status=504, code="upstream_timeout")
         if err.status == 429:
@@ -111,7 +118,15 @@ class Caller:
                                 code="upstream_rate_limited", retry_after=err.retry_after or 1)
         if err.retryable or err.status >= 500:
             return GatewayError(message, status=502, code="upstream_error")
-        return GatewayError(message, status=err.status, code="upstream_error")
+        return GatewayError(message, status=err.status, code=err.upstream_code or "upstream_error")
+
+    def _log_failure(self, err: UpstreamError, ctx: RequestContext) -> None:
+        """One line per failed attempt; an upstream's refusal of the request itself (a 4xx it
+        will not retry) is the client's business, logged at info."""
+        level = logging.WARNING if err.retryable or err.status >= 500 else logging.INFO
+        if log.isEnabledFor(level):
+            log.log(level, "request %s: upstream %s failed (%s %s): %s", ctx.request_id, err.route,
+                    err.status, err.code, self.scrub(err.message))
 
     def scrub(self, text: str) -> str:
         return scrub(text, self._secrets)

@@ -13,6 +13,7 @@ One ``ChatEndpoint`` serves one client dialect (``/v1/chat/completions`` speaks 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator
 from dataclasses import replace
 from typing import Any
@@ -33,6 +34,8 @@ from lockgate.pipeline.services import Services
 from lockgate.providers.http import answer_object, iter_chunks, read_raw
 
 Stream = tuple[bytes, AsyncGenerator[bytes, None]]
+
+log = logging.getLogger("lockgate")
 
 
 class ChatEndpoint(Endpoint):
@@ -83,6 +86,8 @@ class ChatEndpoint(Endpoint):
             status = err.status if err.status >= 400 else 502  # keeps e.g. Anthropic's overloaded
             code = "upstream_error" if type(err) is UpstreamError else err.code
             scrubbed = GatewayError(self.s.caller.scrub(err.message), status=status, code=code)
+            log.warning("request %s: the stream from %s failed after it started (%s): %s",
+                        ctx.request_id, ctx.route, code, scrubbed.message)
             # A translated stream ends through its own encoder, which knows what it has sent.
             encoder = exchange.encoder
             return encoder.error(scrubbed) if encoder else self.dialect.stream_error(scrubbed)

@@ -72,7 +72,7 @@ class Endpoint(ABC):
                 await send_chunk(response, self.late_error(err), more=False)
             return
         await send_body(response, err.status, self.error_body(err),
-                        [(b"x-request-id", ctx.request_id.encode()), *err.headers()])
+                        [*self.headers(ctx), *err.headers()])
 
 
 class OneResponse:

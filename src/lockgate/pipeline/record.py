@@ -54,6 +54,17 @@ class Recorder(Protocol):
     def record(self, ctx: RequestContext) -> None: ...
 
 
+class Recorders:
+    """Several recorders as one (the storage writer and the access log), called in order."""
+
+    def __init__(self, *recorders: Recorder) -> None:
+        self._all = recorders
+
+    def record(self, ctx: RequestContext) -> None:
+        for recorder in self._all:
+            recorder.record(ctx)
+
+
 class MemoryRecorder:
     def __init__(self, keep: int = 10_000) -> None:
         self.records: deque[RequestRecord] = deque(maxlen=keep)

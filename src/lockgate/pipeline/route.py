@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from lockgate import pricing
-from lockgate.config import Config, ModelConfig, Target
+from lockgate.config import Config, ModelConfig, Target, no_provider_hint
 from lockgate.errors import InvalidRequest, ModelNotAllowed, ModelNotFound
 from lockgate.pipeline.auth import Principal
 from lockgate.pipeline.limits import OwnerLimits
@@ -61,7 +61,7 @@ class Router:
     def plan(self, model: str, principal: Principal) -> ModelPlan:
         plan = self._plans.get(model) or self._direct_plan(model)
         if plan is None:
-            raise ModelNotFound(f"the model {model!r} does not exist")
+            raise ModelNotFound(self._not_found(model))
         if not principal.may_use(model):
             raise ModelNotAllowed(f"this key may not use the model {model!r}")
         return _allowed_fallbacks(plan, principal)
@@ -71,6 +71,16 @@ class Router:
 
     def order(self, plan: ModelPlan) -> Sequence[Deployment]:
         return attempt_order(plan.deployments, plan.strategy, self._rng)
+
+    def _not_found(self, model: str) -> str:
+        """A zero-config gateway's 404 says what it can serve, or how to give it a provider."""
+        message = f"the model {model!r} does not exist"
+        if not self._direct:
+            return message
+        if not self._providers:
+            return f"{message}; {no_provider_hint()}"
+        served = ", ".join([*self._plans, *(f"{name}/<model id>" for name in self._providers)])
+        return f"{message}; this gateway serves {served}"
 
     def _direct_plan(self, model: str) -> ModelPlan | None:
         """Zero-config gateways route ``<provider>/<model id>`` straight to that provider."""

@@ -64,6 +64,7 @@ class AnthropicProvider(Provider):
     type_name: ClassVar[str] = "anthropic"
     default_base_url: ClassVar[str] = "https://api.anthropic.com"
     api_key_env: ClassVar[str | None] = "ANTHROPIC_API_KEY"
+    base_url_env: ClassVar[str | None] = "ANTHROPIC_BASE_URL"
     native_dialect: ClassVar[str | None] = "anthropic"
     model_in_path: ClassVar[bool] = False  # the model id goes in the body
     default_model: ClassVar[str | None] = "claude-sonnet-4-5"
@@ -95,9 +96,19 @@ class AnthropicProvider(Provider):
             raise InvalidRequest(f"provider type 'anthropic' does not offer {operation}")
         return await self._post(body, timeout)
 
-    async def _post(self, body: dict[str, Any], timeout: float | None) -> aiohttp.ClientResponse:
+    async def count_tokens(self, body: dict[str, Any], timeout: float) -> int:
+        """Anthropic's own count (a ``TokenCounter``): the body goes as the client sent it."""
+        response = await self._post(body, timeout, f"{self.url}/count_tokens")
+        answer = await self.read_json(response, timeout)
+        count = answer.get("input_tokens") if isinstance(answer, dict) else None
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise UpstreamError("the upstream sent a token count without input_tokens")
+        return count
+
+    async def _post(self, body: dict[str, Any], timeout: float | None,
+                    url: str | None = None) -> aiohttp.ClientResponse:
         return await open_response(
-            self.session, self.url, body=orjson.dumps(body), headers=self.request_headers,
+            self.session, url or self.url, body=orjson.dumps(body), headers=self.request_headers,
             timeout=timeout,
         )
 

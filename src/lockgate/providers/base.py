@@ -5,12 +5,15 @@ A provider module defines one ``Provider`` subclass and registers it under the
 it. The subclass:
 
 * sets ``type_name`` (the config's ``type:``), ``default_base_url`` and, where the provider has
-  a standard credential variable, ``api_key_env``;
+  a standard credential variable, ``api_key_env``; where its official SDK reads its root from a
+  variable (``OPENAI_BASE_URL``), ``base_url_env``, which a zero-config gateway honours;
 * lists its provider-specific config keys in ``settings_keys`` (others are config errors);
 * implements ``chat`` and ``chat_stream`` over the canonical types of ``lockgate.core``;
   ``embeddings`` where the provider has them;
 * may set ``native_dialect`` ("openai" or "anthropic") and implement ``forward``: then a client
-  speaking that dialect is relayed byte for byte, with no translation.
+  speaking that dialect is relayed byte for byte, with no translation;
+* may offer optional abilities, each its own small protocol below (``TokenCounter``), which the
+  pipeline checks with ``isinstance``.
 
 Every call takes ``timeout``: seconds until the upstream's answer starts (status line). Failures
 are raised as ``lockgate.errors.UpstreamError`` (retryable or not); ``chat_stream`` raises
@@ -24,7 +27,7 @@ import os
 import re
 from collections.abc import AsyncIterator
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import aiohttp
 
@@ -41,6 +44,7 @@ class Provider:
     type_name: ClassVar[str] = ""
     default_base_url: ClassVar[str] = ""
     api_key_env: ClassVar[str | None] = None
+    base_url_env: ClassVar[str | None] = None  # read through ``base_url_variable``
     settings_keys: ClassVar[frozenset[str]] = frozenset()
     native_dialect: ClassVar[str | None] = None
     # The model a zero-config gateway exposes when only the credential variable is set.
@@ -60,6 +64,13 @@ class Provider:
         self.base_url = (config.base_url or self.default_base_url).rstrip("/")
         self.api_key = config.api_key or (os.environ.get(self.api_key_env) if self.api_key_env else None)
         self.timeout_s = config.timeout_s
+
+    @classmethod
+    def base_url_variable(cls) -> str | None:
+        """``base_url_env`` as this very class declares it, never inherited: an OpenAI-compatible
+        server (Groq, Ollama...) subclasses the OpenAI provider but is not at OPENAI_BASE_URL."""
+        value = cls.__dict__.get("base_url_env")
+        return value if isinstance(value, str) else None
 
     def secrets(self) -> list[str]:
         """Every credential this provider holds, so that error messages can be scrubbed."""
@@ -114,6 +125,16 @@ def safe_in_path(model_id: str) -> bool:
     """Whether a client-chosen model id can go into an upstream URL path without changing
     which endpoint it names (``gemini/../../v1beta/cachedContents?...`` must not)."""
     return _UNSAFE_IN_PATH.search(model_id) is None
+
+
+@runtime_checkable
+class TokenCounter(Protocol):
+    """A provider that counts a request's input tokens itself (Anthropic's
+    ``/v1/messages/count_tokens``). ``body`` is an Anthropic Messages count request with
+    ``model`` set to the upstream id; the answer is its ``input_tokens``. Failures are
+    ``UpstreamError`` as for any call."""
+
+    async def count_tokens(self, body: dict[str, Any], timeout: float) -> int: ...
 
 
 _SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "x-goog-api-key"})

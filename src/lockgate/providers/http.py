@@ -288,7 +288,20 @@ def error_from_response(status: int, raw: bytes, headers: Mapping[str, str]) -> 
         error_message(raw) or f"upstream answered {status}",
         status=status,
         retry_after=retry_after_seconds(headers),
+        upstream_code=error_code(raw),
     )
+
+
+def error_code(raw: bytes) -> str | None:
+    """The string ``code`` of an OpenAI-shaped error body (``{"error": {"code": ...}}``), which
+    compatible servers and Azure send too; None for any other shape or a numeric code."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) and code else None
 
 
 def error_message(raw: bytes) -> str:

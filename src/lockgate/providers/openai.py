@@ -98,6 +98,7 @@ class OpenAIProvider(Provider):
     type_name = "openai"
     default_base_url = "https://api.openai.com/v1"
     api_key_env: ClassVar[str | None] = "OPENAI_API_KEY"
+    base_url_env: ClassVar[str | None] = "OPENAI_BASE_URL"
     native_dialect = "openai"
     model_in_path = False  # the model id goes in the body
     default_model: ClassVar[str | None] = "gpt-4o-mini"

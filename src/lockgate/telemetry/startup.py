@@ -1,0 +1,86 @@
+"""What ``lockgate serve`` says at start-up (§11): the config file, the models and providers,
+storage, Redis, the auth mode and the workers — once, from the supervisor, before any worker
+starts. URLs are shown with their passwords removed; no key or secret is ever shown, only how
+many there are.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+from lockgate.config import Config, no_provider_hint
+
+log = logging.getLogger("lockgate")
+
+
+def startup_lines(config: Config, source: str | None, workers: int,
+                  stored_keys: int | None) -> list[tuple[int, str]]:
+    """(level, message) pairs. ``stored_keys`` None: storage could not be asked."""
+    lines = [(logging.INFO, f"config: {source or 'none (built-in defaults from the environment)'}")]
+    lines.append(_models(config))
+    if config.providers:
+        providers = ", ".join(f"{name} ({p.type}{_at(p.base_url)})" for name, p in config.providers.items())
+        lines.append((logging.INFO, f"providers: {providers}"))
+    lines.append((logging.INFO, f"storage: {redact_url(config.storage)}"))
+    redis = redact_url(config.redis) if config.redis else "none (limits are counted in each process)"
+    lines.append((logging.INFO, f"redis: {redis}"))
+    lines.append((logging.INFO, f"auth: {auth_mode(config, stored_keys)}"))
+    access = "off" if not config.telemetry.access_log else (
+        "json" if config.telemetry.json_logs else "text")
+    lines.append((logging.INFO, f"workers: {workers}; access log: {access}; "
+                                f"log level: {config.telemetry.log_level}"))
+    return lines
+
+
+def log_startup(config: Config, source: str | None, workers: int, stored_keys: int | None) -> None:
+    for level, message in startup_lines(config, source, workers, stored_keys):
+        log.log(level, message)
+
+
+def auth_mode(config: Config, stored_keys: int | None) -> str:
+    parts = []
+    if config.keys:
+        parts.append(f"{len(config.keys)} key{'s' if len(config.keys) != 1 else ''} in the config")
+    if stored_keys:
+        parts.append(f"{stored_keys} stored key{'s' if stored_keys != 1 else ''}")
+    if config.server.master_key:
+        parts.append("master key")
+    if parts:
+        return "keys required (" + ", ".join(parts) + ")"
+    if stored_keys is None:
+        return "no key in the config; stored keys unknown (storage unreachable)"
+    return "open (no key and no master key: any caller is served)"
+
+
+def _models(config: Config) -> tuple[int, str]:
+    names = list(config.models)
+    if config.zero_config:
+        names.extend(f"{name}/<model id>" for name in config.providers)
+    if not names:
+        hint = no_provider_hint() if config.zero_config else "no model is configured"
+        return logging.WARNING, f"models: none; {hint}"
+    return logging.INFO, f"models: {', '.join(names)}"
+
+
+def _at(base_url: str | None) -> str:
+    return f" at {redact_url(base_url)}" if base_url else ""
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password and query values hidden (``redis://:***@host``; a
+    ``?password=`` or ``?key=`` would be a secret too)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<an unreadable URL>"
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    if parts.username or parts.password:
+        netloc = f"{parts.username or ''}{':***' if parts.password else ''}@{netloc}"
+    query = "&".join(f"{p.partition('=')[0]}=***" for p in parts.query.split("&") if p)
+    # Built by hand: urlunsplit would turn sqlite:///x.db (an empty host) into sqlite:/x.db.
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
