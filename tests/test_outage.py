@@ -27,6 +27,7 @@ import pytest
 from conftest import OPENAI_KEY, GatewayFactory
 from fakes import FakeOpenAI
 from gateway import GatewayServer
+from lockgate.pipeline.auth import digest
 from lockgate.server import SHORT_LIFE_S, RestartBackoff
 from test_cli import Serving, lockgate, write_config
 from test_server import chat as chat_on
@@ -355,6 +356,10 @@ def test_serve_starts_while_storage_is_down_with_the_last_known_keys_then_catche
     with Serving("--config", str(config), cwd=tmp_path) as gw:  # migrates; keys loaded, snapshot kept
         stored = create_stored_key(private_postgres.url, "stored")
         wait_for(lambda: call(gw, stored) == 200, 5, "the stored key to be served")
+        # A new key is served at once (looked up); the snapshot follows on the next key poll.
+        snapshot = tmp_path / "spill" / "keys-snapshot.json"
+        wait_for(lambda: snapshot.exists() and digest(stored) in snapshot.read_text(), 5,
+                 "the local key snapshot to hold the stored key")
         gw.terminate()
         gw.wait(timeout=15)
     private_postgres.stop()
