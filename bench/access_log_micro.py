@@ -6,8 +6,8 @@ N (default 90,000) stays under ``access.MAX_PENDING``: this loop queues lines fa
 any gateway could, and past that bound lines would be dropped instead of measured.
 
 For N requests' contexts it measures, per request: the time the request path spends in
-``AccessLog.record`` (a queue put), and the whole process's CPU time (every thread: the
-listener formatting and writing the lines to /dev/null) until the last line is written; beside
+``AccessLog.record`` (a deque append), and the whole process's CPU time (every thread: the
+writer thread formatting and writing the lines to /dev/null) until the last line is written; beside
 the textbook stdlib alternatives (``logger.info`` through a ``QueueHandler``, and a
 ``StreamHandler`` written on the request path).
 """

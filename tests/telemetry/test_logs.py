@@ -4,11 +4,13 @@ secret in any of it."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import signal
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2 as httpx
@@ -18,6 +20,8 @@ import pytest
 from conftest import CLIENT_KEY, OPENAI_KEY, GatewayFactory
 from fakes import Fail, FakeOpenAI, Reply
 from gateway import make_config
+from lockgate.config import TelemetryConfig
+from lockgate.telemetry import logs
 from lockgate.telemetry.access import text_line, to_log_record
 from lockgate.telemetry.logs import JsonFormatter, TextFormatter
 from lockgate.telemetry.startup import redact_url, startup_lines
@@ -82,6 +86,69 @@ def test_an_access_line_in_json_has_every_field() -> None:
     }
     assert TextFormatter().format(record).startswith(
         "2025-12-06T15:44:03.500Z INFO lockgate.access: req-1 /v1/messages 502 12.35ms")
+
+
+@pytest.fixture
+def configured_logs() -> Iterator[None]:
+    """``logs.configure`` as ``serve`` calls it, undone afterwards (it replaces the handlers of
+    process-wide loggers)."""
+    names = (*logs.SERVER_LOGGERS, logs.ACCESS_LOGGER)
+    saved = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).level,
+                 logging.getLogger(n).propagate) for n in names}
+    yield
+    for name, (handlers, level, propagate) in saved.items():
+        logger = logging.getLogger(name)
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+@pytest.mark.parametrize("json_logs", [False, True])
+def test_the_served_access_log_writes_the_lines_its_formatter_would(
+        configured_logs: None, json_logs: bool) -> None:
+    from lockgate.pipeline.context import RequestContext
+    from lockgate.telemetry.access import AccessLog
+
+    out = io.StringIO()
+    logs.configure(TelemetryConfig(json_logs=json_logs), server_stream=io.StringIO(),
+                   access_stream=out)
+    access = AccessLog()
+    access.start()
+    contexts = []
+    for i in range(150):  # more than one batch
+        ctx = RequestContext.begin({"path": "/v1/chat/completions", "headers": []})
+        ctx.key_id, ctx.model, ctx.stream = "static/app", f"m{i}", i % 2 == 0
+        contexts.append(ctx)
+        access.record(ctx)
+    access.stop()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 150
+    for line, ctx in zip(lines, contexts, strict=True):
+        assert f" {ctx.request_id} " in line or f'"request_id":"{ctx.request_id}"' in line
+        assert (" stream" in line or '"stream":true' in line) == ctx.stream
+
+
+@pytest.mark.parametrize("json_logs", [False, True])
+def test_access_lines_written_directly_match_the_formatters_lines(
+        configured_logs: None, json_logs: bool) -> None:
+    """``serve``'s handler gets lines built straight from the entries; a test's or an
+    application's handler gets LogRecords. Both must read the same."""
+    from lockgate.telemetry import access
+
+    out = io.StringIO()
+    logs.configure(TelemetryConfig(json_logs=json_logs), server_stream=io.StringIO(),
+                   access_stream=out)
+    [handler] = logging.getLogger(logs.ACCESS_LOGGER).handlers
+    entries = [
+        (1765035843.5, "req-1", "/v1/messages", 502, 12.345678, "static/app", None, "claude",
+         "claude/claude-sonnet-4-5", 10, 0, "upstream_error", True),
+        (1765035844.0015, "req-2", "/v1/models", 200, 0.5, None, "team_1", None, None, 0, 0,
+         None, False),
+    ]
+    access._write(handler, "lockgate.access", entries)
+    formatter = JsonFormatter() if json_logs else TextFormatter()
+    assert out.getvalue().splitlines() == [
+        formatter.format(to_log_record("lockgate.access", e)) for e in entries]
 
 
 def test_an_upstream_failure_is_logged_with_its_route(gateway: GatewayFactory, fake_openai: FakeOpenAI,

@@ -1,12 +1,19 @@
 """The access log: one line per request (``telemetry.access_log``), written off the request path.
 
-The request path only puts a tuple of the request's fields on a ``queue.SimpleQueue`` (one C
-call, no formatting, no I/O). A ``logging.handlers.QueueListener`` thread turns each tuple into a
-``LogRecord`` of the ``lockgate.access`` logger and hands it to that logger's handlers, so the
-line is formatted and written (text, or JSON with ``telemetry.json_logs``) by whatever handler
-``telemetry.logs.configure`` installed — or by the test's own. A slow or blocked stdout delays
-the lines, never a request; past ``MAX_PENDING`` lines waiting, new ones are dropped (memory
-stays bounded) and the listener logs how many once it catches up.
+The request path only appends a tuple of the request's fields to a ``collections.deque`` (one C
+call, no formatting, no I/O, and no thread woken). A background thread wakes every
+``INTERVAL_S`` and writes what has gathered to the ``lockgate.access`` logger's handlers, in
+batches of at most ``CHUNK`` lines, one write and one flush a batch (each write releases the GIL,
+so a request never waits long for the thread). The handler ``telemetry.logs.configure``
+installs gets its lines (text, or JSON with ``telemetry.json_logs``) built straight from the
+tuples; any other handler (a test's ``caplog``, an embedding application's) gets ordinary
+``LogRecord``s.
+
+Why a timer and not a blocking queue (``QueueListener``, the first version): a queue wakes its
+reader on every put, a futex call and a context switch on the serving core for every request.
+
+A slow or blocked stdout delays the lines, never a request; past ``MAX_PENDING`` lines waiting,
+new ones are dropped (memory stays bounded) and the thread logs how many once it catches up.
 
 No client address and no end-user id are logged (both are personal data); the key appears by
 its id, never its secret.
@@ -14,12 +21,16 @@ its id, never its secret.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import queue
-from logging.handlers import QueueListener
+import threading
+from collections import deque
 from typing import Any
 
+import orjson
+
 from lockgate.pipeline.context import RequestContext
+from lockgate.telemetry.logs import BatchedStreamHandler, JsonFormatter, iso_time
 
 # (finished at, request id, path, status, ms, key id, team id, model, route, prompt tokens,
 #  completion tokens, error code, stream)
@@ -27,6 +38,8 @@ Entry = tuple[float, str, str, int, float, str | None, str | None, str | None, s
               int, str | None, bool]
 
 MAX_PENDING = 100_000
+INTERVAL_S = 0.05  # how long a line may wait before it is written
+CHUNK = 64  # lines written between flushes: bounds how long the thread holds the GIL
 
 FIELDS = ("request_id", "path", "status", "latency_ms", "key_id", "team_id", "model", "route",
           "prompt_tokens", "completion_tokens", "error_code", "stream")
@@ -34,18 +47,19 @@ FIELDS = ("request_id", "path", "status", "latency_ms", "key_id", "team_id", "mo
 
 class AccessLog:
     def __init__(self, logger: logging.Logger | None = None) -> None:
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._listener = _Listener(self, self._queue, logger or logging.getLogger("lockgate.access"))
-        self._running = False
+        self._pending: deque[Entry] = deque()
+        self._logger = logger or logging.getLogger("lockgate.access")
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
         self.dropped = 0
 
     def record(self, ctx: RequestContext) -> None:
         """Request path: queues the request's fields. A ``Recorder``."""
-        if self._queue.qsize() >= MAX_PENDING:
+        if len(self._pending) >= MAX_PENDING:
             self.dropped += 1
             return
         ms = ctx.elapsed_ms()
-        self._queue.put_nowait((
+        self._pending.append((
             ctx.ts + ms / 1000.0, ctx.request_id, ctx.endpoint, ctx.status, ms, ctx.key_id,
             ctx.team_id, ctx.model, ctx.route, ctx.usage.prompt_tokens,
             ctx.usage.completion_tokens, ctx.error_code, ctx.stream,
@@ -53,43 +67,90 @@ class AccessLog:
 
     def start(self) -> None:
         """In the serving process (a thread does not survive a fork)."""
-        if not self._running:
-            self._listener.start()
-            self._running = True
+        if self._thread is None:
+            self._stopping.clear()
+            self._thread = threading.Thread(target=self._run, name="lockgate-access-log",
+                                            daemon=True)
+            self._thread.start()
 
     def stop(self) -> None:
         """Writes every queued line, then stops the thread."""
-        if self._running:
-            self._listener.stop()
-            self._running = False
+        if self._thread is not None:
+            self._stopping.set()
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stopping.wait(INTERVAL_S):
+            self._write_pending()
+        self._write_pending()
+
+    def _write_pending(self) -> None:
+        pending, logger = self._pending, self._logger
+        enabled = logger.isEnabledFor(logging.INFO)
+        while pending:
+            batch = [pending.popleft() for _ in range(min(CHUNK, len(pending)))]
+            if enabled:
+                for handler in _handlers(logger):
+                    _write(handler, logger.name, batch)
+        if self.dropped:
+            dropped, self.dropped = self.dropped, 0
+            logging.getLogger("lockgate").warning(
+                "%d access log lines were dropped: the access log's output did not keep up",
+                dropped)
 
 
-class _Listener(QueueListener):
-    def __init__(self, owner: AccessLog, q: queue.SimpleQueue[Any], logger: logging.Logger) -> None:
-        super().__init__(q)
-        self._owner = owner
-        self._pending = q
-        self._logger = logger
+def _handlers(logger: logging.Logger) -> list[logging.Handler]:
+    """The handlers an INFO record of ``logger`` reaches, as ``Logger.callHandlers`` finds
+    them: its own, then its ancestors' while the loggers propagate."""
+    found: list[logging.Handler] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        found += [h for h in current.handlers if h.level <= logging.INFO]
+        current = current.parent if current.propagate else None
+    return found
 
-    def prepare(self, record: Any) -> logging.LogRecord:
-        return to_log_record(self._logger.name, record)
 
-    def handle(self, record: Any) -> None:
-        if self._logger.isEnabledFor(logging.INFO):
-            self._logger.handle(self.prepare(record))
-        if self._pending.empty():  # the batch is written: one flush for all of it
-            for handler in self._logger.handlers:
-                handler.flush()
-            if self._owner.dropped:
-                dropped, self._owner.dropped = self._owner.dropped, 0
-                logging.getLogger("lockgate").warning(
-                    "%d access log lines were dropped: the access log's output did not keep up",
-                    dropped)
+def _write(handler: logging.Handler, name: str, batch: list[Entry]) -> None:
+    """Writes a batch of lines to one handler, then flushes it. The handler ``serve`` installs
+    gets the lines built straight from the entries, as its formatter would build them, in one
+    write: building a ``LogRecord`` and passing it through ``logging`` costs four times the
+    line itself (bench/access_log_micro.py). Any other handler (a test's, an embedding
+    application's) gets ordinary records."""
+    if isinstance(handler, BatchedStreamHandler):
+        line = _json_line if isinstance(handler.formatter, JsonFormatter) else _text_line
+        text = "".join([line(name, entry) for entry in batch])
+        with handler.lock or contextlib.nullcontext():
+            try:
+                handler.stream.write(text)
+                handler.stream.flush()
+            except Exception:
+                handler.handleError(to_log_record(name, batch[0]))
+        return
+    for entry in batch:
+        handler.handle(to_log_record(name, entry))
+    handler.flush()
+
+
+def _fields(entry: Entry) -> dict[str, Any]:
+    fields = dict(zip(FIELDS, entry[1:], strict=True))
+    fields["latency_ms"] = round(entry[4], 2)
+    return fields
+
+
+def _text_line(name: str, entry: Entry) -> str:
+    return f"{iso_time(entry[0])} INFO {name}: {text_line(_fields(entry))}\n"
+
+
+def _json_line(name: str, entry: Entry) -> str:
+    fields = _fields(entry)
+    line = {"ts": iso_time(entry[0]), "level": "INFO", "logger": name,
+            "message": text_line(fields), **fields}
+    return orjson.dumps(line).decode() + "\n"
 
 
 def to_log_record(name: str, entry: Entry) -> logging.LogRecord:
-    fields = dict(zip(FIELDS, entry[1:], strict=True))
-    fields["latency_ms"] = round(entry[4], 2)
+    fields = _fields(entry)
     record = logging.LogRecord(name, logging.INFO, __file__, 0, text_line(fields), None, None)
     record.created = entry[0]
     record.fields = fields
