@@ -176,12 +176,18 @@ def test_keys_commands_still_need_the_storage_variables(tmp_path: Path) -> None:
     assert "storage (line 1): environment variable LG_TEST_UNSET_DATABASE_URL is not set" in done.stderr
 
 
-def test_keys_commands_say_which_database_without_its_password(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql://root:pw-not-shown-0123@127.0.0.1:9/test", "postgresql://root:***@127.0.0.1:9/test"),
+    ("postgresql://root@127.0.0.1:9/test?password=pw-not-shown-0123",
+     "postgresql://root@127.0.0.1:9/test?password=***"),
+])
+def test_keys_commands_say_which_database_without_its_password(tmp_path: Path, url: str,
+                                                                shown: str) -> None:
     config = tmp_path / "lockgate.yaml"
-    config.write_text("storage: postgresql://root:pw-not-shown-0123@127.0.0.1:9/test\n")
+    config.write_text(f"storage: {url}\n")
     done = keys(config, "list")
     assert done.returncode == 1
-    assert "storage: postgresql://root:***@127.0.0.1:9/test" in done.stderr
+    assert f"storage: {shown}" in done.stderr
     assert "pw-not-shown-0123" not in done.stderr + done.stdout
 
 

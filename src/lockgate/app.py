@@ -37,11 +37,12 @@ from lockgate.pipeline.services import Services
 from lockgate.providers.base import Provider
 from lockgate.providers.http import ReadLimits
 from lockgate.providers.registry import provider_class
+from lockgate.safe_url import redact_url
 from lockgate.state import key_snapshot
 from lockgate.state.counters import CounterStore, MemoryCounters
 from lockgate.state.link import StorageLink
 from lockgate.state.migrate import check_schema, ensure_schema
-from lockgate.state.store import AuthSnapshot, Store, redact_url
+from lockgate.state.store import AuthSnapshot, Store
 from lockgate.telemetry.access import AccessLog
 from lockgate.telemetry.writer import RecordWriter
 

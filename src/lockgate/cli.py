@@ -92,9 +92,9 @@ def _serve(args: argparse.Namespace) -> int:
     # imported late: `check` and `version` stay fast
     from sqlalchemy.exc import SQLAlchemyError
 
+    from lockgate.safe_url import redact_url
     from lockgate.server import bind, serve
     from lockgate.state.migrate import SchemaError
-    from lockgate.state.store import redact_url
 
     try:
         sock = bind(args.host, args.port)

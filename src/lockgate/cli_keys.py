@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from lockgate.config import Config, ConfigError, find_config_path, load_config
+from lockgate.safe_url import redact_url
 
 if TYPE_CHECKING:
     from lockgate.admin.control import Control
@@ -72,7 +73,7 @@ def main(args: argparse.Namespace) -> int:
         return _fail(f"no database at {missing}: nothing to {args.keys_command} (check the config's "
                      "storage, or create a key or run 'lockgate migrate' to start one there)")
     # On stderr: which database answered, so that a wrong folder or URL shows (stdout stays JSON).
-    print(f"storage: {_safe_url(config.storage)}", file=sys.stderr)
+    print(f"storage: {redact_url(config.storage)}", file=sys.stderr)
     return _run(config, command, args)
 
 
@@ -102,7 +103,7 @@ def _run(config: Config, command: Command, args: argparse.Namespace) -> int:
     except SchemaError as exc:
         return _fail(str(exc))
     except (OSError, SQLAlchemyError) as exc:
-        return _fail(f"cannot use the storage {_safe_url(config.storage)}: {_reason(exc)}")
+        return _fail(f"cannot use the storage {redact_url(config.storage)}: {_reason(exc)}")
 
 
 async def _create(control: Control, args: argparse.Namespace) -> int:
@@ -151,7 +152,7 @@ async def _revoke(control: Control, args: argparse.Namespace) -> int:
 async def _migrate(control: Control, args: argparse.Namespace) -> int:
     from lockgate.state.migrate import head_revision
 
-    print(f"{_safe_url(control.store.url)}: schema at revision {head_revision()}")
+    print(f"{redact_url(control.store.url)}: schema at revision {head_revision()}")
     return 0
 
 
@@ -222,15 +223,6 @@ def _missing_sqlite_file(url: str) -> str | None:
     if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
         return None
     return None if os.path.exists(database) else database
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "(unparsable storage URL)"
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> int:

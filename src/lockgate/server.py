@@ -26,9 +26,10 @@ import uvicorn
 from lockgate.app import create_app
 from lockgate.config import Config
 from lockgate.http_protocol import header_limited
+from lockgate.safe_url import redact_url
 from lockgate.state.link import reachable
 from lockgate.state.migrate import ensure_schema
-from lockgate.state.store import Store, redact_url
+from lockgate.state.store import Store
 from lockgate.telemetry import logs
 from lockgate.telemetry.startup import log_startup
 

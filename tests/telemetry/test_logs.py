@@ -21,10 +21,11 @@ from conftest import CLIENT_KEY, OPENAI_KEY, GatewayFactory
 from fakes import Fail, FakeOpenAI, Reply
 from gateway import make_config
 from lockgate.config import TelemetryConfig
+from lockgate.safe_url import redact_url
 from lockgate.telemetry import logs
 from lockgate.telemetry.access import text_line, to_log_record
 from lockgate.telemetry.logs import JsonFormatter, TextFormatter
-from lockgate.telemetry.startup import redact_url, startup_lines
+from lockgate.telemetry.startup import startup_lines
 from test_cli import Serving, clean_env, write_config
 
 MASTER = "lg-master-secret-0123456789"

@@ -40,11 +40,6 @@ def async_url(url: str) -> str:
     return url
 
 
-def redact_url(url: str) -> str:
-    """The storage URL without its password, for messages."""
-    return sa.engine.make_url(url).render_as_string(hide_password=True)
-
-
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
 

@@ -7,9 +7,9 @@ many there are.
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlsplit
 
 from lockgate.config import Config, no_provider_hint
+from lockgate.safe_url import redact_url
 
 log = logging.getLogger("lockgate")
 
@@ -66,21 +66,3 @@ def _models(config: Config) -> tuple[int, str]:
 def _at(base_url: str | None) -> str:
     return f" at {redact_url(base_url)}" if base_url else ""
 
-
-def redact_url(url: str) -> str:
-    """``url`` with its password and query values hidden (``redis://:***@host``; a
-    ``?password=`` or ``?key=`` would be a secret too)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "<an unreadable URL>"
-    netloc = f"[{host}]" if ":" in host else host
-    if port is not None:
-        netloc += f":{port}"
-    if parts.username or parts.password:
-        netloc = f"{parts.username or ''}{':***' if parts.password else ''}@{netloc}"
-    query = "&".join(f"{p.partition('=')[0]}=***" for p in parts.query.split("&") if p)
-    # Built by hand: urlunsplit would turn sqlite:///x.db (an empty host) into sqlite:/x.db.
-    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
