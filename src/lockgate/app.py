@@ -31,7 +31,7 @@ from lockgate.pipeline.embeddings import EmbeddingsEndpoint
 from lockgate.pipeline.keycache import KeyCache, principals, stored_spend
 from lockgate.pipeline.limits import CountingLimiter, OwnerLimits
 from lockgate.pipeline.models import ModelsEndpoint
-from lockgate.pipeline.record import Recorder, Recorders
+from lockgate.pipeline.record import Recorder, Recorders, record_of
 from lockgate.pipeline.route import Router
 from lockgate.pipeline.services import Services
 from lockgate.providers.base import Provider
@@ -237,7 +237,7 @@ class Gateway:
         if self.access is not None:
             ctx = RequestContext.begin(scope)
             ctx.status, ctx.error_code = err.status, err.code
-            self.access.record(ctx)
+            self.access.record(record_of(ctx))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from gateway import make_config
+from lockgate.core.record import RequestRecord
 from lockgate.pipeline import keycache
 from lockgate.pipeline.auth import Authenticator, Principal, digest
 from lockgate.pipeline.keycache import KeyCache, MissLookup, stored_spend
 from lockgate.pipeline.limits import CountingLimiter
-from lockgate.pipeline.record import RequestRecord
 from lockgate.state.counters import MemoryCounters
 from lockgate.state.redis_counters import RedisCounters
 from lockgate.state.store import AuthSnapshot, Store

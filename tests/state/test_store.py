@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from lockgate.pipeline.record import RequestRecord
+from lockgate.core.record import RequestRecord
 from lockgate.state.migrate import SchemaError, check_schema, head_revision
 from lockgate.state.store import LogQuery, Store, UsageQuery
 from services import postgres_url  # noqa: F401  (fixture)

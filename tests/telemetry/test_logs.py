@@ -12,6 +12,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 import openai
@@ -21,6 +22,8 @@ from conftest import CLIENT_KEY, OPENAI_KEY, GatewayFactory
 from fakes import Fail, FakeOpenAI, Reply
 from gateway import make_config
 from lockgate.config import TelemetryConfig
+from lockgate.core.record import RequestRecord
+from lockgate.pipeline.record import record_of
 from lockgate.safe_url import redact_url
 from lockgate.telemetry import logs
 from lockgate.telemetry.access import text_line, to_log_record
@@ -73,20 +76,27 @@ def test_access_log_off_writes_no_line(gateway: GatewayFactory, fake_openai: Fak
     assert [r for r in caplog.records if r.name == "lockgate.access"] == []
 
 
+def finished_request(request_id: str = "req-1", **fields: Any) -> RequestRecord:
+    given: dict[str, Any] = {
+        "ts": 1765035843.5, "endpoint": "/v1/messages", "status": 502, "latency_ms": 12.345678,
+        "key_id": "static/app", "team_id": None, "model": "claude",
+        "route": "claude/claude-sonnet-4-5", "prompt_tokens": 10, "completion_tokens": 0,
+        "error_code": "upstream_error", "stream": True, "cost_usd": 0.0, **fields}
+    return RequestRecord(request_id=request_id, **given)
+
+
 def test_an_access_line_in_json_has_every_field() -> None:
-    entry = (1765035843.5, "req-1", "/v1/messages", 502, 12.345678, "static/app", None, "claude",
-             "claude/claude-sonnet-4-5", 10, 0, "upstream_error", True)
-    record = to_log_record("lockgate.access", entry)
+    record = to_log_record("lockgate.access", finished_request())
     line = json.loads(JsonFormatter().format(record))
     assert line == {
-        "ts": "2025-12-06T15:44:03.500Z", "level": "INFO", "logger": "lockgate.access",
+        "ts": "2025-12-06T15:44:03.512Z", "level": "INFO", "logger": "lockgate.access",
         "message": text_line(record.fields), "request_id": "req-1", "path": "/v1/messages",
         "status": 502, "latency_ms": 12.35, "key_id": "static/app", "team_id": None,
         "model": "claude", "route": "claude/claude-sonnet-4-5", "prompt_tokens": 10,
         "completion_tokens": 0, "error_code": "upstream_error", "stream": True,
     }
-    assert TextFormatter().format(record).startswith(
-        "2025-12-06T15:44:03.500Z INFO lockgate.access: req-1 /v1/messages 502 12.35ms")
+    assert TextFormatter().format(record).startswith(  # stamped when the answer ended
+        "2025-12-06T15:44:03.512Z INFO lockgate.access: req-1 /v1/messages 502 12.35ms")
 
 
 @pytest.fixture
@@ -120,7 +130,7 @@ def test_the_served_access_log_writes_the_lines_its_formatter_would(
         ctx = RequestContext.begin({"path": "/v1/chat/completions", "headers": []})
         ctx.key_id, ctx.model, ctx.stream = "static/app", f"m{i}", i % 2 == 0
         contexts.append(ctx)
-        access.record(ctx)
+        access.record(record_of(ctx))
     access.stop()
     lines = out.getvalue().splitlines()
     assert len(lines) == 150
@@ -141,10 +151,10 @@ def test_access_lines_written_directly_match_the_formatters_lines(
                    access_stream=out)
     [handler] = logging.getLogger(logs.ACCESS_LOGGER).handlers
     entries = [
-        (1765035843.5, "req-1", "/v1/messages", 502, 12.345678, "static/app", None, "claude",
-         "claude/claude-sonnet-4-5", 10, 0, "upstream_error", True),
-        (1765035844.0015, "req-2", "/v1/models", 200, 0.5, None, "team_1", None, None, 0, 0,
-         None, False),
+        finished_request(),
+        finished_request("req-2", ts=1765035844.0015, endpoint="/v1/models", status=200,
+                         latency_ms=0.5, key_id=None, team_id="team_1", model=None, route=None,
+                         prompt_tokens=0, error_code=None, stream=False),
     ]
     access._write(handler, "lockgate.access", entries)
     formatter = JsonFormatter() if json_logs else TextFormatter()
@@ -281,7 +291,7 @@ def test_a_blocked_output_drops_lines_instead_of_growing_without_bound(
     monkeypatch.setattr(access_module, "MAX_PENDING", 3)
     log = access_module.AccessLog()  # not started: as if its output were blocked
     for _ in range(5):
-        log.record(RequestContext.begin({"path": "/v1/models", "headers": []}))
+        log.record(record_of(RequestContext.begin({"path": "/v1/models", "headers": []})))
     log.start()
     log.stop()
     assert len([r for r in caplog.records if r.name == "lockgate.access"]) == 3

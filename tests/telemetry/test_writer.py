@@ -14,8 +14,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from lockgate.core.record import RequestRecord
 from lockgate.pipeline.context import RequestContext
-from lockgate.pipeline.record import RequestRecord
+from lockgate.pipeline.record import record_of
 from lockgate.state.store import LogQuery, Store, UsageQuery
 from lockgate.telemetry.writer import RecordWriter
 
@@ -57,7 +58,7 @@ def context(n: int) -> RequestContext:
 def record_some(writer: RecordWriter, count: int, start: int = 0) -> list[str]:
     """Records ``count`` requests; their record ids, in order."""
     for n in range(start, start + count):
-        writer.record(context(n))
+        writer.record(record_of(context(n)))
     return [r.id for r in list(writer.records)[-count:]]
 
 
@@ -191,7 +192,7 @@ def write_orphan(spill_dir: Path, records: list[RequestRecord], name: str = "spi
 
 
 def orphan_records(count: int) -> list[RequestRecord]:
-    return [RequestRecord.of(context(100 + n)) for n in range(count)]
+    return [record_of(context(100 + n)) for n in range(count)]
 
 
 async def test_an_orphan_spill_file_is_adopted(spill_dir: Path) -> None:

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lockgate.asgi import Scope, header
 from lockgate.core.chat import Usage
+from lockgate.core.record import new_id
 
 if TYPE_CHECKING:
     from lockgate.pipeline.limits import Estimate, Lease
     from lockgate.pipeline.route import Deployment
-
-
-def new_id() -> str:
-    """32 hex characters, time-ordered (nanoseconds, then 64 random bits): unique, cheap, and
-    appended at the end of the records' primary-key index instead of at random places in it."""
-    return f"{time.time_ns():016x}{os.urandom(8).hex()}"
 
 
 @dataclass(slots=True)

@@ -15,6 +15,7 @@ from lockgate.errors import GatewayError, ShuttingDown
 from lockgate.pipeline.body import ClientGone
 from lockgate.pipeline.context import RequestContext
 from lockgate.pipeline.limits import Estimate, Lease, at_least
+from lockgate.pipeline.record import record_of
 from lockgate.pipeline.route import ModelPlan
 from lockgate.pipeline.services import Services
 
@@ -45,7 +46,7 @@ class Endpoint(ABC):
                 raise
             await self.fail(response, ShuttingDown(), ctx)
         finally:
-            self.s.recorder.record(ctx)
+            self.s.recorder.record(record_of(ctx))
 
     @abstractmethod
     async def handle(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import sqlalchemy as sa
 
-from lockgate.pipeline.record import RequestRecord
+from lockgate.core.record import RequestRecord
 from lockgate.safe_url import redact_url
 from lockgate.state.migrate import SchemaError
 from lockgate.state.store import Store

@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from lockgate.pipeline.record import RequestRecord
+from lockgate.core.record import RequestRecord
 from lockgate.state import schema
 from lockgate.state.migrate import migrate
 from lockgate.state.schema import HISTOGRAM_COLUMNS, LATENCY_BUCKETS_MS

@@ -1,12 +1,12 @@
 """The access log: one line per request (``telemetry.access_log``), written off the request path.
 
-The request path only appends a tuple of the request's fields to a ``collections.deque`` (one C
+The request path only appends the request's record to a ``collections.deque`` (one C
 call, no formatting, no I/O, and no thread woken). A background thread wakes every
 ``INTERVAL_S`` and writes what has gathered to the ``lockgate.access`` logger's handlers, in
 batches of at most ``CHUNK`` lines, one write and one flush a batch (each write releases the GIL,
 so a request never waits long for the thread). The handler ``telemetry.logs.configure``
 installs gets its lines (text, or JSON with ``telemetry.json_logs``) built straight from the
-tuples; any other handler (a test's ``caplog``, an embedding application's) gets ordinary
+records; any other handler (a test's ``caplog``, an embedding application's) gets ordinary
 ``LogRecord``s.
 
 Why a timer and not a blocking queue (``QueueListener``, the first version): a queue wakes its
@@ -29,41 +29,28 @@ from typing import Any
 
 import orjson
 
-from lockgate.pipeline.context import RequestContext
+from lockgate.core.record import RequestRecord
 from lockgate.telemetry.logs import BatchedStreamHandler, JsonFormatter, iso_time
-
-# (finished at, request id, path, status, ms, key id, team id, model, route, prompt tokens,
-#  completion tokens, error code, stream)
-Entry = tuple[float, str, str, int, float, str | None, str | None, str | None, str | None, int,
-              int, str | None, bool]
 
 MAX_PENDING = 100_000
 INTERVAL_S = 0.05  # how long a line may wait before it is written
 CHUNK = 64  # lines written between flushes: bounds how long the thread holds the GIL
 
-FIELDS = ("request_id", "path", "status", "latency_ms", "key_id", "team_id", "model", "route",
-          "prompt_tokens", "completion_tokens", "error_code", "stream")
-
 
 class AccessLog:
     def __init__(self, logger: logging.Logger | None = None) -> None:
-        self._pending: deque[Entry] = deque()
+        self._pending: deque[RequestRecord] = deque()
         self._logger = logger or logging.getLogger("lockgate.access")
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.dropped = 0
 
-    def record(self, ctx: RequestContext) -> None:
-        """Request path: queues the request's fields. A ``Recorder``."""
+    def record(self, record: RequestRecord) -> None:
+        """Request path: queues the request's record. A ``Recorder``."""
         if len(self._pending) >= MAX_PENDING:
             self.dropped += 1
             return
-        ms = ctx.elapsed_ms()
-        self._pending.append((
-            ctx.ts + ms / 1000.0, ctx.request_id, ctx.endpoint, ctx.status, ms, ctx.key_id,
-            ctx.team_id, ctx.model, ctx.route, ctx.usage.prompt_tokens,
-            ctx.usage.completion_tokens, ctx.error_code, ctx.stream,
-        ))
+        self._pending.append(record)
 
     def start(self) -> None:
         """In the serving process (a thread does not survive a fork)."""
@@ -111,7 +98,7 @@ def _handlers(logger: logging.Logger) -> list[logging.Handler]:
     return found
 
 
-def _write(handler: logging.Handler, name: str, batch: list[Entry]) -> None:
+def _write(handler: logging.Handler, name: str, batch: list[RequestRecord]) -> None:
     """Writes a batch of lines to one handler, then flushes it. The handler ``serve`` installs
     gets the lines built straight from the entries, as its formatter would build them, in one
     write: building a ``LogRecord`` and passing it through ``logging`` costs four times the
@@ -119,7 +106,7 @@ def _write(handler: logging.Handler, name: str, batch: list[Entry]) -> None:
     application's) gets ordinary records."""
     if isinstance(handler, BatchedStreamHandler):
         line = _json_line if isinstance(handler.formatter, JsonFormatter) else _text_line
-        text = "".join([line(name, entry) for entry in batch])
+        text = "".join([line(name, request) for request in batch])
         with handler.lock or contextlib.nullcontext():
             try:
                 handler.stream.write(text)
@@ -127,32 +114,34 @@ def _write(handler: logging.Handler, name: str, batch: list[Entry]) -> None:
             except Exception:
                 handler.handleError(to_log_record(name, batch[0]))
         return
-    for entry in batch:
-        handler.handle(to_log_record(name, entry))
+    for request in batch:
+        handler.handle(to_log_record(name, request))
     handler.flush()
 
 
-def _fields(entry: Entry) -> dict[str, Any]:
-    fields = dict(zip(FIELDS, entry[1:], strict=True))
-    fields["latency_ms"] = round(entry[4], 2)
-    return fields
+def _fields(record: RequestRecord) -> dict[str, Any]:
+    return {"request_id": record.request_id, "path": record.endpoint, "status": record.status,
+            "latency_ms": round(record.latency_ms, 2), "key_id": record.key_id,
+            "team_id": record.team_id, "model": record.model, "route": record.route,
+            "prompt_tokens": record.prompt_tokens, "completion_tokens": record.completion_tokens,
+            "error_code": record.error_code, "stream": record.stream}
 
 
-def _text_line(name: str, entry: Entry) -> str:
-    return f"{iso_time(entry[0])} INFO {name}: {text_line(_fields(entry))}\n"
+def _text_line(name: str, request: RequestRecord) -> str:
+    return f"{iso_time(request.finished)} INFO {name}: {text_line(_fields(request))}\n"
 
 
-def _json_line(name: str, entry: Entry) -> str:
-    fields = _fields(entry)
-    line = {"ts": iso_time(entry[0]), "level": "INFO", "logger": name,
+def _json_line(name: str, request: RequestRecord) -> str:
+    fields = _fields(request)
+    line = {"ts": iso_time(request.finished), "level": "INFO", "logger": name,
             "message": text_line(fields), **fields}
     return orjson.dumps(line).decode() + "\n"
 
 
-def to_log_record(name: str, entry: Entry) -> logging.LogRecord:
-    fields = _fields(entry)
+def to_log_record(name: str, request: RequestRecord) -> logging.LogRecord:
+    fields = _fields(request)
     record = logging.LogRecord(name, logging.INFO, __file__, 0, text_line(fields), None, None)
-    record.created = entry[0]
+    record.created = request.finished
     record.fields = fields
     return record
 

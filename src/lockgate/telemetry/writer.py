@@ -40,8 +40,7 @@ from typing import Protocol
 
 import orjson
 
-from lockgate.pipeline.context import RequestContext
-from lockgate.pipeline.record import RequestRecord
+from lockgate.core.record import RequestRecord
 
 log = logging.getLogger("lockgate")
 
@@ -78,8 +77,7 @@ class RecordWriter:
 
     # --- request path ----------------------------------------------------------------------
 
-    def record(self, ctx: RequestContext) -> None:
-        record = RequestRecord.of(ctx)
+    def record(self, record: RequestRecord) -> None:
         self.records.append(record)
         self._unspooled.append(record)
         if len(self._unspooled) == 1:  # the first of this loop turn: one append for them all

@@ -1,0 +1,42 @@
+"""What every request leaves behind: one ``RequestRecord``, built once when it ends and handed
+to every recorder (the storage writer, the access log). It sits below the pipeline, storage and
+telemetry, which all read it and none of which it knows."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+
+def new_id() -> str:
+    """32 hex characters, time-ordered (nanoseconds, then 64 random bits): unique, cheap, and
+    appended at the end of the records' primary-key index instead of at random places in it."""
+    return f"{time.time_ns():016x}{os.urandom(8).hex()}"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    request_id: str
+    ts: float  # when the request began (epoch seconds)
+    endpoint: str
+    key_id: str | None
+    team_id: str | None
+    model: str | None
+    route: str | None
+    status: int
+    error_code: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    latency_ms: float
+    stream: bool
+    user: str | None = None
+    cache: str | None = None
+    # The record's own id: a record written twice (replayed after an outage) is stored once.
+    id: str = field(default_factory=new_id)
+
+    @property
+    def finished(self) -> float:
+        """When the answer ended (epoch seconds)."""
+        return self.ts + self.latency_ms / 1000.0
