@@ -281,6 +281,22 @@ def test_a_stream_the_client_cuts_is_charged_its_reservation(gateway: GatewayFac
         assert counted(gw, "spend:key:static/limited:total") == pytest.approx(50.0 * cut)
 
 
+def test_a_stream_its_upstream_cuts_is_charged_its_reservation(gateway: GatewayFactory,
+                                                             fake_openai: FakeOpenAI) -> None:
+    gw = limited_gateway(gateway, models=PRICED, budget_usd=1000)
+    fake_openai.enqueue(Reply(cut_after=1))  # the connection drops before the usage event
+    client = openai.OpenAI(base_url=gw.openai_base_url, api_key=KEY, max_retries=0)
+    stream = client.chat.completions.create(model="gpt", max_tokens=40, stream=True,
+                                            messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.APIError):
+        list(stream)  # the first event, then the gateway's error event
+    record = records(gw, 1)[-1]
+    assert (record.status, record.error_code) == (502, "upstream_error")
+    assert record.cost_usd == pytest.approx(40.0)  # $1 per reserved completion token
+    settled(gw)
+    assert counted(gw, "spend:key:static/limited:total") == pytest.approx(40.0)
+
+
 def test_an_answer_the_client_stops_waiting_for_is_charged_its_reservation(
         gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
     gw = limited_gateway(gateway, models=PRICED, budget_usd=1000)

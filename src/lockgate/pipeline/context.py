@@ -36,6 +36,9 @@ class RequestContext:
     usage: Usage = field(default_factory=Usage)
     user: str | None = None
     stream: bool = False
+    # The answer ended before its final usage was known (the client hung up, or a stream was
+    # cut by its upstream or the drain): what was seen is not what the upstream bills.
+    cut_short: bool = False
 
     @classmethod
     def begin(cls, scope: Scope) -> RequestContext:
@@ -48,6 +51,12 @@ class RequestContext:
     def client_closed(self) -> None:
         """The client went away before it had its whole answer."""
         self.status, self.error_code = 499, "client_closed"
+        self.cut_short = True
+
+    def stream_cut(self, status: int, code: str) -> None:
+        """A stream that had started ended with an error event instead of its end."""
+        self.status, self.error_code = status, code
+        self.cut_short = True
 
     def settle_cost(self) -> float:
         """The cost of what the deployment that answered used, by its price."""

@@ -125,11 +125,12 @@ def end_user(scope: Scope, body: dict[str, Any]) -> str | None:
 
 def settle_all(lease: Lease, ctx: RequestContext) -> None:
     """Charges what the request used to the key's and team's limits and to the answering
-    deployment's quota. An answer the client cut off has no final usage (a stream cut before
-    its usage event, an answer abandoned while the upstream wrote it), yet the upstream bills
-    it: it is charged at least its reservation, and its record says so."""
+    deployment's quota. An answer cut short has no final usage (a stream the client, the
+    upstream or the drain cut before its usage event, an answer abandoned while the upstream
+    wrote it), yet the upstream bills it: it is charged at least its reservation, and its
+    record says so."""
     usage, cost = ctx.usage, ctx.settle_cost()
-    if ctx.status == 499 and ctx.estimate is not None:
+    if ctx.cut_short and ctx.estimate is not None:
         usage, cost = at_least(ctx.estimate, usage, cost)
         ctx.cost_usd = cost
     lease.settle(usage, cost)

@@ -118,10 +118,10 @@ async def pump(send: Send, first: bytes, rest: AsyncIterator[bytes],
             await send_chunk(send, chunk)
     except UpstreamError as err:
         timed_out = isinstance(err, UpstreamTimeout)
-        ctx.status, ctx.error_code = (504, err.code) if timed_out else (502, "upstream_error")
+        ctx.stream_cut(*((504, err.code) if timed_out else (502, "upstream_error")))
         await send_chunk(send, on_error(err))
     except asyncio.CancelledError:
-        ctx.status, ctx.error_code = 503, SHUTTING_DOWN.code
+        ctx.stream_cut(503, SHUTTING_DOWN.code)
         with contextlib.suppress(Exception):  # a client that is gone cannot be told
             await send_chunk(send, on_error(SHUTTING_DOWN), more=False)
         raise
