@@ -32,6 +32,7 @@ from lockgate.core.chat import (
     ToolChoice,
     UsageEvent,
 )
+from lockgate.core.lenient import block_index
 from lockgate.dialects.anthropic import (
     FINISH_FROM_STOP_REASON,
     compact_json,
@@ -353,7 +354,7 @@ class AnthropicStreamParser:
         if block.get("type") != "tool_use":
             return []  # thinking and server-tool blocks have no canonical form
         position = len(self._tools)
-        self._tools[_int(data.get("index"))] = position
+        self._tools[block_index(data.get("index"))] = position
         events: list[StreamEvent] = [
             ToolCallStart(position, str(block.get("id", "")), str(block.get("name", "")))
         ]
@@ -369,7 +370,7 @@ class AnthropicStreamParser:
             text = delta.get("text")
             return [TextDelta(text)] if isinstance(text, str) and text else []
         if delta.get("type") == "input_json_delta":
-            position = self._tools.get(_int(data.get("index")))
+            position = self._tools.get(block_index(data.get("index")))
             partial = delta.get("partial_json")
             if position is not None and isinstance(partial, str) and partial:
                 return [ToolCallDelta(position, partial)]
@@ -403,7 +404,3 @@ class AnthropicStreamParser:
         "message_delta": _message_delta,
         "message_stop": _message_stop,
     }
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else -1

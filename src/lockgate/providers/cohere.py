@@ -56,6 +56,7 @@ from lockgate.core.chat import (
     UsageEvent,
 )
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
+from lockgate.core.lenient import as_object, integer
 from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers.base import Provider
@@ -246,7 +247,7 @@ def decode_response(data: Any, model: str) -> ChatResponse:
 
 
 def _decode_call(call: JSON) -> ToolCall:
-    function = _as_dict(call.get("function"))
+    function = as_object(call.get("function"))
     arguments = function.get("arguments")
     if not isinstance(arguments, str):
         arguments = orjson.dumps(arguments or {}).decode()
@@ -261,18 +262,14 @@ def _finish(reason: str, has_tool_calls: bool) -> FinishReason:
 
 def decode_usage(usage: Any) -> Usage:
     """Billed counts where Cohere gives them (they are what it charges), else the raw ones."""
-    usage = usage if isinstance(usage, dict) else {}
-    billed = _as_dict(usage.get("billed_units"))
-    tokens = _as_dict(usage.get("tokens"))
+    usage = as_object(usage)
+    billed = as_object(usage.get("billed_units"))
+    tokens = as_object(usage.get("tokens"))
     return Usage(
         prompt_tokens=_count(billed, "input_tokens", _count(tokens, "input_tokens", 0)),
         completion_tokens=_count(billed, "output_tokens", _count(tokens, "output_tokens", 0)),
         cached_tokens=_count(usage, "cached_tokens", 0),
     )
-
-
-def _as_dict(value: Any) -> JSON:
-    return value if isinstance(value, dict) else {}
 
 
 def _count(counts: JSON, key: str, default: int) -> int:
@@ -321,7 +318,7 @@ class CohereStreamParser:
             raise UpstreamError("the upstream stream ended early", retryable=False)
 
     def _content_delta(self, data: JSON) -> list[StreamEvent]:
-        content = _as_dict(_message(data).get("content"))
+        content = as_object(_message(data).get("content"))
         text = content.get("text")
         return [TextDelta(text)] if isinstance(text, str) and text else []
 
@@ -330,8 +327,8 @@ class CohereStreamParser:
         return [TextDelta(plan)] if isinstance(plan, str) and plan else []
 
     def _tool_call_start(self, data: JSON) -> list[StreamEvent]:
-        call = _as_dict(_message(data).get("tool_calls"))
-        function = _as_dict(call.get("function"))
+        call = as_object(_message(data).get("tool_calls"))
+        function = as_object(call.get("function"))
         position = len(self._tools)
         self._tools[_index(data, position)] = position
         events: list[StreamEvent] = [
@@ -343,8 +340,8 @@ class CohereStreamParser:
         return events
 
     def _tool_call_delta(self, data: JSON) -> list[StreamEvent]:
-        call = _as_dict(_message(data).get("tool_calls"))
-        arguments = _as_dict(call.get("function")).get("arguments")
+        call = as_object(_message(data).get("tool_calls"))
+        arguments = as_object(call.get("function")).get("arguments")
         position = self._tools.get(_index(data, len(self._tools) - 1))
         if position is None or not isinstance(arguments, str) or not arguments:
             return []
@@ -352,7 +349,7 @@ class CohereStreamParser:
 
     def _message_end(self, data: JSON) -> list[StreamEvent]:
         self.done = True
-        delta = _as_dict(data.get("delta"))
+        delta = as_object(data.get("delta"))
         reason = str(delta.get("finish_reason") or "COMPLETE")
         if delta.get("error") or reason in _FAILED:
             message = delta.get("error") or f"the upstream reported a failed generation ({reason})"
@@ -370,12 +367,11 @@ class CohereStreamParser:
 
 
 def _message(data: JSON) -> JSON:
-    return _as_dict(_as_dict(data.get("delta")).get("message"))
+    return as_object(as_object(data.get("delta")).get("message"))
 
 
 def _index(data: JSON, default: int) -> int:
-    index = data.get("index")
-    return index if isinstance(index, int) and not isinstance(index, bool) else default
+    return integer(data.get("index"), default)
 
 
 # --- embeddings ------------------------------------------------------------------------------
@@ -391,12 +387,12 @@ def encode_embed_request(request: EmbeddingsRequest, texts: list[str]) -> JSON:
 
 def decode_embeddings(data: Any, expected: int) -> tuple[list[list[float]], int]:
     """The float vectors of an Embed answer and its billed input tokens."""
-    answer = _as_dict(data)
-    vectors = _as_dict(answer.get("embeddings")).get("float")
+    answer = as_object(data)
+    vectors = as_object(answer.get("embeddings")).get("float")
     if not isinstance(vectors, list) or len(vectors) != expected:
         raise UpstreamError("the upstream answered without the expected embeddings",
                             retryable=True)
-    billed = _as_dict(_as_dict(answer.get("meta")).get("billed_units"))
+    billed = as_object(as_object(answer.get("meta")).get("billed_units"))
     return [list(v) for v in vectors], _count(billed, "input_tokens", 0)
 
 

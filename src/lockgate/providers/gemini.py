@@ -59,6 +59,7 @@ from lockgate.core.chat import (
     UsageEvent,
 )
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
+from lockgate.core.lenient import as_object
 from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers.base import Provider
@@ -276,12 +277,8 @@ _FORMATS = frozenset({"enum", "date-time", "int32", "int64", "float", "double"})
 
 def gemini_schema(schema: Mapping[str, Any]) -> JSON:
     """``schema`` (JSON Schema) reduced to what Gemini's function parameters accept."""
-    defs: JSON = {**_as_dict(schema.get("definitions")), **_as_dict(schema.get("$defs"))}
+    defs: JSON = {**as_object(schema.get("definitions")), **as_object(schema.get("$defs"))}
     return _clean_schema(schema, defs, frozenset())
-
-
-def _as_dict(value: Any) -> JSON:
-    return value if isinstance(value, dict) else {}
 
 
 def _clean_schema(node: Mapping[str, Any], defs: JSON, seen: frozenset[str]) -> JSON:
@@ -305,7 +302,7 @@ def _clean_schema(node: Mapping[str, Any], defs: JSON, seen: frozenset[str]) -> 
 
 def _clean_value(key: str, value: Any, defs: JSON, seen: frozenset[str]) -> Any:
     if key == "properties":
-        return {n: _clean_schema(s, defs, seen) for n, s in _as_dict(value).items()
+        return {n: _clean_schema(s, defs, seen) for n, s in as_object(value).items()
                 if isinstance(s, dict)}
     if key == "items":
         return _clean_schema(value, defs, seen) if isinstance(value, dict) else None
@@ -389,12 +386,12 @@ def _first_candidate(data: JSON) -> JSON | None:
 
 
 def _parts(candidate: JSON) -> list[JSON]:
-    parts = _as_dict(candidate.get("content")).get("parts")
+    parts = as_object(candidate.get("content")).get("parts")
     return [p for p in parts if isinstance(p, dict)] if isinstance(parts, list) else []
 
 
 def _tool_call(part: JSON, signatures: MutableMapping[str, str] | None) -> ToolCall:
-    call = _as_dict(part.get("functionCall"))
+    call = as_object(part.get("functionCall"))
     call_id = str(call.get("id") or f"call_{secrets.token_hex(12)}")
     signature = part.get("thoughtSignature")
     if signatures is not None and isinstance(signature, str):
@@ -417,7 +414,7 @@ def parse_usage(meta: Any) -> Usage:
     """``usageMetadata`` in canonical terms. Thinking tokens are billed as output, so they count
     in ``completion_tokens`` as OpenAI counts reasoning tokens; tokens of tool-use prompts
     (e.g. search results) are billed as input."""
-    meta = _as_dict(meta)
+    meta = as_object(meta)
     thoughts = _count(meta, "thoughtsTokenCount")
     return Usage(
         prompt_tokens=_count(meta, "promptTokenCount") + _count(meta, "toolUsePromptTokenCount"),
@@ -438,7 +435,7 @@ def new_id() -> str:
 
 def upstream_error(error: Any) -> UpstreamError:
     """An ``{"error": {"code", "message", "status"}}`` object met inside a stream."""
-    error = _as_dict(error)
+    error = as_object(error)
     code = error.get("code")
     status = code if isinstance(code, int) and 400 <= code <= 599 else 502
     message = error.get("message") or error.get("status") or "the upstream reported an error"
@@ -493,7 +490,7 @@ class StreamParser:
     def _candidate_events(self, chunk: JSON) -> list[StreamEvent]:
         candidate = _first_candidate(chunk)
         if candidate is None:
-            if _as_dict(chunk.get("promptFeedback")).get("blockReason"):
+            if as_object(chunk.get("promptFeedback")).get("blockReason"):
                 self._finished = True
                 return [StreamFinish("content_filter")]
             return []
@@ -560,8 +557,8 @@ def parse_embeddings(data: JSON) -> tuple[list[list[float]], int]:
     embeddings = data.get("embeddings")
     if not isinstance(embeddings, list):
         raise UpstreamError("the upstream answered without embeddings", retryable=True)
-    vectors = [list(_as_dict(e).get("values") or []) for e in embeddings]
-    return vectors, _count(_as_dict(data.get("usageMetadata")), "promptTokenCount")
+    vectors = [list(as_object(e).get("values") or []) for e in embeddings]
+    return vectors, _count(as_object(data.get("usageMetadata")), "promptTokenCount")
 
 
 # --- the provider ------------------------------------------------------------------------------

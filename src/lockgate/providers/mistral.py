@@ -52,6 +52,7 @@ from lockgate.core.chat import (
     UsageEvent,
 )
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
+from lockgate.core.lenient import as_object
 from lockgate.dialects.openai import usage_from_object
 from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
@@ -269,7 +270,7 @@ def content_text(content: Any) -> str:
 
 
 def _tool_call(call: JSON, position: int) -> ToolCall:
-    function = _as_dict(call.get("function"))
+    function = as_object(call.get("function"))
     # A stand-in id for a call that came without one is itself a valid Mistral id (9 chars).
     return ToolCall(id=str(call.get("id") or f"call{position:05d}"),
                     name=str(function.get("name") or ""),
@@ -330,7 +331,7 @@ class MistralStreamParser:
         return [self._finish] if self._usage is None else [self._finish, self._usage]
 
     def _choice_events(self, choice: JSON) -> list[StreamEvent]:
-        delta = _as_dict(choice.get("delta"))
+        delta = as_object(choice.get("delta"))
         events: list[StreamEvent] = []
         text = content_text(delta.get("content"))
         if text:
@@ -346,7 +347,7 @@ class MistralStreamParser:
         return events
 
     def _call_events(self, call: JSON) -> list[StreamEvent]:
-        function = _as_dict(call.get("function"))
+        function = as_object(call.get("function"))
         index = call.get("index")
         key = index if isinstance(index, int) and not isinstance(index, bool) else len(self._calls)
         arguments = function.get("arguments")
@@ -358,10 +359,6 @@ class MistralStreamParser:
         if arguments is not None and arguments != "":
             events.append(ToolCallDelta(self._calls[key], _arguments(arguments)))
         return events
-
-
-def _as_dict(value: Any) -> JSON:
-    return value if isinstance(value, dict) else {}
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -435,7 +432,7 @@ class MistralProvider(Provider):
         if request.dimensions is not None:
             body["output_dimension"] = request.dimensions
         answer = await self.read_json(await self._post("/embeddings", body, timeout), timeout)
-        answer = _as_dict(answer)
+        answer = as_object(answer)
         data = [item for item in answer.get("data") or [] if isinstance(item, dict)]
         if len(data) != len(request.inputs):
             raise UpstreamError("the upstream answered without the expected embeddings",

@@ -40,6 +40,7 @@ import orjson
 
 from lockgate.core.chat import ChatRequest, ChatResponse, StreamEvent, Usage
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
+from lockgate.core.lenient import as_object
 from lockgate.errors import InvalidRequest, UpstreamError, UpstreamTimeout, scrub
 from lockgate.providers import anthropic, gemini
 from lockgate.providers._google_auth import GoogleCredentials, Grant, TokenSource
@@ -122,19 +123,15 @@ def parse_predictions(data: Any) -> tuple[list[list[float]], int]:
     vectors: list[list[float]] = []
     tokens = 0
     for prediction in predictions:
-        embeddings = _as_dict(_as_dict(prediction).get("embeddings"))
+        embeddings = as_object(as_object(prediction).get("embeddings"))
         values = embeddings.get("values")
         if not isinstance(values, list):
             raise UpstreamError("the upstream answered a prediction without values", retryable=True)
         vectors.append(values)
-        count = _as_dict(embeddings.get("statistics")).get("token_count")
+        count = as_object(embeddings.get("statistics")).get("token_count")
         # Vertex sends the count as a JSON number that may be written as a float.
         tokens += int(count) if isinstance(count, int | float) else 0
     return vectors, tokens
-
-
-def _as_dict(value: Any) -> JSON:
-    return value if isinstance(value, dict) else {}
 
 
 # --- the provider ----------------------------------------------------------------------------
