@@ -149,10 +149,7 @@ def system_text(request: ChatRequest) -> str:
     """Every system instruction as one text, JSON mode as an instruction too (for APIs that
     keep the system apart and have no JSON mode of their own: Anthropic, Bedrock Converse).
     System turns left among the messages (some clients interleave them) join it."""
-    parts = [request.system or ""]
-    parts.extend(m.text() for m in request.messages if m.role == "system")
-    parts.append(_format_instruction(request.response_format))
-    return "\n\n".join(p for p in parts if p)
+    return request.system_text(_format_instruction(request.response_format))
 
 
 def _format_instruction(response_format: ResponseFormat | None) -> str:

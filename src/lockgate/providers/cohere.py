@@ -112,8 +112,7 @@ def encode_request(request: ChatRequest, *, stream: bool) -> JSON:
 def encode_messages(request: ChatRequest) -> list[JSON]:
     """The ``messages`` list: one leading system turn (Cohere refuses one anywhere else), then
     the conversation. Turns with nothing to say are left out, as Cohere refuses empty turns."""
-    texts = [request.system or ""] + [m.text() for m in request.messages if m.role == "system"]
-    system = "\n\n".join(t for t in texts if t)
+    system = request.system_text()
     messages: list[JSON] = [{"role": "system", "content": system}] if system else []
     for message in request.messages:
         encoded = _encode_message(message)

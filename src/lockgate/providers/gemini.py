@@ -90,7 +90,7 @@ def build_request(request: ChatRequest, signatures: Mapping[str, str] | None = N
     """The ``generateContent`` body for ``request``. ``signatures`` maps tool-call ids to the
     thought signatures Gemini gave them, to be sent back with the replayed calls."""
     body: JSON = {"contents": build_contents(request, signatures or {})}
-    system = _system_text(request)
+    system = request.system_text()
     if system:
         body["systemInstruction"] = {"parts": [{"text": system}]}
     if request.tools:
@@ -101,12 +101,6 @@ def build_request(request: ChatRequest, signatures: Mapping[str, str] | None = N
     if config:
         body["generationConfig"] = config
     return body
-
-
-def _system_text(request: ChatRequest) -> str:
-    # Dialects gather system prompts into ``request.system``; a stray system turn joins it.
-    texts = [request.system or ""] + [m.text() for m in request.messages if m.role == "system"]
-    return "\n\n".join(t for t in texts if t)
 
 
 def build_contents(request: ChatRequest, signatures: Mapping[str, str]) -> list[JSON]:

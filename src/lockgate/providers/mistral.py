@@ -152,8 +152,7 @@ def build_request(request: ChatRequest, *, stream: bool) -> JSON:
 def build_messages(request: ChatRequest) -> list[JSON]:
     ids = ToolCallIds()
     names: dict[str, str] = {}
-    texts = [request.system or ""] + [m.text() for m in request.messages if m.role == "system"]
-    system = "\n\n".join(t for t in texts if t)
+    system = request.system_text()
     messages: list[JSON] = [{"role": "system", "content": system}] if system else []
     for message in request.messages:
         encoded = _encode_message(message, ids, names)
