@@ -297,6 +297,16 @@ def usage_from_object(raw: Any) -> Usage:
     )
 
 
+def function_tool(tool: Tool) -> dict[str, Any]:
+    """A tool declared in the Chat Completions shape, as the providers that borrow it (Cohere
+    v2, Mistral) send it: a tool without a description goes without one, not with "" (which
+    the OpenAI provider sends, as OpenAI's own SDK does)."""
+    function: dict[str, Any] = {"name": tool.name, "parameters": tool.parameters}
+    if tool.description:
+        function["description"] = tool.description
+    return {"type": "function", "function": function}
+
+
 def _tool_call_object(call: ToolCall) -> dict[str, Any]:
     return {"id": call.id, "type": "function",
             "function": {"name": call.name, "arguments": call.arguments}}

@@ -57,6 +57,7 @@ from lockgate.core.chat import (
 )
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from lockgate.core.lenient import as_object, integer
+from lockgate.dialects.openai import function_tool
 from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers.base import Provider
@@ -96,7 +97,7 @@ def encode_request(request: ChatRequest, *, stream: bool) -> JSON:
     body: JSON = {"model": request.model, "messages": encode_messages(request)}
     tools = _offered_tools(request.tools, request.tool_choice)
     if tools:
-        body["tools"] = [encode_tool(tool) for tool in tools]
+        body["tools"] = [function_tool(tool) for tool in tools]
         choice = encode_tool_choice(request.tool_choice)
         if choice is not None:
             body["tool_choice"] = choice
@@ -162,13 +163,6 @@ def _encode_part(part: ContentPart) -> JSON:
     if part.detail:
         image["detail"] = part.detail
     return {"type": "image_url", "image_url": image}
-
-
-def encode_tool(tool: Tool) -> JSON:
-    function: JSON = {"name": tool.name, "parameters": tool.parameters}
-    if tool.description:
-        function["description"] = tool.description
-    return {"type": "function", "function": function}
 
 
 def _offered_tools(tools: list[Tool], choice: ToolChoice | None) -> list[Tool]:

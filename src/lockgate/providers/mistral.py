@@ -44,7 +44,6 @@ from lockgate.core.chat import (
     StreamStart,
     TextDelta,
     TextPart,
-    Tool,
     ToolCall,
     ToolCallDelta,
     ToolCallStart,
@@ -53,7 +52,7 @@ from lockgate.core.chat import (
 )
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from lockgate.core.lenient import as_object
-from lockgate.dialects.openai import usage_from_object
+from lockgate.dialects.openai import function_tool, usage_from_object
 from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers.base import Provider
@@ -136,7 +135,7 @@ def build_request(request: ChatRequest, *, stream: bool) -> JSON:
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     if request.tools:
-        body["tools"] = [encode_tool(tool) for tool in request.tools]
+        body["tools"] = [function_tool(tool) for tool in request.tools]
         if request.parallel_tool_calls is not None:
             body["parallel_tool_calls"] = request.parallel_tool_calls
     if request.tool_choice is not None:
@@ -204,13 +203,6 @@ def _encode_content(parts: list[ContentPart]) -> str | list[JSON]:
         else:
             encoded.append({"type": "image_url", "image_url": part.as_data_url()})
     return encoded
-
-
-def encode_tool(tool: Tool) -> JSON:
-    function: JSON = {"name": tool.name, "parameters": tool.parameters}
-    if tool.description:
-        function["description"] = tool.description
-    return {"type": "function", "function": function}
 
 
 def encode_tool_choice(choice: ToolChoice) -> str | JSON:
