@@ -66,6 +66,7 @@ from lockgate.errors import (
     UpstreamError,
 )
 from lockgate.providers._aws_auth import endpoint_url, make_auth, resolve_region
+from lockgate.providers._embed_batches import Batch, batches, gather_batches
 from lockgate.providers._eventstream import EventMessage, EventStreamDecoder
 from lockgate.providers.anthropic import alternating_turns, system_text
 from lockgate.providers.base import Provider
@@ -525,23 +526,18 @@ class BedrockProvider(Provider):
     async def embeddings(self, request: EmbeddingsRequest, timeout: float) -> EmbeddingsResponse:
         family = model_family(request.model)
         if family == "cohere":
-            results = await asyncio.gather(*(
-                self._cohere(request, request.inputs[i:i + COHERE_BATCH], timeout)
-                for i in range(0, len(request.inputs), COHERE_BATCH)))
+            calls = [self._cohere(request, texts, timeout)
+                     for texts in batches(request.inputs, COHERE_BATCH)]
         elif family == "amazon" and "titan-embed" in request.model:
             gate = asyncio.Semaphore(TITAN_PARALLEL)
-            results = await asyncio.gather(*(
-                self._titan(request, text, gate, timeout) for text in request.inputs))
+            calls = [self._titan(request, text, gate, timeout) for text in request.inputs]
         else:
             raise InvalidRequest(f"embeddings: provider type 'bedrock' offers them for Amazon Titan "
                                  f"and Cohere embedding models, and {request.model!r} is neither")
-        vectors = [vector for batch, _ in results for vector in batch]
-        tokens = sum(count for _, count in results)
-        return EmbeddingsResponse(model=request.model, vectors=vectors,
-                                  usage=Usage(prompt_tokens=tokens))
+        return await gather_batches(request.model, calls)
 
     async def _titan(self, request: EmbeddingsRequest, text: str, gate: asyncio.Semaphore,
-                     timeout: float) -> tuple[list[list[float]], int]:
+                     timeout: float) -> Batch:
         async with gate:
             response = await self.post(model_path(request.model, "invoke"),
                                        titan_body(text, request.dimensions), timeout)
@@ -552,7 +548,7 @@ class BedrockProvider(Provider):
         return [vector], token_count(data.get("inputTextTokenCount"))
 
     async def _cohere(self, request: EmbeddingsRequest, texts: list[str],
-                      timeout: float) -> tuple[list[list[float]], int]:
+                      timeout: float) -> Batch:
         response = await self.post(model_path(request.model, "invoke"),
                                    cohere_body(texts, request.dimensions), timeout)
         tokens = _int_header(response.headers, "x-amzn-bedrock-input-token-count")

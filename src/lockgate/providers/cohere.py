@@ -26,7 +26,6 @@ Translation is done by module-level functions, pure and testable without a serve
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
@@ -60,6 +59,7 @@ from lockgate.core.lenient import as_object, integer
 from lockgate.dialects.openai import function_tool
 from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
+from lockgate.providers._embed_batches import Batch, batches, gather_batches
 from lockgate.providers.base import Provider
 from lockgate.providers.http import (
     drive,
@@ -427,16 +427,11 @@ class CohereProvider(Provider):
         return drive(iter_sse(response, self.limits), parser.feed, parser.close)
 
     async def embeddings(self, request: EmbeddingsRequest, timeout: float) -> EmbeddingsResponse:
-        batches = [request.inputs[i:i + EMBED_BATCH]
-                   for i in range(0, len(request.inputs), EMBED_BATCH)]
-        results = await asyncio.gather(*(self._embed(request, b, timeout) for b in batches))
-        vectors = [vector for batch, _ in results for vector in batch]
-        tokens = sum(count for _, count in results)
-        return EmbeddingsResponse(model=request.model, vectors=vectors,
-                                  usage=Usage(prompt_tokens=tokens))
+        return await gather_batches(request.model, (
+            self._embed(request, texts, timeout) for texts in batches(request.inputs, EMBED_BATCH)))
 
     async def _embed(self, request: EmbeddingsRequest, texts: list[str],
-                     timeout: float) -> tuple[list[list[float]], int]:
+                     timeout: float) -> Batch:
         response = await self._post("embed", encode_embed_request(request, texts), timeout)
         return decode_embeddings(await self.read_json(response, timeout), len(texts))
 

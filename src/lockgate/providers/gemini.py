@@ -24,7 +24,6 @@ Translation is done by the module-level functions, pure and testable without a s
 
 from __future__ import annotations
 
-import asyncio
 import mimetypes
 import os
 import re
@@ -62,6 +61,7 @@ from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from lockgate.core.lenient import as_object
 from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
+from lockgate.providers._embed_batches import Batch, batches, gather_batches
 from lockgate.providers.base import Provider
 from lockgate.providers.http import drive, iter_sse, merge_headers, open_response
 
@@ -622,17 +622,12 @@ class GeminiProvider(Provider):
         return stream_events(iter_sse(response, self.limits), parser)
 
     async def embeddings(self, request: EmbeddingsRequest, timeout: float) -> EmbeddingsResponse:
-        batches = [request.inputs[i:i + EMBED_BATCH]
-                   for i in range(0, len(request.inputs), EMBED_BATCH)]
-        results = await asyncio.gather(*(self._embed(request, b, timeout) for b in batches))
-        vectors = [vector for batch, _ in results for vector in batch]
-        tokens = sum(count for _, count in results)
-        return EmbeddingsResponse(model=request.model, vectors=vectors,
-                                  usage=Usage(prompt_tokens=tokens))
+        return await gather_batches(request.model, (
+            self._embed(request, texts, timeout) for texts in batches(request.inputs, EMBED_BATCH)))
 
     async def _embed(
         self, request: EmbeddingsRequest, inputs: list[str], timeout: float
-    ) -> tuple[list[list[float]], int]:
+    ) -> Batch:
         body = orjson.dumps(build_embed_request(request, inputs))
         response = await open_response(self.session, self.url(request.model, "batchEmbedContents"),
                                        body=body, headers=self.headers(), timeout=timeout)

@@ -38,11 +38,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import aiohttp
 import orjson
 
-from lockgate.core.chat import ChatRequest, ChatResponse, StreamEvent, Usage
+from lockgate.core.chat import ChatRequest, ChatResponse, StreamEvent
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from lockgate.core.lenient import as_object
 from lockgate.errors import InvalidRequest, UpstreamError, UpstreamTimeout, scrub
 from lockgate.providers import anthropic, gemini
+from lockgate.providers._embed_batches import Batch, batches, gather_batches
 from lockgate.providers._google_auth import GoogleCredentials, Grant, TokenSource
 from lockgate.providers.base import Provider
 from lockgate.providers.http import aclose, iter_sse, merge_headers, open_response
@@ -201,17 +202,13 @@ class VertexProvider(Provider):
             raise InvalidRequest(f"provider type 'vertex' has no embeddings for {request.model!r}: "
                                  "Claude models offer none")
         size = 1 if "gemini" in request.model else EMBED_BATCH
-        batches = [request.inputs[i:i + size] for i in range(0, len(request.inputs), size)]
         gate = asyncio.Semaphore(EMBED_PARALLEL)
-        results = await asyncio.gather(*(self._embed(request, b, timeout, gate) for b in batches))
-        vectors = [vector for batch, _ in results for vector in batch]
-        tokens = sum(count for _, count in results)
-        return EmbeddingsResponse(model=request.model, vectors=vectors,
-                                  usage=Usage(prompt_tokens=tokens))
+        return await gather_batches(request.model, (
+            self._embed(request, texts, timeout, gate) for texts in batches(request.inputs, size)))
 
     async def _embed(
         self, request: EmbeddingsRequest, inputs: list[str], timeout: float, gate: asyncio.Semaphore
-    ) -> tuple[list[list[float]], int]:
+    ) -> Batch:
         async with gate:
             body = build_predict_request(inputs, request.dimensions)
             response = await self._post(request.model, "predict", body, timeout)
