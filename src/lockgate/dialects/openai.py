@@ -300,7 +300,7 @@ def usage_from_object(raw: Any) -> Usage:
 def function_tool(tool: Tool) -> dict[str, Any]:
     """A tool declared in the Chat Completions shape, as the providers that borrow it (Cohere
     v2, Mistral) send it: a tool without a description goes without one, not with "" (which
-    the OpenAI provider sends, as OpenAI's own SDK does)."""
+    the OpenAI provider sends)."""
     function: dict[str, Any] = {"name": tool.name, "parameters": tool.parameters}
     if tool.description:
         function["description"] = tool.description
