@@ -44,11 +44,10 @@ from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers.base import Provider
 from lockgate.providers.http import (
-    drive,
     event_object,
-    iter_sse,
     merge_headers,
     open_response,
+    parse_sse,
 )
 
 API_VERSION = "2023-06-01"
@@ -88,7 +87,7 @@ class AnthropicProvider(Provider):
 
     async def chat_stream(self, request: ChatRequest, timeout: float) -> AsyncIterator[StreamEvent]:
         response = await self._post(encode_request(request, stream=True), timeout)
-        return stream_events(iter_sse(response, self.limits))
+        return parse_sse(response, AnthropicStreamParser(), self.limits)
 
     async def forward(
         self, operation: str, body: dict[str, Any], timeout: float | None
@@ -294,11 +293,6 @@ def decode_response(data: Any) -> ChatResponse:
 
 
 # --- stream ----------------------------------------------------------------------------------
-
-
-def stream_events(sse: AsyncIterator[SSEEvent]) -> AsyncIterator[StreamEvent]:
-    parser = AnthropicStreamParser()
-    return drive(sse, parser.feed, parser.close)
 
 
 class AnthropicStreamParser:

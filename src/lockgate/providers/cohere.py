@@ -62,11 +62,10 @@ from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers._embed_batches import Batch, batches, gather_batches
 from lockgate.providers.base import Provider
 from lockgate.providers.http import (
-    drive,
     event_object,
-    iter_sse,
     merge_headers,
     open_response,
+    parse_sse,
 )
 
 if TYPE_CHECKING:
@@ -423,8 +422,7 @@ class CohereProvider(Provider):
 
     async def chat_stream(self, request: ChatRequest, timeout: float) -> AsyncIterator[StreamEvent]:
         response = await self._post("chat", encode_request(request, stream=True), timeout)
-        parser = CohereStreamParser(request.model)
-        return drive(iter_sse(response, self.limits), parser.feed, parser.close)
+        return parse_sse(response, CohereStreamParser(request.model), self.limits)
 
     async def embeddings(self, request: EmbeddingsRequest, timeout: float) -> EmbeddingsResponse:
         return await gather_batches(request.model, (

@@ -57,11 +57,10 @@ from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers.base import Provider
 from lockgate.providers.http import (
-    drive,
     event_object,
-    iter_sse,
     merge_headers,
     open_response,
+    parse_sse,
 )
 
 JSON = dict[str, Any]
@@ -415,8 +414,7 @@ class MistralProvider(Provider):
 
     async def chat_stream(self, request: ChatRequest, timeout: float) -> AsyncIterator[StreamEvent]:
         response = await self._post("/chat/completions", build_request(request, stream=True), timeout)
-        parser = MistralStreamParser()
-        return drive(iter_sse(response, self.limits), parser.feed, parser.close)
+        return parse_sse(response, MistralStreamParser(), self.limits)
 
     async def embeddings(self, request: EmbeddingsRequest, timeout: float) -> EmbeddingsResponse:
         body: JSON = {"model": request.model, "input": request.inputs}

@@ -45,10 +45,9 @@ from lockgate.providers.base import Provider
 from lockgate.providers.http import (
     DEFAULT_LIMITS,
     ReadLimits,
-    drive,
-    iter_sse,
     merge_headers,
     open_response,
+    parse_sse,
 )
 
 if TYPE_CHECKING:
@@ -258,8 +257,7 @@ def parse_response(answer: dict[str, Any]) -> ChatResponse:
 
 def parse_stream(response: aiohttp.ClientResponse,
                  limits: ReadLimits = DEFAULT_LIMITS) -> AsyncIterator[StreamEvent]:
-    parser = OpenAIStreamParser()
-    return drive(iter_sse(response, limits), parser.feed, parser.close)
+    return parse_sse(response, OpenAIStreamParser(), limits)
 
 
 class OpenAIStreamParser:

@@ -46,7 +46,7 @@ from lockgate.providers import anthropic, gemini
 from lockgate.providers._embed_batches import Batch, batches, gather_batches
 from lockgate.providers._google_auth import GoogleCredentials, Grant, TokenSource
 from lockgate.providers.base import Provider
-from lockgate.providers.http import aclose, iter_sse, merge_headers, open_response
+from lockgate.providers.http import aclose, iter_sse, merge_headers, open_response, parse_sse
 
 if TYPE_CHECKING:
     from lockgate.config import ProviderConfig
@@ -188,7 +188,8 @@ class VertexProvider(Provider):
         if is_claude(request.model):
             body = anthropic_body(request, stream=True)
             response = await self._post(request.model, "streamRawPredict", body, timeout)
-            return self._redacting(anthropic.stream_events(iter_sse(response, self.limits)))
+            claude = anthropic.AnthropicStreamParser()
+            return self._redacting(parse_sse(response, claude, self.limits))
         body = gemini.build_request(request, self._signatures)
         response = await self._post(request.model, "streamGenerateContent", body, timeout,
                                     query="?alt=sse")
