@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import aiohttp
@@ -62,6 +62,7 @@ from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers._embed_batches import Batch, batches, gather_batches
 from lockgate.providers.base import Provider
 from lockgate.providers.http import (
+    error_from_response,
     event_object,
     merge_headers,
     open_response,
@@ -388,6 +389,15 @@ def decode_embeddings(data: Any, expected: int) -> tuple[list[list[float]], int]
     return [list(v) for v in vectors], _count(billed, "input_tokens", 0)
 
 
+def _error_from_response(status: int, raw: bytes, headers: Mapping[str, str]) -> UpstreamError:
+    """``open_response``'s ``on_error``, the one way a provider reads its error statuses."""
+    err = error_from_response(status, raw, headers)
+    if status != 498:
+        return err
+    # Cohere's own "invalid token" status: to clients, an upstream 401.
+    return UpstreamError(err.message, status=401)
+
+
 # --- the provider ----------------------------------------------------------------------------
 
 
@@ -434,11 +444,6 @@ class CohereProvider(Provider):
         return decode_embeddings(await self.read_json(response, timeout), len(texts))
 
     async def _post(self, endpoint: str, body: JSON, timeout: float) -> aiohttp.ClientResponse:
-        try:
-            return await open_response(self.session, self.url(endpoint), body=orjson.dumps(body),
-                                       headers=self.headers(), timeout=timeout)
-        except UpstreamError as err:
-            if err.status != 498:
-                raise
-            # Cohere's own "invalid token" status: to clients, an upstream 401.
-            raise UpstreamError(err.message, status=401) from None
+        return await open_response(self.session, self.url(endpoint), body=orjson.dumps(body),
+                                   headers=self.headers(), timeout=timeout,
+                                   on_error=_error_from_response)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 import aiohttp
@@ -57,6 +57,7 @@ from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers.base import Provider
 from lockgate.providers.http import (
+    error_from_response,
     event_object,
     merge_headers,
     open_response,
@@ -391,6 +392,11 @@ def readable(err: UpstreamError) -> UpstreamError:
                          retryable=err.retryable)
 
 
+def _error_from_response(status: int, raw: bytes, headers: Mapping[str, str]) -> UpstreamError:
+    """``open_response``'s ``on_error``, the one way a provider reads its error statuses."""
+    return readable(error_from_response(status, raw, headers))
+
+
 # --- the provider ----------------------------------------------------------------------------
 
 
@@ -432,8 +438,6 @@ class MistralProvider(Provider):
                                   usage=usage_from_object(answer.get("usage")))
 
     async def _post(self, path: str, body: JSON, timeout: float) -> aiohttp.ClientResponse:
-        try:
-            return await open_response(self.session, self.base_url + path, body=orjson.dumps(body),
-                                       headers=self.headers(), timeout=timeout)
-        except UpstreamError as err:
-            raise readable(err) from None
+        return await open_response(self.session, self.base_url + path, body=orjson.dumps(body),
+                                   headers=self.headers(), timeout=timeout,
+                                   on_error=_error_from_response)
