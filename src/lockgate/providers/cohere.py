@@ -56,7 +56,7 @@ from lockgate.core.chat import (
 )
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from lockgate.core.lenient import as_object, integer
-from lockgate.dialects.openai import function_tool
+from lockgate.dialects.openai import content_part, function_tool
 from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers._embed_batches import Batch, batches, gather_batches
@@ -153,16 +153,7 @@ def _encode_call(call: ToolCall) -> JSON:
 def _encode_content(parts: list[ContentPart]) -> str | list[JSON]:
     if all(isinstance(p, TextPart) for p in parts):
         return "".join(p.text for p in parts if isinstance(p, TextPart))
-    return [_encode_part(p) for p in parts if not (isinstance(p, TextPart) and not p.text)]
-
-
-def _encode_part(part: ContentPart) -> JSON:
-    if isinstance(part, TextPart):
-        return {"type": "text", "text": part.text}
-    image: JSON = {"url": part.as_data_url()}
-    if part.detail:
-        image["detail"] = part.detail
-    return {"type": "image_url", "image_url": image}
+    return [content_part(p) for p in parts if not (isinstance(p, TextPart) and not p.text)]
 
 
 def _offered_tools(tools: list[Tool], choice: ToolChoice | None) -> list[Tool]:
