@@ -129,6 +129,15 @@ class ChatRequest:
     user: str | None = None
     include_usage: bool = False
 
+    def system_text(self, *extra: str) -> str:
+        """Every system instruction as one text, for upstreams that take one system prompt:
+        ``system``, then the system turns some clients leave among the messages, then ``extra``
+        (what a provider adds, such as a JSON-mode instruction), a blank line between each."""
+        parts = [self.system or ""]
+        parts.extend(m.text() for m in self.messages if m.role == "system")
+        parts.extend(extra)
+        return "\n\n".join(p for p in parts if p)
+
 
 @dataclass(slots=True)
 class Usage:

@@ -36,6 +36,7 @@ from lockgate.core.chat import (
     Usage,
     UsageEvent,
 )
+from lockgate.core.lenient import as_object, token_count
 from lockgate.dialects.base import Dialect, RelayTap, StreamEncoder
 from lockgate.dialects.sse import SSEEvent, named_event
 from lockgate.dialects.validate import (
@@ -90,8 +91,7 @@ STATUS_FROM_ERROR_TYPE = {
 
 def upstream_stream_error(data: dict[str, Any]) -> UpstreamError:
     """An ``event: error`` of an Anthropic stream, as the upstream failure it reports."""
-    error = data.get("error")
-    error = error if isinstance(error, dict) else {}
+    error = as_object(data.get("error"))
     kind = str(error.get("type", "api_error"))
     message = error.get("message")
     text = message if isinstance(message, str) and message else f"upstream stream error: {kind}"
@@ -103,12 +103,12 @@ def usage_from_anthropic(usage: Any) -> Usage:
     prompt count is their sum (what the request really consumed), cached = the reads."""
     if not isinstance(usage, dict):
         return Usage()
-    fresh = _int(usage.get("input_tokens"))
-    read = _int(usage.get("cache_read_input_tokens"))
-    written = _int(usage.get("cache_creation_input_tokens"))
+    fresh = token_count(usage.get("input_tokens"))
+    read = token_count(usage.get("cache_read_input_tokens"))
+    written = token_count(usage.get("cache_creation_input_tokens"))
     return Usage(
         prompt_tokens=fresh + read + written,
-        completion_tokens=_int(usage.get("output_tokens")),
+        completion_tokens=token_count(usage.get("output_tokens")),
         cached_tokens=read,
     )
 
@@ -121,10 +121,6 @@ def stop_reason(finish: FinishReason, stop_sequence: str | None) -> str:
 
 def message_id(upstream_id: str) -> str:
     return upstream_id if upstream_id.startswith("msg_") else f"msg_{upstream_id}"
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _usage_object(usage: Usage) -> dict[str, int]:

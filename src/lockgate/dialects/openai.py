@@ -297,6 +297,27 @@ def usage_from_object(raw: Any) -> Usage:
     )
 
 
+def content_part(part: ContentPart) -> dict[str, Any]:
+    """A text or image part in the Chat Completions shape, as OpenAI and Cohere v2 take it
+    (Mistral's image part differs: its ``image_url`` is the URL itself)."""
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    image: dict[str, Any] = {"url": part.as_data_url()}
+    if part.detail:
+        image["detail"] = part.detail
+    return {"type": "image_url", "image_url": image}
+
+
+def function_tool(tool: Tool) -> dict[str, Any]:
+    """A tool declared in the Chat Completions shape, as the providers that borrow it (Cohere
+    v2, Mistral) send it: a tool without a description goes without one, not with "" (which
+    the OpenAI provider sends)."""
+    function: dict[str, Any] = {"name": tool.name, "parameters": tool.parameters}
+    if tool.description:
+        function["description"] = tool.description
+    return {"type": "function", "function": function}
+
+
 def _tool_call_object(call: ToolCall) -> dict[str, Any]:
     return {"id": call.id, "type": "function",
             "function": {"name": call.name, "arguments": call.arguments}}

@@ -32,6 +32,7 @@ from lockgate.core.chat import (
     ToolChoice,
     UsageEvent,
 )
+from lockgate.core.lenient import block_index
 from lockgate.dialects.anthropic import (
     FINISH_FROM_STOP_REASON,
     compact_json,
@@ -43,11 +44,10 @@ from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers.base import Provider
 from lockgate.providers.http import (
-    drive,
     event_object,
-    iter_sse,
     merge_headers,
     open_response,
+    parse_sse,
 )
 
 API_VERSION = "2023-06-01"
@@ -87,7 +87,7 @@ class AnthropicProvider(Provider):
 
     async def chat_stream(self, request: ChatRequest, timeout: float) -> AsyncIterator[StreamEvent]:
         response = await self._post(encode_request(request, stream=True), timeout)
-        return stream_events(iter_sse(response, self.limits))
+        return parse_sse(response, AnthropicStreamParser(), self.limits)
 
     async def forward(
         self, operation: str, body: dict[str, Any], timeout: float | None
@@ -148,10 +148,7 @@ def system_text(request: ChatRequest) -> str:
     """Every system instruction as one text, JSON mode as an instruction too (for APIs that
     keep the system apart and have no JSON mode of their own: Anthropic, Bedrock Converse).
     System turns left among the messages (some clients interleave them) join it."""
-    parts = [request.system or ""]
-    parts.extend(m.text() for m in request.messages if m.role == "system")
-    parts.append(_format_instruction(request.response_format))
-    return "\n\n".join(p for p in parts if p)
+    return request.system_text(_format_instruction(request.response_format))
 
 
 def _format_instruction(response_format: ResponseFormat | None) -> str:
@@ -298,11 +295,6 @@ def decode_response(data: Any) -> ChatResponse:
 # --- stream ----------------------------------------------------------------------------------
 
 
-def stream_events(sse: AsyncIterator[SSEEvent]) -> AsyncIterator[StreamEvent]:
-    parser = AnthropicStreamParser()
-    return drive(sse, parser.feed, parser.close)
-
-
 class AnthropicStreamParser:
     """Anthropic SSE events in, canonical stream events out, one event at a time.
 
@@ -353,7 +345,7 @@ class AnthropicStreamParser:
         if block.get("type") != "tool_use":
             return []  # thinking and server-tool blocks have no canonical form
         position = len(self._tools)
-        self._tools[_int(data.get("index"))] = position
+        self._tools[block_index(data.get("index"))] = position
         events: list[StreamEvent] = [
             ToolCallStart(position, str(block.get("id", "")), str(block.get("name", "")))
         ]
@@ -369,7 +361,7 @@ class AnthropicStreamParser:
             text = delta.get("text")
             return [TextDelta(text)] if isinstance(text, str) and text else []
         if delta.get("type") == "input_json_delta":
-            position = self._tools.get(_int(data.get("index")))
+            position = self._tools.get(block_index(data.get("index")))
             partial = delta.get("partial_json")
             if position is not None and isinstance(partial, str) and partial:
                 return [ToolCallDelta(position, partial)]
@@ -403,7 +395,3 @@ class AnthropicStreamParser:
         "message_delta": _message_delta,
         "message_stop": _message_stop,
     }
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else -1

@@ -59,12 +59,14 @@ from lockgate.core.chat import (
     UsageEvent,
 )
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
+from lockgate.core.lenient import as_object, block_index, token_count
 from lockgate.dialects.anthropic import compact_json, parse_arguments
 from lockgate.errors import (
     InvalidRequest,
     UpstreamError,
 )
 from lockgate.providers._aws_auth import endpoint_url, make_auth, resolve_region
+from lockgate.providers._embed_batches import Batch, batches, gather_batches
 from lockgate.providers._eventstream import EventMessage, EventStreamDecoder
 from lockgate.providers.anthropic import alternating_turns, system_text
 from lockgate.providers.base import Provider
@@ -279,7 +281,7 @@ def decode_response(data: Any, model: str, response_id: str) -> ChatResponse:
     the id is the request's ``x-amzn-requestid``, the model the one asked for."""
     if not isinstance(data, dict):
         raise UpstreamError("the upstream sent an answer that is not a Converse response")
-    message = _as_dict(_as_dict(data.get("output")).get("message"))
+    message = as_object(as_object(data.get("output")).get("message"))
     content = message.get("content")
     texts: list[str] = []
     calls: list[ToolCall] = []
@@ -312,17 +314,17 @@ def finish_reason(stop_reason: Any, has_tool_calls: bool) -> FinishReason:
 
 
 def _stop_sequence(fields: Any) -> str | None:
-    value = _as_dict(fields).get("stop_sequence")
+    value = as_object(fields).get("stop_sequence")
     return value if isinstance(value, str) else None
 
 
 def decode_usage(usage: Any) -> Usage:
     """Bedrock counts cache reads and writes apart from ``inputTokens`` (as Anthropic does);
     the canonical prompt count is their sum, cached = the reads."""
-    usage = _as_dict(usage)
-    read = _count(usage, "cacheReadInputTokens")
-    fresh = _count(usage, "inputTokens") + _count(usage, "cacheWriteInputTokens")
-    return Usage(prompt_tokens=fresh + read, completion_tokens=_count(usage, "outputTokens"),
+    usage = as_object(usage)
+    read = token_count(usage.get("cacheReadInputTokens"))
+    fresh = token_count(usage.get("inputTokens")) + token_count(usage.get("cacheWriteInputTokens"))
+    return Usage(prompt_tokens=fresh + read, completion_tokens=token_count(usage.get("outputTokens")),
                  cached_tokens=read)
 
 
@@ -364,20 +366,20 @@ class ConverseStreamParser:
         return [StreamStart(id=self.response_id, model=self.model, created=int(time.time()))]
 
     def _block_start(self, data: JSON) -> list[StreamEvent]:
-        use = _as_dict(_as_dict(data.get("start")).get("toolUse"))
+        use = as_object(as_object(data.get("start")).get("toolUse"))
         if not use:
             return []
         position = len(self._tools)
-        self._tools[_index(data)] = position
+        self._tools[block_index(data.get("contentBlockIndex"))] = position
         return [ToolCallStart(position, str(use.get("toolUseId", "")), str(use.get("name", "")))]
 
     def _block_delta(self, data: JSON) -> list[StreamEvent]:
-        delta = _as_dict(data.get("delta"))
+        delta = as_object(data.get("delta"))
         text = delta.get("text")
         if isinstance(text, str):
             return [TextDelta(text)] if text else []
-        fragment = _as_dict(delta.get("toolUse")).get("input")
-        position = self._tools.get(_index(data))
+        fragment = as_object(delta.get("toolUse")).get("input")
+        position = self._tools.get(block_index(data.get("contentBlockIndex")))
         if isinstance(fragment, str) and fragment and position is not None:
             return [ToolCallDelta(position, fragment)]
         return []  # reasoning, citations: no canonical form
@@ -437,12 +439,7 @@ def _payload(message: EventMessage) -> JSON:
     except orjson.JSONDecodeError:
         raise UpstreamError("the upstream sent a stream event that is not JSON",
                             retryable=False) from None
-    return _as_dict(value)
-
-
-def _index(data: JSON) -> int:
-    value = data.get("contentBlockIndex")
-    return value if isinstance(value, int) and not isinstance(value, bool) else -1
+    return as_object(value)
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -485,7 +482,7 @@ def cohere_body(texts: list[str], dimensions: int | None) -> JSON:
 
 def cohere_vectors(data: Any) -> list[list[float]]:
     """Embed v3 answers ``embeddings`` as a list; v4 as ``{"float": [...]}``."""
-    embeddings = _as_dict(data).get("embeddings")
+    embeddings = as_object(data).get("embeddings")
     if isinstance(embeddings, dict):
         embeddings = embeddings.get("float")
     if not isinstance(embeddings, list):
@@ -529,34 +526,29 @@ class BedrockProvider(Provider):
     async def embeddings(self, request: EmbeddingsRequest, timeout: float) -> EmbeddingsResponse:
         family = model_family(request.model)
         if family == "cohere":
-            results = await asyncio.gather(*(
-                self._cohere(request, request.inputs[i:i + COHERE_BATCH], timeout)
-                for i in range(0, len(request.inputs), COHERE_BATCH)))
+            calls = [self._cohere(request, texts, timeout)
+                     for texts in batches(request.inputs, COHERE_BATCH)]
         elif family == "amazon" and "titan-embed" in request.model:
             gate = asyncio.Semaphore(TITAN_PARALLEL)
-            results = await asyncio.gather(*(
-                self._titan(request, text, gate, timeout) for text in request.inputs))
+            calls = [self._titan(request, text, gate, timeout) for text in request.inputs]
         else:
             raise InvalidRequest(f"embeddings: provider type 'bedrock' offers them for Amazon Titan "
                                  f"and Cohere embedding models, and {request.model!r} is neither")
-        vectors = [vector for batch, _ in results for vector in batch]
-        tokens = sum(count for _, count in results)
-        return EmbeddingsResponse(model=request.model, vectors=vectors,
-                                  usage=Usage(prompt_tokens=tokens))
+        return await gather_batches(request.model, calls)
 
     async def _titan(self, request: EmbeddingsRequest, text: str, gate: asyncio.Semaphore,
-                     timeout: float) -> tuple[list[list[float]], int]:
+                     timeout: float) -> Batch:
         async with gate:
             response = await self.post(model_path(request.model, "invoke"),
                                        titan_body(text, request.dimensions), timeout)
-            data = _as_dict(await self.read_json(response, timeout))
+            data = as_object(await self.read_json(response, timeout))
         vector = data.get("embedding")
         if not isinstance(vector, list):
             raise UpstreamError("the upstream answered without an embedding", retryable=True)
-        return [vector], _count(data, "inputTextTokenCount")
+        return [vector], token_count(data.get("inputTextTokenCount"))
 
     async def _cohere(self, request: EmbeddingsRequest, texts: list[str],
-                      timeout: float) -> tuple[list[list[float]], int]:
+                      timeout: float) -> Batch:
         response = await self.post(model_path(request.model, "invoke"),
                                    cohere_body(texts, request.dimensions), timeout)
         tokens = _int_header(response.headers, "x-amzn-bedrock-input-token-count")
@@ -587,13 +579,3 @@ def _response_id(response: aiohttp.ClientResponse) -> str:
 def _int_header(headers: Mapping[str, str], name: str) -> int:
     value = headers.get(name, "")
     return int(value) if value.isdigit() else 0
-
-
-def _as_dict(value: Any) -> JSON:
-    return value if isinstance(value, dict) else {}
-
-
-def _count(data: JSON, key: str) -> int:
-    value = data.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-

@@ -26,10 +26,9 @@ Translation is done by module-level functions, pure and testable without a serve
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import aiohttp
@@ -56,15 +55,18 @@ from lockgate.core.chat import (
     UsageEvent,
 )
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
+from lockgate.core.lenient import as_object, integer
+from lockgate.dialects.openai import content_part, function_tool
 from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
+from lockgate.providers._embed_batches import Batch, batches, gather_batches
 from lockgate.providers.base import Provider
 from lockgate.providers.http import (
-    drive,
+    error_from_response,
     event_object,
-    iter_sse,
     merge_headers,
     open_response,
+    parse_sse,
 )
 
 if TYPE_CHECKING:
@@ -95,7 +97,7 @@ def encode_request(request: ChatRequest, *, stream: bool) -> JSON:
     body: JSON = {"model": request.model, "messages": encode_messages(request)}
     tools = _offered_tools(request.tools, request.tool_choice)
     if tools:
-        body["tools"] = [encode_tool(tool) for tool in tools]
+        body["tools"] = [function_tool(tool) for tool in tools]
         choice = encode_tool_choice(request.tool_choice)
         if choice is not None:
             body["tool_choice"] = choice
@@ -111,8 +113,7 @@ def encode_request(request: ChatRequest, *, stream: bool) -> JSON:
 def encode_messages(request: ChatRequest) -> list[JSON]:
     """The ``messages`` list: one leading system turn (Cohere refuses one anywhere else), then
     the conversation. Turns with nothing to say are left out, as Cohere refuses empty turns."""
-    texts = [request.system or ""] + [m.text() for m in request.messages if m.role == "system"]
-    system = "\n\n".join(t for t in texts if t)
+    system = request.system_text()
     messages: list[JSON] = [{"role": "system", "content": system}] if system else []
     for message in request.messages:
         encoded = _encode_message(message)
@@ -152,23 +153,7 @@ def _encode_call(call: ToolCall) -> JSON:
 def _encode_content(parts: list[ContentPart]) -> str | list[JSON]:
     if all(isinstance(p, TextPart) for p in parts):
         return "".join(p.text for p in parts if isinstance(p, TextPart))
-    return [_encode_part(p) for p in parts if not (isinstance(p, TextPart) and not p.text)]
-
-
-def _encode_part(part: ContentPart) -> JSON:
-    if isinstance(part, TextPart):
-        return {"type": "text", "text": part.text}
-    image: JSON = {"url": part.as_data_url()}
-    if part.detail:
-        image["detail"] = part.detail
-    return {"type": "image_url", "image_url": image}
-
-
-def encode_tool(tool: Tool) -> JSON:
-    function: JSON = {"name": tool.name, "parameters": tool.parameters}
-    if tool.description:
-        function["description"] = tool.description
-    return {"type": "function", "function": function}
+    return [content_part(p) for p in parts if not (isinstance(p, TextPart) and not p.text)]
 
 
 def _offered_tools(tools: list[Tool], choice: ToolChoice | None) -> list[Tool]:
@@ -246,7 +231,7 @@ def decode_response(data: Any, model: str) -> ChatResponse:
 
 
 def _decode_call(call: JSON) -> ToolCall:
-    function = _as_dict(call.get("function"))
+    function = as_object(call.get("function"))
     arguments = function.get("arguments")
     if not isinstance(arguments, str):
         arguments = orjson.dumps(arguments or {}).decode()
@@ -261,18 +246,14 @@ def _finish(reason: str, has_tool_calls: bool) -> FinishReason:
 
 def decode_usage(usage: Any) -> Usage:
     """Billed counts where Cohere gives them (they are what it charges), else the raw ones."""
-    usage = usage if isinstance(usage, dict) else {}
-    billed = _as_dict(usage.get("billed_units"))
-    tokens = _as_dict(usage.get("tokens"))
+    usage = as_object(usage)
+    billed = as_object(usage.get("billed_units"))
+    tokens = as_object(usage.get("tokens"))
     return Usage(
         prompt_tokens=_count(billed, "input_tokens", _count(tokens, "input_tokens", 0)),
         completion_tokens=_count(billed, "output_tokens", _count(tokens, "output_tokens", 0)),
         cached_tokens=_count(usage, "cached_tokens", 0),
     )
-
-
-def _as_dict(value: Any) -> JSON:
-    return value if isinstance(value, dict) else {}
 
 
 def _count(counts: JSON, key: str, default: int) -> int:
@@ -321,7 +302,7 @@ class CohereStreamParser:
             raise UpstreamError("the upstream stream ended early", retryable=False)
 
     def _content_delta(self, data: JSON) -> list[StreamEvent]:
-        content = _as_dict(_message(data).get("content"))
+        content = as_object(_message(data).get("content"))
         text = content.get("text")
         return [TextDelta(text)] if isinstance(text, str) and text else []
 
@@ -330,8 +311,8 @@ class CohereStreamParser:
         return [TextDelta(plan)] if isinstance(plan, str) and plan else []
 
     def _tool_call_start(self, data: JSON) -> list[StreamEvent]:
-        call = _as_dict(_message(data).get("tool_calls"))
-        function = _as_dict(call.get("function"))
+        call = as_object(_message(data).get("tool_calls"))
+        function = as_object(call.get("function"))
         position = len(self._tools)
         self._tools[_index(data, position)] = position
         events: list[StreamEvent] = [
@@ -343,8 +324,8 @@ class CohereStreamParser:
         return events
 
     def _tool_call_delta(self, data: JSON) -> list[StreamEvent]:
-        call = _as_dict(_message(data).get("tool_calls"))
-        arguments = _as_dict(call.get("function")).get("arguments")
+        call = as_object(_message(data).get("tool_calls"))
+        arguments = as_object(call.get("function")).get("arguments")
         position = self._tools.get(_index(data, len(self._tools) - 1))
         if position is None or not isinstance(arguments, str) or not arguments:
             return []
@@ -352,7 +333,7 @@ class CohereStreamParser:
 
     def _message_end(self, data: JSON) -> list[StreamEvent]:
         self.done = True
-        delta = _as_dict(data.get("delta"))
+        delta = as_object(data.get("delta"))
         reason = str(delta.get("finish_reason") or "COMPLETE")
         if delta.get("error") or reason in _FAILED:
             message = delta.get("error") or f"the upstream reported a failed generation ({reason})"
@@ -370,12 +351,11 @@ class CohereStreamParser:
 
 
 def _message(data: JSON) -> JSON:
-    return _as_dict(_as_dict(data.get("delta")).get("message"))
+    return as_object(as_object(data.get("delta")).get("message"))
 
 
 def _index(data: JSON, default: int) -> int:
-    index = data.get("index")
-    return index if isinstance(index, int) and not isinstance(index, bool) else default
+    return integer(data.get("index"), default)
 
 
 # --- embeddings ------------------------------------------------------------------------------
@@ -391,13 +371,22 @@ def encode_embed_request(request: EmbeddingsRequest, texts: list[str]) -> JSON:
 
 def decode_embeddings(data: Any, expected: int) -> tuple[list[list[float]], int]:
     """The float vectors of an Embed answer and its billed input tokens."""
-    answer = _as_dict(data)
-    vectors = _as_dict(answer.get("embeddings")).get("float")
+    answer = as_object(data)
+    vectors = as_object(answer.get("embeddings")).get("float")
     if not isinstance(vectors, list) or len(vectors) != expected:
         raise UpstreamError("the upstream answered without the expected embeddings",
                             retryable=True)
-    billed = _as_dict(_as_dict(answer.get("meta")).get("billed_units"))
+    billed = as_object(as_object(answer.get("meta")).get("billed_units"))
     return [list(v) for v in vectors], _count(billed, "input_tokens", 0)
+
+
+def _error_from_response(status: int, raw: bytes, headers: Mapping[str, str]) -> UpstreamError:
+    """``open_response``'s ``on_error``, the one way a provider reads its error statuses."""
+    err = error_from_response(status, raw, headers)
+    if status != 498:
+        return err
+    # Cohere's own "invalid token" status: to clients, an upstream 401.
+    return UpstreamError(err.message, status=401)
 
 
 # --- the provider ----------------------------------------------------------------------------
@@ -434,29 +423,18 @@ class CohereProvider(Provider):
 
     async def chat_stream(self, request: ChatRequest, timeout: float) -> AsyncIterator[StreamEvent]:
         response = await self._post("chat", encode_request(request, stream=True), timeout)
-        parser = CohereStreamParser(request.model)
-        return drive(iter_sse(response, self.limits), parser.feed, parser.close)
+        return parse_sse(response, CohereStreamParser(request.model), self.limits)
 
     async def embeddings(self, request: EmbeddingsRequest, timeout: float) -> EmbeddingsResponse:
-        batches = [request.inputs[i:i + EMBED_BATCH]
-                   for i in range(0, len(request.inputs), EMBED_BATCH)]
-        results = await asyncio.gather(*(self._embed(request, b, timeout) for b in batches))
-        vectors = [vector for batch, _ in results for vector in batch]
-        tokens = sum(count for _, count in results)
-        return EmbeddingsResponse(model=request.model, vectors=vectors,
-                                  usage=Usage(prompt_tokens=tokens))
+        return await gather_batches(request.model, (
+            self._embed(request, texts, timeout) for texts in batches(request.inputs, EMBED_BATCH)))
 
     async def _embed(self, request: EmbeddingsRequest, texts: list[str],
-                     timeout: float) -> tuple[list[list[float]], int]:
+                     timeout: float) -> Batch:
         response = await self._post("embed", encode_embed_request(request, texts), timeout)
         return decode_embeddings(await self.read_json(response, timeout), len(texts))
 
     async def _post(self, endpoint: str, body: JSON, timeout: float) -> aiohttp.ClientResponse:
-        try:
-            return await open_response(self.session, self.url(endpoint), body=orjson.dumps(body),
-                                       headers=self.headers(), timeout=timeout)
-        except UpstreamError as err:
-            if err.status != 498:
-                raise
-            # Cohere's own "invalid token" status: to clients, an upstream 401.
-            raise UpstreamError(err.message, status=401) from None
+        return await open_response(self.session, self.url(endpoint), body=orjson.dumps(body),
+                                   headers=self.headers(), timeout=timeout,
+                                   on_error=_error_from_response)

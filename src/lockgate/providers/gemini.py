@@ -24,7 +24,6 @@ Translation is done by the module-level functions, pure and testable without a s
 
 from __future__ import annotations
 
-import asyncio
 import mimetypes
 import os
 import re
@@ -59,8 +58,10 @@ from lockgate.core.chat import (
     UsageEvent,
 )
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
+from lockgate.core.lenient import as_object
 from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
+from lockgate.providers._embed_batches import Batch, batches, gather_batches
 from lockgate.providers.base import Provider
 from lockgate.providers.http import drive, iter_sse, merge_headers, open_response
 
@@ -89,7 +90,7 @@ def build_request(request: ChatRequest, signatures: Mapping[str, str] | None = N
     """The ``generateContent`` body for ``request``. ``signatures`` maps tool-call ids to the
     thought signatures Gemini gave them, to be sent back with the replayed calls."""
     body: JSON = {"contents": build_contents(request, signatures or {})}
-    system = _system_text(request)
+    system = request.system_text()
     if system:
         body["systemInstruction"] = {"parts": [{"text": system}]}
     if request.tools:
@@ -100,12 +101,6 @@ def build_request(request: ChatRequest, signatures: Mapping[str, str] | None = N
     if config:
         body["generationConfig"] = config
     return body
-
-
-def _system_text(request: ChatRequest) -> str:
-    # Dialects gather system prompts into ``request.system``; a stray system turn joins it.
-    texts = [request.system or ""] + [m.text() for m in request.messages if m.role == "system"]
-    return "\n\n".join(t for t in texts if t)
 
 
 def build_contents(request: ChatRequest, signatures: Mapping[str, str]) -> list[JSON]:
@@ -276,12 +271,8 @@ _FORMATS = frozenset({"enum", "date-time", "int32", "int64", "float", "double"})
 
 def gemini_schema(schema: Mapping[str, Any]) -> JSON:
     """``schema`` (JSON Schema) reduced to what Gemini's function parameters accept."""
-    defs: JSON = {**_as_dict(schema.get("definitions")), **_as_dict(schema.get("$defs"))}
+    defs: JSON = {**as_object(schema.get("definitions")), **as_object(schema.get("$defs"))}
     return _clean_schema(schema, defs, frozenset())
-
-
-def _as_dict(value: Any) -> JSON:
-    return value if isinstance(value, dict) else {}
 
 
 def _clean_schema(node: Mapping[str, Any], defs: JSON, seen: frozenset[str]) -> JSON:
@@ -305,7 +296,7 @@ def _clean_schema(node: Mapping[str, Any], defs: JSON, seen: frozenset[str]) -> 
 
 def _clean_value(key: str, value: Any, defs: JSON, seen: frozenset[str]) -> Any:
     if key == "properties":
-        return {n: _clean_schema(s, defs, seen) for n, s in _as_dict(value).items()
+        return {n: _clean_schema(s, defs, seen) for n, s in as_object(value).items()
                 if isinstance(s, dict)}
     if key == "items":
         return _clean_schema(value, defs, seen) if isinstance(value, dict) else None
@@ -389,12 +380,12 @@ def _first_candidate(data: JSON) -> JSON | None:
 
 
 def _parts(candidate: JSON) -> list[JSON]:
-    parts = _as_dict(candidate.get("content")).get("parts")
+    parts = as_object(candidate.get("content")).get("parts")
     return [p for p in parts if isinstance(p, dict)] if isinstance(parts, list) else []
 
 
 def _tool_call(part: JSON, signatures: MutableMapping[str, str] | None) -> ToolCall:
-    call = _as_dict(part.get("functionCall"))
+    call = as_object(part.get("functionCall"))
     call_id = str(call.get("id") or f"call_{secrets.token_hex(12)}")
     signature = part.get("thoughtSignature")
     if signatures is not None and isinstance(signature, str):
@@ -417,7 +408,7 @@ def parse_usage(meta: Any) -> Usage:
     """``usageMetadata`` in canonical terms. Thinking tokens are billed as output, so they count
     in ``completion_tokens`` as OpenAI counts reasoning tokens; tokens of tool-use prompts
     (e.g. search results) are billed as input."""
-    meta = _as_dict(meta)
+    meta = as_object(meta)
     thoughts = _count(meta, "thoughtsTokenCount")
     return Usage(
         prompt_tokens=_count(meta, "promptTokenCount") + _count(meta, "toolUsePromptTokenCount"),
@@ -438,7 +429,7 @@ def new_id() -> str:
 
 def upstream_error(error: Any) -> UpstreamError:
     """An ``{"error": {"code", "message", "status"}}`` object met inside a stream."""
-    error = _as_dict(error)
+    error = as_object(error)
     code = error.get("code")
     status = code if isinstance(code, int) and 400 <= code <= 599 else 502
     message = error.get("message") or error.get("status") or "the upstream reported an error"
@@ -493,7 +484,7 @@ class StreamParser:
     def _candidate_events(self, chunk: JSON) -> list[StreamEvent]:
         candidate = _first_candidate(chunk)
         if candidate is None:
-            if _as_dict(chunk.get("promptFeedback")).get("blockReason"):
+            if as_object(chunk.get("promptFeedback")).get("blockReason"):
                 self._finished = True
                 return [StreamFinish("content_filter")]
             return []
@@ -560,8 +551,8 @@ def parse_embeddings(data: JSON) -> tuple[list[list[float]], int]:
     embeddings = data.get("embeddings")
     if not isinstance(embeddings, list):
         raise UpstreamError("the upstream answered without embeddings", retryable=True)
-    vectors = [list(_as_dict(e).get("values") or []) for e in embeddings]
-    return vectors, _count(_as_dict(data.get("usageMetadata")), "promptTokenCount")
+    vectors = [list(as_object(e).get("values") or []) for e in embeddings]
+    return vectors, _count(as_object(data.get("usageMetadata")), "promptTokenCount")
 
 
 # --- the provider ------------------------------------------------------------------------------
@@ -631,17 +622,12 @@ class GeminiProvider(Provider):
         return stream_events(iter_sse(response, self.limits), parser)
 
     async def embeddings(self, request: EmbeddingsRequest, timeout: float) -> EmbeddingsResponse:
-        batches = [request.inputs[i:i + EMBED_BATCH]
-                   for i in range(0, len(request.inputs), EMBED_BATCH)]
-        results = await asyncio.gather(*(self._embed(request, b, timeout) for b in batches))
-        vectors = [vector for batch, _ in results for vector in batch]
-        tokens = sum(count for _, count in results)
-        return EmbeddingsResponse(model=request.model, vectors=vectors,
-                                  usage=Usage(prompt_tokens=tokens))
+        return await gather_batches(request.model, (
+            self._embed(request, texts, timeout) for texts in batches(request.inputs, EMBED_BATCH)))
 
     async def _embed(
         self, request: EmbeddingsRequest, inputs: list[str], timeout: float
-    ) -> tuple[list[list[float]], int]:
+    ) -> Batch:
         body = orjson.dumps(build_embed_request(request, inputs))
         response = await open_response(self.session, self.url(request.model, "batchEmbedContents"),
                                        body=body, headers=self.headers(), timeout=timeout)

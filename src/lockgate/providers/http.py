@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import orjson
@@ -27,6 +27,7 @@ from lockgate.errors import (
 
 T = TypeVar("T")
 E = TypeVar("E")
+E_co = TypeVar("E_co", covariant=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +282,22 @@ def iter_sse(response: aiohttp.ClientResponse,
     decoder = SSEDecoder(limits.max_event_bytes)
     chunks = iter_chunks(response, limits.stream_idle_timeout_s)
     return drive(chunks, decoder.decode, decoder.flush)
+
+
+class SSEParser(Protocol[E_co]):
+    """A provider's stream parser, made per request: ``feed`` takes each SSE event as it
+    arrives, ``close`` is called once the body ended well (and raises if it ended early)."""
+
+    def feed(self, event: SSEEvent, /) -> Iterable[E_co]: ...
+
+    def close(self) -> Iterable[E_co] | None: ...
+
+
+def parse_sse(response: aiohttp.ClientResponse, parser: SSEParser[E],
+              limits: ReadLimits = DEFAULT_LIMITS) -> AsyncGenerator[E, None]:
+    """Every SSE provider's stream driver: ``parser`` run over the response's events as they
+    arrive; closing the result closes the upstream connection."""
+    return drive(iter_sse(response, limits), parser.feed, parser.close)
 
 
 def error_from_response(status: int, raw: bytes, headers: Mapping[str, str]) -> UpstreamError:

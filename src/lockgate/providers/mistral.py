@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 import aiohttp
@@ -44,7 +44,6 @@ from lockgate.core.chat import (
     StreamStart,
     TextDelta,
     TextPart,
-    Tool,
     ToolCall,
     ToolCallDelta,
     ToolCallStart,
@@ -52,16 +51,17 @@ from lockgate.core.chat import (
     UsageEvent,
 )
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
-from lockgate.dialects.openai import usage_from_object
+from lockgate.core.lenient import as_object
+from lockgate.dialects.openai import function_tool, usage_from_object
 from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers.base import Provider
 from lockgate.providers.http import (
-    drive,
+    error_from_response,
     event_object,
-    iter_sse,
     merge_headers,
     open_response,
+    parse_sse,
 )
 
 JSON = dict[str, Any]
@@ -135,7 +135,7 @@ def build_request(request: ChatRequest, *, stream: bool) -> JSON:
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     if request.tools:
-        body["tools"] = [encode_tool(tool) for tool in request.tools]
+        body["tools"] = [function_tool(tool) for tool in request.tools]
         if request.parallel_tool_calls is not None:
             body["parallel_tool_calls"] = request.parallel_tool_calls
     if request.tool_choice is not None:
@@ -151,8 +151,7 @@ def build_request(request: ChatRequest, *, stream: bool) -> JSON:
 def build_messages(request: ChatRequest) -> list[JSON]:
     ids = ToolCallIds()
     names: dict[str, str] = {}
-    texts = [request.system or ""] + [m.text() for m in request.messages if m.role == "system"]
-    system = "\n\n".join(t for t in texts if t)
+    system = request.system_text()
     messages: list[JSON] = [{"role": "system", "content": system}] if system else []
     for message in request.messages:
         encoded = _encode_message(message, ids, names)
@@ -204,13 +203,6 @@ def _encode_content(parts: list[ContentPart]) -> str | list[JSON]:
         else:
             encoded.append({"type": "image_url", "image_url": part.as_data_url()})
     return encoded
-
-
-def encode_tool(tool: Tool) -> JSON:
-    function: JSON = {"name": tool.name, "parameters": tool.parameters}
-    if tool.description:
-        function["description"] = tool.description
-    return {"type": "function", "function": function}
 
 
 def encode_tool_choice(choice: ToolChoice) -> str | JSON:
@@ -269,7 +261,7 @@ def content_text(content: Any) -> str:
 
 
 def _tool_call(call: JSON, position: int) -> ToolCall:
-    function = _as_dict(call.get("function"))
+    function = as_object(call.get("function"))
     # A stand-in id for a call that came without one is itself a valid Mistral id (9 chars).
     return ToolCall(id=str(call.get("id") or f"call{position:05d}"),
                     name=str(function.get("name") or ""),
@@ -330,7 +322,7 @@ class MistralStreamParser:
         return [self._finish] if self._usage is None else [self._finish, self._usage]
 
     def _choice_events(self, choice: JSON) -> list[StreamEvent]:
-        delta = _as_dict(choice.get("delta"))
+        delta = as_object(choice.get("delta"))
         events: list[StreamEvent] = []
         text = content_text(delta.get("content"))
         if text:
@@ -346,7 +338,7 @@ class MistralStreamParser:
         return events
 
     def _call_events(self, call: JSON) -> list[StreamEvent]:
-        function = _as_dict(call.get("function"))
+        function = as_object(call.get("function"))
         index = call.get("index")
         key = index if isinstance(index, int) and not isinstance(index, bool) else len(self._calls)
         arguments = function.get("arguments")
@@ -358,10 +350,6 @@ class MistralStreamParser:
         if arguments is not None and arguments != "":
             events.append(ToolCallDelta(self._calls[key], _arguments(arguments)))
         return events
-
-
-def _as_dict(value: Any) -> JSON:
-    return value if isinstance(value, dict) else {}
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -404,6 +392,11 @@ def readable(err: UpstreamError) -> UpstreamError:
                          retryable=err.retryable)
 
 
+def _error_from_response(status: int, raw: bytes, headers: Mapping[str, str]) -> UpstreamError:
+    """``open_response``'s ``on_error``, the one way a provider reads its error statuses."""
+    return readable(error_from_response(status, raw, headers))
+
+
 # --- the provider ----------------------------------------------------------------------------
 
 
@@ -427,15 +420,14 @@ class MistralProvider(Provider):
 
     async def chat_stream(self, request: ChatRequest, timeout: float) -> AsyncIterator[StreamEvent]:
         response = await self._post("/chat/completions", build_request(request, stream=True), timeout)
-        parser = MistralStreamParser()
-        return drive(iter_sse(response, self.limits), parser.feed, parser.close)
+        return parse_sse(response, MistralStreamParser(), self.limits)
 
     async def embeddings(self, request: EmbeddingsRequest, timeout: float) -> EmbeddingsResponse:
         body: JSON = {"model": request.model, "input": request.inputs}
         if request.dimensions is not None:
             body["output_dimension"] = request.dimensions
         answer = await self.read_json(await self._post("/embeddings", body, timeout), timeout)
-        answer = _as_dict(answer)
+        answer = as_object(answer)
         data = [item for item in answer.get("data") or [] if isinstance(item, dict)]
         if len(data) != len(request.inputs):
             raise UpstreamError("the upstream answered without the expected embeddings",
@@ -446,8 +438,6 @@ class MistralProvider(Provider):
                                   usage=usage_from_object(answer.get("usage")))
 
     async def _post(self, path: str, body: JSON, timeout: float) -> aiohttp.ClientResponse:
-        try:
-            return await open_response(self.session, self.base_url + path, body=orjson.dumps(body),
-                                       headers=self.headers(), timeout=timeout)
-        except UpstreamError as err:
-            raise readable(err) from None
+        return await open_response(self.session, self.base_url + path, body=orjson.dumps(body),
+                                   headers=self.headers(), timeout=timeout,
+                                   on_error=_error_from_response)

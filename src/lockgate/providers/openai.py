@@ -25,7 +25,6 @@ from lockgate.core.chat import (
     ChatRequest,
     ChatResponse,
     FinishReason,
-    ImagePart,
     Message,
     StreamEvent,
     StreamFinish,
@@ -38,17 +37,16 @@ from lockgate.core.chat import (
     UsageEvent,
 )
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
-from lockgate.dialects.openai import usage_from_object
+from lockgate.dialects.openai import content_part, usage_from_object
 from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers.base import Provider
 from lockgate.providers.http import (
     DEFAULT_LIMITS,
     ReadLimits,
-    drive,
-    iter_sse,
     merge_headers,
     open_response,
+    parse_sse,
 )
 
 if TYPE_CHECKING:
@@ -216,21 +214,12 @@ def _message(message: Message) -> dict[str, Any]:
         text = message.text()
         out["content"] = text if text or not message.tool_calls else None
     else:
-        out["content"] = [_part(p) for p in message.content]
+        out["content"] = [content_part(p) for p in message.content]
     if message.tool_calls:
         out["tool_calls"] = [{"id": c.id, "type": "function",
                               "function": {"name": c.name, "arguments": c.arguments}}
                              for c in message.tool_calls]
     return out
-
-
-def _part(part: TextPart | ImagePart) -> dict[str, Any]:
-    if isinstance(part, TextPart):
-        return {"type": "text", "text": part.text}
-    image: dict[str, Any] = {"url": part.as_data_url()}
-    if part.detail:
-        image["detail"] = part.detail
-    return {"type": "image_url", "image_url": image}
 
 
 # --- OpenAI -> canonical ---------------------------------------------------------------------
@@ -258,8 +247,7 @@ def parse_response(answer: dict[str, Any]) -> ChatResponse:
 
 def parse_stream(response: aiohttp.ClientResponse,
                  limits: ReadLimits = DEFAULT_LIMITS) -> AsyncIterator[StreamEvent]:
-    parser = OpenAIStreamParser()
-    return drive(iter_sse(response, limits), parser.feed, parser.close)
+    return parse_sse(response, OpenAIStreamParser(), limits)
 
 
 class OpenAIStreamParser:

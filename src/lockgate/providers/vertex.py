@@ -38,13 +38,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import aiohttp
 import orjson
 
-from lockgate.core.chat import ChatRequest, ChatResponse, StreamEvent, Usage
+from lockgate.core.chat import ChatRequest, ChatResponse, StreamEvent
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
+from lockgate.core.lenient import as_object
 from lockgate.errors import InvalidRequest, UpstreamError, UpstreamTimeout, scrub
 from lockgate.providers import anthropic, gemini
+from lockgate.providers._embed_batches import Batch, batches, gather_batches
 from lockgate.providers._google_auth import GoogleCredentials, Grant, TokenSource
 from lockgate.providers.base import Provider
-from lockgate.providers.http import aclose, iter_sse, merge_headers, open_response
+from lockgate.providers.http import aclose, iter_sse, merge_headers, open_response, parse_sse
 
 if TYPE_CHECKING:
     from lockgate.config import ProviderConfig
@@ -122,19 +124,15 @@ def parse_predictions(data: Any) -> tuple[list[list[float]], int]:
     vectors: list[list[float]] = []
     tokens = 0
     for prediction in predictions:
-        embeddings = _as_dict(_as_dict(prediction).get("embeddings"))
+        embeddings = as_object(as_object(prediction).get("embeddings"))
         values = embeddings.get("values")
         if not isinstance(values, list):
             raise UpstreamError("the upstream answered a prediction without values", retryable=True)
         vectors.append(values)
-        count = _as_dict(embeddings.get("statistics")).get("token_count")
+        count = as_object(embeddings.get("statistics")).get("token_count")
         # Vertex sends the count as a JSON number that may be written as a float.
         tokens += int(count) if isinstance(count, int | float) else 0
     return vectors, tokens
-
-
-def _as_dict(value: Any) -> JSON:
-    return value if isinstance(value, dict) else {}
 
 
 # --- the provider ----------------------------------------------------------------------------
@@ -190,7 +188,8 @@ class VertexProvider(Provider):
         if is_claude(request.model):
             body = anthropic_body(request, stream=True)
             response = await self._post(request.model, "streamRawPredict", body, timeout)
-            return self._redacting(anthropic.stream_events(iter_sse(response, self.limits)))
+            claude = anthropic.AnthropicStreamParser()
+            return self._redacting(parse_sse(response, claude, self.limits))
         body = gemini.build_request(request, self._signatures)
         response = await self._post(request.model, "streamGenerateContent", body, timeout,
                                     query="?alt=sse")
@@ -204,17 +203,13 @@ class VertexProvider(Provider):
             raise InvalidRequest(f"provider type 'vertex' has no embeddings for {request.model!r}: "
                                  "Claude models offer none")
         size = 1 if "gemini" in request.model else EMBED_BATCH
-        batches = [request.inputs[i:i + size] for i in range(0, len(request.inputs), size)]
         gate = asyncio.Semaphore(EMBED_PARALLEL)
-        results = await asyncio.gather(*(self._embed(request, b, timeout, gate) for b in batches))
-        vectors = [vector for batch, _ in results for vector in batch]
-        tokens = sum(count for _, count in results)
-        return EmbeddingsResponse(model=request.model, vectors=vectors,
-                                  usage=Usage(prompt_tokens=tokens))
+        return await gather_batches(request.model, (
+            self._embed(request, texts, timeout, gate) for texts in batches(request.inputs, size)))
 
     async def _embed(
         self, request: EmbeddingsRequest, inputs: list[str], timeout: float, gate: asyncio.Semaphore
-    ) -> tuple[list[list[float]], int]:
+    ) -> Batch:
         async with gate:
             body = build_predict_request(inputs, request.dimensions)
             response = await self._post(request.model, "predict", body, timeout)
