@@ -4,6 +4,8 @@ no secret once scrubbed."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import anthropic.types
 import orjson
 import pytest
@@ -28,43 +30,59 @@ from lockgate.errors import (
 
 SECRET = "sk-upstream-secret-0123456789"
 
-# error, its status, its code, the OpenAI error type, the Anthropic error type
+
+class Shape(NamedTuple):
+    """An error and what a client sees of it: status, code, and its type in each SDK."""
+
+    error: GatewayError
+    status: int
+    code: str
+    openai_type: str
+    anthropic_type: str
+
+
 SHAPES = [
-    (InvalidRequest("bad"), 400, "invalid_request", "invalid_request_error", "invalid_request_error"),
-    (AuthenticationFailed("who?"), 401, "invalid_api_key", "authentication_error", "authentication_error"),
-    (ModelNotAllowed("no"), 403, "model_not_allowed", "permission_error", "permission_error"),
-    (ModelNotFound("none"), 404, "model_not_found", "not_found_error", "not_found_error"),
-    (HeadersTooLarge("big"), 431, "headers_too_large", "invalid_request_error", "invalid_request_error"),
-    (RateLimited("slow down"), 429, "rate_limit_exceeded", "rate_limit_error", "rate_limit_error"),
-    (RateLimited("spent", code="budget_exceeded"), 429, "budget_exceeded", "rate_limit_error",
-     "rate_limit_error"),
-    (ShuttingDown(), 503, "shutting_down", "api_error", "api_error"),
-    (UpstreamError("broken"), 502, "upstream_error", "api_error", "api_error"),
-    (UpstreamError("overloaded", status=529), 529, "upstream_error", "api_error", "overloaded_error"),
-    (UpstreamTimeout(), 504, "upstream_timeout", "api_error", "api_error"),
-    (UpstreamConnectError(), 502, "upstream_error", "api_error", "api_error"),
-    (UpstreamUnreadable(), 502, "upstream_error", "api_error", "api_error"),
-    (GatewayError("oops"), 500, "internal_error", "api_error", "api_error"),
+    Shape(InvalidRequest("bad"), 400, "invalid_request", "invalid_request_error", "invalid_request_error"),
+    Shape(AuthenticationFailed("who?"), 401, "invalid_api_key", "authentication_error",
+          "authentication_error"),
+    Shape(ModelNotAllowed("no"), 403, "model_not_allowed", "permission_error", "permission_error"),
+    Shape(ModelNotFound("none"), 404, "model_not_found", "not_found_error", "not_found_error"),
+    Shape(HeadersTooLarge("big"), 431, "headers_too_large", "invalid_request_error", "invalid_request_error"),
+    Shape(RateLimited("slow down"), 429, "rate_limit_exceeded", "rate_limit_error", "rate_limit_error"),
+    Shape(RateLimited("spent", code="budget_exceeded"), 429, "budget_exceeded", "rate_limit_error",
+          "rate_limit_error"),
+    Shape(ShuttingDown(), 503, "shutting_down", "api_error", "api_error"),
+    Shape(UpstreamError("broken"), 502, "upstream_error", "api_error", "api_error"),
+    Shape(UpstreamError("overloaded", status=529), 529, "upstream_error", "api_error", "overloaded_error"),
+    Shape(UpstreamTimeout(), 504, "upstream_timeout", "api_error", "api_error"),
+    Shape(UpstreamConnectError(), 502, "upstream_error", "api_error", "api_error"),
+    Shape(UpstreamUnreadable(), 502, "upstream_error", "api_error", "api_error"),
+    Shape(GatewayError("oops"), 500, "internal_error", "api_error", "api_error"),
 ]
 
 
-@pytest.mark.parametrize(("error", "status", "code", "openai_type", "_"), SHAPES)
-def test_the_openai_shape_is_what_the_openai_sdk_reads(
-        error: GatewayError, status: int, code: str, openai_type: str, _: str) -> None:
+def shape_id(shape: Shape) -> str:
+    return f"{type(shape.error).__name__}-{shape.code}-{shape.status}"
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+def test_the_openai_shape_is_what_the_openai_sdk_reads(shape: Shape) -> None:
+    error = shape.error
     body = orjson.loads(error.openai_body())
-    assert error.status == status
-    assert body == {"error": {"message": error.message, "type": openai_type, "code": code, "param": None}}
+    assert error.status == shape.status
+    assert body == {"error": {"message": error.message, "type": shape.openai_type, "code": shape.code,
+                              "param": None}}
     parsed = ErrorObject.model_validate(body["error"])
-    assert (parsed.code, parsed.type, parsed.message) == (code, openai_type, error.message)
+    assert (parsed.code, parsed.type, parsed.message) == (shape.code, shape.openai_type, error.message)
 
 
-@pytest.mark.parametrize(("error", "status", "_", "__", "anthropic_type"), SHAPES)
-def test_the_anthropic_shape_is_what_the_anthropic_sdk_reads(
-        error: GatewayError, status: int, _: str, __: str, anthropic_type: str) -> None:
+@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+def test_the_anthropic_shape_is_what_the_anthropic_sdk_reads(shape: Shape) -> None:
+    error = shape.error
     body = orjson.loads(error.anthropic_body())
-    assert body == {"type": "error", "error": {"type": anthropic_type, "message": error.message}}
+    assert body == {"type": "error", "error": {"type": shape.anthropic_type, "message": error.message}}
     parsed = anthropic.types.ErrorResponse.model_validate(body)
-    assert (parsed.error.type, parsed.error.message) == (anthropic_type, error.message)
+    assert (parsed.error.type, parsed.error.message) == (shape.anthropic_type, error.message)
 
 
 def test_a_request_too_large_has_anthropics_own_413_type() -> None:

@@ -32,6 +32,7 @@ from lockgate.core.chat import (
     Usage,
     UsageEvent,
 )
+from lockgate.dialects.base import RelayTap
 from lockgate.dialects.openai import OpenAIDialect, OpenAIRelayTap
 from lockgate.dialects.sse import SSEDecoder
 from lockgate.errors import InvalidRequest, UpstreamError
@@ -363,7 +364,7 @@ def test_relay_answer_reads_usage_and_names_the_clients_model() -> None:
     assert DIALECT.relay_answer({"model": "gpt", "usage": None}, "gpt") == (Usage(), False)
 
 
-def feed_all(tap: OpenAIRelayTap, *chunks: bytes) -> list[bytes]:
+def feed_all(tap: RelayTap, *chunks: bytes) -> list[bytes]:
     return [tap.feed(event) for event in SSEDecoder().decode(b"".join(chunks))]
 
 
