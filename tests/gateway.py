@@ -8,6 +8,7 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 
@@ -82,6 +83,14 @@ class GatewayServer:
     @property
     def records(self) -> list[Any]:
         return list(self.app.writer.records)
+
+
+def wait_for(condition: Callable[[], Any], within: float, what: str) -> None:
+    """Returns once ``condition()`` holds; fails the test naming ``what`` after ``within`` s."""
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
 
 
 def wait_for_records(gw: GatewayServer, count: int, within_s: float = 2.0) -> list[Any]:
