@@ -8,6 +8,7 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 
@@ -82,3 +83,21 @@ class GatewayServer:
     @property
     def records(self) -> list[Any]:
         return list(self.app.writer.records)
+
+
+def wait_for(condition: Callable[[], Any], within: float, what: str) -> None:
+    """Returns once ``condition()`` holds; fails the test naming ``what`` after ``within`` s."""
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def wait_for_records(gw: GatewayServer, count: int, within_s: float = 2.0) -> list[Any]:
+    """The gateway's usage records once there are ``count``, or those there are after
+    ``within_s``: a record is written just after the response is sent, so a client may read
+    the answer a moment before its record exists. The caller asserts on what it gets."""
+    deadline = time.monotonic() + within_s
+    while len(gw.records) < count and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return gw.records

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ import pytest
 
 from conftest import OPENAI_KEY, GatewayFactory
 from fakes import FakeOpenAI
-from gateway import GatewayServer
+from gateway import GatewayServer, wait_for
 from lockgate.pipeline.auth import digest
 from lockgate.server import SHORT_LIFE_S, RestartBackoff
 from test_cli import Serving, lockgate, write_config
@@ -145,13 +145,6 @@ def stored_counts(url: str, request_ids: list[str]) -> dict[str, int]:
         return {row["request_id"]: row["n"] for row in rows}
 
     return asyncio.run(query())
-
-
-def wait_for(condition: Callable[[], Any], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def spilled_lines(spill_dir: Path) -> int:

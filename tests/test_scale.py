@@ -18,6 +18,7 @@ import pytest
 
 from conftest import OPENAI_KEY
 from fakes import FakeOpenAI, Reply
+from gateway import wait_for
 from lockgate.pipeline.auth import digest
 from lockgate.pipeline.limits import DEFAULT_COMPLETION_ESTIMATE
 from lockgate.state.store import LogQuery, Store
@@ -146,13 +147,6 @@ def steady_minute(need_s: float = 5.0) -> None:
     left = 60 - time.time() % 60
     if left < need_s:
         time.sleep(left + 0.05)
-
-
-def wait_for(condition: Callable[[], Any], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_one_rpm_limit_is_exact_across_both_processes(pair: Pair, fake_openai: FakeOpenAI) -> None:

@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from conftest import CLIENT_KEY, GatewayFactory
-from gateway import GatewayServer, make_config
+from gateway import GatewayServer, make_config, wait_for_records
 from services import postgres_clean_url  # noqa: F401  (fixture)
 
 MASTER = "lg-test-master-key-admin-0123456789"
@@ -497,12 +497,6 @@ def test_a_stored_key_joins_a_config_team_and_shares_its_limits(
     assert chat_status(mixed, key["key"]) == 200
     assert chat_status(mixed, CONFIG_KEY) == 200
     assert chat_status(mixed, key["key"]) == 429  # one rpm counter for the whole team
-    [*_, record] = records_of(mixed, 3)
+    [*_, record] = wait_for_records(mixed, 3)
     assert record.team_id == "static/research"
 
-
-def records_of(gw: GatewayServer, count: int) -> list[Any]:
-    deadline = time.monotonic() + 2
-    while len(gw.records) < count and time.monotonic() < deadline:
-        time.sleep(0.005)
-    return gw.records

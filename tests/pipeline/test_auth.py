@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from conftest import CLIENT_KEY, GatewayFactory
-from gateway import GatewayServer
+from gateway import GatewayServer, wait_for_records
 from lockgate.pipeline.auth import digest
 from lockgate.state.store import Store
 
@@ -55,15 +55,6 @@ def claude(gw: GatewayServer, key: str = CLIENT_KEY) -> anthropic.Anthropic:
 def chat(gw: GatewayServer, key: str, model: str = "gpt") -> str | None:
     answer = oai(gw, key).chat.completions.create(model=model, messages=HI)
     return answer.choices[0].message.content
-
-
-def records(gw: GatewayServer, count: int) -> list[Any]:
-    """The gateway's records once there are ``count``: a record is written just after the
-    response is sent, so the client may read the answer a moment before it exists."""
-    deadline = time.monotonic() + 2
-    while len(gw.records) < count and time.monotonic() < deadline:
-        time.sleep(0.005)
-    return gw.records
 
 
 def post(gw: GatewayServer, path: str, body: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
@@ -113,7 +104,7 @@ def test_a_wrong_key_is_refused_by_the_anthropic_sdk(gw: GatewayServer) -> None:
 
 def test_the_refusal_is_recorded_without_a_key_id(gw: GatewayServer) -> None:
     post(gw, "/v1/chat/completions", CHAT_BODY, {"authorization": "Bearer lg-wrong-key-00000"})
-    [record] = records(gw, 1)
+    [record] = wait_for_records(gw, 1)
     assert (record.status, record.error_code, record.key_id) == (401, "invalid_api_key", None)
 
 
@@ -139,7 +130,7 @@ def test_either_header_carries_the_key(gw: GatewayServer, headers: dict[str, str
                                        body: dict[str, Any]) -> None:
     response = post(gw, path, body, {**headers, "anthropic-version": "2023-06-01"})
     assert response.status_code == 200, response.text
-    assert records(gw, 1)[-1].key_id == "static/everything"
+    assert wait_for_records(gw, 1)[-1].key_id == "static/everything"
 
 
 def test_both_sdks_authenticate_with_their_own_header(gw: GatewayServer) -> None:
@@ -161,7 +152,7 @@ def test_a_key_may_not_use_a_model_outside_its_list(gw: GatewayServer, fake_open
     assert caught.value.status_code == 403
     assert caught.value.code == "model_not_allowed"
     assert fake_openai.requests == []
-    [record] = records(gw, 1)
+    [record] = wait_for_records(gw, 1)
     assert (record.status, record.error_code, record.key_id) == (403, "model_not_allowed", "static/gpt-only")
 
 
@@ -175,7 +166,7 @@ def test_the_team_model_list_applies_to_its_keys(gw: GatewayServer) -> None:
     assert chat(gw, TEAM_KEY, "gpt") == "Hello from the fake!"
     with pytest.raises(openai.PermissionDeniedError):
         chat(gw, TEAM_KEY, "big")
-    assert [r.team_id for r in records(gw, 2)] == ["static/research"] * 2
+    assert [r.team_id for r in wait_for_records(gw, 2)] == ["static/research"] * 2
 
 
 def test_the_master_key_may_call_any_model(gw: GatewayServer) -> None:
@@ -213,7 +204,7 @@ def test_an_open_gateway_accepts_any_key_or_none(gateway: GatewayFactory) -> Non
     assert chat(gw, "anything-at-all") == "Hello from the fake!"
     response = post(gw, "/v1/chat/completions", CHAT_BODY, {})
     assert response.status_code == 200
-    assert [r.key_id for r in records(gw, 2)] == [None, None]
+    assert [r.key_id for r in wait_for_records(gw, 2)] == [None, None]
     assert model_ids(gw, "whatever") == {"gpt", "big", "claude"}
 
 

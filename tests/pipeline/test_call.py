@@ -17,7 +17,7 @@ import pytest
 
 from conftest import ANTHROPIC_KEY, CLIENT_KEY, OPENAI_KEY, GatewayFactory
 from fakes import Fail, FakeAnthropic, FakeOpenAI, Hang, Reply
-from gateway import GatewayServer
+from gateway import GatewayServer, wait_for_records
 
 HI = [{"role": "user", "content": "Hi"}]
 ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
@@ -34,15 +34,6 @@ def claude(gw: GatewayServer) -> anthropic.Anthropic:
 def ask(gw: GatewayServer, model: str = "gpt", **extra: Any) -> Any:
     """One chat completion; returns the raw response (headers and the parsed answer)."""
     return oai(gw).chat.completions.with_raw_response.create(model=model, messages=HI, **extra)
-
-
-def records(gw: GatewayServer, count: int) -> list[Any]:
-    """The gateway's records once there are ``count``: a record is written just after the
-    response is sent, so the client may read the answer a moment before it exists."""
-    deadline = time.monotonic() + 2
-    while len(gw.records) < count and time.monotonic() < deadline:
-        time.sleep(0.005)
-    return gw.records
 
 
 def target(provider: str, model: str, **extra: Any) -> dict[str, Any]:
@@ -64,7 +55,7 @@ def test_a_retryable_failure_is_retried_until_it_succeeds(gateway: GatewayFactor
     answer = ask(gw).parse()
     assert answer.choices[0].message.content == "third time lucky"
     assert len(fake_openai.requests) == 3
-    [record] = records(gw, 1)
+    [record] = wait_for_records(gw, 1)
     assert (record.status, record.route) == (200, "oai/gpt-4o-mini")
 
 
@@ -116,7 +107,7 @@ def test_a_client_error_is_relayed_and_not_retried(gateway: GatewayFactory, fake
     assert caught.value.status_code == status
     assert "'temperature' is out of range." in caught.value.message
     assert len(fake_openai.requests) == 1  # neither retried nor sent to the fallback
-    [record] = records(gw, 1)
+    [record] = wait_for_records(gw, 1)
     assert record.status == status
 
 
@@ -201,7 +192,7 @@ def test_a_failing_model_falls_back_to_the_next(gateway: GatewayFactory, fake_op
     assert raw.headers["x-lockgate-route"] == "claude/claude-sonnet-4-5"
     assert len(fake_openai.requests) == 2
     assert len(fake_anthropic.requests) == 1
-    [record] = records(gw, 1)
+    [record] = wait_for_records(gw, 1)
     assert (record.status, record.route, record.model) == (200, "claude/claude-sonnet-4-5", "gpt")
 
 
@@ -227,7 +218,7 @@ def test_when_everything_fails_the_client_gets_502(gateway: GatewayFactory, fake
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "upstream_error"
     assert len(fake_openai.requests) + len(fake_anthropic.requests) == 4
-    [record] = records(gw, 1)
+    [record] = wait_for_records(gw, 1)
     assert (record.status, record.error_code) == (502, "upstream_error")
 
 
@@ -275,7 +266,7 @@ def test_an_upstream_slower_than_timeout_is_504(gateway: GatewayFactory, fake_op
     assert time.monotonic() - started < 2.5  # the gateway gave up; it did not wait the fake out
     assert response.status_code == 504
     assert response.json()["error"]["code"] == "upstream_timeout"
-    [record] = records(gw, 1)
+    [record] = wait_for_records(gw, 1)
     assert (record.status, record.error_code) == (504, "upstream_timeout")
 
 
@@ -451,7 +442,7 @@ def test_an_openai_stream_cut_mid_way_ends_with_an_error_event(
     assert last["error"]["code"] == "upstream_error"
     assert any("one" in d for d in data[:-1])  # what arrived before the cut was relayed
     assert len(fake_openai.requests) + len(fake_anthropic.requests) == 1  # no retry after the first byte
-    [record] = records(gw, 1)
+    [record] = wait_for_records(gw, 1)
     assert record.status == 502
 
 
@@ -522,7 +513,7 @@ def test_a_client_that_disconnects_mid_stream_stops_the_upstream(gateway: Gatewa
             chunk = sock.recv(4096)
             assert chunk, "the gateway closed the stream early"
             received += chunk
-    [record] = records(gw, 1)
+    [record] = wait_for_records(gw, 1)
     assert record.status == 499
     assert time.monotonic() - started < 3.5  # recorded well before the stream would have ended
     assert len(fake_openai.requests) == 1
@@ -544,7 +535,7 @@ def test_a_fallback_the_key_may_not_use_is_never_served(
         oai(gw, CLIENT_KEY).chat.completions.create(model="gpt", messages=HI)
     assert caught.value.status_code == 502
     assert fake_anthropic.requests == []
-    assert [r.route for r in records(gw, 1)] == ["oai/gpt-4o-mini"]
+    assert [r.route for r in wait_for_records(gw, 1)] == ["oai/gpt-4o-mini"]
 
 
 def test_a_fallback_the_key_may_use_is_still_tried(

@@ -5,7 +5,6 @@ leaves. Driven through a real gateway over HTTP, with the official SDKs where th
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 
 from conftest import CLIENT_KEY, GatewayFactory
 from fakes import FakeAnthropic, FakeGemini, FakeOpenAI, Reply
-from gateway import GatewayServer
+from gateway import GatewayServer, wait_for_records
 
 MODELS = {
     "gpt": {"targets": [{"provider": "oai", "model": "gpt-4o-mini"}]},
@@ -38,15 +37,6 @@ def oai(gw: GatewayServer) -> openai.OpenAI:
 
 def claude(gw: GatewayServer) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=gw.url, api_key="x", max_retries=0)
-
-
-def records(gw: GatewayServer, count: int) -> list[Any]:
-    """The gateway's records once there are ``count``: a record is written just after the
-    response is sent, so the client may read the answer a moment before it exists."""
-    deadline = time.monotonic() + 2
-    while len(gw.records) < count and time.monotonic() < deadline:
-        time.sleep(0.005)
-    return gw.records
 
 
 def sse_data(raw: bytes) -> list[str]:
@@ -124,7 +114,7 @@ def test_an_unknown_model_is_404(gw: GatewayServer) -> None:
         oai(gw).chat.completions.create(model="no-such-model", messages=HI)
     assert caught.value.code == "model_not_found"
     assert "no-such-model" in caught.value.message
-    [record] = records(gw, 1)
+    [record] = wait_for_records(gw, 1)
     assert (record.status, record.error_code, record.model) == (404, "model_not_found", "no-such-model")
 
 
@@ -188,7 +178,7 @@ def test_the_request_id_sent_is_echoed(gw: GatewayServer) -> None:
     raw = oai(gw).chat.completions.with_raw_response.create(
         model="gpt", messages=HI, extra_headers={"x-request-id": "my-trace-42"})
     assert raw.headers["x-request-id"] == "my-trace-42"
-    assert records(gw, 1)[0].request_id == "my-trace-42"
+    assert wait_for_records(gw, 1)[0].request_id == "my-trace-42"
 
 
 def test_a_request_id_is_generated_when_none_is_sent(gw: GatewayServer) -> None:
@@ -197,7 +187,7 @@ def test_a_request_id_is_generated_when_none_is_sent(gw: GatewayServer) -> None:
     ids = [first.headers["x-request-id"], second.headers["x-request-id"]]
     assert all(len(i) >= 16 for i in ids)
     assert ids[0] != ids[1]
-    assert [r.request_id for r in records(gw, 2)] == ids
+    assert [r.request_id for r in wait_for_records(gw, 2)] == ids
 
 
 def test_errors_carry_the_request_id_too(gw: GatewayServer) -> None:
@@ -216,7 +206,7 @@ def test_the_route_header_names_provider_and_upstream_model(gw: GatewayServer, m
                                                             route: str) -> None:
     raw = oai(gw).chat.completions.with_raw_response.create(model=model, messages=HI)
     assert raw.headers["x-lockgate-route"] == route
-    assert records(gw, 1)[0].route == route
+    assert wait_for_records(gw, 1)[0].route == route
 
 
 def test_the_route_header_is_sent_on_messages_and_streams(gw: GatewayServer) -> None:
@@ -231,7 +221,7 @@ def test_expose_route_header_false_hides_it(gateway: GatewayFactory) -> None:
     raw = oai(gw).chat.completions.with_raw_response.create(model="gpt", messages=HI)
     assert "x-lockgate-route" not in raw.headers
     assert "x-request-id" in raw.headers
-    assert records(gw, 1)[0].route == "oai/gpt-4o-mini"  # still recorded for the operator
+    assert wait_for_records(gw, 1)[0].route == "oai/gpt-4o-mini"  # still recorded for the operator
 
 
 # --- the model name --------------------------------------------------------------------------
@@ -308,7 +298,7 @@ def test_a_relayed_stream_forces_usage_but_hides_it_from_a_client_that_did_not_a
     assert data[-1] == "[DONE]"
     chunks = [json.loads(d) for d in data[:-1]]
     assert all(chunk["choices"] for chunk in chunks), "a usage-only chunk leaked to the client"
-    [record] = records(gw, 1)
+    [record] = wait_for_records(gw, 1)
     assert (record.prompt_tokens, record.completion_tokens) == (13, 5)
 
 
@@ -364,7 +354,7 @@ def test_every_request_leaves_a_record(gateway: GatewayFactory, fake_openai: Fak
     client.chat.completions.create(model="gpt", messages=HI)
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="nope", messages=HI)
-    ok, missing = records(gw, 2)
+    ok, missing = wait_for_records(gw, 2)
     assert (ok.status, ok.route, ok.model, ok.key_id) == (200, "oai/gpt-4o-mini", "gpt", "static/ci")
     assert (ok.prompt_tokens, ok.completion_tokens, ok.stream) == (21, 4, False)
     assert ok.endpoint == "/v1/chat/completions"
@@ -375,7 +365,7 @@ def test_every_request_leaves_a_record(gateway: GatewayFactory, fake_openai: Fak
 def test_a_streamed_request_is_recorded_with_its_tokens(gw: GatewayServer) -> None:
     with claude(gw).messages.stream(model="claude", max_tokens=10, messages=HI) as stream:
         stream.until_done()
-    [record] = records(gw, 1)
+    [record] = wait_for_records(gw, 1)
     assert (record.status, record.route, record.stream) == (200, "claude/claude-sonnet-4-5", True)
     assert (record.prompt_tokens, record.completion_tokens) == (11, 7)
     assert record.endpoint == "/v1/messages"

@@ -4,15 +4,13 @@ allow-list apply; limits are not charged."""
 
 from __future__ import annotations
 
-import time
-
 import anthropic
 import httpx2 as httpx
 import pytest
 
 from conftest import CLIENT_KEY, GatewayFactory
 from fakes import Fail, FakeAnthropic, FakeOpenAI, Reply
-from gateway import GatewayServer
+from gateway import GatewayServer, wait_for_records
 from lockgate.pipeline.count_tokens import IMAGE_TOKENS, estimate_input_tokens
 
 MODELS = {
@@ -89,10 +87,7 @@ def test_counting_takes_nothing_from_the_keys_limits(gw: GatewayServer) -> None:
         client(gw).messages.count_tokens(model="gpt", messages=HI)
     message = client(gw).messages.create(model="claude", max_tokens=5, messages=HI)
     assert message.content
-    deadline = time.monotonic() + 2
-    while len(gw.records) < 3 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    counts = [r for r in gw.records if r.endpoint == "/v1/messages/count_tokens"]
+    counts = [r for r in wait_for_records(gw, 3) if r.endpoint == "/v1/messages/count_tokens"]
     assert [(r.status, r.prompt_tokens) for r in counts] == [(200, 0), (200, 0)]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import struct
-import time
 from typing import Any
 
 import httpx2 as httpx
@@ -14,7 +13,7 @@ import pytest
 
 from conftest import GatewayFactory
 from fakes import Fail, FakeGemini, FakeOpenAI, Reply, fake_vector
-from gateway import GatewayServer
+from gateway import GatewayServer, wait_for_records
 
 MODELS = {
     "embed": {"targets": [{"provider": "oai", "model": "text-embedding-3-small"}]},
@@ -29,14 +28,6 @@ def gw(gateway: GatewayFactory) -> GatewayServer:
 
 def oai(gw: GatewayServer) -> openai.OpenAI:
     return openai.OpenAI(base_url=gw.openai_base_url, api_key="x", max_retries=0)
-
-
-def records(gw: GatewayServer, count: int) -> list[Any]:
-    """The gateway's records once there are ``count`` (written just after the response)."""
-    deadline = time.monotonic() + 2
-    while len(gw.records) < count and time.monotonic() < deadline:
-        time.sleep(0.005)
-    return gw.records
 
 
 def post(gw: GatewayServer, body: dict[str, Any]) -> httpx.Response:
@@ -103,7 +94,7 @@ def test_an_embeddings_request_is_recorded_with_its_route(gw: GatewayServer, mod
     raw = oai(gw).embeddings.with_raw_response.create(model=model, input="hello")
     route = raw.headers["x-lockgate-route"]
     assert route == {"embed": "oai/text-embedding-3-small", "gembed": "gem/gemini-embedding-001"}[model]
-    [record] = records(gw, 1)
+    [record] = wait_for_records(gw, 1)
     assert (record.status, record.route, record.model) == (200, route, model)
     assert record.endpoint == "/v1/embeddings"
 

@@ -20,7 +20,7 @@ import pytest
 
 from conftest import GatewayFactory
 from fakes import Fail, FakeOpenAI, Reply
-from gateway import GatewayServer
+from gateway import GatewayServer, wait_for_records
 from lockgate.core.chat import Usage
 from lockgate.errors import GatewayError, RateLimited
 from lockgate.pipeline.endpoint import estimate
@@ -81,14 +81,6 @@ def settled(gw: GatewayServer) -> None:
         time.sleep(0.01)
 
 
-def records(gw: GatewayServer, count: int) -> list[Any]:
-    """The gateway's records once there are ``count`` (a record is written after the answer)."""
-    deadline = time.monotonic() + 2
-    while len(gw.records) < count and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return gw.records
-
-
 def assert_openai_429(response: httpx.Response, code: str) -> None:
     assert response.status_code == 429, response.text
     error = response.json()["error"]
@@ -115,7 +107,7 @@ def test_rpm_refuses_past_the_limit_in_openai_shape(gateway: GatewayFactory,
     assert "3 requests per minute" in refused.json()["error"]["message"]
     assert KEY not in refused.text
     assert len(fake_openai.requests) == 3  # the refused request never reached the upstream
-    assert [r.status for r in records(gw, 4)] == [200, 200, 200, 429]
+    assert [r.status for r in wait_for_records(gw, 4)] == [200, 200, 200, 429]
     assert gw.records[-1].error_code == "rate_limit_exceeded"
 
 
@@ -272,7 +264,7 @@ def test_a_stream_the_client_cuts_is_charged_its_reservation(gateway: GatewayFac
                                                 messages=[{"role": "user", "content": "hi"}])
         next(iter(stream))  # the first event arrived ...
         stream.close()  # ... and the client hangs up before the usage event
-        record = records(gw, cut)[-1]
+        record = wait_for_records(gw, cut)[-1]
         assert (record.status, record.error_code) == (499, "client_closed")
         assert record.cost_usd == pytest.approx(50.0)  # $1 per reserved completion token
         settled(gw)
@@ -305,7 +297,7 @@ def test_an_answer_the_client_stops_waiting_for_is_charged_its_reservation(
         httpx.post(f"{gw.openai_base_url}/chat/completions", content=chat_body(max_tokens=30),
                    headers={"authorization": f"Bearer {KEY}", "content-type": "application/json"},
                    timeout=0.3)
-    record = records(gw, 1)[-1]
+    record = wait_for_records(gw, 1)[-1]
     assert (record.status, record.error_code, record.cost_usd) == (499, "client_closed", 30.0)
     settled(gw)
     assert counted(gw, "spend:key:static/limited:total") == pytest.approx(30.0)
@@ -348,7 +340,7 @@ def test_spend_reaching_the_budget_is_refused(gateway: GatewayFactory, fake_open
     refused = chat(gw, body=body)  # $14 spent: $7 more would pass $20
     assert_openai_429(refused, "budget_exceeded")
     assert int(refused.headers["retry-after"]) >= 60  # a total budget does not come back soon
-    assert [r.cost_usd for r in records(gw, 3)] == [pytest.approx(7.0), pytest.approx(7.0), 0.0]
+    assert [r.cost_usd for r in wait_for_records(gw, 3)] == [pytest.approx(7.0), pytest.approx(7.0), 0.0]
     assert len(fake_openai.requests) == 2
 
 
@@ -401,7 +393,7 @@ def test_a_spent_budget_is_refused_in_anthropic_shape(gateway: GatewayFactory) -
     assert caught.value.body["error"]["type"] == "rate_limit_error"
     assert "budget" in caught.value.body["error"]["message"]
     assert int(caught.value.response.headers["retry-after"]) >= 1
-    assert records(gw, 1)[-1].error_code == "budget_exceeded"
+    assert wait_for_records(gw, 1)[-1].error_code == "budget_exceeded"
 
 
 # --- teams --------------------------------------------------------------------------------------

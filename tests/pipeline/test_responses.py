@@ -6,7 +6,6 @@ back with the conformance suite's per-provider readers)."""
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +21,7 @@ from conformance.providers.openai import OpenAIReader
 from conformance.scenario import Image, Turn
 from conftest import ANTHROPIC_KEY, GEMINI_KEY, OPENAI_KEY, GatewayFactory
 from fakes import Fail, FakeServer, FakeToolCall, Reply
-from gateway import GatewayServer
+from gateway import GatewayServer, wait_for_records
 
 MODELS = {
     "gpt": {"targets": [{"provider": "oai", "model": "gpt-4o-mini"}]},
@@ -75,13 +74,6 @@ def gw(gateway: GatewayFactory) -> GatewayServer:
 @pytest.fixture
 def client(gw: GatewayServer) -> openai.OpenAI:
     return openai.OpenAI(base_url=gw.openai_base_url, api_key="x", max_retries=0, timeout=10)
-
-
-def records(gw: GatewayServer, count: int) -> list[Any]:
-    deadline = time.monotonic() + 2
-    while len(gw.records) < count and time.monotonic() < deadline:
-        time.sleep(0.005)
-    return gw.records
 
 
 def raw_events(gw: GatewayServer, body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -204,7 +196,7 @@ def test_usage_plain_and_streamed(client: openai.OpenAI, gw: GatewayServer, targ
     for usage in (plain, streamed):
         assert usage is not None
         assert (usage.input_tokens, usage.output_tokens, usage.total_tokens) == (123, 45, 168)
-    assert [(r.prompt_tokens, r.completion_tokens) for r in records(gw, 2)] == [(123, 45)] * 2
+    assert [(r.prompt_tokens, r.completion_tokens) for r in wait_for_records(gw, 2)] == [(123, 45)] * 2
 
 
 def test_cached_tokens_are_reported(client: openai.OpenAI, fake_openai: FakeServer) -> None:
@@ -284,7 +276,7 @@ def test_served_with_and_without_the_v1_prefix_and_recorded(gw: GatewayServer,
         assert response.status_code == 200, response.text
         assert response.headers["x-request-id"] == f"trace{path}"
         assert response.headers["x-lockgate-route"] == "claude/claude-sonnet-4-5"
-    first, second = records(gw, 2)
+    first, second = wait_for_records(gw, 2)
     assert (first.endpoint, first.status, first.route) == ("/v1/responses", 200, "claude/claude-sonnet-4-5")
     assert (first.prompt_tokens, first.completion_tokens) == (11, 7)
     assert second.endpoint == "/responses"

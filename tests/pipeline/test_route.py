@@ -1,5 +1,7 @@
-"""Routing ``<provider>/<model id>`` on a zero-config gateway: a model id that would change
-the upstream URL path (where the provider puts the id in it) is refused before any call."""
+"""``pipeline.route``: which deployments serve the model a client named, in what order, with
+which fallbacks, as pure calls on ``Router``; and, through a zero-config gateway, that a model
+id that would change the upstream URL path (where the provider puts the id in it) is refused
+before any call."""
 
 from __future__ import annotations
 
@@ -9,7 +11,14 @@ import httpx2 as httpx
 import pytest
 
 from conftest import GatewayFactory
-from gateway import GatewayServer
+from gateway import GatewayServer, make_config
+from lockgate.errors import InvalidRequest, ModelNotAllowed, ModelNotFound
+from lockgate.pipeline.auth import ANONYMOUS, Principal
+from lockgate.pipeline.limits import OwnerLimits
+from lockgate.pipeline.route import ModelPlan, Router
+from lockgate.pricing import UnitPrice
+from lockgate.providers.base import Provider
+from lockgate.providers.registry import provider_class
 
 HI = [{"role": "user", "content": "Hi"}]
 
@@ -46,3 +55,161 @@ def test_a_plain_model_id_reaches_a_path_provider(direct: GatewayServer, fake_ge
 def test_a_body_provider_takes_any_model_id(direct: GatewayServer, fake_openai: Any) -> None:
     assert chat(direct, "oai/org/model?v=1").status_code == 200
     assert fake_openai.requests[0].json["model"] == "org/model?v=1"
+
+
+# --- the router, called directly ----------------------------------------------------------
+
+PROVIDERS: dict[str, dict[str, Any]] = {
+    "oai": {"type": "openai", "api_key": "sk-test-0123456789", "timeout_s": 30},
+    "backup": {"type": "openai", "api_key": "sk-test-9876543210", "base_url": "http://backup.test/v1"},
+    "gem": {"type": "gemini", "api_key": "AIza-test-0123456789"},
+}
+
+MODELS: dict[str, dict[str, Any]] = {
+    "chat": {"targets": [{"provider": "oai", "model": "gpt-4o-mini", "weight": 3},
+                         {"provider": "backup", "model": "gpt-4o-mini", "rpm": 60, "tpm": 10_000}],
+             "retries": 1, "timeout_s": 12, "fallbacks": ["big", "gemini-2.0-flash"]},
+    "big": {"targets": [{"provider": "oai", "model": "gpt-4o"}, {"provider": "backup", "model": "gpt-4o"}],
+            "strategy": "ordered", "price": {"input_per_mtok_usd": 1, "output_per_mtok_usd": 2}},
+    "gemini-2.0-flash": {"targets": [{"provider": "gem"}]},  # no model: the name is the id
+}
+
+
+def router(*, zero_config: bool = False, seed: int | None = 1, **sections: Any) -> Router:
+    raw: dict[str, Any] = {"providers": PROVIDERS, "models": MODELS, **sections}
+    if zero_config:
+        raw = {"providers": raw["providers"], "zero_config": True}
+    config = make_config(raw)
+    return Router(config, providers_of(config.providers), seed=seed)
+
+
+def providers_of(settings: dict[str, Any]) -> dict[str, Provider]:
+    out: dict[str, Provider] = {}
+    for name, provider in settings.items():
+        cls = provider_class(provider.type)
+        assert cls is not None
+        out[name] = cls(name, provider, None)  # type: ignore[arg-type]  # never calls out
+    return out
+
+
+def key(*models: str, team: tuple[str, ...] | None = None) -> Principal:
+    return Principal(key_id="static/k", name="k", models=frozenset(models),
+                     team_models=None if team is None else frozenset(team))
+
+
+def routes(plan: ModelPlan) -> list[str]:
+    return [d.route for d in plan.deployments]
+
+
+def test_a_plan_holds_the_configured_targets_and_settings() -> None:
+    plan = router().plan("chat", ANONYMOUS)
+    assert routes(plan) == ["oai/gpt-4o-mini", "backup/gpt-4o-mini"]
+    assert [d.weight for d in plan.deployments] == [3, 1]
+    assert (plan.strategy, plan.retries, plan.fallbacks) == ("weighted", 1, ("big", "gemini-2.0-flash"))
+
+
+def test_a_target_without_a_model_calls_the_upstream_by_the_models_name() -> None:
+    assert routes(router().plan("gemini-2.0-flash", ANONYMOUS)) == ["gem/gemini-2.0-flash"]
+
+
+def test_the_models_timeout_overrides_the_providers() -> None:
+    chat, big = router().plan("chat", ANONYMOUS), router().plan("big", ANONYMOUS)
+    assert chat.timeout_for(chat.deployments[0]) == 12
+    assert big.timeout_for(big.deployments[0]) == 30  # the oai provider's own timeout_s
+
+
+def test_a_configured_price_overrides_the_catalogue() -> None:
+    [oai, _] = router().plan("big", ANONYMOUS).deployments
+    assert oai.price == UnitPrice(input=1.0, output=2.0)
+    [mini, _] = router().plan("chat", ANONYMOUS).deployments
+    assert mini.price is not None and mini.price.input > 0  # gpt-4o-mini from the catalogue
+
+
+def test_a_target_with_an_account_quota_carries_it() -> None:
+    first, second = router().plan("chat", ANONYMOUS).deployments
+    assert first.quota is None
+    assert second.quota == OwnerLimits(owner="target:backup/gpt-4o-mini", rpm=60, tpm=10_000,
+                                       name="backup/gpt-4o-mini")
+
+
+def test_an_unknown_model_is_not_found_without_a_list_of_what_exists() -> None:
+    with pytest.raises(ModelNotFound) as caught:
+        router().plan("gpt-5", ANONYMOUS)
+    assert caught.value.message == "the model 'gpt-5' does not exist"
+
+
+def test_a_provider_prefix_routes_nothing_unless_the_gateway_is_zero_config() -> None:
+    with pytest.raises(ModelNotFound):
+        router().plan("oai/gpt-4o", ANONYMOUS)
+
+
+def test_a_key_may_not_plan_a_model_outside_its_list_or_its_teams() -> None:
+    with pytest.raises(ModelNotAllowed, match="'big'"):
+        router().plan("big", key("chat"))
+    with pytest.raises(ModelNotAllowed):
+        router().plan("chat", key("chat", "big", team=("big",)))
+    assert router().plan("chat", key("chat", team=("chat", "big"))).name == "chat"
+
+
+def test_fallbacks_are_only_the_models_the_key_may_use() -> None:
+    assert router().plan("chat", key("chat", "gemini-2.0-flash")).fallbacks == ("gemini-2.0-flash",)
+    assert router().plan("chat", key("chat", "big", "gemini-2.0-flash", team=("chat", "big"))
+                         ).fallbacks == ("big",)
+    assert router().plan("chat", key("chat")).fallbacks == ()
+
+
+def test_fallback_plans_come_in_the_configured_order() -> None:
+    gateway_router = router()
+    fallbacks = gateway_router.fallbacks(gateway_router.plan("chat", ANONYMOUS))
+    assert [plan.name for plan in fallbacks] == ["big", "gemini-2.0-flash"]
+    assert routes(fallbacks[0]) == ["oai/gpt-4o", "backup/gpt-4o"]
+
+
+def test_an_ordered_model_is_always_tried_in_the_configured_order() -> None:
+    gateway_router = router(seed=None)
+    plan = gateway_router.plan("big", ANONYMOUS)
+    assert {tuple(d.route for d in gateway_router.order(plan)) for _ in range(50)} == {
+        ("oai/gpt-4o", "backup/gpt-4o")}
+
+
+def test_a_weighted_model_tries_every_deployment_first_sometimes_by_weight() -> None:
+    gateway_router = router(seed=7)
+    plan = gateway_router.plan("chat", ANONYMOUS)
+    orders = [tuple(d.route for d in gateway_router.order(plan)) for _ in range(2000)]
+    assert set(orders) == {("oai/gpt-4o-mini", "backup/gpt-4o-mini"),
+                           ("backup/gpt-4o-mini", "oai/gpt-4o-mini")}
+    first_oai = sum(order[0] == "oai/gpt-4o-mini" for order in orders) / len(orders)
+    assert 0.70 < first_oai < 0.80  # weights 3 : 1
+
+
+def test_the_same_seed_routes_the_same_way() -> None:
+    plans = [(r, r.plan("chat", ANONYMOUS)) for r in (router(seed=3), router(seed=3))]
+    first, second = ([tuple(d.route for d in r.order(p)) for _ in range(20)] for r, p in plans)
+    assert first == second
+
+
+def test_zero_config_routes_provider_slash_model_straight_to_the_provider() -> None:
+    plan = router(zero_config=True).plan("oai/gpt-4o-2024-08-06", ANONYMOUS)
+    assert (plan.name, routes(plan)) == ("oai/gpt-4o-2024-08-06", ["oai/gpt-4o-2024-08-06"])
+    assert plan.deployments[0].price is not None  # priced as its base model
+    [body_provider] = router(zero_config=True).plan("oai/org/model?v=1", ANONYMOUS).deployments
+    assert body_provider.model == "org/model?v=1"  # the id goes in the body: any id will do
+
+
+@pytest.mark.parametrize("model", ["nobody/gpt-4o", "oai/", "gpt-4o"])
+def test_zero_config_names_what_it_serves_when_a_model_is_not_found(model: str) -> None:
+    with pytest.raises(ModelNotFound) as caught:
+        router(zero_config=True).plan(model, ANONYMOUS)
+    assert caught.value.message == (f"the model {model!r} does not exist; "
+                                    "this gateway serves backup/<model id>, gem/<model id>, oai/<model id>")
+
+
+@pytest.mark.parametrize("upstream", ["../x", "gemini?key=1", "a b", "a%2Fb", "a#b"])
+def test_zero_config_refuses_an_id_that_would_change_a_path_providers_url(upstream: str) -> None:
+    with pytest.raises(InvalidRequest, match="cannot be routed"):
+        router(zero_config=True).plan(f"gem/{upstream}", ANONYMOUS)
+
+
+def test_zero_config_checks_the_allow_list_too() -> None:
+    with pytest.raises(ModelNotAllowed):
+        router(zero_config=True).plan("oai/gpt-4o", key("oai/gpt-4o-mini"))

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import CLIENT_KEY, GatewayFactory
 from fakes import FakeAnthropic, FakeOpenAI, Raw, Reply
-from gateway import GatewayServer
+from gateway import GatewayServer, wait_for_records
 
 HI = [{"role": "user", "content": "Hi"}]
 ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
@@ -38,13 +38,6 @@ def oai(gw: GatewayServer) -> openai.OpenAI:
 
 def claude(gw: GatewayServer) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=gw.url, api_key="x", max_retries=0)
-
-
-def records(gw: GatewayServer, count: int) -> list[Any]:
-    deadline = time.monotonic() + 2
-    while len(gw.records) < count and time.monotonic() < deadline:
-        time.sleep(0.005)
-    return gw.records
 
 
 def stream_body(gw: GatewayServer, model: str = "gpt") -> httpx.Response:
@@ -74,7 +67,7 @@ def test_an_endless_event_after_the_first_byte_ends_the_stream_with_an_error_eve
     with pytest.raises(openai.APIError, match="max_event_bytes"):
         for _ in stream:
             pass
-    [record] = records(small, 1)
+    [record] = wait_for_records(small, 1)
     assert (record.status, record.error_code) == (502, "upstream_error")
 
 
@@ -136,7 +129,7 @@ def test_an_unreadable_event_after_the_first_byte_ends_the_stream_with_an_error_
     assert (error["code"], error["type"]) == ("upstream_error", "api_error")
     assert "cannot be read" in error["message"] or "UTF-8" in error["message"]
     assert "[DONE]" not in response.text
-    [record] = records(gw, 1)
+    [record] = wait_for_records(gw, 1)
     assert (record.status, record.error_code) == (502, "upstream_error")
 
 
@@ -232,7 +225,7 @@ def test_an_unreadable_answer_is_retried_then_502(
             claude(gw).messages.create(model=model, max_tokens=10, messages=HI)
         assert caught_a.value.status_code == 502
     assert len(fake_openai.requests) == 2
-    [record] = records(gw, 1)
+    [record] = wait_for_records(gw, 1)
     assert (record.status, record.error_code) == (502, "upstream_error")
 
 
@@ -278,7 +271,7 @@ def test_an_answer_over_max_response_bytes_is_refused_unread(
         time.sleep(0.01)
     # The gateway hung up long before the 200 MiB were sent: it never read (or held) them.
     assert all(written < 50 * MIB for written in fake_openai.raw_written), fake_openai.raw_written
-    [record] = records(capped, 1)
+    [record] = wait_for_records(capped, 1)
     assert (record.status, record.error_code) == (502, "upstream_error")
 
 
@@ -328,7 +321,7 @@ def test_a_stream_whose_upstream_goes_silent_ends_with_an_error_event_and_frees_
         for chunk in stream:
             seen.append(chunk.choices[0].delta.content or "")
     assert seen == ["Hel"]
-    [record] = records(gw, 1)
+    [record] = wait_for_records(gw, 1)
     assert (record.status, record.error_code) == (504, "upstream_timeout")
     # The slot is free again: the next request of this max_parallel 1 key is served.
     answer = client.chat.completions.create(model="gpt", messages=HI)

@@ -5,7 +5,6 @@ of a fake Azure resource with the OpenAI and Anthropic SDKs as clients."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, cast
 
@@ -17,7 +16,7 @@ import pytest
 
 from fakes import Fail, FakeToolCall, Reply
 from fakes.azure import FakeAzure
-from gateway import GatewayServer, make_config
+from gateway import GatewayServer, make_config, wait_for_records
 from lockgate.config import ProviderConfig
 from lockgate.core.chat import (
     ChatRequest,
@@ -324,12 +323,6 @@ def claude(gw: GatewayServer) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=gw.url, api_key="x", max_retries=0)
 
 
-def last_record(gw: GatewayServer, count: int) -> Any:
-    deadline = time.monotonic() + 2
-    while len(gw.records) < count and time.monotonic() < deadline:
-        time.sleep(0.005)
-    return gw.records[-1]
-
 
 def test_openai_client_is_relayed_with_azure_annotations(gw: GatewayServer, fake: FakeAzure) -> None:
     before = len(gw.records)
@@ -338,7 +331,7 @@ def test_openai_client_is_relayed_with_azure_annotations(gw: GatewayServer, fake
     assert answer.choices[0].message.content == "Hello from the fake!"
     assert (answer.model_extra or {})["prompt_filter_results"]
     assert fake.requests[0].json["model"] == DEPLOYMENT
-    assert last_record(gw, before + 1).route == f"az/{DEPLOYMENT}"
+    assert wait_for_records(gw, before + 1)[-1].route == f"az/{DEPLOYMENT}"
 
 
 def test_openai_client_stream_names_its_model_in_every_chunk(gw: GatewayServer, fake: FakeAzure) -> None:
@@ -349,7 +342,7 @@ def test_openai_client_stream_names_its_model_in_every_chunk(gw: GatewayServer, 
     assert {c.model for c in chunks} == {"gpt"}
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "A short answer"
     assert all(c.usage is None for c in chunks)  # asked by the gateway, not by the client
-    record = last_record(gw, before + 1)
+    record = wait_for_records(gw, before + 1)[-1]
     assert (record.prompt_tokens, record.completion_tokens) == (6, 3)
 
 

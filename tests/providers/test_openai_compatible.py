@@ -5,7 +5,6 @@ its bodies untouched."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
@@ -17,6 +16,7 @@ import pytest
 
 from conftest import OPENAI_KEY, GatewayFactory
 from fakes import FakeOpenAI, Reply
+from gateway import wait_for_records
 from lockgate.config import ProviderConfig, default_config
 from lockgate.core.chat import ChatRequest, Message, StreamEvent, TextDelta, TextPart
 from lockgate.errors import InvalidRequest
@@ -209,13 +209,6 @@ async def test_deepseek_reasoning_deltas_stay_out_of_a_translated_answer() -> No
 # --- through the gateway, with the OpenAI SDK as the client ----------------------------------
 
 
-def records(gw: Any, count: int) -> list[Any]:
-    deadline = time.monotonic() + 2
-    while len(gw.records) < count and time.monotonic() < deadline:
-        time.sleep(0.005)
-    return list(gw.records)
-
-
 def test_a_server_without_stream_usage_still_relays_a_whole_stream(
         gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
     gw = gateway(providers={"lm": {"type": "lmstudio", "base_url": fake_openai.base_url,
@@ -226,7 +219,7 @@ def test_a_server_without_stream_usage_still_relays_a_whole_stream(
     assert response.status_code == 200
     assert response.text.endswith("data: [DONE]\n\n") and '"error"' not in response.text
     assert "stream_options" not in fake_openai.requests[0].json
-    [record] = records(gw, 1)
+    [record] = wait_for_records(gw, 1)
     assert (record.status, record.completion_tokens) == (200, 0)  # the server reports none
 
 
@@ -243,5 +236,5 @@ def test_groq_through_the_gateway_answers_a_client_that_asked_for_logprobs(
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello from the fake!"
     sent = fake_openai.requests[0].json
     assert "logprobs" not in sent and sent["stream_options"] == {"include_usage": True}
-    [record] = records(gw, 1)
+    [record] = wait_for_records(gw, 1)
     assert record.completion_tokens == 7

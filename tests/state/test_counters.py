@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -21,6 +21,23 @@ async def counters(request: pytest.FixtureRequest) -> AsyncIterator[CounterStore
     store = RedisCounters(url, prefix=request.getfixturevalue("redis_prefix"))
     yield store
     await store.close()
+
+
+PassTime = Callable[[float], Awaitable[None]]
+
+
+@pytest.fixture
+def pass_time(counters: CounterStore) -> PassTime:
+    """Lets ``seconds`` go by for the counters: at once on the memory store's clock, for real
+    on Redis (whose keys expire on the server's)."""
+    if not isinstance(counters, MemoryCounters):
+        return asyncio.sleep
+    now = [1000.0]
+    counters._now = lambda: now[0]
+
+    async def advance(seconds: float) -> None:
+        now[0] += seconds
+    return advance
 
 
 async def test_a_window_takes_until_its_limit_then_refuses(counters: CounterStore) -> None:
@@ -98,11 +115,11 @@ async def test_leases_cap_requests_in_flight_and_are_released(counters: CounterS
     assert await counters.level("par:key:e") == 2
 
 
-async def test_a_lease_never_released_expires(counters: CounterStore) -> None:
+async def test_a_lease_never_released_expires(counters: CounterStore, pass_time: PassTime) -> None:
     lease = Take("par:key:f", 1, 1, 0.3, "lease")
     assert (await counters.reserve([lease], "crashed")).ok
     assert not (await counters.reserve([lease], "next")).ok
-    await asyncio.sleep(0.45)
+    await pass_time(0.45)
     assert (await counters.reserve([lease], "next")).ok
 
 
@@ -112,10 +129,10 @@ async def test_seed_sets_a_total_only_once(counters: CounterStore) -> None:
     assert await counters.level("spend:key:g:m202611") == pytest.approx(7.5)
 
 
-async def test_a_window_bucket_expires(counters: CounterStore) -> None:
+async def test_a_window_bucket_expires(counters: CounterStore, pass_time: PassTime) -> None:
     take = Take("rpm:key:h:1", 1, 1, 0.3)
     assert (await counters.reserve([take], "a")).ok
-    await asyncio.sleep(0.45)
+    await pass_time(0.45)
     assert (await counters.reserve([take], "b")).ok
 
 
