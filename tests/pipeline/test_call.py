@@ -243,6 +243,17 @@ def test_still_rate_limited_after_all_attempts_is_429_with_retry_after(
     assert len(fake_openai.requests) == 3
 
 
+@pytest.mark.parametrize("hint", [float("inf"), float("nan")])
+def test_an_upstream_retry_after_that_is_no_number_still_gives_a_429(
+        gateway: GatewayFactory, fake_openai: FakeOpenAI, hint: float) -> None:
+    gw = gateway(models={"gpt": one(retries=0)})
+    fake_openai.enqueue(Fail(429, retry_after=hint))  # sent as "retry-after: inf" / "nan"
+    with pytest.raises(openai.RateLimitError) as caught:
+        openai.OpenAI(base_url=gw.openai_base_url, api_key="x", max_retries=0).chat.completions.create(
+            model="gpt", messages=HI)  # type: ignore[arg-type]
+    assert int(caught.value.response.headers["retry-after"]) >= 1
+
+
 def test_the_sdk_sees_an_upstream_rate_limit_as_rate_limit_error(gateway: GatewayFactory,
                                                                  fake_anthropic: FakeAnthropic) -> None:
     gw = gateway(models={"claude": one("claude", "claude-sonnet-4-5", retries=0)})

@@ -282,7 +282,7 @@ def test_a_stream_its_upstream_cuts_is_charged_its_reservation(gateway: GatewayF
                                             messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(openai.APIError):
         list(stream)  # the first event, then the gateway's error event
-    record = records(gw, 1)[-1]
+    record = wait_for_records(gw, 1)[-1]
     assert (record.status, record.error_code) == (502, "upstream_error")
     assert record.cost_usd == pytest.approx(40.0)  # $1 per reserved completion token
     settled(gw)

@@ -429,10 +429,7 @@ def test_retry_after_seconds_reads_either_header(headers: dict[str, str], second
     assert http.retry_after_seconds(headers) == seconds
 
 
-@pytest.mark.xfail(strict=True, reason="float() reads 'inf' and 'nan': an upstream 429 with such a hint "
-                   "reaches GatewayError.headers(), whose round() raises, and the client gets a "
-                   "plain-text 500 instead of its 429")
-@pytest.mark.parametrize("value", ["inf", "nan", "1e999"])
+@pytest.mark.parametrize("value", ["inf", "nan", "1e999", "-5"])
 def test_a_retry_after_that_is_not_a_finite_number_is_no_hint(value: str) -> None:
     assert http.retry_after_seconds({"retry-after": value}) is None
 

@@ -402,7 +402,7 @@ class OpenAIRelayTap(RelayTap):
         self._client_wants_usage = client_wants_usage
         self._named = b'"model":' + orjson.dumps(model)
         # Azure's content-filter chunks (the first one, and late ones) name no model at all.
-        self._swaps: list[tuple[bytes, bytes]] = [(b'"model":""', self._named)]
+        self._swaps: list[tuple[bytes, bytes]] = _model_swaps(b'""', self._named)
         self._learning = True
 
     def feed(self, event: SSEEvent) -> bytes:
@@ -434,9 +434,15 @@ class OpenAIRelayTap(RelayTap):
         if isinstance(upstream, str) and upstream:
             self._learning = False
             if upstream != self._model:
-                self._swaps.append((b'"model":' + orjson.dumps(upstream), self._named))
+                self._swaps += _model_swaps(orjson.dumps(upstream), self._named)
         elif choices:
             self._learning = False
+
+
+def _model_swaps(upstream: bytes, named: bytes) -> list[tuple[bytes, bytes]]:
+    """Byte replacements of the upstream's ``"model":<id>`` by the client's name, written with
+    or without a space after the colon (servers built on Python's ``json`` write the space)."""
+    return [(b'"model":' + upstream, named), (b'"model": ' + upstream, named)]
 
 
 def _error_message(data: str) -> str:

@@ -8,6 +8,7 @@ throughput at 32 concurrent requests, ../shared/bench/results/stacks-*.md).
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -353,5 +354,7 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
             seconds = float(value)
         except ValueError:
             continue  # an HTTP date: rare from model APIs, and the default backoff is fine
+        if not math.isfinite(seconds) or seconds < 0:
+            continue  # "inf", "nan", "1e999": no hint a wait or a header can carry
         return seconds / 1000 if name == "retry-after-ms" else seconds
     return None
