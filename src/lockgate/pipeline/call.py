@@ -33,7 +33,6 @@ from lockgate.pipeline.route import Deployment, ModelPlan, Router
 log = logging.getLogger("lockgate")
 
 T = TypeVar("T")
-log = logging.getLogger("lockgate")
 Attempt = Callable[[Deployment, float], Awaitable[T]]
 
 MAX_WAIT_S = 10.0
