@@ -16,11 +16,20 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+)
 
+from lockgate.providers.base import ProviderSettings
 from lockgate.providers.registry import load_failure, provider_class, provider_types
 
 # --- schema ----------------------------------------------------------------------------------
@@ -75,57 +84,62 @@ class TelemetryConfig(_Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-# Keys every network provider accepts, beside the type-specific ones each class declares.
-COMMON_PROVIDER_KEYS = frozenset({"type", "api_key", "base_url", "headers", "timeout_s"})
-
-
 class LimitsConfig(_Strict):
     # What to do while Redis (the shared counters) cannot be reached: serve without counting
     # (fail_open, the default: availability first) or refuse with 503 (fail_closed).
     redis_failure: Literal["fail_open", "fail_closed"] = "fail_open"
 
 
-class ProviderConfig(_Strict):
-    type: str
-    api_key: str | None = None
-    base_url: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
-    timeout_s: float = Field(default=60.0, gt=0)
-    # Type-specific keys (§2); each provider class lists the ones it takes in settings_keys.
-    api_version: str | None = None
-    region: str | None = None
-    aws_access_key_id: str | None = None
-    aws_secret_access_key: str | None = None
-    aws_session_token: str | None = None
-    project: str | None = None
-    location: str | None = None
-    credentials_file: str | None = None
-    path: str | None = None
-    threads: int | None = Field(default=None, gt=0)
+# A provider entry is validated against its own type's settings model (``settings_model`` on the
+# provider class): this name is the keys every provider takes, which those models extend.
+ProviderConfig = ProviderSettings
 
-    @model_validator(mode="after")
-    def _known_type_and_keys(self) -> ProviderConfig:
-        cls = provider_class(self.type)
-        if cls is None:
-            failure = load_failure(self.type)
-            if failure:
-                raise ValueError(f"provider type {self.type!r} is installed but failed to load: {failure}")
-            known = ", ".join(sorted(provider_types()))
-            if self.type in _IN_PROCESS_TYPES:
-                raise ValueError(f"provider type {self.type!r} is not available yet: {_IN_PROCESS_LATER} "
-                                 f"(available: {known})")
-            hint = did_you_mean(self.type, provider_types())
-            raise ValueError(f"unknown provider type {self.type!r}{hint} (known: {known})")
-        extra = sorted(self.model_fields_set - COMMON_PROVIDER_KEYS - cls.settings_keys)
-        if extra:
-            why = f" ({_IN_PROCESS_LATER})" if _IN_PROCESS_KEYS & set(extra) else ""
-            raise ValueError(f"provider type {self.type!r} does not take: {', '.join(extra)}{why}")
-        return self
+
+def _provider_settings(raw: Any, common: ValidatorFunctionWrapHandler) -> ProviderSettings:
+    """One ``providers`` entry, validated against the settings model of its ``type``.
+
+    A key that another provider type takes (or an in-process one) is reported as one problem at
+    the entry, naming the type, once the entry's other keys are valid: "region" on an OpenAI
+    provider is a key in the wrong place, not a typo. Keys no provider takes are the model's
+    own "unknown key" errors, at their own path."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
+        # No type to go by: the common keys are checked and the type reported, while keys that
+        # some type takes wait until the type is known.
+        checked: ProviderSettings = common(
+            {k: v for k, v in raw.items() if k not in _typed_keys()} if isinstance(raw, dict) else raw)
+        return checked
+    type_name = raw["type"].strip()
+    cls = provider_class(type_name)
+    model = cls.settings_model if cls is not None else ProviderSettings
+    misplaced = sorted((set(raw) - set(model.model_fields)) & _typed_keys())
+    settings = model.model_validate({k: v for k, v in raw.items() if k not in misplaced})
+    if cls is None:
+        raise ValueError(_unknown_type(type_name))
+    if misplaced:
+        why = f" ({_IN_PROCESS_LATER})" if _IN_PROCESS_KEYS & set(misplaced) else ""
+        raise ValueError(f"provider type {type_name!r} does not take: {', '.join(misplaced)}{why}")
+    return settings
+
+
+def _unknown_type(type_name: str) -> str:
+    failure = load_failure(type_name)
+    if failure:
+        return f"provider type {type_name!r} is installed but failed to load: {failure}"
+    known = ", ".join(sorted(provider_types()))
+    if type_name in _IN_PROCESS_TYPES:
+        return f"provider type {type_name!r} is not available yet: {_IN_PROCESS_LATER} (available: {known})"
+    return f"unknown provider type {type_name!r}{did_you_mean(type_name, provider_types())} (known: {known})"
+
+
+def _typed_keys() -> frozenset[str]:
+    """Every key that some provider type takes beyond the common ones, and the in-process keys."""
+    declared = (cls.settings_model.model_fields for cls in provider_types().values())
+    return frozenset().union(*declared, _IN_PROCESS_KEYS) - ProviderSettings.model_fields.keys()
 
 
 # `path` and `threads` belong to the in-process model runtimes of §7 (a local model file, run
 # inside the gateway), which no built-in provider implements yet; a plug-in provider may declare
-# them in its settings_keys. Until then they are refused, with this reason, never ignored.
+# them in its settings_model. Until then they are refused, with this reason, never ignored.
 _IN_PROCESS_TYPES = frozenset({"sklearn", "onnx"})
 _IN_PROCESS_KEYS = frozenset({"path", "threads"})
 _IN_PROCESS_LATER = ("path and threads are for in-process models (sklearn, onnx), "
@@ -198,7 +212,8 @@ class Config(_Strict):
     redis: str | None = None
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
-    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    providers: dict[str, Annotated[ProviderSettings, WrapValidator(_provider_settings)]] = Field(
+        default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     teams: tuple[TeamConfig, ...] = ()
     keys: tuple[KeyConfig, ...] = ()
@@ -285,13 +300,17 @@ def _keys_at(loc: tuple[str, ...]) -> Iterable[str]:
             shape = _unwrap(get_args(shape)[-1 if get_origin(shape) is dict else 0])
         else:
             return ()
+    if shape is ProviderSettings:  # the entry's own model is known only with its data
+        return {*ProviderSettings.model_fields, *_typed_keys()}
     if isinstance(shape, type) and issubclass(shape, BaseModel):
         return shape.model_fields
     return ()
 
 
 def _unwrap(annotation: Any) -> Any:
-    """``X | None`` -> ``X``."""
+    """``X | None`` -> ``X``; ``Annotated[X, ...]`` -> ``X``."""
+    if get_origin(annotation) is Annotated:
+        return get_args(annotation)[0]
     if get_origin(annotation) in (Union, UnionType):
         args = [a for a in get_args(annotation) if a is not type(None)]
         return args[0] if len(args) == 1 else annotation

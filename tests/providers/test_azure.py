@@ -17,7 +17,6 @@ import pytest
 from fakes import Fail, FakeToolCall, Reply
 from fakes.azure import FakeAzure
 from gateway import GatewayServer, make_config, wait_for_records
-from lockgate.config import ProviderConfig
 from lockgate.core.chat import (
     ChatRequest,
     Message,
@@ -33,7 +32,8 @@ from lockgate.core.embeddings import EmbeddingsRequest
 from lockgate.dialects.openai import OpenAIRelayTap
 from lockgate.dialects.sse import SSEDecoder
 from lockgate.errors import UpstreamError
-from lockgate.providers.azure import DEFAULT_API_VERSION, AzureProvider
+from lockgate.providers.azure import DEFAULT_API_VERSION, AzureProvider, AzureSettings
+from lockgate.providers.base import ProviderSettings
 from lockgate.providers.openai import parse_response, parse_stream
 
 KEY = "azure-test-key-0123456789"
@@ -50,7 +50,7 @@ def _no_azure_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def provider(session: Any = None, **fields: Any) -> AzureProvider:
-    return AzureProvider("az", ProviderConfig(type="azure", **fields), session)
+    return AzureProvider("az", AzureSettings(type="azure", **fields), session)
 
 
 def chat(text: str = "Hi", **fields: Any) -> ChatRequest:
@@ -96,7 +96,8 @@ def test_no_endpoint_at_all_is_a_clear_error_not_a_retry() -> None:
 
 
 def test_azure_takes_api_version_and_is_a_native_openai_relay() -> None:
-    assert AzureProvider.settings_keys == {"api_version"}
+    assert AzureProvider.settings_model is AzureSettings
+    assert AzureSettings.model_fields.keys() - ProviderSettings.model_fields.keys() == {"api_version"}
     assert AzureProvider.native_dialect == "openai"
     assert AzureProvider.api_key_env == "AZURE_OPENAI_API_KEY"
 

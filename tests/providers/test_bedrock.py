@@ -20,7 +20,6 @@ from botocore.credentials import Credentials, RefreshableCredentials
 from fakes import Fail, FakeToolCall, Reply, fake_vector
 from fakes.bedrock import ACCESS_KEY, SECRET_KEY, FakeBedrock, event, event_message, verify_sigv4
 from gateway import GatewayServer, make_config
-from lockgate.config import ProviderConfig
 from lockgate.core.chat import (
     ChatRequest,
     ImagePart,
@@ -41,7 +40,13 @@ from lockgate.core.chat import (
 )
 from lockgate.core.embeddings import EmbeddingsRequest
 from lockgate.errors import InvalidRequest, UpstreamError, UpstreamTimeout
-from lockgate.providers._aws_auth import AwsCredentials, AwsKeys, resolve_region, sign_request
+from lockgate.providers._aws_auth import (
+    AwsCredentials,
+    AwsKeys,
+    AwsSettings,
+    resolve_region,
+    sign_request,
+)
 from lockgate.providers._eventstream import EventStreamDecoder
 from lockgate.providers.bedrock import (
     BedrockProvider,
@@ -441,25 +446,25 @@ def no_aws_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> pytest
 
 def test_the_region_comes_from_the_config_then_the_environment(
         no_aws_environment: pytest.MonkeyPatch) -> None:
-    assert resolve_region(ProviderConfig(type="bedrock")) == "us-east-1"
+    assert resolve_region(AwsSettings(type="bedrock")) == "us-east-1"
     no_aws_environment.setenv("AWS_DEFAULT_REGION", "eu-west-3")
-    assert resolve_region(ProviderConfig(type="bedrock")) == "eu-west-3"
+    assert resolve_region(AwsSettings(type="bedrock")) == "eu-west-3"
     no_aws_environment.setenv("AWS_REGION", "ap-south-1")
-    assert resolve_region(ProviderConfig(type="bedrock")) == "ap-south-1"
-    assert resolve_region(ProviderConfig(type="bedrock", region="us-west-2")) == "us-west-2"
+    assert resolve_region(AwsSettings(type="bedrock")) == "ap-south-1"
+    assert resolve_region(AwsSettings(type="bedrock", region="us-west-2")) == "us-west-2"
 
 
 async def test_the_default_endpoint_is_the_regional_one(no_aws_environment: pytest.MonkeyPatch) -> None:
     async with aiohttp.ClientSession() as session:
-        config = ProviderConfig(type="bedrock", region="eu-central-1", aws_access_key_id="AKIA1",
-                                aws_secret_access_key="secret-0123456789")
+        config = AwsSettings(type="bedrock", region="eu-central-1", aws_access_key_id="AKIA1",
+                             aws_secret_access_key="secret-0123456789")
         assert BedrockProvider("br", config, session).base_url == \
             "https://bedrock-runtime.eu-central-1.amazonaws.com"
 
 
 def test_one_aws_key_without_the_other_is_a_config_error() -> None:
     with pytest.raises(ValueError, match="go together"):
-        AwsCredentials.from_config(ProviderConfig(type="bedrock", aws_access_key_id="AKIA1"))
+        AwsCredentials.from_config(AwsSettings(type="bedrock", aws_access_key_id="AKIA1"))
 
 
 # --- the provider against the fake -------------------------------------------------------------
@@ -471,10 +476,10 @@ def fake() -> Iterator[FakeBedrock]:
         yield server
 
 
-def config_for(fake: FakeBedrock, **fields: Any) -> ProviderConfig:
+def config_for(fake: FakeBedrock, **fields: Any) -> AwsSettings:
     keys = {"aws_access_key_id": fake.access_key, "aws_secret_access_key": fake.secret_key,
             "aws_session_token": fake.session_token}
-    return ProviderConfig(type="bedrock", base_url=fake.base_url, region=fake.region,
+    return AwsSettings(type="bedrock", base_url=fake.base_url, region=fake.region,
                           **{**keys, **fields})
 
 
@@ -596,7 +601,7 @@ async def test_keys_from_the_environment_chain(fake: FakeBedrock,
     no_aws_environment.setenv("AWS_SESSION_TOKEN", "fake-session-token-123")
     no_aws_environment.setenv("AWS_REGION", fake.region)
     async with aiohttp.ClientSession() as session:
-        provider = BedrockProvider("br", ProviderConfig(type="bedrock", base_url=fake.base_url),
+        provider = BedrockProvider("br", AwsSettings(type="bedrock", base_url=fake.base_url),
                                    session)
         assert (await provider.chat(chat(user("Hi")), 5)).content == "Hello from the fake!"
     assert fake.secret_key in provider.secrets()
@@ -606,7 +611,7 @@ async def test_no_credentials_anywhere_is_a_clear_error(fake: FakeBedrock,
                                                         no_aws_environment: pytest.MonkeyPatch) -> None:
     fake.reset()
     async with aiohttp.ClientSession() as session:
-        provider = BedrockProvider("br", ProviderConfig(type="bedrock", base_url=fake.base_url),
+        provider = BedrockProvider("br", AwsSettings(type="bedrock", base_url=fake.base_url),
                                    session)
         with pytest.raises(UpstreamError, match="no AWS credentials") as caught:
             await provider.chat(chat(user("Hi")), 5)
@@ -623,7 +628,7 @@ async def test_a_bedrock_api_key_is_sent_as_a_bearer_token(source: str,
         no_aws_environment.setenv("AWS_BEARER_TOKEN_BEDROCK", token)
     with FakeBedrock(api_key=token) as fake:
         async with aiohttp.ClientSession() as session:
-            config = ProviderConfig(type="bedrock", base_url=fake.base_url, **fields)
+            config = AwsSettings(type="bedrock", base_url=fake.base_url, **fields)
             provider = BedrockProvider("br", config, session)
             assert (await provider.chat(chat(user("Hi")), 5)).content == "Hello from the fake!"
         assert fake.requests[0].headers["authorization"] == f"Bearer {token}"

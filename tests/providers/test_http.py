@@ -56,7 +56,7 @@ def test_a_configured_header_replaces_the_providers_own_whatever_its_case(type_n
                                 "headers": CONFIGURED}
     if type_name == "azure":
         settings.update(base_url="https://x.openai.azure.com", api_version="2024-10-21")
-    config = ProviderConfig.model_construct(**ProviderConfig(**settings).__dict__)
+    config = cls.settings_model.model_construct(**cls.settings_model(**settings).__dict__)
     headers = cls("p", config, None).headers()  # type: ignore[arg-type]
     names = [name.lower() for name in headers]
     assert len(names) == len(set(names)), headers

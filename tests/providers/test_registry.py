@@ -24,12 +24,17 @@ BUILT_IN = {"openai", "azure", "anthropic", "gemini", "vertex", "bedrock", "cohe
 def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Installs a third-party module and entry points the way a pip-installed package would."""
     (tmp_path / "acme_llm.py").write_text(textwrap.dedent('''
+        from lockgate.providers.base import ProviderSettings
         from lockgate.providers.openai import OpenAIProvider
+
+        class AcmeSettings(ProviderSettings):
+            tenant: str | None = None
 
         class AcmeProvider(OpenAIProvider):
             type_name = "acme"
             default_base_url = "https://llm.acme.example/v1"
             api_key_env = None
+            settings_model = AcmeSettings
     '''))
     monkeypatch.syspath_prepend(str(tmp_path))
     entries = [EntryPoint("acme", "acme_llm:AcmeProvider", registry.GROUP),
@@ -61,3 +66,12 @@ def test_a_plugin_that_fails_to_import_is_named_in_the_config_error(plugin: None
         make_config({"providers": {"b": {"type": "broken"}}})
     assert "failed to load" in str(caught.value) and "ModuleNotFoundError" in str(caught.value)
     assert registry.provider_class("openai") is not None  # the rest still load
+
+
+def test_a_third_party_provider_declares_its_own_settings(plugin: None) -> None:
+    models = {"m": {"targets": [{"provider": "a"}]}}
+    config = make_config({"providers": {"a": {"type": "acme", "tenant": "blue"}}, "models": models})
+    assert config.providers["a"].model_dump()["tenant"] == "blue"
+    with pytest.raises(ConfigError) as caught:
+        make_config({"providers": {"a": {"type": "openai", "tenant": "blue"}}, "models": models})
+    assert "provider type 'openai' does not take: tenant" in str(caught.value)

@@ -20,7 +20,6 @@ import pytest
 from fakes import Fail, FakeToolCall, Reply, fake_vector
 from fakes.vertex import FakeVertex, ServiceAccount
 from gateway import GatewayServer, make_config
-from lockgate.config import ProviderConfig
 from lockgate.core.chat import (
     ChatRequest,
     Message,
@@ -41,6 +40,7 @@ from lockgate.providers._google_auth import CredentialsError, GoogleCredentials,
 from lockgate.providers.vertex import (
     ANTHROPIC_VERSION,
     VertexProvider,
+    VertexSettings,
     anthropic_body,
     build_predict_request,
     default_root,
@@ -269,11 +269,11 @@ def test_credential_failures_are_one_clear_line_without_the_key(
 # --- the provider against the fake -------------------------------------------------------------
 
 
-def vertex_config(fake: FakeVertex, key_file: Path, **fields: Any) -> ProviderConfig:
+def vertex_config(fake: FakeVertex, key_file: Path, **fields: Any) -> VertexSettings:
     settings: dict[str, Any] = {"type": "vertex", "project": PROJECT, "location": LOCATION,
                                 "credentials_file": str(key_file), "base_url": fake.base_url}
     settings.update(fields)
-    return ProviderConfig(**{k: v for k, v in settings.items() if v is not None})
+    return VertexSettings(**{k: v for k, v in settings.items() if v is not None})
 
 
 @pytest.fixture
@@ -429,7 +429,7 @@ async def test_project_and_location_come_from_the_environment(
 ) -> None:
     monkeypatch.setenv("GOOGLE_CLOUD_LOCATION", "europe-west4")
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "env-project")
-    bare = ProviderConfig(type="vertex", credentials_file=str(key_file))
+    bare = VertexSettings(type="vertex", credentials_file=str(key_file))
     unconfigured = VertexProvider("vx", bare, session)
     assert unconfigured.base_url == "https://europe-west4-aiplatform.googleapis.com"
     assert (unconfigured.project, unconfigured.location) == ("env-project", "europe-west4")
@@ -468,7 +468,7 @@ async def test_waiting_for_the_first_token_counts_against_the_timeout(
 
 async def test_express_mode_sends_the_api_key_instead_of_a_token(session: aiohttp.ClientSession) -> None:
     with FakeVertex(api_key="vertex-express-key-123") as express:
-        config = ProviderConfig(type="vertex", api_key="vertex-express-key-123", base_url=express.base_url)
+        config = VertexSettings(type="vertex", api_key="vertex-express-key-123", base_url=express.base_url)
         vertex = VertexProvider("vx", config, session)
         response = await vertex.chat(chat(GEMINI), 5)
         [sent] = express.requests

@@ -11,18 +11,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 from lockgate.errors import UpstreamError
-
-if TYPE_CHECKING:
-    from lockgate.config import ProviderConfig
+from lockgate.providers.base import ProviderSettings
 
 log = logging.getLogger("lockgate")
 
 SERVICE = "bedrock"  # the SigV4 signing name of bedrock-runtime
 DEFAULT_REGION = "us-east-1"
+
+
+class AwsSettings(ProviderSettings):
+    """Bedrock's own config keys: where it runs and, optionally, the keys it signs with."""
+
+    region: str | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    aws_session_token: str | None = None
 
 
 class AwsKeys(NamedTuple):
@@ -49,7 +56,7 @@ class AwsCredentials:
         self._refreshing: asyncio.Future[Any] | None = None
 
     @classmethod
-    def from_config(cls, config: ProviderConfig) -> AwsCredentials:
+    def from_config(cls, config: AwsSettings) -> AwsCredentials:
         if config.aws_access_key_id or config.aws_secret_access_key:
             if not (config.aws_access_key_id and config.aws_secret_access_key):
                 raise ValueError("bedrock: aws_access_key_id and aws_secret_access_key go together")
@@ -111,7 +118,7 @@ def _botocore_session() -> Any:
     return botocore.session.Session()
 
 
-def resolve_region(config: ProviderConfig) -> str:
+def resolve_region(config: AwsSettings) -> str:
     """The config's ``region``, else ``AWS_REGION`` / ``AWS_DEFAULT_REGION``, else the AWS
     profile's region, else us-east-1 (with a warning: botocore would refuse to guess)."""
     region = config.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
@@ -176,7 +183,7 @@ def host_header(url: str) -> str:
 
 
 def make_auth(
-    name: str, config: ProviderConfig, api_key: str | None, region: str
+    name: str, config: AwsSettings, api_key: str | None, region: str
 ) -> tuple[Auth, AwsCredentials | None]:
     """How provider ``name`` authenticates, and its AWS credentials when it signs. The config's
     AWS keys win over an API key, which wins over the default chain (as in botocore, where a

@@ -25,17 +25,14 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import aiohttp
 
 from lockgate.errors import UpstreamError
+from lockgate.providers.base import ProviderSettings
 from lockgate.providers.http import merge_headers
 from lockgate.providers.openai import OpenAIProvider, Quirks
-
-if TYPE_CHECKING:
-    from lockgate.config import ProviderConfig
 
 # The latest dated GA version of the inference API (stable/2024-10-21 in Azure's REST specs).
 DEFAULT_API_VERSION = "2024-10-21"
@@ -45,15 +42,21 @@ _DATED = re.compile(r"\d{4}-\d{2}-\d{2}")
 _PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings"}
 
 
+class AzureSettings(ProviderSettings):
+    """Azure's own config key: the dated API version (unset: the v1 API or DEFAULT_API_VERSION)."""
+
+    api_version: str | None = None
+
+
 class AzureProvider(OpenAIProvider):
     type_name = "azure"
     default_base_url = ""
     api_key_env = "AZURE_OPENAI_API_KEY"
-    settings_keys = frozenset({"api_version"})
+    settings_model = AzureSettings
     default_model = None  # deployments are named by their owner; there is no common one
     model_in_path = True  # the deployment name is in the URL path
 
-    def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(self, name: str, config: AzureSettings, session: aiohttp.ClientSession) -> None:
         endpoint = (config.base_url or os.environ.get("AZURE_OPENAI_ENDPOINT") or "").rstrip("/")
         self.v1 = endpoint.endswith("/openai/v1")
         self.api_version = config.api_version or (None if self.v1 else DEFAULT_API_VERSION)

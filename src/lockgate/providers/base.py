@@ -7,7 +7,11 @@ it. The subclass:
 * sets ``type_name`` (the config's ``type:``), ``default_base_url`` and, where the provider has
   a standard credential variable, ``api_key_env``; where its official SDK reads its root from a
   variable (``OPENAI_BASE_URL``), ``base_url_env``, which a zero-config gateway honours;
-* lists its provider-specific config keys in ``settings_keys`` (others are config errors);
+* where it takes config keys of its own (Azure's ``api_version``, Bedrock's ``region``...),
+  declares them in a subclass of ``ProviderSettings`` set as its ``settings_model``, and reads
+  them from the typed settings it is built with; the config validates each provider entry
+  against its type's model, so a key the model lacks is a config error, and a new provider's
+  keys need no line in ``lockgate.config``. Third-party providers declare theirs the same way;
 * implements ``chat`` and ``chat_stream`` over the canonical types of ``lockgate.core``;
   ``embeddings`` where the provider has them;
 * may set ``native_dialect`` ("openai" or "anthropic") and implement ``forward``: then a client
@@ -27,17 +31,29 @@ import os
 import re
 from collections.abc import AsyncIterator
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import aiohttp
+from pydantic import BaseModel, ConfigDict, Field
 
 from lockgate.core.chat import ChatRequest, ChatResponse, StreamEvent
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from lockgate.errors import InvalidRequest
 from lockgate.providers.http import DEFAULT_LIMITS, ReadLimits, read_json
 
-if TYPE_CHECKING:
-    from lockgate.config import ProviderConfig
+
+class ProviderSettings(BaseModel):
+    """The config keys every provider takes. A provider with keys of its own extends this
+    model and names the subclass in its ``settings_model``."""
+
+    # As the rest of the config: a misspelt key is an error, and settings never change once loaded.
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    type: str
+    api_key: str | None = None
+    base_url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(default=60.0, gt=0)
 
 
 class Provider:
@@ -45,7 +61,7 @@ class Provider:
     default_base_url: ClassVar[str] = ""
     api_key_env: ClassVar[str | None] = None
     base_url_env: ClassVar[str | None] = None  # read through ``base_url_variable``
-    settings_keys: ClassVar[frozenset[str]] = frozenset()
+    settings_model: ClassVar[type[ProviderSettings]] = ProviderSettings
     native_dialect: ClassVar[str | None] = None
     # The model a zero-config gateway exposes when only the credential variable is set.
     default_model: ClassVar[str | None] = None
@@ -57,7 +73,7 @@ class Provider:
     # limits on each provider it builds (a provider built on its own keeps the defaults).
     limits: ReadLimits = DEFAULT_LIMITS
 
-    def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(self, name: str, config: ProviderSettings, session: aiohttp.ClientSession) -> None:
         self.name = name
         self.config = config
         self.session = session

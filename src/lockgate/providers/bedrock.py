@@ -33,7 +33,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import aiohttp
@@ -65,11 +65,11 @@ from lockgate.errors import (
     InvalidRequest,
     UpstreamError,
 )
-from lockgate.providers._aws_auth import endpoint_url, make_auth, resolve_region
+from lockgate.providers._aws_auth import AwsSettings, endpoint_url, make_auth, resolve_region
 from lockgate.providers._embed_batches import Batch, batches, gather_batches
 from lockgate.providers._eventstream import EventMessage, EventStreamDecoder
 from lockgate.providers.anthropic import alternating_turns, system_text
-from lockgate.providers.base import Provider
+from lockgate.providers.base import Provider, ProviderSettings
 from lockgate.providers.http import (
     drive,
     error_message,
@@ -78,9 +78,6 @@ from lockgate.providers.http import (
     open_response,
     retry_after_seconds,
 )
-
-if TYPE_CHECKING:
-    from lockgate.config import ProviderConfig
 
 JSON = dict[str, Any]
 
@@ -497,10 +494,9 @@ class BedrockProvider(Provider):
     type_name: ClassVar[str] = "bedrock"
     default_base_url: ClassVar[str] = "https://bedrock-runtime.{region}.amazonaws.com"
     api_key_env: ClassVar[str | None] = "AWS_BEARER_TOKEN_BEDROCK"
-    settings_keys: ClassVar[frozenset[str]] = frozenset(
-        {"region", "aws_access_key_id", "aws_secret_access_key", "aws_session_token"})
+    settings_model: ClassVar[type[ProviderSettings]] = AwsSettings
 
-    def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(self, name: str, config: AwsSettings, session: aiohttp.ClientSession) -> None:
         super().__init__(name, config, session)
         self.region = resolve_region(config)
         if not config.base_url:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import aiohttp
 import orjson
@@ -60,7 +60,7 @@ from lockgate.dialects.openai import content_part, function_tool
 from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers._embed_batches import Batch, batches, gather_batches
-from lockgate.providers.base import Provider
+from lockgate.providers.base import Provider, ProviderSettings
 from lockgate.providers.http import (
     error_from_response,
     event_object,
@@ -68,9 +68,6 @@ from lockgate.providers.http import (
     open_response,
     parse_sse,
 )
-
-if TYPE_CHECKING:
-    from lockgate.config import ProviderConfig
 
 JSON = dict[str, Any]
 Number = TypeVar("Number", int, float)
@@ -400,7 +397,7 @@ class CohereProvider(Provider):
     native_dialect: ClassVar[str | None] = None
     model_in_path: ClassVar[bool] = False  # the model id goes in the body
 
-    def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(self, name: str, config: ProviderSettings, session: aiohttp.ClientSession) -> None:
         super().__init__(name, config, session)
         if self.api_key is None:
             # The Cohere SDK reads CO_API_KEY; COHERE_API_KEY is the other name in common use.

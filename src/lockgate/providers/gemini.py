@@ -31,7 +31,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -62,11 +62,8 @@ from lockgate.core.lenient import as_object
 from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers._embed_batches import Batch, batches, gather_batches
-from lockgate.providers.base import Provider
+from lockgate.providers.base import Provider, ProviderSettings
 from lockgate.providers.http import drive, iter_sse, merge_headers, open_response
-
-if TYPE_CHECKING:
-    from lockgate.config import ProviderConfig
 
 JSON = dict[str, Any]
 
@@ -581,7 +578,7 @@ class GeminiProvider(Provider):
     default_model: ClassVar[str | None] = "gemini-2.5-flash"
     native_dialect: ClassVar[str | None] = None
 
-    def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(self, name: str, config: ProviderSettings, session: aiohttp.ClientSession) -> None:
         super().__init__(name, config, session)
         if self.api_key is None:
             # The google-genai SDK reads GOOGLE_API_KEY too.

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import aiohttp
 import orjson
@@ -40,7 +40,7 @@ from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from lockgate.dialects.openai import content_part, usage_from_object
 from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
-from lockgate.providers.base import Provider
+from lockgate.providers.base import Provider, ProviderSettings
 from lockgate.providers.http import (
     DEFAULT_LIMITS,
     ReadLimits,
@@ -48,9 +48,6 @@ from lockgate.providers.http import (
     open_response,
     parse_sse,
 )
-
-if TYPE_CHECKING:
-    from lockgate.config import ProviderConfig
 
 _PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings"}
 _FINISH: dict[str, FinishReason] = {
@@ -113,7 +110,7 @@ class OpenAIProvider(Provider):
     # False: the server has no embeddings endpoint; such requests get a 400 naming the type.
     supports_embeddings: ClassVar[bool] = True
 
-    def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(self, name: str, config: ProviderSettings, session: aiohttp.ClientSession) -> None:
         super().__init__(name, config, session)
         self.quirks = self.build_quirks()
 

@@ -33,7 +33,7 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import aiohttp
 import orjson
@@ -45,11 +45,8 @@ from lockgate.errors import InvalidRequest, UpstreamError, UpstreamTimeout, scru
 from lockgate.providers import anthropic, gemini
 from lockgate.providers._embed_batches import Batch, batches, gather_batches
 from lockgate.providers._google_auth import GoogleCredentials, Grant, TokenSource
-from lockgate.providers.base import Provider
+from lockgate.providers.base import Provider, ProviderSettings
 from lockgate.providers.http import aclose, iter_sse, merge_headers, open_response, parse_sse
-
-if TYPE_CHECKING:
-    from lockgate.config import ProviderConfig
 
 JSON = dict[str, Any]
 
@@ -135,15 +132,23 @@ def parse_predictions(data: Any) -> tuple[list[list[float]], int]:
     return vectors, tokens
 
 
+class VertexSettings(ProviderSettings):
+    """Vertex's own config keys; each unset one falls back as the module docstring says."""
+
+    project: str | None = None
+    location: str | None = None
+    credentials_file: str | None = None
+
+
 # --- the provider ----------------------------------------------------------------------------
 
 
 class VertexProvider(Provider):
     type_name: ClassVar[str] = "vertex"
     default_base_url: ClassVar[str] = default_root(DEFAULT_LOCATION)
-    settings_keys: ClassVar[frozenset[str]] = frozenset({"project", "location", "credentials_file"})
+    settings_model: ClassVar[type[ProviderSettings]] = VertexSettings
 
-    def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(self, name: str, config: VertexSettings, session: aiohttp.ClientSession) -> None:
         super().__init__(name, config, session)
         self.location = config.location or os.environ.get("GOOGLE_CLOUD_LOCATION") or DEFAULT_LOCATION
         self.project = config.project or os.environ.get("GOOGLE_CLOUD_PROJECT")
