@@ -319,15 +319,15 @@ def test_limits_are_seen_on_keys_and_teams() -> None:
 def test_the_config_is_frozen() -> None:
     config = parse_config(MODEL, {})
     with pytest.raises(pydantic.ValidationError):
-        config.storage = "postgresql://x"  # type: ignore[misc]
+        config.storage = "postgresql://x"
     with pytest.raises(pydantic.ValidationError):
-        config.server.drain_s = 1  # type: ignore[misc]
+        config.server.drain_s = 1
     with pytest.raises(pydantic.ValidationError):
-        config.models["gpt"].retries = 0  # type: ignore[misc]
+        config.models["gpt"].retries = 0
     with pytest.raises(pydantic.ValidationError):
-        config.providers["oai"].api_key = "sk-other"  # type: ignore[misc]
+        config.providers["oai"].api_key = "sk-other"
     with pytest.raises(pydantic.ValidationError):
-        config.models["gpt"].targets[0].weight = 9  # type: ignore[misc]
+        config.models["gpt"].targets[0].weight = 9
 
 
 # --- zero-config -----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ APP = "https://app.example.com"
 EVIL = "https://evil.example.net"
 MODELS = {"gpt": {"targets": [{"provider": "oai", "model": "gpt-4o-mini"}]}}
 KEYS = [{"name": "web", "key": CLIENT_KEY}]
-HI = {"model": "gpt", "messages": [{"role": "user", "content": "Hi"}]}
+HI: dict[str, object] = {"model": "gpt", "messages": [{"role": "user", "content": "Hi"}]}
 
 
 def preflight(gw: GatewayServer, origin: str, path: str = "/v1/chat/completions") -> httpx.Response:

@@ -18,8 +18,8 @@ import pytest
 
 from conftest import GatewayFactory
 from fakes import FakeOpenAI
-from gateway import GatewayServer
-from test_outage import _unavailable, free_port, wait_for
+from gateway import GatewayServer, wait_for
+from test_outage import _unavailable, free_port
 
 KEY = "lg-redis-outage-key-01"
 GPT = {"gpt": {"targets": [{"provider": "oai", "model": "gpt-4o-mini"}], "retries": 0}}

@@ -170,8 +170,9 @@ def test_a_key_revoked_through_storage_is_refused_everywhere_within_a_second(pai
 
     stored_id = pair.store(create)
     for which in (0, 1):
-        wait_for(lambda w=which: pair.chat(w, secret).status_code == 200, 3,
-                 "the new key to be served by both processes")
+        def served(w: int = which) -> bool:
+            return pair.chat(w, secret).status_code == 200
+        wait_for(served, 3, "the new key to be served by both processes")
 
     async def revoke(store: Store) -> bool:
         return await store.revoke_key(stored_id)

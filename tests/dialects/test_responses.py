@@ -10,7 +10,7 @@ import httpx2 as httpx
 import openai
 import orjson
 import pytest
-from openai.types.responses import Response, ResponseStreamEvent
+from openai.types.responses import Response, ResponseOutputMessage, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from lockgate.core.chat import (
@@ -38,9 +38,9 @@ from lockgate.errors import GatewayError, InvalidRequest, UpstreamError
 
 DIALECT = ResponsesDialect()
 EVENT = TypeAdapter[Any](ResponseStreamEvent)
-WEATHER_TOOL = {"type": "function", "name": "get_weather", "description": "Weather in a city.",
-                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-                "strict": True}
+WEATHER_TOOL: dict[str, Any] = {
+    "type": "function", "name": "get_weather", "description": "Weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}, "strict": True}
 
 
 def body(**fields: Any) -> dict[str, Any]:
@@ -139,7 +139,7 @@ def test_function_tools_and_tool_choice() -> None:
     ]
     assert request.tool_choice == ToolChoice(mode="tool", name="get_weather")
     for mode in ("auto", "none", "required"):
-        assert parse(tool_choice=mode).tool_choice == ToolChoice(mode=mode)  # type: ignore[arg-type]
+        assert parse(tool_choice=mode).tool_choice == ToolChoice(mode=mode)
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -248,7 +248,9 @@ def test_a_cut_answer_is_incomplete(finish: Any, reason: str) -> None:
     answer = rendered(ChatResponse(id="x", model="m", content="A cut", finish_reason=finish))
     assert answer.status == "incomplete"
     assert answer.incomplete_details is not None and answer.incomplete_details.reason == reason
-    assert answer.output[0].status == "incomplete"
+    message = answer.output[0]
+    assert isinstance(message, ResponseOutputMessage)
+    assert message.status == "incomplete"
 
 
 def test_an_empty_answer_still_has_its_message() -> None:

@@ -42,9 +42,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
+from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
+from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
+from botocore.credentials import Credentials  # type: ignore[import-untyped]
 
 from .base import Answer, FakeServer, RecordedRequest, dumps, json_answer, random_id
 from .scripts import Fail, FakeToolCall, Reply, fake_vector, json_pieces, text_pieces
@@ -176,6 +176,7 @@ class FakeBedrock(FakeServer):
     def _invoke(self, rec: RecordedRequest, reply: Reply) -> Answer:
         model = rec.path.removeprefix("/model/").rsplit("/", 1)[0]
         body = rec.json
+        answer: dict[str, object]
         if "cohere.embed" in model and isinstance(body.get("texts"), list):
             texts = [str(t) for t in body["texts"]]
             answer = {"embeddings": [fake_vector(t) for t in texts],

@@ -10,9 +10,9 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
-import botocore.config
-import botocore.exceptions
+import boto3  # type: ignore[import-untyped]
+import botocore.config  # type: ignore[import-untyped]
+import botocore.exceptions  # type: ignore[import-untyped]
 import pytest
 
 from . import Fail, FakeToolCall, Reply, fake_vector

@@ -27,7 +27,8 @@ MODELS = {
     "big": {"targets": [{"provider": "oai", "model": "gpt-4o"}]},
     "claude": {"targets": [{"provider": "claude", "model": "claude-sonnet-4-5"}]},
 }
-HI = [{"role": "user", "content": "Hi"}]
+HI: list[openai.types.chat.ChatCompletionMessageParam] = [{"role": "user", "content": "Hi"}]
+HI_CLAUDE: list[anthropic.types.MessageParam] = [{"role": "user", "content": "Hi"}]
 
 
 @pytest.fixture
@@ -97,8 +98,9 @@ def test_a_wrong_key_is_refused_by_the_openai_sdk(gw: GatewayServer, fake_openai
 def test_a_wrong_key_is_refused_by_the_anthropic_sdk(gw: GatewayServer) -> None:
     with pytest.raises(anthropic.AuthenticationError) as caught:
         claude(gw, "lg-not-a-real-key-000000").messages.create(
-            model="claude", max_tokens=50, messages=HI)
+            model="claude", max_tokens=50, messages=HI_CLAUDE)
     assert caught.value.status_code == 401
+    assert isinstance(caught.value.body, dict)  # the SDK types body as object
     assert caught.value.body["error"]["type"] == "authentication_error"
 
 
@@ -135,8 +137,10 @@ def test_either_header_carries_the_key(gw: GatewayServer, headers: dict[str, str
 
 def test_both_sdks_authenticate_with_their_own_header(gw: GatewayServer) -> None:
     assert chat(gw, CLIENT_KEY) == "Hello from the fake!"
-    message = claude(gw).messages.create(model="claude", max_tokens=50, messages=HI)
-    assert message.content[0].text == "Hello from the fake!"
+    message = claude(gw).messages.create(model="claude", max_tokens=50, messages=HI_CLAUDE)
+    block = message.content[0]
+    assert isinstance(block, anthropic.types.TextBlock)
+    assert block.text == "Hello from the fake!"
 
 
 # --- model lists -----------------------------------------------------------------------------
@@ -158,7 +162,8 @@ def test_a_key_may_not_use_a_model_outside_its_list(gw: GatewayServer, fake_open
 
 def test_a_forbidden_model_is_a_permission_error_on_messages(gw: GatewayServer) -> None:
     with pytest.raises(anthropic.PermissionDeniedError) as caught:
-        claude(gw, OTHER_KEY).messages.create(model="claude", max_tokens=50, messages=HI)
+        claude(gw, OTHER_KEY).messages.create(model="claude", max_tokens=50, messages=HI_CLAUDE)
+    assert isinstance(caught.value.body, dict)  # the SDK types body as object
     assert caught.value.body["error"]["type"] == "permission_error"
 
 

@@ -19,7 +19,8 @@ from conftest import ANTHROPIC_KEY, CLIENT_KEY, OPENAI_KEY, GatewayFactory
 from fakes import Fail, FakeAnthropic, FakeOpenAI, Hang, Reply
 from gateway import GatewayServer, wait_for_records
 
-HI = [{"role": "user", "content": "Hi"}]
+HI: list[openai.types.chat.ChatCompletionMessageParam] = [{"role": "user", "content": "Hi"}]
+HI_CLAUDE: list[anthropic.types.MessageParam] = [{"role": "user", "content": "Hi"}]
 ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
 
 
@@ -71,8 +72,10 @@ def test_retries_stop_at_the_configured_count(gateway: GatewayFactory, fake_open
 def test_anthropic_overloaded_is_retried(gateway: GatewayFactory, fake_anthropic: FakeAnthropic) -> None:
     gw = gateway(models={"claude": one("claude", "claude-sonnet-4-5")})
     fake_anthropic.enqueue(Fail(529), Reply(text="better now"))
-    message = claude(gw).messages.create(model="claude", max_tokens=10, messages=HI)
-    assert message.content[0].text == "better now"
+    message = claude(gw).messages.create(model="claude", max_tokens=10, messages=HI_CLAUDE)
+    block = message.content[0]
+    assert isinstance(block, anthropic.types.TextBlock)
+    assert block.text == "better now"
     assert len(fake_anthropic.requests) == 2
 
 
@@ -126,7 +129,8 @@ def test_a_client_error_on_messages_keeps_the_anthropic_shape(gateway: GatewayFa
     gw = gateway(models={"gpt": one()})
     fake_openai.enqueue(Fail(400, message="bad image"))
     with pytest.raises(anthropic.BadRequestError) as caught:
-        claude(gw).messages.create(model="gpt", max_tokens=10, messages=HI)
+        claude(gw).messages.create(model="gpt", max_tokens=10, messages=HI_CLAUDE)
+    assert isinstance(caught.value.body, dict)  # the SDK types body as object
     assert caught.value.body["type"] == "error"
     assert caught.value.body["error"]["type"] == "invalid_request_error"
     assert "bad image" in caught.value.body["error"]["message"]
@@ -227,8 +231,9 @@ def test_when_everything_fails_messages_get_an_api_error(gateway: GatewayFactory
     gw = gateway(models={"gpt": one(retries=0)})
     fake_openai.enqueue(Fail(500))
     with pytest.raises(anthropic.APIStatusError) as caught:
-        claude(gw).messages.create(model="gpt", max_tokens=10, messages=HI)
+        claude(gw).messages.create(model="gpt", max_tokens=10, messages=HI_CLAUDE)
     assert caught.value.status_code == 502
+    assert isinstance(caught.value.body, dict)  # the SDK types body as object
     assert caught.value.body["error"]["type"] == "api_error"
 
 
@@ -250,7 +255,7 @@ def test_an_upstream_retry_after_that_is_no_number_still_gives_a_429(
     fake_openai.enqueue(Fail(429, retry_after=hint))  # sent as "retry-after: inf" / "nan"
     with pytest.raises(openai.RateLimitError) as caught:
         openai.OpenAI(base_url=gw.openai_base_url, api_key="x", max_retries=0).chat.completions.create(
-            model="gpt", messages=HI)  # type: ignore[arg-type]
+            model="gpt", messages=HI)
     assert int(caught.value.response.headers["retry-after"]) >= 1
 
 
@@ -259,8 +264,9 @@ def test_the_sdk_sees_an_upstream_rate_limit_as_rate_limit_error(gateway: Gatewa
     gw = gateway(models={"claude": one("claude", "claude-sonnet-4-5", retries=0)})
     fake_anthropic.enqueue(Fail(429))
     with pytest.raises(anthropic.RateLimitError) as caught:
-        claude(gw).messages.create(model="claude", max_tokens=10, messages=HI)
+        claude(gw).messages.create(model="claude", max_tokens=10, messages=HI_CLAUDE)
     assert caught.value.response.headers["retry-after"]
+    assert isinstance(caught.value.body, dict)  # the SDK types body as object
     assert caught.value.body["error"]["type"] == "rate_limit_error"
 
 
@@ -415,7 +421,7 @@ def test_an_anthropic_stream_that_fails_early_is_retried(gateway: GatewayFactory
                                                          fake_anthropic: FakeAnthropic) -> None:
     gw = gateway(models=STREAM_MODELS)
     fake_anthropic.enqueue(Fail(503), Reply(text="all good"))
-    with claude(gw).messages.stream(model="claude", max_tokens=10, messages=HI) as stream:
+    with claude(gw).messages.stream(model="claude", max_tokens=10, messages=HI_CLAUDE) as stream:
         text = "".join(stream.text_stream)
     assert text == "all good"
     assert len(fake_anthropic.requests) == 2
@@ -479,7 +485,7 @@ def test_the_sdk_raises_on_a_stream_cut_mid_way(gateway: GatewayFactory,
     gw = gateway(models=STREAM_MODELS)
     fake_anthropic.enqueue(Reply(text="one two three four five six", cut_after=4))
     with pytest.raises(anthropic.APIStatusError), claude(gw).messages.stream(
-            model="claude", max_tokens=10, messages=HI) as stream:
+            model="claude", max_tokens=10, messages=HI_CLAUDE) as stream:
         stream.until_done()
 
 

@@ -22,7 +22,8 @@ MODELS = {
     "claude": {"targets": [{"provider": "claude", "model": "claude-sonnet-4-5"}]},
     "gem": {"targets": [{"provider": "gem", "model": "gemini-2.5-flash"}]},
 }
-HI = [{"role": "user", "content": "Hi"}]
+HI: list[openai.types.chat.ChatCompletionMessageParam] = [{"role": "user", "content": "Hi"}]
+HI_CLAUDE: list[anthropic.types.MessageParam] = [{"role": "user", "content": "Hi"}]
 ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
 
 
@@ -104,7 +105,7 @@ def test_a_missing_model_is_400(gw: GatewayServer, body: dict[str, Any]) -> None
 
 def test_a_schema_violation_is_400_naming_the_field(gw: GatewayServer, fake_openai: FakeOpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        oai(gw).chat.completions.create(model="gem", messages=[{"role": "wizard", "content": "x"}])
+        oai(gw).chat.completions.create(model="gem", messages=[{"role": "wizard", "content": "x"}])  # type: ignore[misc, list-item]
     assert caught.value.code == "invalid_request"
     assert "role" in caught.value.message
 
@@ -120,7 +121,8 @@ def test_an_unknown_model_is_404(gw: GatewayServer) -> None:
 
 def test_an_unknown_model_is_not_found_error_on_messages(gw: GatewayServer) -> None:
     with pytest.raises(anthropic.NotFoundError) as caught:
-        claude(gw).messages.create(model="no-such-model", max_tokens=10, messages=HI)
+        claude(gw).messages.create(model="no-such-model", max_tokens=10, messages=HI_CLAUDE)
+    assert isinstance(caught.value.body, dict)  # the SDK types body as object
     assert caught.value.body["error"]["type"] == "not_found_error"
 
 
@@ -211,7 +213,7 @@ def test_the_route_header_names_provider_and_upstream_model(gw: GatewayServer, m
 
 def test_the_route_header_is_sent_on_messages_and_streams(gw: GatewayServer) -> None:
     with claude(gw).messages.with_streaming_response.create(
-            model="gpt", max_tokens=10, messages=HI, stream=True) as response:
+            model="gpt", max_tokens=10, messages=HI_CLAUDE, stream=True) as response:
         assert response.headers["x-lockgate-route"] == "oai/gpt-4o-mini"
         assert response.headers["content-type"].startswith("text/event-stream")
 
@@ -256,9 +258,9 @@ def test_an_anthropic_answer_names_the_model_the_client_asked_for(
         gw: GatewayServer, fake_anthropic: FakeAnthropic) -> None:
     dated = Reply(model="claude-sonnet-4-5-20250929")
     fake_anthropic.enqueue(dated, dated)
-    message = claude(gw).messages.create(model="claude", max_tokens=10, messages=HI)
+    message = claude(gw).messages.create(model="claude", max_tokens=10, messages=HI_CLAUDE)
     assert message.model == "claude"
-    with claude(gw).messages.stream(model="claude", max_tokens=10, messages=HI) as stream:
+    with claude(gw).messages.stream(model="claude", max_tokens=10, messages=HI_CLAUDE) as stream:
         final = stream.get_final_message()
     assert final.model == "claude"
 
@@ -363,7 +365,7 @@ def test_every_request_leaves_a_record(gateway: GatewayFactory, fake_openai: Fak
 
 
 def test_a_streamed_request_is_recorded_with_its_tokens(gw: GatewayServer) -> None:
-    with claude(gw).messages.stream(model="claude", max_tokens=10, messages=HI) as stream:
+    with claude(gw).messages.stream(model="claude", max_tokens=10, messages=HI_CLAUDE) as stream:
         stream.until_done()
     [record] = wait_for_records(gw, 1)
     assert (record.status, record.route, record.stream) == (200, "claude/claude-sonnet-4-5", True)

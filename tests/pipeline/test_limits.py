@@ -11,7 +11,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anthropic
 import httpx
@@ -123,6 +123,7 @@ def test_rpm_refuses_past_the_limit_in_anthropic_shape(gateway: GatewayFactory) 
                                messages=[{"role": "user", "content": "hi"}])
     err = caught.value
     assert err.status_code == 429
+    assert isinstance(err.body, dict)  # the SDK types body as object
     assert err.body == {"type": "error", "error": {"type": "rate_limit_error",
                                                    "message": err.body["error"]["message"]}}
     assert int(err.response.headers["retry-after"]) >= 1
@@ -390,6 +391,7 @@ def test_a_spent_budget_is_refused_in_anthropic_shape(gateway: GatewayFactory) -
     client = anthropic.Anthropic(base_url=gw.url, api_key=KEY, max_retries=0)
     with pytest.raises(anthropic.RateLimitError) as caught:  # its $7 reservation passes $5
         client.messages.create(model="gpt", max_tokens=7, messages=[{"role": "user", "content": "hi"}])
+    assert isinstance(caught.value.body, dict)  # the SDK types body as object
     assert caught.value.body["error"]["type"] == "rate_limit_error"
     assert "budget" in caught.value.body["error"]["message"]
     assert int(caught.value.response.headers["retry-after"]) >= 1
@@ -476,7 +478,7 @@ def test_cost_estimates_use_the_first_deployments_price() -> None:
     priced = Deployment(provider=None, model="m", price=UnitPrice(input=2.0, output=10.0))  # type: ignore[arg-type]
     unpriced = Deployment(provider=None, model="m")  # type: ignore[arg-type]
     plan = ModelPlan(name="m", deployments=(priced, unpriced))
-    assert estimate(plan, 1000, 500) == Estimate(tokens=1500, cost_usd=pytest.approx(0.007))
+    assert estimate(plan, 1000, 500) == Estimate(tokens=1500, cost_usd=cast(float, pytest.approx(0.007)))
     assert estimate(ModelPlan(name="m", deployments=(unpriced,)), 1000, 500) == Estimate(1500, 0.0)
 
 

@@ -155,7 +155,7 @@ async def test_relay_events_keeps_usage_when_the_upstream_breaks() -> None:
 # --- pump ------------------------------------------------------------------------------------
 
 
-def on_error(err: UpstreamError) -> bytes:
+def on_error(err: GatewayError) -> bytes:
     return b"data: " + GatewayError(err.message, status=502, code="upstream_error").openai_body() + b"\n\n"
 
 

@@ -20,7 +20,8 @@ from conftest import CLIENT_KEY, GatewayFactory
 from fakes import FakeAnthropic, FakeOpenAI, Raw, Reply
 from gateway import GatewayServer, wait_for_records
 
-HI = [{"role": "user", "content": "Hi"}]
+HI: list[openai.types.chat.ChatCompletionMessageParam] = [{"role": "user", "content": "Hi"}]
+HI_CLAUDE: list[anthropic.types.MessageParam] = [{"role": "user", "content": "Hi"}]
 ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
 FIRST = b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m",' \
         b'"choices":[{"index":0,"delta":{"role":"assistant","content":"Hel"}}]}\n\n'
@@ -87,7 +88,7 @@ def test_a_translated_stream_with_an_endless_event_ends_with_an_anthropic_error_
     """An Anthropic client served by OpenAI: the provider's own SSE reader has the cap too."""
     fake_openai.enqueue(ENDLESS)
     with (pytest.raises(anthropic.APIStatusError, match="max_event_bytes"),
-          claude(small).messages.stream(model="gpt", max_tokens=10, messages=HI) as stream):
+          claude(small).messages.stream(model="gpt", max_tokens=10, messages=HI_CLAUDE) as stream):
         for _ in stream:
             pass
 
@@ -175,7 +176,7 @@ def test_an_anthropic_client_sees_an_error_event_for_an_unreadable_relayed_event
     gw = gateway(models=MODELS)
     fake_anthropic.enqueue(Raw((ANTHROPIC_START, garbage), gap_s=0.02))
     with (pytest.raises(anthropic.APIStatusError),
-          claude(gw).messages.stream(model="claude", max_tokens=10, messages=HI) as stream):
+          claude(gw).messages.stream(model="claude", max_tokens=10, messages=HI_CLAUDE) as stream):
         for _ in stream:
             pass
     fake_anthropic.enqueue(Raw((ANTHROPIC_START, garbage), gap_s=0.02))
@@ -222,7 +223,7 @@ def test_an_unreadable_answer_is_retried_then_502(
         assert caught.value.body["code"] == "upstream_error"  # type: ignore[index]
     else:  # translated: an Anthropic client of the OpenAI provider
         with pytest.raises(anthropic.APIStatusError) as caught_a:
-            claude(gw).messages.create(model=model, max_tokens=10, messages=HI)
+            claude(gw).messages.create(model=model, max_tokens=10, messages=HI_CLAUDE)
         assert caught_a.value.status_code == 502
     assert len(fake_openai.requests) == 2
     [record] = wait_for_records(gw, 1)
@@ -279,7 +280,7 @@ def test_a_translated_answer_over_max_response_bytes_is_502(
         capped: GatewayServer, fake_openai: FakeOpenAI) -> None:
     fake_openai.enqueue(huge_answer(20), huge_answer(20))
     with pytest.raises(anthropic.APIStatusError) as caught:
-        claude(capped).messages.create(model="gpt", max_tokens=10, messages=HI)
+        claude(capped).messages.create(model="gpt", max_tokens=10, messages=HI_CLAUDE)
     assert caught.value.status_code == 502
     assert "max_response_bytes" in str(caught.value)
 

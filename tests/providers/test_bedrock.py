@@ -15,7 +15,7 @@ import aiohttp
 import anthropic
 import openai
 import pytest
-from botocore.credentials import Credentials, RefreshableCredentials
+from botocore.credentials import Credentials, RefreshableCredentials  # type: ignore[import-untyped]
 
 from fakes import Fail, FakeToolCall, Reply, fake_vector
 from fakes.bedrock import ACCESS_KEY, SECRET_KEY, FakeBedrock, event, event_message, verify_sigv4
@@ -623,7 +623,7 @@ async def test_no_credentials_anywhere_is_a_clear_error(fake: FakeBedrock,
 async def test_a_bedrock_api_key_is_sent_as_a_bearer_token(source: str,
                                                            no_aws_environment: pytest.MonkeyPatch) -> None:
     token = "ABSKbedrock-api-key-0123456789"
-    fields = {"api_key": token} if source == "config" else {}
+    fields: dict[str, Any] = {"api_key": token} if source == "config" else {}
     if source == "environment":
         no_aws_environment.setenv("AWS_BEARER_TOKEN_BEDROCK", token)
     with FakeBedrock(api_key=token) as fake:
@@ -717,6 +717,7 @@ def test_openai_tools_and_tool_results(oa: openai.OpenAI, fake: FakeBedrock) -> 
     answer = oa.chat.completions.create(model="claude", messages=messages, tools=OA_TOOLS)
     [call] = answer.choices[0].message.tool_calls or []
     assert answer.choices[0].finish_reason == "tool_calls"
+    assert isinstance(call, openai.types.chat.ChatCompletionMessageFunctionToolCall)
     assert (call.id, call.function.name, json.loads(call.function.arguments)) == \
         ("tooluse_7", "get_weather", {"city": "Paris"})
     messages += [answer.choices[0].message.model_dump(exclude_none=True),
@@ -767,7 +768,9 @@ def test_anthropic_text(an: anthropic.Anthropic, fake: FakeBedrock) -> None:
     message = an.messages.create(model="claude", max_tokens=64, system="Be brief.",
                                  messages=[{"role": "user", "content": "Hi"}])
     assert (message.content[0].type, message.stop_reason, message.model) == ("text", "end_turn", "claude")
-    assert message.content[0].text == "Hello!"
+    block = message.content[0]
+    assert isinstance(block, anthropic.types.TextBlock)
+    assert block.text == "Hello!"
     assert (message.usage.input_tokens, message.usage.output_tokens) == (7, 2)
     sent = fake.requests[0].json
     assert sent["system"] == [{"text": "Be brief."}] and sent["inferenceConfig"] == {"maxTokens": 64}

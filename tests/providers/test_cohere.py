@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import anthropic
@@ -465,11 +465,13 @@ def test_openai_client_tools_round_trip(fake: FakeCohere, oa: openai.OpenAI) -> 
     message = first.choices[0].message
     assert first.choices[0].finish_reason == "tool_calls"
     [call] = message.tool_calls or []
+    assert isinstance(call, openai.types.chat.ChatCompletionMessageFunctionToolCall)
     assert (call.id, call.function.arguments) == ("get_weather_q1", '{"city":"Oslo"}')
     fake.enqueue(Reply(text="It is 21C in Oslo."))
     second = oa.chat.completions.create(model="command", tools=OA_TOOLS, messages=[
         {"role": "user", "content": "Weather in Oslo?"},
-        {"role": "assistant", "content": "Let me look.", "tool_calls": [call.model_dump()]},
+        {"role": "assistant", "content": "Let me look.", "tool_calls": [
+            cast(openai.types.chat.ChatCompletionMessageFunctionToolCallParam, call.model_dump())]},
         {"role": "tool", "tool_call_id": call.id, "content": "21C"}])
     assert second.choices[0].message.content == "It is 21C in Oslo."
     replayed = fake.requests[1].json["messages"]
@@ -526,7 +528,8 @@ def test_anthropic_client_tools_streamed(fake: FakeCohere, an: anthropic.Anthrop
     fake.enqueue(Reply(text="Sunny in Nice."))
     answer = an.messages.create(model="command", max_tokens=100, tools=AN_TOOLS, messages=[
         {"role": "user", "content": "Nice?"},
-        {"role": "assistant", "content": [b.model_dump() for b in final.content]},
+        {"role": "assistant", "content": [cast(anthropic.types.ContentBlockParam, b.model_dump())
+                                          for b in final.content]},
         {"role": "user", "content": [
             {"type": "tool_result", "tool_use_id": "get_weather_a1", "content": "sunny"}]},
     ])

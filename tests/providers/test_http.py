@@ -8,7 +8,7 @@ import asyncio
 import gzip
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -153,9 +153,10 @@ async def test_closing_a_stream_after_its_first_event_closes_the_upstream_respon
         request = ChatRequest(model=model, messages=[Message(role="user", content=[TextPart("Hi")])],
                               stream=True)
         events = await provider.chat_stream(request, 5)
-        first: StreamEvent = await anext(events)  # type: ignore[call-overload]
+        first: StreamEvent = await anext(events)
         assert first is not None
-        await events.aclose()  # type: ignore[attr-defined]
+        assert isinstance(events, AsyncGenerator)  # chat_stream's iterator is an async generator
+        await events.aclose()
         [response] = opened
         assert response.closed
 

@@ -423,6 +423,7 @@ def test_openai_client_tools_round_trip_with_openai_ids(fake: FakeMistral, oa: o
     first = oa.chat.completions.create(model="small", tools=OA_TOOLS, tool_choice="required",
                                        messages=[{"role": "user", "content": "Weather in Oslo?"}])
     [call] = first.choices[0].message.tool_calls or []
+    assert isinstance(call, openai.types.chat.ChatCompletionMessageFunctionToolCall)
     assert (call.id, call.function.arguments) == ("Q1w2E3r4T", '{"city":"Oslo"}')
     assert fake.requests[0].json["tool_choice"] == "any"
     # The conversation goes on with ids an OpenAI upstream had given earlier.

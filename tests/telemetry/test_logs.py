@@ -90,7 +90,7 @@ def test_an_access_line_in_json_has_every_field() -> None:
     line = json.loads(JsonFormatter().format(record))
     assert line == {
         "ts": "2025-12-06T15:44:03.512Z", "level": "INFO", "logger": "lockgate.access",
-        "message": text_line(record.fields), "request_id": "req-1", "path": "/v1/messages",
+        "message": text_line(vars(record)["fields"]), "request_id": "req-1", "path": "/v1/messages",
         "status": 502, "latency_ms": 12.35, "key_id": "static/app", "team_id": None,
         "model": "claude", "route": "claude/claude-sonnet-4-5", "prompt_tokens": 10,
         "completion_tokens": 0, "error_code": "upstream_error", "stream": True,
