@@ -54,7 +54,7 @@ SHAPES = [
     Shape(ShuttingDown(), 503, "shutting_down", "api_error", "api_error"),
     Shape(UpstreamError("broken"), 502, "upstream_error", "api_error", "api_error"),
     Shape(UpstreamError("overloaded", status=529), 529, "upstream_error", "api_error", "overloaded_error"),
-    Shape(UpstreamTimeout(), 504, "upstream_timeout", "api_error", "api_error"),
+    Shape(UpstreamTimeout(), 504, "upstream_timeout", "api_error", "timeout_error"),
     Shape(UpstreamConnectError(), 502, "upstream_error", "api_error", "api_error"),
     Shape(UpstreamUnreadable(), 502, "upstream_error", "api_error", "api_error"),
     Shape(GatewayError("oops"), 500, "internal_error", "api_error", "api_error"),

@@ -38,6 +38,7 @@ _ANTHROPIC_TYPES = {
     413: "request_too_large",
     431: "invalid_request_error",
     429: "rate_limit_error",
+    504: "timeout_error",  # Anthropic answers its own gateway timeouts so
     529: "overloaded_error",
 }
 
