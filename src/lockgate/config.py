@@ -91,8 +91,7 @@ class LimitsConfig(_Strict):
 
 
 # A provider entry is validated against its own type's settings model (``settings_model`` on the
-# provider class): this name is the keys every provider takes, which those models extend.
-ProviderConfig = ProviderSettings
+# provider class), which extends ``ProviderSettings``: the keys every provider takes.
 
 
 def _provider_settings(raw: Any, common: ValidatorFunctionWrapHandler) -> ProviderSettings:

@@ -11,7 +11,6 @@ import orjson
 import pytest
 
 from fakes import Fail, FakeAnthropic, FakeToolCall, Reply
-from lockgate.config import ProviderConfig
 from lockgate.core.chat import (
     ChatRequest,
     ImagePart,
@@ -40,6 +39,7 @@ from lockgate.providers.anthropic import (
     decode_response,
     encode_request,
 )
+from lockgate.providers.base import ProviderSettings
 
 WEATHER = Tool(name="weather", description="Weather by city",
                parameters={"type": "object", "properties": {"city": {"type": "string"}}})
@@ -409,7 +409,7 @@ def make_provider(fake: FakeAnthropic, session: aiohttp.ClientSession,
                                 "base_url": fake.base_url + "/", "headers": {}, "timeout_s": 60.0}
     settings.update(config)
     # model_construct: these tests are about the adapter, not config validation.
-    return AnthropicProvider("claude", ProviderConfig.model_construct(**settings), session)
+    return AnthropicProvider("claude", ProviderSettings.model_construct(**settings), session)
 
 
 @pytest.fixture

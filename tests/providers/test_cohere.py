@@ -16,7 +16,6 @@ import pytest
 from fakes import Fail, FakeToolCall, Hang, Reply, fake_vector
 from fakes.cohere import FakeCohere
 from gateway import GatewayServer, make_config
-from lockgate.config import ProviderConfig
 from lockgate.core.chat import (
     ChatRequest,
     ImagePart,
@@ -38,6 +37,7 @@ from lockgate.core.chat import (
 from lockgate.core.embeddings import EmbeddingsRequest
 from lockgate.dialects.sse import SSEDecoder
 from lockgate.errors import InvalidRequest, UpstreamError, UpstreamTimeout
+from lockgate.providers.base import ProviderSettings
 from lockgate.providers.cohere import (
     EMBED_BATCH,
     CohereProvider,
@@ -293,7 +293,7 @@ def fake(server: FakeCohere) -> FakeCohere:
 @pytest.fixture
 async def provider(fake: FakeCohere) -> AsyncIterator[CohereProvider]:
     async with aiohttp.ClientSession() as session:
-        config = ProviderConfig(type="cohere", api_key=KEY, base_url=fake.base_url)
+        config = ProviderSettings(type="cohere", api_key=KEY, base_url=fake.base_url)
         yield CohereProvider("co", config, session)
 
 
@@ -386,7 +386,7 @@ async def test_a_hung_upstream_times_out(provider: CohereProvider, fake: FakeCoh
 
 async def test_a_wrong_key_is_refused_without_leaking_it(fake: FakeCohere) -> None:
     async with aiohttp.ClientSession() as session:
-        config = ProviderConfig(type="cohere", api_key="wrong-secret-key-123", base_url=fake.base_url)
+        config = ProviderSettings(type="cohere", api_key="wrong-secret-key-123", base_url=fake.base_url)
         with pytest.raises(UpstreamError) as caught:
             await CohereProvider("co", config, session).chat(chat(user("Hi")), 5)
     assert caught.value.status == 401
@@ -396,11 +396,11 @@ async def test_a_wrong_key_is_refused_without_leaking_it(fake: FakeCohere) -> No
 def test_credentials_and_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CO_API_KEY", raising=False)
     monkeypatch.setenv("COHERE_API_KEY", "from-cohere-api-key")
-    provider = CohereProvider("co", ProviderConfig(type="cohere"), None)  # type: ignore[arg-type]
+    provider = CohereProvider("co", ProviderSettings(type="cohere"), None)  # type: ignore[arg-type]
     assert provider.api_key == "from-cohere-api-key"
     assert provider.url("chat") == "https://api.cohere.com/v2/chat"
     monkeypatch.setenv("CO_API_KEY", "from-co-api-key")
-    configured = ProviderConfig(type="cohere", base_url="https://proxy.example/cohere/v2/")
+    configured = ProviderSettings(type="cohere", base_url="https://proxy.example/cohere/v2/")
     provider = CohereProvider("co", configured, None)  # type: ignore[arg-type]
     assert provider.api_key == "from-co-api-key"
     assert provider.url("embed") == "https://proxy.example/cohere/v2/embed"

@@ -11,7 +11,6 @@ import orjson
 import pytest
 
 from fakes import Fail, FakeGemini, FakeToolCall, Reply, fake_vector
-from lockgate.config import ProviderConfig
 from lockgate.core.chat import (
     ChatRequest,
     ImagePart,
@@ -33,6 +32,7 @@ from lockgate.core.chat import (
 from lockgate.core.embeddings import EmbeddingsRequest
 from lockgate.dialects.sse import SSEDecoder, SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError, UpstreamTimeout
+from lockgate.providers.base import ProviderSettings
 from lockgate.providers.gemini import (
     SKIP_SIGNATURE,
     GeminiProvider,
@@ -417,7 +417,7 @@ def fake() -> Iterator[FakeGemini]:
 async def provider(fake: FakeGemini) -> AsyncIterator[GeminiProvider]:
     fake.reset()
     async with aiohttp.ClientSession() as session:
-        config = ProviderConfig(type="gemini", api_key=KEY, base_url=fake.base_url)
+        config = ProviderSettings(type="gemini", api_key=KEY, base_url=fake.base_url)
         yield GeminiProvider("google", config, session)
 
 
@@ -533,7 +533,7 @@ async def test_an_upstream_that_does_not_answer_in_time_times_out(provider: Gemi
 async def test_a_wrong_key_is_refused_without_leaking_it(fake: FakeGemini) -> None:
     fake.reset()
     async with aiohttp.ClientSession() as session:
-        config = ProviderConfig(type="gemini", api_key="wrong-key-123456789",
+        config = ProviderSettings(type="gemini", api_key="wrong-key-123456789",
                                 base_url=fake.base_url + "/v1beta")
         provider = GeminiProvider("google", config, session)
         with pytest.raises(UpstreamError, match="API key not valid") as caught:
@@ -547,6 +547,6 @@ async def test_google_api_key_is_the_fallback_credential(monkeypatch: pytest.Mon
     monkeypatch.delenv("GEMINI_API_KEY", raising=False)
     monkeypatch.setenv("GOOGLE_API_KEY", "google-key-123456789")
     async with aiohttp.ClientSession() as session:
-        provider = GeminiProvider("google", ProviderConfig(type="gemini"), session)
+        provider = GeminiProvider("google", ProviderSettings(type="gemini"), session)
     assert provider.headers()["x-goog-api-key"] == "google-key-123456789"
     assert "google-key-123456789" in provider.secrets()

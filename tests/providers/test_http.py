@@ -20,11 +20,11 @@ from conftest import ANTHROPIC_KEY, GEMINI_KEY, OPENAI_KEY
 from fakes import FakeAnthropic, FakeGemini, FakeOpenAI, FakeServer, Reply
 from fakes.cohere import FakeCohere
 from fakes.mistral import FakeMistral
-from lockgate.config import ProviderConfig, ServerConfig
+from lockgate.config import ServerConfig
 from lockgate.core.chat import ChatRequest, Message, StreamEvent, TextPart
 from lockgate.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout, UpstreamUnreadable
 from lockgate.providers import http
-from lockgate.providers.base import Provider
+from lockgate.providers.base import Provider, ProviderSettings
 from lockgate.providers.http import drive, merge_headers
 from lockgate.providers.registry import provider_class
 
@@ -148,7 +148,7 @@ async def test_closing_a_stream_after_its_first_event_closes_the_upstream_respon
     async with aiohttp.ClientSession() as session:
         cls = provider_class(type_name)
         assert cls is not None
-        provider: Provider = cls("p", ProviderConfig(type=type_name, api_key=key,
+        provider: Provider = cls("p", ProviderSettings(type=type_name, api_key=key,
                                                      base_url=base_url(fake)), session)
         request = ChatRequest(model=model, messages=[Message(role="user", content=[TextPart("Hi")])],
                               stream=True)

@@ -16,7 +16,6 @@ import pytest
 from fakes import Fail, FakeToolCall, Hang, Reply, fake_vector
 from fakes.mistral import FakeMistral
 from gateway import GatewayServer, make_config
-from lockgate.config import ProviderConfig
 from lockgate.core.chat import (
     ChatRequest,
     ImagePart,
@@ -38,6 +37,7 @@ from lockgate.core.chat import (
 from lockgate.core.embeddings import EmbeddingsRequest
 from lockgate.dialects.sse import SSEDecoder
 from lockgate.errors import InvalidRequest, UpstreamError, UpstreamTimeout
+from lockgate.providers.base import ProviderSettings
 from lockgate.providers.mistral import (
     MistralProvider,
     MistralStreamParser,
@@ -276,7 +276,7 @@ def fake(server: FakeMistral) -> FakeMistral:
 @pytest.fixture
 async def provider(fake: FakeMistral) -> AsyncIterator[MistralProvider]:
     async with aiohttp.ClientSession() as session:
-        config = ProviderConfig(type="mistral", api_key=KEY, base_url=fake.api_base_url)
+        config = ProviderSettings(type="mistral", api_key=KEY, base_url=fake.api_base_url)
         yield MistralProvider("mi", config, session)
 
 
@@ -347,7 +347,7 @@ async def test_a_validation_error_reads_as_field_and_problem(provider: MistralPr
 
 async def test_a_wrong_key_is_refused_without_leaking_it(fake: FakeMistral) -> None:
     async with aiohttp.ClientSession() as session:
-        config = ProviderConfig(type="mistral", api_key="wrong-secret-key-123", base_url=fake.api_base_url)
+        config = ProviderSettings(type="mistral", api_key="wrong-secret-key-123", base_url=fake.api_base_url)
         with pytest.raises(UpstreamError) as caught:
             await MistralProvider("mi", config, session).chat(chat(user("Hi")), 5)
     assert (caught.value.status, caught.value.message) == (401, "Unauthorized")

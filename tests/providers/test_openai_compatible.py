@@ -17,9 +17,10 @@ import pytest
 from conftest import OPENAI_KEY, GatewayFactory
 from fakes import FakeOpenAI, Reply
 from gateway import wait_for_records
-from lockgate.config import ProviderConfig, default_config
+from lockgate.config import default_config
 from lockgate.core.chat import ChatRequest, Message, StreamEvent, TextDelta, TextPart
 from lockgate.errors import InvalidRequest
+from lockgate.providers.base import ProviderSettings
 from lockgate.providers.openai import OpenAIProvider, Quirks, parse_stream
 from lockgate.providers.registry import provider_class
 
@@ -44,7 +45,7 @@ def server_class(type_name: str) -> type[OpenAIProvider]:
 
 
 def make(type_name: str, session: Any = None, **fields: Any) -> OpenAIProvider:
-    return server_class(type_name)(type_name, ProviderConfig(type=type_name, **fields), session)
+    return server_class(type_name)(type_name, ProviderSettings(type=type_name, **fields), session)
 
 
 # --- the declarations ------------------------------------------------------------------------

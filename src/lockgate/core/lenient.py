@@ -26,7 +26,7 @@ def integer(value: Any, default: int) -> int:
 
 def token_count(value: Any) -> int:
     """A token count; 0 where the upstream left it out or sent something else."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return integer(value, 0)
 
 
 def block_index(value: Any) -> int:

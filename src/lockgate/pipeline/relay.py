@@ -16,6 +16,7 @@ from lockgate.dialects.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
 from lockgate.errors import (
     UNREADABLE,
     GatewayError,
+    ShuttingDown,
     UpstreamError,
     UpstreamTimeout,
     UpstreamUnreadable,
@@ -103,8 +104,6 @@ async def encode_events(
     yield encoder.finish()
 
 
-SHUTTING_DOWN = GatewayError("the gateway is shutting down; retry the request", status=503,
-                             code="shutting_down")
 
 
 async def pump(send: Send, first: bytes, rest: AsyncIterator[bytes],
@@ -121,9 +120,9 @@ async def pump(send: Send, first: bytes, rest: AsyncIterator[bytes],
         ctx.stream_cut(*((504, err.code) if timed_out else (502, "upstream_error")))
         await send_chunk(send, on_error(err))
     except asyncio.CancelledError:
-        ctx.stream_cut(503, SHUTTING_DOWN.code)
+        ctx.stream_cut(ShuttingDown.status, ShuttingDown.code)
         with contextlib.suppress(Exception):  # a client that is gone cannot be told
-            await send_chunk(send, on_error(SHUTTING_DOWN), more=False)
+            await send_chunk(send, on_error(ShuttingDown()), more=False)
         raise
     finally:
         await aclose(rest)  # releases the upstream at once, however the stream ended
