@@ -12,7 +12,7 @@ from lockgate.core.record import new_id
 
 if TYPE_CHECKING:
     from lockgate.pipeline.limits import Estimate, Lease
-    from lockgate.pipeline.route import Deployment
+    from lockgate.pipeline.route import Deployment, Subject
 
 
 @dataclass(slots=True)
@@ -35,6 +35,9 @@ class RequestContext:
     error_code: str | None = None
     usage: Usage = field(default_factory=Usage)
     user: str | None = None
+    subject: Subject | None = None  # who is asking, as the router sees it
+    version: str | None = None  # the model version that served (``x-lockgate-version``)
+    variant: str | None = None  # the experiment variant it was assigned (``x-lockgate-variant``)
     stream: bool = False
     # The answer ended before its final usage was known (the client hung up, or a stream was
     # cut by its upstream or the drain): what was seen is not what the upstream bills.
