@@ -60,12 +60,13 @@ class ChatEndpoint(Endpoint):
             raise InvalidRequest("model: a non-empty string is required")
         ctx.model, ctx.stream, ctx.user = model, body.get("stream") is True, end_user(scope, body)
         plan = self.s.router.plan(model, principal)
+        dialect, body = await self.dialect.bind(body, ctx.key_id, ctx.user)  # stored state, if any
         cap = (body.get("max_completion_tokens") or body.get("max_tokens")
                or body.get("max_output_tokens"))
         ctx.estimate = estimate(plan, *estimate_tokens(len(raw), cap, body.get("n"), body.get("best_of")))
         lease = await self.s.limiter.acquire(principal.limits, ctx.estimate)
         try:
-            exchange = _Exchange(self.dialect, body, model, ctx)
+            exchange = _Exchange(dialect, body, model, ctx)
             if ctx.stream:
                 await until_disconnect(receive, self._stream(exchange, plan, send, ctx, lease.headers))
             else:
