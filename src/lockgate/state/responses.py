@@ -231,8 +231,11 @@ class ResponseStore:
     def _open(self, row: SealedRow) -> StoredResponse | None:
         try:
             body = orjson.loads(self._sealer.open(row.body, _context(row.id, row.owner)))
-        except (SealError, orjson.JSONDecodeError) as exc:
-            log.warning("stored response %s cannot be read (%s): ignored", row.id, exc)
+        except SealError as exc:
+            log.warning("stored response %s cannot be opened (%s): ignored", row.id, exc)
+            return None
+        except orjson.JSONDecodeError:
+            log.warning("stored response %s is not readable JSON: ignored", row.id)
             return None
         return StoredResponse(row.id, row.owner, row.user, row.created_at, row.expires_at,
                               body["input"], body["response"])
