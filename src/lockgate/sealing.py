@@ -17,11 +17,10 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 _PLAIN = b"\x00"
 _AES_GCM = b"\x01"
@@ -50,6 +49,11 @@ class Sealer:
     def __init__(self, key: str | None, purpose: str) -> None:
         self._aead: AESGCM | None = None
         if key is not None:
+            # Imported only where a key is set: config validation needs none of it.
+            from cryptography.hazmat.primitives import hashes
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+            from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
             master = _key_bytes(key)
             if master is None:
                 raise ValueError("the encryption key must be 32 bytes in url-safe base64")
@@ -75,6 +79,8 @@ class Sealer:
             raise SealError("unknown sealed format")
         if self._aead is None:
             raise SealError("stored encrypted, and no encryption key is set")
+        from cryptography.exceptions import InvalidTag
+
         try:
             return self._aead.decrypt(rest[:_NONCE_BYTES], rest[_NONCE_BYTES:], context)
         except InvalidTag:
