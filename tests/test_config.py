@@ -174,11 +174,22 @@ def test_wrong_types_and_values_are_rejected_at_their_path(text: str, path: str)
     ("keys:\n  - {name: ci, key: lg-ci-key-0123456789, rpm: -5}\n", "keys.0.rpm"),
     ("keys:\n  - {name: ci, key: lg-ci-key-0123456789, budget_usd: -1}\n", "keys.0.budget_usd"),
     ("teams:\n  - {name: t, tpm: 0}\n", "teams.0.tpm"),
+    ("server: {responses_ttl_s: 0}\n", "server.responses_ttl_s"),
 ])
 def test_negative_values_are_rejected(text: str, path: str) -> None:
     problem = the_problem(text)
     assert problem.path == path
     assert "greater than" in problem.message
+
+
+@pytest.mark.parametrize("key", ["too-short", "x" * 44, "Q0FGRUJBQkUtdGVzdC1rZXktMzItYnl0ZXM="])
+def test_the_encryption_key_must_be_32_bytes_of_url_safe_base64(key: str) -> None:
+    problem = the_problem("server: {encryption_key: ${KEY}}\n".replace("${KEY}", f'"{key}"'))
+    assert problem.path == "server.encryption_key"
+    assert "32 random bytes in url-safe base64" in problem.message
+    assert key not in problem.message  # a secret is never repeated
+    good = "Q0FGRUJBQkUtdGVzdC1rZXktMzItYnl0ZXMtbG9uZyE="
+    assert parse_config(f'server: {{encryption_key: "{good}"}}\n', {}).server.encryption_key == good
 
 
 def test_a_model_needs_at_least_one_target() -> None:
@@ -301,6 +312,7 @@ def test_defaults() -> None:
     assert config.server.expose_route_header is True
     assert config.server.metrics_auth is False
     assert config.server.per_worker_limits is False
+    assert (config.server.responses_ttl_s, config.server.encryption_key) == (86400, None)
     assert config.storage == "sqlite:///lockgate.db"
     assert config.redis is None
     gpt = config.models["gpt"]

@@ -21,7 +21,7 @@ from lockgate.config import Config
 from lockgate.cors import CORS
 from lockgate.dialects.anthropic import AnthropicDialect
 from lockgate.dialects.openai import OpenAIDialect
-from lockgate.dialects.responses import ResponsesDialect
+from lockgate.dialects.responses_turn import StoredResponsesDialect
 from lockgate.errors import GatewayError
 from lockgate.open_guard import OpenGuard
 from lockgate.pipeline.auth import Authenticator
@@ -35,6 +35,7 @@ from lockgate.pipeline.keycache import KeyCache, principals, stored_spend
 from lockgate.pipeline.limits import CountingLimiter, OwnerLimits
 from lockgate.pipeline.models import ModelsEndpoint
 from lockgate.pipeline.record import Recorder, Recorders, record_of
+from lockgate.pipeline.responses_api import StoredResponsesEndpoint, is_stored_response_path
 from lockgate.pipeline.route import Router
 from lockgate.pipeline.services import Services
 from lockgate.pipeline.steps import StepFactory
@@ -42,10 +43,13 @@ from lockgate.providers.base import Provider
 from lockgate.providers.http import ReadLimits
 from lockgate.providers.registry import provider_class
 from lockgate.safe_url import redact_url
+from lockgate.sealing import Sealer
 from lockgate.state import key_snapshot
 from lockgate.state.counters import CounterStore, MemoryCounters
 from lockgate.state.link import StorageLink
 from lockgate.state.migrate import check_schema, ensure_schema
+from lockgate.state.responses import ResponseStore
+from lockgate.state.responses_backends import RedisResponseRows, ResponseRows, SqlResponseRows
 from lockgate.state.store import AuthSnapshot, Store
 from lockgate.telemetry.access import AccessLog
 from lockgate.telemetry.writer import RecordWriter
@@ -82,6 +86,8 @@ class Gateway:
                                        spent=self._spent)
         self.auth = Authenticator(config)
         self.keycache = KeyCache(self.store, self.auth, self.limiter, self._save_key_snapshot)
+        self.responses = _response_store(config, self.store)
+        self._stored_responses: ASGIApp | None = None
         # Guarded at start-up if the gateway is open.
         self._http: ASGIApp = self._outer(self._dispatch)
 
@@ -105,6 +111,8 @@ class Gateway:
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = self.routes.get((scope["method"], scope["path"]))
+        if endpoint is None and is_stored_response_path(scope["path"]):
+            endpoint = self._stored_responses
         if endpoint is not None:
             await endpoint(scope, receive, send)
         elif self.ready and _is_admin_path(scope["path"]):
@@ -125,6 +133,7 @@ class Gateway:
         if self.auth.decide_open(stored_keys):
             self._http = self._outer(OpenGuard(self._dispatch, self.config.server.cors_origins))
         self.writer.start()
+        self.responses.start()
         recorder: Recorder = self.writer
         if self.access is not None:
             self.access.start()
@@ -159,11 +168,12 @@ class Gateway:
             "chat/completions": ChatOperation(OpenAIDialect(), services),
             "messages": ChatOperation(AnthropicDialect(), services),
             "messages/count_tokens": CountTokensOperation(services),
-            "responses": ChatOperation(ResponsesDialect(), services),
+            "responses": ChatOperation(StoredResponsesDialect(self.responses), services),
             "embeddings": EmbeddingsOperation(services),
         }
         endpoints = {path: Frame(op, services) for path, op in operations.items()}
         models = ModelsEndpoint(services)
+        self._stored_responses = StoredResponsesEndpoint(services, self.responses)
         for prefix in ("/v1", ""):
             for path, endpoint in endpoints.items():
                 self.routes[("POST", f"{prefix}/{path}")] = endpoint
@@ -210,7 +220,8 @@ class Gateway:
         if self._admin is None:
             from lockgate.admin.app import create_admin_app
 
-            self._admin = create_admin_app(self.store, self.config)
+            self._admin = create_admin_app(self.store, self.config,
+                                           erasers=[self.responses.erase_user])
         return self._admin
 
     async def shutdown(self) -> None:
@@ -219,6 +230,7 @@ class Gateway:
         await self.keycache.stop()
         await self.limiter.drain()
         await self.writer.stop()
+        await self.responses.stop()
         if self.access is not None:
             await asyncio.to_thread(self.access.stop)  # every access line written
         await self.limiter.counters.close()
@@ -280,6 +292,14 @@ def _is_admin_path(path: str) -> bool:
 
 async def _health(scope: Scope, receive: Receive, send: Send) -> None:
     await send_body(send, 200, b'{"status":"ok"}', [])
+
+
+def _response_store(config: Config, store: Store) -> ResponseStore:
+    """Stored Responses answers live in Redis when it is set (it expires them by itself), else
+    in the storage table; either way every worker and replica shares them."""
+    ttl = config.server.responses_ttl_s
+    rows: ResponseRows = RedisResponseRows(config.redis, ttl) if config.redis else SqlResponseRows(store)
+    return ResponseStore(rows, Sealer(config.server.encryption_key, "stored responses"), ttl)
 
 
 def create_app(config: Config, *, migrate: bool = True, steps: Sequence[StepFactory] = ()) -> Gateway:

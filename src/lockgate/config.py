@@ -31,6 +31,7 @@ from pydantic import (
 
 from lockgate.providers.base import ProviderSettings
 from lockgate.providers.registry import load_failure, provider_class, provider_types
+from lockgate.sealing import is_encryption_key
 
 # --- schema ----------------------------------------------------------------------------------
 
@@ -55,6 +56,10 @@ class ServerConfig(_Strict):
     max_response_bytes: int = Field(default=64 * 1024 * 1024, gt=0)  # a non-streamed answer -> 502
     stream_idle_timeout_s: float = Field(default=60.0, gt=0)  # most time between two stream events
     max_event_bytes: int = Field(default=1024 * 1024, gt=0)  # one upstream SSE event
+    # How long a stored Responses answer (``store``, default true) is kept for its key.
+    responses_ttl_s: float = Field(default=86400.0, gt=0)
+    # 32 random bytes, url-safe base64 (a Fernet key): encrypts what is stored (AES-256-GCM).
+    encryption_key: str | None = None
 
     @field_validator("cors_origins")
     @classmethod
@@ -66,6 +71,16 @@ class ServerConfig(_Strict):
                 raise ValueError(f"{origin!r} is not an origin: write scheme://host[:port], "
                                  "without a path or a trailing slash, or *")
         return origins
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _encryption_key(cls, key: str | None) -> str | None:
+        if key is not None and not is_encryption_key(key):
+            # The value is a secret: the message never repeats it.
+            raise ValueError("must be 32 random bytes in url-safe base64 (44 characters), e.g. "
+                             "the output of: python -c \"import base64, os; "
+                             "print(base64.urlsafe_b64encode(os.urandom(32)).decode())\"")
+        return key
 
     @field_validator("metrics_auth")
     @classmethod

@@ -155,7 +155,8 @@ def test_text_format(text: dict[str, Any], expected: ResponseFormat | None) -> N
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"previous_response_id": "resp_1"}, "previous_response_id: not supported"),
+    # Stored responses are resolved before the parser (dialects/responses_turn.py).
+    ({"previous_response_id": "resp_1"}, "previous_response_id: refers to a stored response"),
     ({"conversation": "conv_1"}, "conversation: not supported"),
     ({"prompt": {"id": "pmpt_1"}}, "prompt: stored prompt templates"),
     ({"background": True}, "background: not supported"),
@@ -165,7 +166,7 @@ def test_text_format(text: dict[str, Any], expected: ResponseFormat | None) -> N
     ({"input": [{"role": "system", "content": "Only rules."}]}, "input: at least one"),
     ({"input": ["Hi"]}, "input[0]: must be an object"),
     ({"input": [{"role": "tool", "content": "x"}]}, "input[0].role: must be one of"),
-    ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type: item references"),
+    ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type: an item_reference refers"),
     ({"input": [{"type": "web_search_call", "id": "ws_1"}]}, "unsupported input item type 'web_search_call'"),
     ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "file_1"}]}]},
      "input[0].content[0].type: unsupported content part 'input_file'"),

@@ -246,9 +246,9 @@ def test_a_mid_stream_failure_ends_with_one_error_event(client: openai.OpenAI, g
 
 
 @pytest.mark.parametrize(("change", "words"), [
-    ({"previous_response_id": "resp_123"}, "previous_response_id: not supported"),
+    ({"previous_response_id": "resp_123"}, "previous_response_id: no stored response 'resp_123'"),
     ({"tools": [{"type": "web_search"}]}, "unsupported tool type 'web_search'"),
-    ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "item references"),
+    ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0]: no stored item 'msg_1'"),
 ])
 def test_what_cannot_be_translated_is_refused_before_the_upstream(
         client: openai.OpenAI, fake_openai: FakeServer, change: dict[str, Any], words: str) -> None:

@@ -7,6 +7,8 @@ whole app, unknown routes included.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -17,7 +19,7 @@ from lockgate.errors import GatewayError
 from lockgate.state.store import Store
 
 from .auth import MasterKeyAuth
-from .control import Control
+from .control import Control, Eraser
 from .http import on_crash, on_gateway_error, on_http_error
 from .keys import KeyRoutes
 from .teams import TeamRoutes
@@ -26,8 +28,9 @@ from .usage import UsageRoutes
 PREFIX = "/admin"
 
 
-def create_admin_app(store: Store, config: Config) -> Starlette:
-    control = Control(store, config)
+def create_admin_app(store: Store, config: Config, *, erasers: Sequence[Eraser] = ()) -> Starlette:
+    """``erasers``: what else holds an end user's data, erased with their records."""
+    control = Control(store, config, erasers)
     routes = [*TeamRoutes(control).routes(), *KeyRoutes(control).routes(),
               *UsageRoutes(control).routes()]
     return Starlette(

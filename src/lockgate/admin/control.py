@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -29,6 +30,9 @@ from lockgate.pipeline.limits import period_start
 from lockgate.state.store import Store
 
 from .schemas import KeyCreate, KeyUpdate, TeamCreate, TeamUpdate
+
+# Erases what else is kept of an end user (``state.responses``); returns how many items.
+Eraser = Callable[[str], Awaitable[int]]
 
 SECRET_PREFIX = "lg-"
 PREFIX_LEN = 8
@@ -56,8 +60,9 @@ def new_secret() -> str:
 class Control:
     """Operations on the ``store``; ``actor`` names who acts, in the audit log."""
 
-    def __init__(self, store: Store, config: Config) -> None:
+    def __init__(self, store: Store, config: Config, erasers: Sequence[Eraser] = ()) -> None:
         self.store = store
+        self.erasers = tuple(erasers)
         self.config = config
         self._config_teams = {STATIC + t.name: _config_team_row(t) for t in config.teams}
         self._config_keys = {STATIC + k.name: _config_key_row(k) for k in config.keys}
@@ -155,13 +160,15 @@ class Control:
 
     # --- records -------------------------------------------------------------------------------
 
-    async def erase_user(self, user: str, actor: str) -> int:
-        """Right to erasure. The audit entry names the user only by a digest, so that it does
-        not keep what was just erased, yet an auditor holding the id can match it."""
+    async def erase_user(self, user: str, actor: str) -> tuple[int, int]:
+        """Right to erasure: (records, other items) deleted; the others are what the
+        ``erasers`` hold (stored responses). The audit entry names the user only by a digest,
+        so that it does not keep what was just erased, yet an auditor holding the id can match it."""
         count = await self.store.erase_user(user)
+        others = sum([await erase(user) for erase in self.erasers])
         target = "user:sha256:" + hashlib.sha256(user.encode()).hexdigest()[:16]
-        await self.store.audit(actor, "logs.erase", target, {"deleted": count})
-        return count
+        await self.store.audit(actor, "logs.erase", target, {"deleted": count, "stored_responses": others})
+        return count, others
 
     # --- helpers -------------------------------------------------------------------------------
 

@@ -36,10 +36,11 @@ class UsageRoutes:
         return listing([log_view(r) for r in await self.store.logs(params.query())])
 
     async def erase(self, request: Request) -> JSONResponse:
-        """Right to erasure: ``DELETE /admin/logs?user=ID`` removes that end-user's records."""
+        """Right to erasure: ``DELETE /admin/logs?user=ID`` removes that end-user's records and
+        the responses stored for them."""
         params = parse_query(request, EraseParams)
-        deleted = await self.control.erase_user(params.user, ACTOR)
-        return JSONResponse({"user": params.user, "deleted": deleted})
+        deleted, responses = await self.control.erase_user(params.user, ACTOR)
+        return JSONResponse({"user": params.user, "deleted": deleted, "stored_responses": responses})
 
     async def audit(self, request: Request) -> JSONResponse:
         params = parse_query(request, AuditParams)

@@ -45,6 +45,17 @@ class RelayTap(ABC):
 
 class Dialect(ABC):
     name: ClassVar[str]
+    # True where ``bind`` does anything: the chat operation awaits it only then.
+    binds: ClassVar[bool] = False
+
+    async def bind(self, body: dict[str, Any], owner: str | None,
+                   user: str | None) -> tuple[Dialect, dict[str, Any]]:
+        """The dialect and body to serve one request with, for the key ``owner`` and the end
+        user ``user``. A stateless dialect serves every request itself, with the body as sent
+        (this default). A dialect with stored state resolves what the body refers to into a
+        self-contained body, and returns a per-request dialect that keeps what it must; raises
+        ``InvalidRequest`` for a reference that resolves to nothing."""
+        return self, body
 
     @abstractmethod
     def check(self, body: dict[str, Any]) -> None:

@@ -6,9 +6,11 @@ developer), ``function_call`` items the model made earlier and ``function_call_o
 answering them; ``instructions`` is the system prompt. The answer is a ``response`` object whose
 ``output`` lists a ``message`` item (the text) and one ``function_call`` item per tool call.
 
-The gateway keeps no conversation state, so what needs it (``previous_response_id``,
-``conversation``, stored prompts, background responses) is refused with a 400; ``store`` is
-accepted and ignored (nothing is ever stored, and the answer says ``store: false``).
+This module is stateless: a request must hold its whole conversation. Stored responses
+(``store``, ``previous_response_id``, ``item_reference`` items) are ``responses_turn.py``'s: it
+resolves them into such a request before this parser sees it, and mints the ids and echo of an
+answer it keeps. What needs other state (``conversation``, stored prompts, background
+responses) is refused with a 400.
 
 No provider speaks this dialect natively yet: every request is translated through ``core``. The
 relay half still works for a provider that one day declares ``native_dialect = "responses"``.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,10 +56,11 @@ JSON = dict[str, Any]
 
 # --- request parsing -------------------------------------------------------------------------
 
-_STATELESS = "lockgate keeps no conversation state; send the whole conversation in input"
+_STATELESS = "lockgate keeps no conversations; send the whole conversation in input"
+_UNRESOLVED = "refers to a stored response, which only POST /v1/responses resolves"
 _REFUSED = {
-    "previous_response_id": f"not supported: {_STATELESS}",
-    "conversation": f"not supported: {_STATELESS}",
+    "previous_response_id": _UNRESOLVED,
+    "conversation": f"not supported: {_STATELESS} (or use previous_response_id)",
     "prompt": "stored prompt templates are not supported; send instructions and input instead",
 }
 
@@ -129,7 +133,7 @@ class _Conversation:
         elif kind == "function_call_output":
             self.messages.append(_function_call_output(item, where))
         elif kind == "item_reference":
-            raise InvalidRequest(f"{where}.type: item references need stored items; {_STATELESS}")
+            raise InvalidRequest(f"{where}.type: an item_reference {_UNRESOLVED}")
         elif kind == "reasoning":
             # OpenAI's own (often encrypted) reasoning history: no other upstream can read it,
             # and a model does without it.
@@ -306,6 +310,8 @@ class Echo:
     max_output_tokens: int | None = None
     text_format: JSON = field(default_factory=lambda: {"type": "text"})
     user: str | None = None
+    store: bool = False  # whether the gateway keeps this response
+    previous_response_id: str | None = None
 
     @classmethod
     def of(cls, request: ChatRequest) -> Echo:
@@ -415,8 +421,8 @@ def response_object(ident: str, created: int, model: str, *, status: str, output
         "model": model,
         "output": output,
         "parallel_tool_calls": echo.parallel_tool_calls,
-        "previous_response_id": None,
-        "store": False,
+        "previous_response_id": echo.previous_response_id,
+        "store": echo.store,
         "temperature": echo.temperature,
         "text": {"format": echo.text_format},
         "tool_choice": echo.tool_choice,
@@ -428,12 +434,14 @@ def response_object(ident: str, created: int, model: str, *, status: str, output
     }
 
 
-def render_response(response: ChatResponse, model: str) -> JSON:
+def render_response(response: ChatResponse, model: str, echo: Echo | None = None,
+                    tail: str | None = None) -> JSON:
     """The ``response`` object for a finished answer: a message item when there is text (or
     nothing else), then one function_call item per call. When the answer was cut short, its
-    last item is the one that was cut: it alone is ``incomplete``. No request is at hand here
-    (the dialect contract renders from the answer alone), so the echo fields are defaults."""
-    tail = _id_tail(response.id)
+    last item is the one that was cut: it alone is ``incomplete``. Without ``echo`` (the
+    dialect contract renders from the answer alone) the echo fields are defaults; without
+    ``tail`` the ids are made from the upstream's."""
+    tail = tail or _id_tail(response.id)
     status, incomplete = _status(response.finish_reason)
     output: list[JSON] = []
     if response.content or not response.tool_calls:
@@ -442,7 +450,7 @@ def render_response(response: ChatResponse, model: str) -> JSON:
     output[-1]["status"] = "incomplete" if incomplete else "completed"
     return response_object(f"resp_{tail}", response.created or int(time.time()), model,
                            status=status, output=output, usage=response.usage,
-                           echo=Echo(), incomplete=incomplete)
+                           echo=echo or Echo(), incomplete=incomplete)
 
 
 # --- streaming -------------------------------------------------------------------------------
@@ -453,13 +461,17 @@ class ResponsesStreamEncoder(StreamEncoder):
     ``response.in_progress``; then each output item in turn (added, its part and deltas, done),
     one open at a time; then ``response.completed`` (or ``response.incomplete``) carrying the
     whole response with its usage, which is why the end waits for ``finish``. Every event has
-    the next ``sequence_number``, starting at 0."""
+    the next ``sequence_number``, starting at 0. ``tail`` names the ids (else the upstream's id
+    does); ``on_done`` is handed the final response of a stream that ended well."""
 
-    def __init__(self, model: str, echo: Echo) -> None:
+    def __init__(self, model: str, echo: Echo, tail: str | None = None,
+                 on_done: Callable[[JSON], None] | None = None) -> None:
         self._model = model
         self._echo = echo
         self._seq = 0
         self._started = False
+        self._given_tail = tail
+        self._on_done = on_done
         self._tail = ""
         self._created = int(time.time())
         self._items: list[JSON] = []  # the output so far, as the final response will list it
@@ -493,7 +505,10 @@ class ResponsesStreamEncoder(StreamEncoder):
         out += self._close(self._closing_status())
         status, incomplete = _status(self._finish.finish_reason if self._finish else "stop")
         done = self._response(status, self._usage or Usage(), incomplete)
-        return out + self._event(f"response.{status}", response=done)
+        out += self._event(f"response.{status}", response=done)
+        if self._on_done is not None:
+            self._on_done(done)
+        return out
 
     def error(self, error: GatewayError) -> bytes:
         return self._event("error", **_error_fields(error))
@@ -502,7 +517,7 @@ class ResponsesStreamEncoder(StreamEncoder):
 
     def _start(self, upstream_id: str, created: int) -> bytes:
         self._started = True
-        self._tail = _id_tail(upstream_id)
+        self._tail = self._given_tail or _id_tail(upstream_id)
         self._created = created or self._created
         started = self._response("in_progress", None, None)
         return (self._event("response.created", response=started)

@@ -53,9 +53,13 @@ class ChatOperation(Operation["ChatCall"]):
         return ChatCall(self.dialect, body, model, body.get("stream") is True, tokens, ctx)
 
     async def answer(self, call: ChatCall, plan: ModelPlan, ctx: RequestContext) -> bytes:
+        if self.dialect.binds:
+            await call.bind()
         return await self.s.caller.call(plan, call.answer, ctx)
 
     async def open_stream(self, call: ChatCall, plan: ModelPlan, ctx: RequestContext) -> Stream:
+        if self.dialect.binds:
+            await call.bind()
         return await self.s.caller.call(plan, call.open_stream, ctx)
 
     def error_body(self, err: GatewayError) -> bytes:
@@ -83,6 +87,10 @@ class ChatCall:
         self.ctx = ctx
         self._canonical: ChatRequest | None = None
         self.encoder: StreamEncoder | None = None  # the open stream's, when it is translated
+
+    async def bind(self) -> None:
+        """Resolves what the body refers to in stored state (``Dialect.bind``)."""
+        self.dialect, self.body = await self.dialect.bind(self.body, self.ctx.key_id, self.ctx.user)
 
     def relays_to(self, deployment: Deployment) -> bool:
         return deployment.provider.native_dialect == self.dialect.name

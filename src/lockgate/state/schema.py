@@ -8,6 +8,8 @@ create and change it; this module is what the queries are written against.
 * ``usage_hourly``: a rollup per hour, key, team, model, route and status, with a latency
   histogram, maintained as records are written, so usage queries stay fast at millions of rows.
 * ``audit``: every admin act, append-only.
+* ``responses``: stored Responses answers (``store: true``) with their input, for the key that
+  made them (``owner``), until ``expires_at``; ``body`` is sealed (``lockgate.sealing``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -140,3 +143,16 @@ audit = Table(
     Index("ix_audit_ts", "ts"),
 )
 
+
+# Owner is the key id ('' on an open gateway). Read by id; purged by expires_at; erased by
+# end_user (rare: it may scan, as for requests).
+responses = Table(
+    "responses", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("end_user", String(256), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Index("ix_responses_expires_at", "expires_at"),
+)
