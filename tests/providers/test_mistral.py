@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import anthropic
@@ -38,18 +38,23 @@ from lockgate.core.embeddings import EmbeddingsRequest
 from lockgate.dialects.sse import SSEDecoder
 from lockgate.errors import InvalidRequest, UpstreamError, UpstreamTimeout
 from lockgate.providers.base import ProviderSettings
-from lockgate.providers.mistral import (
-    MistralProvider,
-    MistralStreamParser,
-    ToolCallIds,
-    build_request,
-    parse_response,
-)
+from lockgate.providers.mistral import MistralChat, MistralProvider, ToolCallIds
 
 KEY = "mistral-upstream-key-0123456789"
 MODEL = "mistral-small-latest"
 WEATHER_TOOL = Tool("get_weather", "Weather by city", {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
+
+
+MISTRAL = MistralChat()
+build_request = MISTRAL.build_request
+parse_response = MISTRAL.parse_response
+
+
+def sent(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+    """The body Mistral receives: the chat format's, with the provider's field quirks applied."""
+    offline = MistralProvider("mi", ProviderSettings(type="mistral"), cast(aiohttp.ClientSession, None))
+    return offline.quirks.apply(build_request(request, stream=stream))
 
 
 def user(text: str) -> Message:
@@ -99,7 +104,7 @@ def test_a_conversation_from_another_provider_gets_matching_valid_ids() -> None:
 
 
 def test_openai_parameters_take_mistral_names_and_unknown_ones_are_dropped() -> None:
-    body = build_request(chat(user("Hi"), system="Be kind.", max_tokens=50, temperature=0.3,
+    body = sent(chat(user("Hi"), system="Be kind.", max_tokens=50, temperature=0.3,
                               top_p=0.9, top_k=40, seed=7, presence_penalty=0.1,
                               frequency_penalty=0.2, stop=["END"], user="u1", include_usage=True),
                          stream=True)
@@ -204,7 +209,7 @@ def chunk(delta: dict[str, Any], finish: str | None = None, usage: dict[str, int
 
 
 def parse(raw: bytes, size: int = 0) -> list[StreamEvent]:
-    parser, decoder = MistralStreamParser(), SSEDecoder()
+    parser, decoder = MISTRAL.stream_parser(), SSEDecoder()
     chunks = [raw[i:i + size] for i in range(0, len(raw), size)] if size else [raw]
     events: list[StreamEvent] = []
     for piece in chunks:
