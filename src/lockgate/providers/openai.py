@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import aiohttp
 import orjson
@@ -156,7 +156,8 @@ class ChatCompletions:
         messages: list[dict[str, Any]] = []
         if request.system:
             messages.append({"role": "system", "content": request.system})
-        messages.extend(self.message(m, _as_sent) for m in request.messages)
+        message = self.message
+        messages.extend(message(m, _as_sent) for m in request.messages)
         return messages
 
     def message(self, message: Message, ids: ToolCallIdMap) -> dict[str, Any]:
@@ -210,9 +211,9 @@ class ChatCompletions:
             created=int(answer.get("created") or time.time()),
         )
 
-    def answer_text(self, content: Any, calls: list[ToolCall]) -> str | None:
+    def answer_text(self, content: str | None, calls: list[ToolCall]) -> str | None:
         """Hook: an answer's text, from its message's ``content`` (OpenAI's: as sent)."""
-        return cast("str | None", content)
+        return content
 
     def stream_parser(self) -> OpenAIStreamParser:
         """A parser for one stream of this server's chunks."""
