@@ -107,11 +107,14 @@ class MistralChat(ChatCompletions):
         **ChatCompletions.finish_reasons, "model_length": "length", "error": None}
 
     def build_request(self, request: ChatRequest, *, stream: bool) -> JSON:
+        # The provider's drop_params and rename_params make the fields Mistral's, in forward().
         if request.n is not None and request.n > 1:
             raise InvalidRequest("n: only one choice is returned through the gateway for Mistral")
         return super().build_request(request, stream=stream)
 
     def messages(self, request: ChatRequest) -> list[JSON]:
+        """One system message first; 9-character tool-call ids; tool results named after their
+        call; a closing assistant turn marked ``prefix``."""
         system = request.system_text()
         messages: list[JSON] = [{"role": "system", "content": system}] if system else []
         ids = ToolCallIds()
@@ -133,14 +136,17 @@ class MistralChat(ChatCompletions):
         return out
 
     def mixed_content(self, parts: list[ContentPart]) -> list[JSON]:
+        """An image's ``image_url`` is the URL itself; empty text parts are left out."""
         return [{"type": "text", "text": part.text} if isinstance(part, TextPart)
                 else {"type": "image_url", "image_url": part.as_data_url()}
                 for part in parts if not isinstance(part, TextPart) or part.text]
 
     def tool_choice(self, choice: ToolChoice) -> str | JSON:
+        """A forced call is "any": "required" is recent and not on every Mistral deployment."""
         return "any" if choice.mode == "required" else super().tool_choice(choice)
 
     def answer_text(self, content: Any, calls: list[ToolCall]) -> str | None:
+        """Only the text chunks count; an answer of tool calls alone has no text (not "")."""
         text = content_text(content)
         return text if text or not calls else None
 

@@ -112,8 +112,8 @@ class ChatCompletions:
 
     A server that speaks the format with quirks subclasses this and overrides its hooks: the
     ``finish_reasons`` table and the methods whose docstrings begin with "Hook". OpenAI's path
-    calls each once where it called inline code before (the conversation, a tool choice, mixed
-    content, an answer's text), so the hooks cost it nothing it did not already pay.
+    calls each where it ran the same code inline before (the conversation, a tool choice, mixed
+    content, an answer's text): a method call a request, never a copy of the body.
     """
 
     # Each finish reason the server sends, as a canonical one; None marks a failed generation,
