@@ -32,14 +32,17 @@ from aiohttp import web
 from .base import Answer, FakeServer, RecordedRequest, dumps, json_answer
 from .scripts import Fail, FakeToolCall, Reply, fake_vector, text_pieces
 
-_CHAT_FIELDS = frozenset({
+# The body fields the real API knows (mistralai 3.7.0's ChatCompletionRequest and
+# EmbeddingRequest, generated from Mistral's OpenAPI spec); test_mistral_fake keeps them equal.
+CHAT_FIELDS = frozenset({
     "model", "messages", "temperature", "top_p", "max_tokens", "stream", "stop", "random_seed",
     "metadata", "response_format", "tools", "tool_choice", "presence_penalty",
     "frequency_penalty", "n", "prediction", "parallel_tool_calls", "prompt_mode", "safe_prompt",
-    "reasoning_effort",
+    "reasoning_effort", "min_tokens", "repetition_penalty", "top_k", "logprobs", "top_logprobs",
+    "prompt_logprobs", "top_prompt_logprobs", "guardrails", "prompt_cache_key", "service_tier",
 })
-_EMBED_FIELDS = frozenset({"model", "input", "metadata", "output_dimension", "output_dtype",
-                           "encoding_format"})
+EMBED_FIELDS = frozenset({"model", "input", "metadata", "output_dimension", "output_dtype",
+                          "encoding_format"})
 _ERROR_TYPES = {401: "unauthorized", 404: "not_found", 429: "rate_limited"}
 _TOOL_CHOICES = frozenset({"auto", "none", "any", "required"})
 _TOOL_CALL_ID = re.compile(r"[A-Za-z0-9]{9}")
@@ -74,11 +77,11 @@ class FakeMistral(FakeServer):
         if scheme.lower() != "bearer" or not key.strip() or (
                 self.api_key is not None and key.strip() != self.api_key):
             return json_answer({"detail": "Unauthorized"}, 401)
-        fields = _CHAT_FIELDS if rec.path.endswith("/chat/completions") else _EMBED_FIELDS
+        fields = CHAT_FIELDS if rec.path.endswith("/chat/completions") else EMBED_FIELDS
         unknown = sorted(set(rec.json) - fields)
         if unknown:
             return _extra_forbidden(unknown[0], rec.json[unknown[0]])
-        problem = _chat_problem(rec.json) if fields is _CHAT_FIELDS else None
+        problem = _chat_problem(rec.json) if fields is CHAT_FIELDS else None
         return self.error(400, problem, "invalid_request_message_error") if problem else None
 
     def error(self, status: int, message: str, error_type: str | None = None) -> Answer:

@@ -11,8 +11,9 @@ import httpx2
 import pytest
 from mistralai.client import Mistral
 from mistralai.client.errors import HTTPValidationError, SDKError
+from mistralai.client.models import ChatCompletionRequest, ChatCompletionStreamRequest, EmbeddingRequest
 
-from .mistral import FakeMistral
+from .mistral import CHAT_FIELDS, EMBED_FIELDS, FakeMistral
 from .scripts import Fail, FakeToolCall, Reply, fake_vector, text_pieces
 
 KEY = "mistral-test-key-0123456789"
@@ -134,6 +135,13 @@ def test_unknown_fields_are_a_validation_error(fake: FakeMistral) -> None:
     assert response.status_code == 422
     [item] = response.json()["message"]["detail"]
     assert (item["loc"], item["type"]) == (["body", "seed"], "extra_forbidden")
+
+
+def test_the_fake_knows_the_body_fields_the_api_knows() -> None:
+    def fields(model: Any) -> set[str]:
+        return {info.alias or name for name, info in model.model_fields.items()}
+    assert fields(ChatCompletionRequest) == fields(ChatCompletionStreamRequest) == CHAT_FIELDS
+    assert fields(EmbeddingRequest) == EMBED_FIELDS
 
 
 def test_the_sdk_reads_a_validation_error(fake: FakeMistral) -> None:

@@ -34,7 +34,7 @@ from lockgate.dialects.sse import SSEDecoder
 from lockgate.errors import UpstreamError
 from lockgate.providers.azure import DEFAULT_API_VERSION, AzureProvider, AzureSettings
 from lockgate.providers.base import ProviderSettings
-from lockgate.providers.openai import parse_response, parse_stream
+from lockgate.providers.openai import ChatCompletions, parse_stream
 
 KEY = "azure-test-key-0123456789"
 TOKEN = "entra-test-token-0123456789"
@@ -199,7 +199,7 @@ async def test_a_filtered_stream_finishes_with_content_filter() -> None:
 
 
 def test_a_filtered_answer_finishes_with_content_filter() -> None:
-    answer = parse_response({"id": "x", "model": MODEL, "choices": [
+    answer = ChatCompletions().parse_response({"id": "x", "model": MODEL, "choices": [
         {"finish_reason": "content_filter", "index": 0, "message": {"role": "assistant", "content": None},
          "content_filter_results": {"sexual": {"filtered": True, "severity": "medium"}}}]})
     assert (answer.finish_reason, answer.content) == ("content_filter", None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import anthropic
@@ -38,18 +38,24 @@ from lockgate.core.embeddings import EmbeddingsRequest
 from lockgate.dialects.sse import SSEDecoder
 from lockgate.errors import InvalidRequest, UpstreamError, UpstreamTimeout
 from lockgate.providers.base import ProviderSettings
-from lockgate.providers.mistral import (
-    MistralProvider,
-    MistralStreamParser,
-    ToolCallIds,
-    build_request,
-    parse_response,
-)
+from lockgate.providers.mistral import MistralChat, MistralProvider, ToolCallIds
+from lockgate.providers.openai import OpenAIProvider
 
 KEY = "mistral-upstream-key-0123456789"
 MODEL = "mistral-small-latest"
 WEATHER_TOOL = Tool("get_weather", "Weather by city", {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
+
+
+MISTRAL = MistralChat()
+build_request = MISTRAL.build_request
+parse_response = MISTRAL.parse_response
+
+
+def sent(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+    """The body Mistral receives: the chat format's, with the provider's field quirks applied."""
+    offline = MistralProvider("mi", ProviderSettings(type="mistral"), cast(aiohttp.ClientSession, None))
+    return offline.quirks.apply(build_request(request, stream=stream))
 
 
 def user(text: str) -> Message:
@@ -99,7 +105,7 @@ def test_a_conversation_from_another_provider_gets_matching_valid_ids() -> None:
 
 
 def test_openai_parameters_take_mistral_names_and_unknown_ones_are_dropped() -> None:
-    body = build_request(chat(user("Hi"), system="Be kind.", max_tokens=50, temperature=0.3,
+    body = sent(chat(user("Hi"), system="Be kind.", max_tokens=50, temperature=0.3,
                               top_p=0.9, top_k=40, seed=7, presence_penalty=0.1,
                               frequency_penalty=0.2, stop=["END"], user="u1", include_usage=True),
                          stream=True)
@@ -158,6 +164,36 @@ def test_several_choices_are_refused() -> None:
         build_request(chat(user("Hi"), n=3), stream=False)
 
 
+def test_one_choice_asked_for_is_not_sent() -> None:
+    assert "n" not in sent(chat(user("Hi"), n=1), stream=False)
+
+
+def test_system_turns_among_the_messages_join_the_first_system_message() -> None:
+    body = build_request(chat(user("Hi"), Message(role="system", content=[TextPart("Be brief.")]),
+                              user("Again"), system="Be kind."), stream=False)
+    assert body["messages"] == [{"role": "system", "content": "Be kind.\n\nBe brief."},
+                                {"role": "user", "content": "Hi"}, {"role": "user", "content": "Again"}]
+
+
+def test_an_assistant_turn_without_text_or_calls_is_left_out() -> None:
+    body = build_request(chat(user("Hi"), Message(role="assistant", content=[TextPart("")]),
+                              user("Hello?")), stream=False)
+    assert [m["role"] for m in body["messages"]] == ["user", "user"]
+
+
+def test_a_tool_result_keeps_the_name_its_client_gave() -> None:
+    result = Message(role="tool", content=[TextPart("21C")], tool_call_id="Ab3dE6gH9", name="weather")
+    body = build_request(chat(user("Weather?"), result), stream=False)
+    assert body["messages"][-1] == {"role": "tool", "tool_call_id": "Ab3dE6gH9", "content": "21C",
+                                    "name": "weather"}
+
+
+def test_empty_text_parts_beside_an_image_are_left_out() -> None:
+    body = build_request(chat(Message(role="user", content=[
+        TextPart(""), ImagePart(url="https://x/y.jpg")])), stream=False)
+    assert body["messages"][0]["content"] == [{"type": "image_url", "image_url": "https://x/y.jpg"}]
+
+
 # --- answer translation ----------------------------------------------------------------------
 
 
@@ -186,6 +222,12 @@ def test_finish_reasons(reason: str, finish: str) -> None:
     assert parse_response(answer).finish_reason == finish
 
 
+def test_an_answer_of_tool_calls_only_has_no_text() -> None:
+    response = parse_response({"id": "m", "choices": [{"finish_reason": "tool_calls", "message": {
+        "content": "", "tool_calls": [{"id": "Ab3dE6gH9", "function": {"name": "f", "arguments": "{}"}}]}}]})
+    assert (response.content, [c.id for c in response.tool_calls]) == (None, ["Ab3dE6gH9"])
+
+
 def test_an_error_finish_is_a_retryable_failure() -> None:
     with pytest.raises(UpstreamError) as caught:
         parse_response({"id": "m", "choices": [{"finish_reason": "error", "message": {"content": ""}}]})
@@ -204,7 +246,7 @@ def chunk(delta: dict[str, Any], finish: str | None = None, usage: dict[str, int
 
 
 def parse(raw: bytes, size: int = 0) -> list[StreamEvent]:
-    parser, decoder = MistralStreamParser(), SSEDecoder()
+    parser, decoder = MISTRAL.stream_parser(), SSEDecoder()
     chunks = [raw[i:i + size] for i in range(0, len(raw), size)] if size else [raw]
     events: list[StreamEvent] = []
     for piece in chunks:
@@ -240,6 +282,13 @@ def test_whole_tool_calls_become_a_start_and_one_delta_each() -> None:
     ]
 
 
+def test_thinking_chunks_in_a_stream_are_left_out_of_its_text() -> None:
+    thinking = {"type": "thinking", "thinking": [{"type": "text", "text": "hmm"}]}
+    raw = (chunk({"role": "assistant", "content": ""}) + chunk({"content": [thinking]})
+           + chunk({"content": [thinking, {"type": "text", "text": "Yes."}]}, "stop", USAGE))
+    assert [e for e in parse(raw) if isinstance(e, TextDelta)] == [TextDelta("Yes.")]
+
+
 def test_an_error_finish_mid_stream_raises() -> None:
     raw = chunk({"content": "Hi"}) + chunk({"content": ""}, "error")
     with pytest.raises(UpstreamError) as caught:
@@ -256,6 +305,24 @@ def test_an_error_object_in_the_stream_raises_its_message() -> None:
 def test_a_stream_without_finish_ended_early() -> None:
     with pytest.raises(UpstreamError, match="ended early"):
         parse(chunk({"content": "Hi"}))
+
+
+# --- error bodies ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [
+    {"object": "error", "message": {"detail": [
+        {"type": "extra_forbidden", "loc": ["body", "seed"], "msg": "Extra inputs are not permitted"}]},
+     "type": "invalid_request_message_error", "param": None, "code": None},
+    {"detail": [{"loc": ["body", "seed"], "msg": "Extra inputs are not permitted"}]},
+])
+def test_a_validation_error_body_reads_as_field_and_problem(body: dict[str, Any]) -> None:
+    err = MistralProvider.read_error(422, json.dumps(body).encode(), {})
+    assert (err.status, err.retryable, err.message) == (422, False, "seed: Extra inputs are not permitted")
+
+
+def test_mistral_is_the_openai_provider_never_relayed() -> None:
+    assert issubclass(MistralProvider, OpenAIProvider) and MistralProvider.native_dialect is None
 
 
 # --- the provider against a fake Mistral API -------------------------------------------------
