@@ -56,6 +56,8 @@ class Gateway:
     def __init__(self, config: Config, *, migrate: bool = True) -> None:
         self.config = config
         self.routes: dict[tuple[str, str], ASGIApp] = {}
+        # Endpoints whose path ends in a name (``/v1/models/{id}``): (method, path prefix).
+        self.prefix_routes: dict[tuple[str, str], ASGIApp] = {}
         self.providers: dict[str, Provider] = {}
         self.ready = False
         self._migrate = migrate
@@ -98,13 +100,19 @@ class Gateway:
         return CORS(inner, origins) if origins else inner
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = self.routes.get((scope["method"], scope["path"]))
+        endpoint = self.routes.get((scope["method"], scope["path"])) or self._by_prefix(scope)
         if endpoint is not None:
             await endpoint(scope, receive, send)
         elif self.ready and _is_admin_path(scope["path"]):
             await self._admin_app()(scope, receive, send)
         else:
             await self._unrouted(scope, send)
+
+    def _by_prefix(self, scope: Scope) -> ASGIApp | None:
+        for (method, prefix), endpoint in self.prefix_routes.items():
+            if scope["method"] == method and scope["path"].startswith(prefix):
+                return endpoint
+        return None
 
     async def startup(self) -> None:
         stored_keys: int | None = None
@@ -159,6 +167,7 @@ class Gateway:
             self.routes[("POST", f"{prefix}/responses")] = ChatEndpoint(ResponsesDialect(), services)
             self.routes[("POST", f"{prefix}/embeddings")] = embeddings
             self.routes[("GET", f"{prefix}/models")] = models
+            self.prefix_routes[("GET", f"{prefix}/models/")] = models
         self.routes[("GET", "/healthz")] = _health
         self.routes[("GET", "/readyz")] = self._readyz
         self.ready = True
