@@ -456,6 +456,7 @@ def _error_message(data: str) -> str:
 
 class OpenAIDialect(Dialect):
     name = "openai"
+    protocol_headers = frozenset({b"openai-beta"})
 
     def check(self, body: dict[str, Any]) -> None:
         check_request(body)

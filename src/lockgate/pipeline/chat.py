@@ -65,7 +65,8 @@ class ChatEndpoint(Endpoint):
         ctx.estimate = estimate(plan, *estimate_tokens(len(raw), cap, body.get("n"), body.get("best_of")))
         lease = await self.s.limiter.acquire(principal.limits, ctx.estimate)
         try:
-            exchange = _Exchange(self.dialect, body, model, ctx)
+            exchange = _Exchange(self.dialect, body, model, ctx,
+                                 self.dialect.relay_headers(scope["headers"]))
             if ctx.stream:
                 await until_disconnect(receive, self._stream(exchange, plan, send, ctx, lease.headers))
             else:
@@ -99,8 +100,9 @@ class _Exchange:
     """One request's two ways to a deployment (relay or translate), as attempts for the caller."""
 
     def __init__(self, dialect: Dialect, body: dict[str, Any], model: str,
-                 ctx: RequestContext) -> None:
+                 ctx: RequestContext, relay_headers: dict[str, str] | None = None) -> None:
         self.dialect = dialect
+        self.relay_headers = relay_headers  # the client's protocol headers, for a relay only
         self.body = body
         self.model = model
         self.ctx = ctx
@@ -123,7 +125,7 @@ class _Exchange:
         upstream = self.dialect.prepare_relay(self.body, deployment.model)
         try:
             async with asyncio.timeout(timeout):  # one deadline for the whole attempt
-                sent = await deployment.provider.forward("chat", upstream, None)
+                sent = await deployment.provider.forward("chat", upstream, None, self.relay_headers)
                 raw = await read_raw(sent, None, deployment.provider.limits.max_response_bytes)
         except TimeoutError:
             raise UpstreamTimeout() from None
@@ -159,7 +161,7 @@ class _Exchange:
             return encode_events(events, self.encoder, self.ctx)
         self.encoder = None
         upstream = self.dialect.prepare_relay(self.body, deployment.model)
-        response = await deployment.provider.forward("chat", upstream, timeout)
+        response = await deployment.provider.forward("chat", upstream, timeout, self.relay_headers)
         tap = self.dialect.relay_tap(self.body, self.model)
         limits = deployment.provider.limits
         chunks = iter_chunks(response, limits.stream_idle_timeout_s)

@@ -8,7 +8,7 @@ plain values; the provider class only adds the HTTP around them.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, ClassVar
 
 import aiohttp
@@ -48,6 +48,7 @@ from lockgate.providers.http import (
     merge_headers,
     open_response,
     parse_sse,
+    with_client_headers,
 )
 
 API_VERSION = "2023-06-01"
@@ -90,11 +91,12 @@ class AnthropicProvider(Provider):
         return parse_sse(response, AnthropicStreamParser(), self.limits)
 
     async def forward(
-        self, operation: str, body: dict[str, Any], timeout: float | None
+        self, operation: str, body: dict[str, Any], timeout: float | None,
+        client_headers: Mapping[str, str] | None = None,
     ) -> aiohttp.ClientResponse:
         if operation != "chat":
             raise InvalidRequest(f"provider type 'anthropic' does not offer {operation}")
-        return await self._post(body, timeout)
+        return await self._post(body, timeout, client_headers=client_headers)
 
     async def count_tokens(self, body: dict[str, Any], timeout: float) -> int:
         """Anthropic's own count (a ``TokenCounter``): the body goes as the client sent it."""
@@ -105,10 +107,11 @@ class AnthropicProvider(Provider):
             raise UpstreamError("the upstream sent a token count without input_tokens")
         return count
 
-    async def _post(self, body: dict[str, Any], timeout: float | None,
-                    url: str | None = None) -> aiohttp.ClientResponse:
+    async def _post(self, body: dict[str, Any], timeout: float | None, url: str | None = None,
+                    client_headers: Mapping[str, str] | None = None) -> aiohttp.ClientResponse:
+        headers = with_client_headers(self.request_headers, client_headers or {})
         return await open_response(
-            self.session, url or self.url, body=orjson.dumps(body), headers=self.request_headers,
+            self.session, url or self.url, body=orjson.dumps(body), headers=headers,
             timeout=timeout,
         )
 

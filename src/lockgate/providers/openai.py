@@ -47,6 +47,7 @@ from lockgate.providers.http import (
     merge_headers,
     open_response,
     parse_sse,
+    with_client_headers,
 )
 
 _PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings"}
@@ -131,15 +132,17 @@ class OpenAIProvider(Provider):
         return self.base_url + _PATHS[operation]
 
     async def forward(
-        self, operation: str, body: dict[str, Any], timeout: float | None
+        self, operation: str, body: dict[str, Any], timeout: float | None,
+        client_headers: Mapping[str, str] | None = None,
     ) -> aiohttp.ClientResponse:
         if operation == "chat":
             body = self.quirks.apply(body)
         elif not self.supports_embeddings:
             raise InvalidRequest(f"provider type {self.type_name!r} does not offer embeddings")
         url = self.url(operation, str(body.get("model") or ""))
+        headers = with_client_headers(self.request_headers, client_headers or {})
         return await open_response(self.session, url, body=orjson.dumps(body),
-                                   headers=self.request_headers, timeout=timeout)
+                                   headers=headers, timeout=timeout)
 
     async def chat(self, request: ChatRequest, timeout: float) -> ChatResponse:
         response = await self.forward("chat", build_request(request), timeout)
