@@ -18,6 +18,7 @@ from lockgate.asgi import ASGIApp, Receive, Scope, Send, send_body
 from lockgate.config import Config
 from lockgate.cors import CORS
 from lockgate.dialects.anthropic import AnthropicDialect
+from lockgate.dialects.completions import CompletionsDialect
 from lockgate.dialects.openai import OpenAIDialect
 from lockgate.dialects.responses import ResponsesDialect
 from lockgate.errors import GatewayError
@@ -163,6 +164,7 @@ class Gateway:
         for prefix in ("/v1", ""):
             self.routes[("POST", f"{prefix}/chat/completions")] = chat_openai
             self.routes[("POST", f"{prefix}/messages")] = chat_anthropic
+            self.routes[("POST", f"{prefix}/completions")] = ChatEndpoint(CompletionsDialect(), services)
             self.routes[("POST", f"{prefix}/messages/count_tokens")] = count_tokens
             self.routes[("POST", f"{prefix}/responses")] = ChatEndpoint(ResponsesDialect(), services)
             self.routes[("POST", f"{prefix}/embeddings")] = embeddings
