@@ -3,13 +3,14 @@ starts a real gateway in front of them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
 
 from fakes import FakeAnthropic, FakeGemini, FakeOpenAI
 from gateway import GatewayServer, make_config
+from lockgate.pipeline.steps import StepFactory
 
 OPENAI_KEY = "sk-upstream-openai-0123456789"
 ANTHROPIC_KEY = "sk-ant-upstream-0123456789"
@@ -72,9 +73,9 @@ def gateway(providers: dict[str, dict[str, Any]]) -> Iterator[GatewayFactory]:
     """``gateway(models=..., keys=..., server=...)`` starts a gateway over the fakes."""
     started: list[GatewayServer] = []
 
-    def start(**sections: Any) -> GatewayServer:
+    def start(*, steps: Sequence[StepFactory] = (), **sections: Any) -> GatewayServer:
         raw: dict[str, Any] = {"providers": providers, **sections}
-        server = GatewayServer(make_config(raw)).start()
+        server = GatewayServer(make_config(raw), steps).start()
         started.append(server)
         return server
 

@@ -8,7 +8,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -18,6 +18,7 @@ import yaml
 from lockgate.app import Gateway, create_app
 from lockgate.config import Config, parse_config
 from lockgate.http_protocol import header_limited
+from lockgate.pipeline.steps import StepFactory
 
 
 def make_config(raw: dict[str, Any], env: dict[str, str] | None = None) -> Config:
@@ -32,9 +33,9 @@ def make_config(raw: dict[str, Any], env: dict[str, str] | None = None) -> Confi
 
 
 class GatewayServer:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, steps: Sequence[StepFactory] = ()) -> None:
         self.config = config
-        self.app: Gateway = create_app(config)
+        self.app: Gateway = create_app(config, steps=steps)
         # IPPROTO_TCP named: asyncio then turns Nagle off on its connections (uvloop always does).
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Sequence
+from typing import Any
 
 import aiohttp
 import orjson
@@ -25,16 +27,18 @@ from lockgate.errors import GatewayError
 from lockgate.open_guard import OpenGuard
 from lockgate.pipeline.auth import Authenticator
 from lockgate.pipeline.call import Caller
-from lockgate.pipeline.chat import ChatEndpoint
+from lockgate.pipeline.chat import ChatOperation
 from lockgate.pipeline.context import RequestContext
-from lockgate.pipeline.count_tokens import CountTokensEndpoint
-from lockgate.pipeline.embeddings import EmbeddingsEndpoint
+from lockgate.pipeline.count_tokens import CountTokensOperation
+from lockgate.pipeline.embeddings import EmbeddingsOperation
+from lockgate.pipeline.frame import Frame, Operation
 from lockgate.pipeline.keycache import KeyCache, principals, stored_spend
 from lockgate.pipeline.limits import CountingLimiter, OwnerLimits
 from lockgate.pipeline.models import ModelsEndpoint
 from lockgate.pipeline.record import Recorder, Recorders, record_of
 from lockgate.pipeline.route import Router
 from lockgate.pipeline.services import Services
+from lockgate.pipeline.steps import StepFactory
 from lockgate.providers.base import Provider
 from lockgate.providers.http import ReadLimits
 from lockgate.providers.registry import provider_class
@@ -54,8 +58,10 @@ _NOT_ALLOWED = GatewayError("method not allowed", status=405, code="method_not_a
 
 
 class Gateway:
-    def __init__(self, config: Config, *, migrate: bool = True) -> None:
+    def __init__(self, config: Config, *, migrate: bool = True,
+                 steps: Sequence[StepFactory] = ()) -> None:
         self.config = config
+        self._steps = tuple(steps)
         self.routes: dict[tuple[str, str], ASGIApp] = {}
         # Endpoints whose path ends in a name (``/v1/models/{id}``): (method, path prefix).
         self.prefix_routes: dict[tuple[str, str], ASGIApp] = {}
@@ -145,7 +151,8 @@ class Gateway:
             assert cls is not None  # the config was validated against the registry
             self.providers[name] = cls(name, settings, self._session)
             self.providers[name].limits = limits
-        router = Router(self.config, self.providers)
+        await asyncio.gather(*(p.start() for p in self.providers.values()))
+        router = Router(self.config, self.providers, steps=self._steps)
         secrets = [s for p in self.providers.values() for s in p.secrets()]
         secrets.extend(k.key for k in self.config.keys)
         if self.config.server.master_key:
@@ -156,18 +163,20 @@ class Gateway:
             max_body_bytes=self.config.server.max_body_bytes,
             expose_route=self.config.server.expose_route_header,
         )
-        chat_openai = ChatEndpoint(OpenAIDialect(), services)
-        chat_anthropic = ChatEndpoint(AnthropicDialect(), services)
-        embeddings = EmbeddingsEndpoint(services)
+        # Every operation goes through the one request frame (``pipeline.frame``).
+        operations: dict[str, Operation[Any]] = {
+            "chat/completions": ChatOperation(OpenAIDialect(), services),
+            "messages": ChatOperation(AnthropicDialect(), services),
+            "messages/count_tokens": CountTokensOperation(services),
+            "responses": ChatOperation(ResponsesDialect(), services),
+            "completions": ChatOperation(CompletionsDialect(), services),
+            "embeddings": EmbeddingsOperation(services),
+        }
+        endpoints = {path: Frame(op, services) for path, op in operations.items()}
         models = ModelsEndpoint(services)
-        count_tokens = CountTokensEndpoint(services)
         for prefix in ("/v1", ""):
-            self.routes[("POST", f"{prefix}/chat/completions")] = chat_openai
-            self.routes[("POST", f"{prefix}/messages")] = chat_anthropic
-            self.routes[("POST", f"{prefix}/completions")] = ChatEndpoint(CompletionsDialect(), services)
-            self.routes[("POST", f"{prefix}/messages/count_tokens")] = count_tokens
-            self.routes[("POST", f"{prefix}/responses")] = ChatEndpoint(ResponsesDialect(), services)
-            self.routes[("POST", f"{prefix}/embeddings")] = embeddings
+            for path, endpoint in endpoints.items():
+                self.routes[("POST", f"{prefix}/{path}")] = endpoint
             self.routes[("GET", f"{prefix}/models")] = models
             self.prefix_routes[("GET", f"{prefix}/models/")] = models
         self.routes[("GET", "/healthz")] = _health
@@ -284,7 +293,8 @@ async def _health(scope: Scope, receive: Receive, send: Send) -> None:
     await send_body(send, 200, b'{"status":"ok"}', [])
 
 
-def create_app(config: Config, *, migrate: bool = True) -> Gateway:
+def create_app(config: Config, *, migrate: bool = True, steps: Sequence[StepFactory] = ()) -> Gateway:
     """``migrate``: bring the storage schema up to date at start-up (``serve`` does it once,
-    before forking workers, and starts them with False: they only check it)."""
-    return Gateway(config, migrate=migrate)
+    before forking workers, and starts them with False: they only check it). ``steps``: what
+    builds the models' optional steps (``pipeline.steps``) from their config."""
+    return Gateway(config, migrate=migrate, steps=steps)

@@ -14,6 +14,7 @@ import pytest
 
 from fakes import FakeServer
 from gateway import GatewayServer, make_config
+from lockgate.providers.registry import provider_class
 
 from .case import ProviderCase
 from .clients import CLIENT_FORMATS, ClientFormat
@@ -101,5 +102,9 @@ def test_every_case_is_complete() -> None:
     formats = {fmt.name for fmt in CLIENT_FORMATS}
     for case in CASES:
         assert set(case.unsupported) <= set(FEATURES), case.type
+        # The matrix's "unsupported" embeddings cells are what the provider's capabilities say.
+        provider = provider_class(case.type)
+        assert provider is not None, case.type
+        assert ("embeddings" in case.unsupported) == ("embed" not in provider.capabilities), case.type
         assert {f for _, f in case.known_bugs} <= set(FEATURES), case.type
         assert {c for c, _ in case.known_bugs} <= formats, case.type

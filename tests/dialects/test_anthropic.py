@@ -30,7 +30,7 @@ from lockgate.core.chat import (
     Usage,
     UsageEvent,
 )
-from lockgate.dialects.anthropic import AnthropicDialect
+from lockgate.dialects.anthropic import AnthropicDialect, parse_request
 from lockgate.dialects.sse import SSEDecoder, SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 
@@ -192,7 +192,7 @@ def test_invalid_requests_name_the_field(change: dict[str, Any], message: str) -
     for key in [k for k, v in change.items() if v is None]:
         del fields[key]
     with pytest.raises(InvalidRequest) as caught:
-        DIALECT.parse_chat(fields)
+        parse_request(fields)  # what the frame does: the dialect's check, then its conversion
     assert caught.value.message.startswith(message)
     assert caught.value.status == 400
 

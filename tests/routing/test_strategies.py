@@ -1,14 +1,22 @@
-"""``attempt_order``: pure decisions over plain values, with a seeded random generator."""
+"""``routing.strategies``: pure decisions over plain values, with a seeded random generator."""
 
 from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import pytest
 
-from lockgate.routing.strategies import attempt_order
+from lockgate.routing.strategies import strategy
+
+W = TypeVar("W", bound="T")
+
+
+def attempt_order(targets: Sequence[W], name: str, rng: random.Random) -> Sequence[W]:
+    return strategy(name, rng).order(targets, None)
 
 
 @dataclass(frozen=True)

@@ -324,6 +324,16 @@ async def test_records_written_twice_are_stored_and_counted_once(store: Store) -
     assert_totals(await store.usage(UsageQuery()), expected_totals(TRAFFIC, None), None)
 
 
+async def test_a_records_version_and_variant_are_kept(store: Store) -> None:
+    """What model version served and which experiment variant a request was in: the columns
+    experiments are analysed by (NULL for a model that has neither)."""
+    tried = replace(record(DAY0, request_id="tried"), version="v2", variant="candidate")
+    await store.insert_records([tried, record(DAY0 + 1, request_id="plain")])
+    rows = {row["request_id"]: row for row in await store.logs(LogQuery())}
+    assert (rows["tried"]["version"], rows["tried"]["variant"]) == ("v2", "candidate")
+    assert (rows["plain"]["version"], rows["plain"]["variant"]) == (None, None)
+
+
 async def test_a_repeated_client_request_id_is_two_records(store: Store) -> None:
     first = record(DAY0, request_id="same")
     again = replace(record(DAY0 + 1, request_id="same"), id="another-record-id")

@@ -33,6 +33,8 @@ class RequestRecord:
     stream: bool
     user: str | None = None
     cache: str | None = None
+    version: str | None = None  # the model version that served, where the model has versions
+    variant: str | None = None  # the experiment variant the request was assigned
     # The record's own id: a record written twice (replayed after an outage) is stored once.
     id: str = field(default_factory=new_id)
 

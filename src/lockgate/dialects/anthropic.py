@@ -223,7 +223,13 @@ _FIELDS: dict[str, Check] = {
 
 
 def parse_request(body: dict[str, Any]) -> ChatRequest:
+    """Checks and converts a request body (``check_request``, then ``convert_request``)."""
     check_request(body)
+    return convert_request(body)
+
+
+def convert_request(body: dict[str, Any]) -> ChatRequest:
+    """Converts a body that ``check_request`` has passed; refuses what it cannot express."""
     model = body["model"]
     return ChatRequest(
         model=model,
@@ -654,7 +660,7 @@ class AnthropicDialect(Dialect):
         check_request(body)
 
     def parse_chat(self, body: dict[str, Any]) -> ChatRequest:
-        return parse_request(body)
+        return convert_request(body)
 
     def render_chat(self, response: ChatResponse, model: str) -> bytes:
         return orjson.dumps(message_object(response, model))

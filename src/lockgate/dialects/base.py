@@ -70,8 +70,8 @@ class Dialect(ABC):
 
     @abstractmethod
     def parse_chat(self, body: dict[str, Any]) -> ChatRequest:
-        """Validates (``check`` included) and converts; raises ``InvalidRequest`` with a
-        message naming the field."""
+        """Converts a body that ``check`` has passed (the frame checks every body once, first);
+        raises ``InvalidRequest`` naming the field for what translation cannot express."""
 
     @abstractmethod
     def render_chat(self, response: ChatResponse, model: str) -> bytes:

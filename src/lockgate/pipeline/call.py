@@ -58,7 +58,7 @@ class Caller:
         raise self.final_error(last)
 
     async def _call_model(self, plan: ModelPlan, attempt: Attempt[T], ctx: RequestContext) -> T:
-        order = self._router.order(plan)
+        order = self._router.order(plan, ctx.subject)
         last: UpstreamError | None = None
         full: set[int] = set()  # deployments at their own quota: not waited for, not retried
         for n in range(1 + plan.retries):

@@ -1,7 +1,8 @@
-"""The chat request path, top to bottom: body -> auth -> limits -> route -> call -> relay -> record.
+"""Chat: what the request frame does differently for a chat request.
 
-One ``ChatEndpoint`` serves one client dialect (``/v1/chat/completions`` speaks OpenAI,
-``/v1/messages`` Anthropic). Each attempt picks one of two ways to reach a deployment:
+One ``ChatOperation`` serves one client dialect (``/v1/chat/completions`` speaks OpenAI,
+``/v1/messages`` Anthropic) through the shared frame (``pipeline.frame``). Each attempt picks
+one of two ways to reach a deployment:
 
 * relay, when the provider speaks the client's dialect natively: the body is forwarded with
   only ``model`` changed, and the answer or stream comes back as bytes, parsed only as far as
@@ -13,98 +14,76 @@ One ``ChatEndpoint`` serves one client dialect (``/v1/chat/completions`` speaks 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncGenerator
 from dataclasses import replace
 from typing import Any
 
 import orjson
 
-from lockgate.asgi import Headers, Receive, Scope, Send, send_body, start_stream
 from lockgate.core.chat import ChatRequest
 from lockgate.dialects.base import Dialect, StreamEncoder
 from lockgate.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout
-from lockgate.pipeline.body import ClientGone, parse_object, read_body
 from lockgate.pipeline.context import RequestContext
-from lockgate.pipeline.endpoint import Endpoint, end_user, estimate, settle_all
+from lockgate.pipeline.frame import Operation
 from lockgate.pipeline.limits import estimate_tokens
-from lockgate.pipeline.relay import encode_events, pump, relay_events, until_disconnect
+from lockgate.pipeline.relay import encode_events, relay_events
 from lockgate.pipeline.route import Deployment, ModelPlan
 from lockgate.pipeline.services import Services
 from lockgate.providers.http import answer_object, iter_chunks, read_raw
 
 Stream = tuple[bytes, AsyncGenerator[bytes, None]]
 
-log = logging.getLogger("lockgate")
 
+class ChatOperation(Operation["ChatCall"]):
+    """Chat in one client dialect: ``/v1/chat/completions`` speaks OpenAI, ``/v1/messages``
+    Anthropic, ``/v1/responses`` OpenAI's Responses."""
 
-class ChatEndpoint(Endpoint):
     def __init__(self, dialect: Dialect, services: Services) -> None:
-        super().__init__(services)
         self.dialect = dialect
+        self.s = services
 
-    def error_body(self, err: GatewayError) -> bytes:
-        return self.dialect.error_body(err)
-
-    def late_error(self, err: GatewayError) -> bytes:
-        return self.dialect.stream_error(err)
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
-        principal = await self.s.auth.authenticate(scope)
-        ctx.key_id, ctx.team_id = principal.key_id, principal.team_id
-        raw = await read_body(scope, receive, self.s.max_body_bytes)
-        body = parse_object(raw)
+    def parse(self, body: dict[str, Any], size: int, ctx: RequestContext) -> ChatCall:
         self.dialect.check(body)  # relayed or translated, the same body is refused the same way
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise InvalidRequest("model: a non-empty string is required")
-        ctx.model, ctx.stream, ctx.user = model, body.get("stream") is True, end_user(scope, body)
-        plan = self.s.router.plan(model, principal)
         cap = (body.get("max_completion_tokens") or body.get("max_tokens")
                or body.get("max_output_tokens"))
-        ctx.estimate = estimate(plan, *estimate_tokens(len(raw), cap, body.get("n"), body.get("best_of")))
-        lease = await self.s.limiter.acquire(principal.limits, ctx.estimate)
-        try:
-            exchange = _Exchange(self.dialect, body, model, ctx,
-                                 self.dialect.relay_headers(scope["headers"]))
-            if ctx.stream:
-                await until_disconnect(receive, self._stream(exchange, plan, send, ctx, lease.headers))
-            else:
-                answer = await until_disconnect(receive, self.s.caller.call(plan, exchange.answer, ctx))
-                await send_body(send, 200, answer, [*self.headers(ctx), *lease.headers])
-        except ClientGone:
-            ctx.client_closed()  # before settling: a cut answer is charged its reservation
-            raise
-        finally:
-            settle_all(lease, ctx)
+        tokens = estimate_tokens(size, cap, body.get("n"), body.get("best_of"))
+        return ChatCall(self.dialect, body, model, body.get("stream") is True, tokens, ctx,
+                        self.dialect.relay_headers(ctx.headers))
 
-    async def _stream(self, exchange: _Exchange, plan: ModelPlan, send: Send,
-                      ctx: RequestContext, extra: Headers) -> None:
-        first, rest = await self.s.caller.call(plan, exchange.open_stream, ctx)
-        await start_stream(send, [*self.headers(ctx), *extra])
+    async def answer(self, call: ChatCall, plan: ModelPlan, ctx: RequestContext) -> bytes:
+        return await self.s.caller.call(plan, call.answer, ctx)
 
-        def on_error(err: GatewayError) -> bytes:
-            status = err.status if err.status >= 400 else 502  # keeps e.g. Anthropic's overloaded
-            code = "upstream_error" if type(err) is UpstreamError else err.code
-            scrubbed = GatewayError(self.s.caller.scrub(err.message), status=status, code=code)
-            log.warning("request %s: the stream from %s failed after it started (%s): %s",
-                        ctx.request_id, ctx.route, code, scrubbed.message)
-            # A translated stream ends through its own encoder, which knows what it has sent.
-            encoder = exchange.encoder
-            return encoder.error(scrubbed) if encoder else self.dialect.stream_error(scrubbed)
+    async def open_stream(self, call: ChatCall, plan: ModelPlan, ctx: RequestContext) -> Stream:
+        return await self.s.caller.call(plan, call.open_stream, ctx)
 
-        await pump(send, first, rest, on_error, ctx)
+    def error_body(self, err: GatewayError) -> bytes:
+        return self.dialect.error_body(err)
+
+    def stream_error(self, call: ChatCall | None, err: GatewayError) -> bytes:
+        # A translated stream ends through its own encoder, which knows what it has sent.
+        encoder = call.encoder if call is not None else None
+        return encoder.error(err) if encoder else self.dialect.stream_error(err)
 
 
-class _Exchange:
-    """One request's two ways to a deployment (relay or translate), as attempts for the caller."""
+class ChatCall:
+    """One chat request and its two ways to a deployment (relay or translate), as attempts
+    for the caller."""
 
-    def __init__(self, dialect: Dialect, body: dict[str, Any], model: str,
-                 ctx: RequestContext, relay_headers: dict[str, str] | None = None) -> None:
+    __slots__ = ("_canonical", "body", "ctx", "dialect", "encoder", "model", "relay_headers", "stream",
+                 "tokens")
+
+    def __init__(self, dialect: Dialect, body: dict[str, Any], model: str, stream: bool,
+                 tokens: tuple[int, int], ctx: RequestContext,
+                 relay_headers: dict[str, str] | None = None) -> None:
         self.dialect = dialect
         self.relay_headers = relay_headers  # the client's protocol headers, for a relay only
         self.body = body
         self.model = model
+        self.stream = stream
+        self.tokens: tuple[int, int] | None = tokens
         self.ctx = ctx
         self._canonical: ChatRequest | None = None
         self.encoder: StreamEncoder | None = None  # the open stream's, when it is translated

@@ -12,16 +12,16 @@ refusal (4xx: the body is wrong) is relayed.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import orjson
 
-from lockgate.asgi import Receive, Scope, Send, send_body
 from lockgate.errors import GatewayError, InvalidRequest, UpstreamError
-from lockgate.pipeline.body import parse_object, read_body
 from lockgate.pipeline.context import RequestContext
-from lockgate.pipeline.endpoint import Endpoint
+from lockgate.pipeline.frame import Operation
 from lockgate.pipeline.route import ModelPlan
+from lockgate.pipeline.services import Services
 from lockgate.providers.base import TokenCounter
 
 # Anthropic bills an image at about (width x height) / 750 tokens and scales large ones down to
@@ -31,32 +31,35 @@ CHARS_PER_TOKEN = 4
 PER_MESSAGE_TOKENS = 3  # role and turn markers
 
 
-class CountTokensEndpoint(Endpoint):
-    def error_body(self, err: GatewayError) -> bytes:
-        return err.anthropic_body()
+class CountTokensOperation(Operation["CountCall"]):
+    needs = "chat"  # a model that can chat can be counted for: by its provider or estimated
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
-        principal = await self.s.auth.authenticate(scope)
-        ctx.key_id, ctx.team_id = principal.key_id, principal.team_id
-        body = parse_object(await read_body(scope, receive, self.s.max_body_bytes))
+    def __init__(self, services: Services) -> None:
+        self.s = services
+
+    def parse(self, body: dict[str, Any], size: int, ctx: RequestContext) -> CountCall:
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise InvalidRequest("model: a non-empty string is required")
         if not isinstance(body.get("messages"), list):
             raise InvalidRequest("messages: a list is required")
-        ctx.model = model
-        plan = self.s.router.plan(model, principal)
-        count = await self._provider_count(plan, body, ctx)
+        return CountCall(model, body)
+
+    async def answer(self, call: CountCall, plan: ModelPlan, ctx: RequestContext) -> bytes:
+        count = await self._provider_count(plan, call.body, ctx)
         if count is None:
-            count = estimate_input_tokens(body)
-        await send_body(send, 200, orjson.dumps({"input_tokens": count}), self.headers(ctx))
+            count = estimate_input_tokens(call.body)
+        return orjson.dumps({"input_tokens": count})
+
+    def error_body(self, err: GatewayError) -> bytes:
+        return err.anthropic_body()
 
     async def _provider_count(self, plan: ModelPlan, body: dict[str, Any],
                               ctx: RequestContext) -> int | None:
-        for deployment in self.s.router.order(plan):
-            provider = deployment.provider
-            if not isinstance(provider, TokenCounter):
+        for deployment in self.s.router.order(plan, ctx.subject):
+            if "count_tokens" not in deployment.provider.capabilities:
                 continue
+            provider = cast(TokenCounter, deployment.provider)
             ctx.route = deployment.route
             try:
                 return await provider.count_tokens({**body, "model": deployment.model},
@@ -67,6 +70,14 @@ class CountTokensEndpoint(Endpoint):
                     raise self.s.caller.final_error(err) from None
         ctx.route = None
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class CountCall:
+    model: str
+    body: dict[str, Any]
+    stream: bool = False
+    tokens: tuple[int, int] | None = None  # counting costs no tokens: nothing is reserved
 
 
 def estimate_input_tokens(body: dict[str, Any]) -> int:

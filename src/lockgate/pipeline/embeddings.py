@@ -13,38 +13,32 @@ from typing import Any
 
 import orjson
 
-from lockgate.asgi import Receive, Scope, Send, send_body
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from lockgate.dialects.embeddings import needs_text, parse_input
 from lockgate.dialects.openai import usage_object
 from lockgate.dialects.validate import opt_int, opt_str
 from lockgate.errors import GatewayError, InvalidRequest
-from lockgate.pipeline.body import parse_object, read_body
 from lockgate.pipeline.context import RequestContext
-from lockgate.pipeline.endpoint import Endpoint, end_user, estimate, settle_all
-from lockgate.pipeline.route import Deployment
+from lockgate.pipeline.frame import Operation
+from lockgate.pipeline.route import Deployment, ModelPlan
+from lockgate.pipeline.services import Services
 from lockgate.providers.http import answer_object, read_raw
 
 
-class EmbeddingsEndpoint(Endpoint):
+class EmbeddingsOperation(Operation["EmbeddingsCall"]):
+    needs = "embed"
+
+    def __init__(self, services: Services) -> None:
+        self.s = services
+
+    def parse(self, body: dict[str, Any], size: int, ctx: RequestContext) -> EmbeddingsCall:
+        return EmbeddingsCall(body, parse_request(body), (size // 4, 0), ctx)
+
+    async def answer(self, call: EmbeddingsCall, plan: ModelPlan, ctx: RequestContext) -> bytes:
+        return await self.s.caller.call(plan, call.run, ctx)
+
     def error_body(self, err: GatewayError) -> bytes:
         return err.openai_body()
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
-        principal = await self.s.auth.authenticate(scope)
-        ctx.key_id, ctx.team_id = principal.key_id, principal.team_id
-        raw = await read_body(scope, receive, self.s.max_body_bytes)
-        body = parse_object(raw)
-        request = parse_request(body)
-        ctx.model, ctx.user = request.model, end_user(scope, body)
-        plan = self.s.router.plan(request.model, principal)
-        ctx.estimate = estimate(plan, len(raw) // 4, 0)
-        lease = await self.s.limiter.acquire(principal.limits, ctx.estimate)
-        try:
-            answer = await self.s.caller.call(plan, _Attempt(body, request, ctx).run, ctx)
-        finally:
-            settle_all(lease, ctx)
-        await send_body(send, 200, answer, [*self.headers(ctx), *lease.headers])
 
 
 def parse_request(body: dict[str, Any]) -> EmbeddingsRequest:
@@ -59,9 +53,16 @@ def parse_request(body: dict[str, Any]) -> EmbeddingsRequest:
                              user=opt_str(body, "user"), tokens=tokens)
 
 
-class _Attempt:
-    def __init__(self, body: dict[str, Any], request: EmbeddingsRequest, ctx: RequestContext) -> None:
+class EmbeddingsCall:
+    """One embeddings request, and its attempt at a deployment for the caller."""
+
+    stream = False
+
+    def __init__(self, body: dict[str, Any], request: EmbeddingsRequest, tokens: tuple[int, int],
+                 ctx: RequestContext) -> None:
         self.body, self.request, self.ctx = body, request, ctx
+        self.model = request.model
+        self.tokens: tuple[int, int] | None = tokens
 
     async def run(self, deployment: Deployment, timeout: float) -> bytes:
         provider = deployment.provider

@@ -64,6 +64,10 @@ class Endpoint(ABC):
         headers = [(b"x-request-id", ctx.request_id.encode())]
         if ctx.route is not None and self.s.expose_route:
             headers.append((b"x-lockgate-route", ctx.route.encode()))
+        if ctx.version is not None:
+            headers.append((b"x-lockgate-version", ctx.version.encode()))
+        if ctx.variant is not None:
+            headers.append((b"x-lockgate-variant", ctx.variant.encode()))
         return headers
 
     async def fail(self, response: OneResponse, err: GatewayError, ctx: RequestContext) -> None:

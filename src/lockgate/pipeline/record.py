@@ -20,7 +20,7 @@ def record_of(ctx: RequestContext) -> RequestRecord:
         error_code=ctx.error_code, prompt_tokens=ctx.usage.prompt_tokens,
         completion_tokens=ctx.usage.completion_tokens, cost_usd=ctx.cost_usd,
         latency_ms=round(ctx.elapsed_ms(), 3), stream=ctx.stream, user=ctx.user,
-        id=ctx.record_id or new_id(),
+        version=ctx.version, variant=ctx.variant, id=ctx.record_id or new_id(),
     )
 
 

@@ -1,14 +1,19 @@
 """Step 4: which deployments may serve the model the client named, and in what order.
 
-Plans are built once from the config; per request the router only looks a name up, checks the
-caller's allow-list and orders the deployments (``routing.strategies``).
+Plans are built once from the config, one per model and operation (only the deployments able
+to serve it: ``Provider.capabilities``), with the model's strategy and optional steps chosen
+then. Per request the router only looks a name up, checks the caller's allow-list and asks the
+strategy for an order, telling it who is asking (``Subject``: key, team, end user), which is
+what sticky experiments and versions key on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from lockgate import pricing
 from lockgate.config import Config, ModelConfig, Target, no_provider_hint
@@ -17,7 +22,10 @@ from lockgate.pipeline.auth import Principal
 from lockgate.pipeline.limits import OwnerLimits
 from lockgate.pricing import UnitPrice
 from lockgate.providers.base import Provider, safe_in_path
-from lockgate.routing.strategies import attempt_order
+from lockgate.routing.strategies import Ordered, Strategy, strategy
+
+if TYPE_CHECKING:
+    from lockgate.pipeline.steps import Step, StepFactory
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +35,7 @@ class Deployment:
     weight: float = 1.0
     price: UnitPrice | None = None
     quota: OwnerLimits | None = None  # the upstream account's rpm / tpm for this deployment
+    version: str | None = None  # the model version this deployment serves, where it has versions
 
     @property
     def route(self) -> str:
@@ -35,42 +44,96 @@ class Deployment:
 
 
 @dataclass(frozen=True, slots=True)
+class Subject:
+    """Who a request is for: the key (and its team) and the end user it names."""
+
+    principal: Principal
+    user: str | None = None
+
+    @property
+    def key_id(self) -> str | None:
+        return self.principal.key_id
+
+    @property
+    def team_id(self) -> str | None:
+        return self.principal.team_id
+
+
+_IN_ORDER = Ordered()
+
+
+@dataclass(frozen=True, slots=True)
 class ModelPlan:
     name: str
     deployments: tuple[Deployment, ...]
-    strategy: str = "weighted"
+    strategy: Strategy = _IN_ORDER
     retries: int = 2
     timeout_s: float | None = None
     fallbacks: tuple[str, ...] = ()
+    version: str | None = None  # the version every deployment of this plan serves
+    steps: tuple[Step, ...] = ()  # the model's optional steps (``pipeline.steps``)
+    needs: str = "chat"  # the capability every deployment of this plan has
 
     def timeout_for(self, deployment: Deployment) -> float:
         return self.timeout_s if self.timeout_s is not None else deployment.provider.timeout_s
 
 
 class Router:
-    def __init__(self, config: Config, providers: Mapping[str, Provider], seed: int | None = None) -> None:
-        self._plans = {name: _plan(name, m, providers) for name, m in config.models.items()}
+    def __init__(self, config: Config, providers: Mapping[str, Provider], seed: int | None = None,
+                 steps: Sequence[StepFactory] = ()) -> None:
+        self._rng = random.Random(seed)
+        self._plans = {name: _plan(name, m, providers, self._rng, steps)
+                       for name, m in config.models.items()}
         self._providers = providers
         self._direct = config.zero_config
-        self._rng = random.Random(seed)
+        # The plans for operations that not every deployment offers, built on first use.
+        self._able: dict[tuple[str, str], ModelPlan] = {}
 
     @property
     def model_names(self) -> list[str]:
         return list(self._plans)
 
-    def plan(self, model: str, principal: Principal) -> ModelPlan:
+    def plan(self, model: str, subject: Subject, needs: str = "chat") -> ModelPlan:
+        """The plan for serving ``model`` to ``subject``, with only the deployments that can do
+        what the operation ``needs``; raises before anything is reserved where none can."""
         plan = self._plans.get(model) or self._direct_plan(model)
         if plan is None:
             raise ModelNotFound(self._not_found(model))
+        principal = subject.principal
         if not principal.may_use(model):
             raise ModelNotAllowed(f"this key may not use the model {model!r}")
+        if needs != "chat":
+            plan = self._able_plan(plan, needs)
         return _allowed_fallbacks(plan, principal)
 
     def fallbacks(self, plan: ModelPlan) -> list[ModelPlan]:
-        return [self._plans[name] for name in plan.fallbacks]
+        """The plans of the model's fallback models, for the same operation; a fallback with
+        no deployment able to serve it is passed over."""
+        plans = [self._plans[name] for name in plan.fallbacks]
+        if plan.needs == "chat":
+            return plans
+        able = []
+        for fallback in plans:
+            with contextlib.suppress(InvalidRequest):
+                able.append(self._able_plan(fallback, plan.needs))
+        return able
 
-    def order(self, plan: ModelPlan) -> Sequence[Deployment]:
-        return attempt_order(plan.deployments, plan.strategy, self._rng)
+    def order(self, plan: ModelPlan, subject: Subject | None = None) -> Sequence[Deployment]:
+        return plan.strategy.order(plan.deployments, subject)
+
+    def _able_plan(self, plan: ModelPlan, needs: str) -> ModelPlan:
+        key = (plan.name, needs)
+        able = self._able.get(key)
+        if able is None:
+            deployments = tuple(d for d in plan.deployments if needs in d.provider.capabilities)
+            if not deployments:
+                types = ", ".join(sorted({d.provider.type_name for d in plan.deployments}))
+                raise InvalidRequest(f"the model {plan.name!r} cannot serve {_OPERATIONS[needs]}: "
+                                     f"its provider type ({types}) does not offer them")
+            able = replace(plan, deployments=deployments, needs=needs)
+            if plan.name in self._plans:  # zero-config plans are built per request: not kept
+                self._able[key] = able
+        return able
 
     def _not_found(self, model: str) -> str:
         """A zero-config gateway's 404 says what it can serve, or how to give it a provider."""
@@ -99,6 +162,10 @@ class Router:
         return ModelPlan(name=model, deployments=(Deployment(provider, upstream, price=price),))
 
 
+_OPERATIONS = {"embed": "embeddings", "count_tokens": "token counts", "stream": "streams",
+               "relay": "relayed requests", "chat": "chat requests"}
+
+
 def _allowed_fallbacks(plan: ModelPlan, principal: Principal) -> ModelPlan:
     """The plan with only the fallback models the key and its team may use (§5): a fallback
     is another model, and the allow-list holds for every model tried, not only the one asked
@@ -107,13 +174,16 @@ def _allowed_fallbacks(plan: ModelPlan, principal: Principal) -> ModelPlan:
     return plan if len(allowed) == len(plan.fallbacks) else replace(plan, fallbacks=allowed)
 
 
-def _plan(name: str, model: ModelConfig, providers: Mapping[str, Provider]) -> ModelPlan:
+def _plan(name: str, model: ModelConfig, providers: Mapping[str, Provider], rng: random.Random,
+          factories: Sequence[StepFactory]) -> ModelPlan:
     deployments = tuple(
         Deployment(providers[t.provider], t.model or name, t.weight,
                    _price(model, providers[t.provider], t.model or name), _quota(t, name))
         for t in model.targets)
-    return ModelPlan(name=name, deployments=deployments, strategy=model.strategy,
-                     retries=model.retries, timeout_s=model.timeout_s, fallbacks=model.fallbacks)
+    steps = tuple(s for s in (f.for_model(name, model) for f in factories) if s is not None)
+    return ModelPlan(name=name, deployments=deployments, strategy=strategy(model.strategy, rng),
+                     retries=model.retries, timeout_s=model.timeout_s, fallbacks=model.fallbacks,
+                     steps=steps)
 
 
 def _price(model: ModelConfig, provider: Provider, upstream: str) -> UnitPrice | None:

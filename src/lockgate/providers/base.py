@@ -16,8 +16,15 @@ it. The subclass:
   ``embeddings`` where the provider has them;
 * may set ``native_dialect`` ("openai" or "anthropic") and implement ``forward``: then a client
   speaking that dialect is relayed byte for byte, with no translation;
-* may offer optional abilities, each its own small protocol below (``TokenCounter``), which the
-  pipeline checks with ``isinstance``.
+* may offer optional abilities, each its own small protocol below (``TokenCounter``);
+* may implement ``start`` (work that needs the running event loop, or loads a model) and
+  ``aclose`` (stops what runs in the background).
+
+What a provider can do is its ``capabilities``, read once from what its class implements:
+``chat`` (``chat``), ``stream`` (``chat_stream``), ``embed`` (``embeddings``), ``relay``
+(``native_dialect`` and ``forward``) and ``count_tokens`` (``TokenCounter``). The router keeps
+only the deployments able to serve a request's operation, before anything is reserved, and
+the conformance matrix is built from the same set; a subclass narrows it in ``offers``.
 
 Every call takes ``timeout``: seconds until the upstream's answer starts (status line). Failures
 are raised as ``lockgate.errors.UpstreamError`` (retryable or not); ``chat_stream`` raises
@@ -73,6 +80,23 @@ class Provider:
     # limits on each provider it builds (a provider built on its own keeps the defaults).
     limits: ReadLimits = DEFAULT_LIMITS
 
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.capabilities = cls.offers()
+
+    @classmethod
+    def offers(cls) -> frozenset[str]:
+        """The capabilities this class implements (see the module's docstring)."""
+        own = {name for name, method in _CAPABILITY_METHODS.items()
+               if getattr(cls, method) is not getattr(Provider, method)}
+        if "relay" in own and cls.native_dialect is None:
+            own.discard("relay")
+        if callable(getattr(cls, "count_tokens", None)):  # the TokenCounter protocol
+            own.add("count_tokens")
+        return frozenset(own)
+
     def __init__(self, name: str, config: ProviderSettings, session: aiohttp.ClientSession) -> None:
         self.name = name
         self.config = config
@@ -118,6 +142,11 @@ class Provider:
     async def embeddings(self, request: EmbeddingsRequest, timeout: float) -> EmbeddingsResponse:
         raise InvalidRequest(f"provider type {self.type_name!r} does not offer embeddings")
 
+    async def start(self) -> None:
+        """Work that needs the running event loop or takes time (loading a model), done once
+        before the gateway serves; nothing by default."""
+        return None
+
     async def aclose(self) -> None:
         """Stops whatever the provider runs in the background (token refresh...)."""
         return None
@@ -155,5 +184,8 @@ class TokenCounter(Protocol):
 
     async def count_tokens(self, body: dict[str, Any], timeout: float) -> int: ...
 
+
+_CAPABILITY_METHODS = {"chat": "chat", "stream": "chat_stream", "embed": "embeddings",
+                       "relay": "forward"}
 
 _SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "x-goog-api-key"})

@@ -127,6 +127,11 @@ class OpenAIProvider(Provider):
             headers["authorization"] = f"Bearer {self.api_key}"
         return merge_headers(headers, self.config.headers)
 
+    @classmethod
+    def offers(cls) -> frozenset[str]:
+        offered = super().offers()
+        return offered if cls.supports_embeddings else offered - {"embed"}
+
     def url(self, operation: str, model: str) -> str:
         """Where ``operation`` goes for upstream ``model`` (servers that route by path use it)."""
         return self.base_url + _PATHS[operation]

@@ -91,6 +91,8 @@ requests = Table(
     Column("stream", Boolean, nullable=False),
     Column("end_user", String(256), nullable=True),
     Column("cache", String(8), nullable=True),
+    Column("version", String(64), nullable=True),  # the model version that served
+    Column("variant", String(64), nullable=True),  # the experiment variant assigned
     # Few indexes: every one is paid on each of the many inserts. Logs read the newest rows
     # (by ts, or a key's by key_id + ts); erasing a user's rows is rare and may scan.
     Index("ix_requests_ts", "ts"),

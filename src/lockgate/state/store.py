@@ -372,7 +372,8 @@ def _record_row(r: RequestRecord) -> dict[str, Any]:
             "key_id": r.key_id, "team_id": r.team_id, "model": r.model, "route": r.route,
             "status": r.status, "error_code": r.error_code, "prompt_tokens": r.prompt_tokens,
             "completion_tokens": r.completion_tokens, "cost_usd": r.cost_usd,
-            "latency_ms": r.latency_ms, "stream": r.stream, "end_user": r.user, "cache": r.cache}
+            "latency_ms": r.latency_ms, "stream": r.stream, "end_user": r.user, "cache": r.cache,
+            "version": r.version, "variant": r.variant}
 
 
 def _usage_filters(query: UsageQuery) -> list[sa.ColumnElement[bool]]:
