@@ -38,6 +38,7 @@ class CellInfo:
     feature_summary: str
     unsupported: str | None
     known_bug: str | None
+    json_path: str = ""
     outcome: str = "not run"
 
 
@@ -68,6 +69,7 @@ def _cell_info(fmt: Any, case: Any, feature: Any) -> CellInfo:
         feature=feature.name, feature_title=feature.title, feature_summary=feature.summary,
         unsupported=case.unsupported.get(feature.name),
         known_bug=case.known_bugs.get((fmt.name, feature.name)),
+        json_path=f"({case.json_path}): {case.json_path_note}" if case.json_path_note else "",
     )
 
 
@@ -101,6 +103,7 @@ def render(cells: list[CellInfo], today: str) -> str:
     for client, title in {c.client: c.client_title for c in cells}.items():
         lines += _table(title, [c for c in cells if c.client == client])
     lines += _legend(cells)
+    lines += _json_paths(cells)
     lines += _notes("Unsupported", {(c.provider, c.feature): c.unsupported for c in cells if c.unsupported})
     bugs = {(f"{c.client} → {c.provider}", c.feature): c.known_bug for c in cells if c.known_bug}
     lines += _notes("Known bugs", bugs)
@@ -142,6 +145,17 @@ def _legend(cells: list[CellInfo]) -> list[str]:
     features = {c.feature_title: c.feature_summary for c in cells}
     lines = ["## What each feature checks", ""]
     lines += [f"- **{title}**: {summary}" for title, summary in features.items()]
+    return [*lines, ""]
+
+
+def _json_paths(cells: list[CellInfo]) -> list[str]:
+    paths = {c.provider: c.json_path for c in cells if c.json_path}
+    if not paths:
+        return []
+    lines = ["## How a JSON schema reaches each provider", "",
+             "**native**: the provider's own structured-output field; **instruction**: written into "
+             "the system prompt (the model is asked, not constrained). The JSON mode cells check it.", ""]
+    lines += [f"- `{provider}` {path}" for provider, path in paths.items()]
     return [*lines, ""]
 
 

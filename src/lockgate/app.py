@@ -20,6 +20,7 @@ from lockgate.asgi import ASGIApp, Receive, Scope, Send, send_body
 from lockgate.config import Config
 from lockgate.cors import CORS
 from lockgate.dialects.anthropic import AnthropicDialect
+from lockgate.dialects.completions import CompletionsDialect
 from lockgate.dialects.openai import OpenAIDialect
 from lockgate.dialects.responses_turn import StoredResponsesDialect
 from lockgate.errors import GatewayError
@@ -35,7 +36,7 @@ from lockgate.pipeline.keycache import KeyCache, principals, stored_spend
 from lockgate.pipeline.limits import CountingLimiter, OwnerLimits
 from lockgate.pipeline.models import ModelsEndpoint
 from lockgate.pipeline.record import Recorder, Recorders, record_of
-from lockgate.pipeline.responses_api import StoredResponsesEndpoint, is_stored_response_path
+from lockgate.pipeline.responses_api import StoredResponsesEndpoint
 from lockgate.pipeline.route import Router
 from lockgate.pipeline.services import Services
 from lockgate.pipeline.steps import StepFactory
@@ -66,6 +67,8 @@ class Gateway:
         self.config = config
         self._steps = tuple(steps)
         self.routes: dict[tuple[str, str], ASGIApp] = {}
+        # Endpoints whose path ends in a name (``/v1/models/{id}``): (method or "*", path prefix).
+        self.prefix_routes: dict[tuple[str, str], ASGIApp] = {}
         self.providers: dict[str, Provider] = {}
         self.ready = False
         self._migrate = migrate
@@ -87,7 +90,6 @@ class Gateway:
         self.auth = Authenticator(config)
         self.keycache = KeyCache(self.store, self.auth, self.limiter, self._save_key_snapshot)
         self.responses = _response_store(config, self.store)
-        self._stored_responses: ASGIApp | None = None
         # Guarded at start-up if the gateway is open.
         self._http: ASGIApp = self._outer(self._dispatch)
 
@@ -110,15 +112,19 @@ class Gateway:
         return CORS(inner, origins) if origins else inner
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = self.routes.get((scope["method"], scope["path"]))
-        if endpoint is None and is_stored_response_path(scope["path"]):
-            endpoint = self._stored_responses
+        endpoint = self.routes.get((scope["method"], scope["path"])) or self._by_prefix(scope)
         if endpoint is not None:
             await endpoint(scope, receive, send)
         elif self.ready and _is_admin_path(scope["path"]):
             await self._admin_app()(scope, receive, send)
         else:
             await self._unrouted(scope, send)
+
+    def _by_prefix(self, scope: Scope) -> ASGIApp | None:
+        for (method, prefix), endpoint in self.prefix_routes.items():
+            if method in (scope["method"], "*") and scope["path"].startswith(prefix):
+                return endpoint
+        return None
 
     async def startup(self) -> None:
         stored_keys: int | None = None
@@ -169,15 +175,18 @@ class Gateway:
             "messages": ChatOperation(AnthropicDialect(), services),
             "messages/count_tokens": CountTokensOperation(services),
             "responses": ChatOperation(StoredResponsesDialect(self.responses), services),
+            "completions": ChatOperation(CompletionsDialect(), services),
             "embeddings": EmbeddingsOperation(services),
         }
         endpoints = {path: Frame(op, services) for path, op in operations.items()}
         models = ModelsEndpoint(services)
-        self._stored_responses = StoredResponsesEndpoint(services, self.responses)
+        stored_responses = StoredResponsesEndpoint(services, self.responses)  # answers 405 itself
         for prefix in ("/v1", ""):
             for path, endpoint in endpoints.items():
                 self.routes[("POST", f"{prefix}/{path}")] = endpoint
             self.routes[("GET", f"{prefix}/models")] = models
+            self.prefix_routes[("GET", f"{prefix}/models/")] = models
+            self.prefix_routes[("*", f"{prefix}/responses/")] = stored_responses
         self.routes[("GET", "/healthz")] = _health
         self.routes[("GET", "/readyz")] = self._readyz
         self.ready = True

@@ -55,6 +55,11 @@ class UpstreamReader(ABC):
     @abstractmethod
     def json_mode(self, body: Body) -> JsonMode | None: ...
 
+    def json_path(self, body: Body) -> str:
+        """How a JSON schema reached the upstream: ``native`` (the provider's own structured
+        output field, which most have) or ``instruction`` (written into the system prompt)."""
+        return "native"
+
 
 @dataclass(frozen=True)
 class ProviderCase:
@@ -63,6 +68,8 @@ class ProviderCase:
     ``fake(api_key)`` builds (but does not start) the fake upstream; ``unsupported`` maps a
     feature to why the provider cannot offer it; ``known_bugs`` maps (client format, feature)
     to a precise reason the cell fails today (strict xfail: a fix makes it fail loudly).
+    ``json_path`` is how a JSON schema reaches ``chat_model`` (``native`` or ``instruction``,
+    checked by the JSON mode cells), and ``json_path_note`` says it for the matrix.
     """
 
     type: str
@@ -73,6 +80,8 @@ class ProviderCase:
     embedding_model: str | None = None
     unsupported: Mapping[str, str] = field(default_factory=dict)
     known_bugs: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    json_path: str = "native"
+    json_path_note: str = ""
 
     def provider_entry(self, fake: FakeServer) -> dict[str, Any]:
         """The ``providers:`` config entry that reaches ``fake``."""

@@ -261,7 +261,9 @@ def check_stop_sequences(cell: Cell) -> None:
     assert cell.case.reader.stop(cell.last_body()) == ["three", "END"]
 
 
-@feature("json_mode", "JSON mode", "JSON output (any JSON, and by schema) reaches the upstream in its form")
+@feature("json_mode", "JSON mode",
+         "JSON output (any JSON, and by schema) reaches the upstream in its form; a schema by the "
+         "provider's path (below)")
 def check_json_mode(cell: Cell) -> None:
     modes = [JsonMode(schema=ANSWER_SCHEMA)]
     if cell.client.json_without_schema:
@@ -271,6 +273,8 @@ def check_json_mode(cell: Cell) -> None:
         answer = cell.client.complete(Ask.say("Answer in JSON.", json_mode=mode), CHAT_MODEL)
         assert json.loads(answer.text) == {"answer": "42"}
         assert cell.case.reader.json_mode(cell.last_body()) == mode
+        if mode.schema is not None:
+            assert cell.case.reader.json_path(cell.last_body()) == cell.case.json_path
 
 
 @feature("embeddings", "embeddings", "vectors for each input, in order; `model` is the name asked for")

@@ -392,6 +392,20 @@ def test_the_tap_names_the_clients_model_in_json_written_with_spaces_too() -> No
     assert orjson.loads(out[6:])["model"] == "my-gpt"
 
 
+def test_every_relayed_chunk_names_the_clients_model_whatever_the_upstream_writes() -> None:
+    """An upstream whose id changes after the first chunk, or that escapes it (Python's json
+    writes non-ASCII as \\u escapes), still reaches the client under the name it asked for."""
+    tap = DIALECT.relay_tap(body(stream=True), "my-gpt")
+    escaped = json.dumps({"model": "mock-\u00e9", "choices": [{"index": 0, "delta": {"content": "b"}}]})
+    out = feed_all(tap, sse({"model": "mock-ok", "choices": [{"index": 0, "delta": {"content": "a"}}]}),
+                   f"data: {escaped}\n\n".encode(),
+                   sse({"model": "mock-ok-2026", "choices": [{"index": 0, "delta": {"content": "c"}}]}),
+                   sse({"model": "mock-ok", "choices": [], "usage": {"prompt_tokens": 1}}))
+    chunks = [orjson.loads(o[6:]) for o in out if o]
+    assert [c["model"] for c in chunks] == ["my-gpt"] * 3
+    assert [c["choices"][0]["delta"]["content"] for c in chunks] == ["a", "b", "c"]
+
+
 @pytest.mark.parametrize(("wants", "relayed"), [(False, 0), (True, 1)])
 def test_the_tap_reads_usage_and_passes_it_on_only_if_the_client_asked(wants: bool, relayed: int) -> None:
     opts = {"stream_options": {"include_usage": True}} if wants else {}

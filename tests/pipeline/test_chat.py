@@ -371,3 +371,56 @@ def test_a_streamed_request_is_recorded_with_its_tokens(gw: GatewayServer) -> No
     assert (record.status, record.route, record.stream) == (200, "claude/claude-sonnet-4-5", True)
     assert (record.prompt_tokens, record.completion_tokens) == (11, 7)
     assert record.endpoint == "/v1/messages"
+
+
+# --- the client's protocol headers (anthropic-beta, openai-beta) -----------------------------
+
+BETA = "structured-outputs-2025-11-13,context-1m-2025-08-07"
+
+
+def test_anthropic_beta_reaches_anthropic_on_a_relay(gw: GatewayServer,
+                                                     fake_anthropic: FakeAnthropic) -> None:
+    """What ``@ai-sdk/anthropic`` and the SDK's ``beta`` namespace send."""
+    claude(gw).beta.messages.create(model="claude", max_tokens=10,
+                                    messages=[{"role": "user", "content": "Hi"}],
+                                    betas=["structured-outputs-2025-11-13", "context-1m-2025-08-07"])
+    with claude(gw).messages.stream(model="claude", max_tokens=10, messages=HI_CLAUDE,
+                                    extra_headers={"anthropic-beta": BETA}) as stream:
+        assert stream.get_final_text() == "Hello from the fake!"
+    assert [r.headers.get("anthropic-beta") for r in fake_anthropic.requests] == [BETA, BETA]
+
+
+def test_openai_beta_reaches_openai_on_a_relay(gw: GatewayServer, fake_openai: FakeOpenAI) -> None:
+    oai(gw).chat.completions.create(model="gpt", messages=HI, extra_headers={"openai-beta": "x=v2"})
+    assert fake_openai.requests[0].headers.get("openai-beta") == "x=v2"
+
+
+def test_protocol_headers_are_ignored_when_translating(gw: GatewayServer, fake_anthropic: FakeAnthropic,
+                                                       fake_openai: FakeOpenAI) -> None:
+    claude(gw).messages.create(model="gpt", max_tokens=10, messages=HI_CLAUDE,
+                               extra_headers={"anthropic-beta": BETA, "openai-beta": "x=v2"})
+    oai(gw).chat.completions.create(model="claude", messages=HI,
+                                    extra_headers={"anthropic-beta": BETA, "openai-beta": "x=v2"})
+    [to_openai], [to_anthropic] = fake_openai.requests, fake_anthropic.requests
+    assert "anthropic-beta" not in to_openai.headers and "openai-beta" not in to_openai.headers
+    assert "anthropic-beta" not in to_anthropic.headers and "openai-beta" not in to_anthropic.headers
+
+
+def test_only_the_dialects_own_protocol_headers_go_upstream(gw: GatewayServer,
+                                                            fake_anthropic: FakeAnthropic) -> None:
+    claude(gw).messages.create(model="claude", max_tokens=10, messages=HI_CLAUDE,
+                               extra_headers={"openai-beta": "x=v2", "x-custom": "1"})
+    headers = fake_anthropic.requests[0].headers
+    assert "openai-beta" not in headers and "x-custom" not in headers
+
+
+def test_a_configured_beta_keeps_its_values_and_gains_the_clients(
+        gateway: GatewayFactory, providers: dict[str, dict[str, Any]],
+        fake_anthropic: FakeAnthropic) -> None:
+    providers["claude"] = {**providers["claude"], "headers": {"anthropic-beta": "files-api-2025-04-14"}}
+    gw = gateway(models=MODELS)
+    claude(gw).messages.create(model="claude", max_tokens=10, messages=HI_CLAUDE,
+                               extra_headers={"anthropic-beta": f"files-api-2025-04-14,{BETA}"})
+    claude(gw).messages.create(model="claude", max_tokens=10, messages=HI_CLAUDE)
+    assert [r.headers["anthropic-beta"] for r in fake_anthropic.requests] == [
+        f"files-api-2025-04-14,{BETA}", "files-api-2025-04-14"]

@@ -4,6 +4,7 @@ translated for Gemini, in either encoding the SDK may ask for."""
 from __future__ import annotations
 
 import base64
+import json
 import struct
 from typing import Any
 
@@ -104,10 +105,15 @@ def test_an_embeddings_request_is_recorded_with_its_route(gw: GatewayServer, mod
     {"model": "embed", "input": []},
     {"model": "embed", "input": 42},
     {"model": "embed", "input": [1, "a"]},
+    {"model": "embed", "input": [[1, 2], "a"]},
+    {"model": "embed", "input": [[1, 2], []]},
+    {"model": "embed", "input": [-1, 2]},
+    {"model": "embed", "input": [True, 2]},
     {"model": "embed", "input": "x", "encoding_format": "hex"},
     {"model": "embed", "input": "x", "dimensions": 0},
     {"input": "x"},
-], ids=["no-input", "empty", "number", "mixed", "bad-format", "zero-dimensions", "no-model"])
+], ids=["no-input", "empty", "number", "mixed", "mixed-arrays", "empty-tokens", "negative-token",
+        "bool-token", "bad-format", "zero-dimensions", "no-model"])
 def test_a_bad_request_is_400(gw: GatewayServer, fake_openai: FakeOpenAI, body: dict[str, Any]) -> None:
     response = post(gw, body)
     assert response.status_code == 400, response.text
@@ -138,3 +144,33 @@ def test_an_embeddings_client_error_is_relayed(gw: GatewayServer, fake_gemini: F
     with pytest.raises(openai.BadRequestError) as caught:
         oai(gw).embeddings.create(model="gembed", input="x")
     assert "invalid argument" in caught.value.message
+
+
+# LangChain's OpenAIEmbeddings tokenizes the text itself and sends the token ids.
+TOKENS = [[104, 101, 108, 108, 111], [119, 111, 114, 108, 100]]
+
+
+def test_token_arrays_are_relayed_as_they_are(gw: GatewayServer, fake_openai: FakeOpenAI) -> None:
+    result = oai(gw).embeddings.create(model="embed", input=TOKENS)
+    [request] = fake_openai.requests
+    assert request.json["input"] == TOKENS
+    assert [d.embedding for d in result.data] == [fake_vector(json.dumps(t, separators=(",", ":")))
+                                                  for t in TOKENS]
+    assert result.model == "embed"
+
+
+def test_one_token_array_is_relayed_as_it_is(gw: GatewayServer, fake_openai: FakeOpenAI) -> None:
+    oai(gw).embeddings.create(model="embed", input=TOKENS[0], encoding_format="float")
+    assert fake_openai.requests[0].json["input"] == TOKENS[0]
+
+
+@pytest.mark.parametrize("tokens", [TOKENS, TOKENS[0]], ids=["int[][]", "int[]"])
+def test_a_provider_that_needs_text_refuses_token_arrays_by_name(
+        gw: GatewayServer, fake_gemini: FakeGemini, tokens: list[Any]) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        oai(gw).embeddings.create(model="gembed", input=tokens)
+    assert caught.value.code == "invalid_request"
+    assert "gem/gemini-embedding-001" in caught.value.message
+    assert "'gemini'" in caught.value.message
+    assert "token arrays" in caught.value.message
+    assert fake_gemini.requests == []

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import httpx2 as httpx
 import openai
+import pytest
 
 from conftest import GatewayFactory
+from gateway import GatewayServer
+
+KEY = "lg-test-models-key-0123456789"
 
 MODELS = {
     "gpt": {"targets": [{"provider": "oai", "model": "gpt-4o-mini"}]},
@@ -48,3 +52,44 @@ def test_a_gateway_without_models_lists_none(gateway: GatewayFactory) -> None:
 def test_models_also_answers_without_the_v1_prefix(gateway: GatewayFactory) -> None:
     gw = gateway(models=MODELS)
     assert {m["id"] for m in httpx.get(gw.url + "/models").json()["data"]} == {"gpt", "claude", "embed"}
+
+
+# --- one model: GET /v1/models/{id} ----------------------------------------------------------
+
+
+def sdk(gw: GatewayServer, key: str = "x") -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.openai_base_url, api_key=key, max_retries=0)
+
+
+def test_the_sdk_retrieves_one_model(gateway: GatewayFactory) -> None:
+    gw = gateway(models=MODELS)
+    model = sdk(gw).models.retrieve("claude")
+    assert (model.id, model.object, model.owned_by) == ("claude", "model", "lockgate")
+    listed = httpx.get(gw.openai_base_url + "/models").json()["data"]
+    assert model.model_dump(exclude_unset=True) == next(m for m in listed if m["id"] == "claude")
+
+
+def test_a_model_name_with_a_slash_is_retrieved(gateway: GatewayFactory) -> None:
+    """The SDK percent-encodes the '/' of ``openai/gpt-4o``; the name comes back whole."""
+    gw = gateway(models={"openai/gpt-4o": MODELS["gpt"]})
+    assert sdk(gw).models.retrieve("openai/gpt-4o").id == "openai/gpt-4o"
+    assert httpx.get(gw.url + "/models/openai/gpt-4o").json()["id"] == "openai/gpt-4o"
+
+
+def test_an_unknown_model_is_404_in_openai_shape(gateway: GatewayFactory) -> None:
+    gw = gateway(models=MODELS)
+    with pytest.raises(openai.NotFoundError) as caught:
+        sdk(gw).models.retrieve("gpt-5")
+    assert caught.value.code == "model_not_found"
+    assert "gpt-5" in caught.value.message
+    # The upstream id is no name the gateway answers to.
+    assert httpx.get(gw.openai_base_url + "/models/gpt-4o-mini").status_code == 404
+
+
+def test_a_model_the_key_may_not_use_is_404_like_an_unknown_one(gateway: GatewayFactory) -> None:
+    gw = gateway(models=MODELS, keys=[{"name": "gpt-only", "key": KEY, "models": ["gpt"]}])
+    assert sdk(gw, KEY).models.retrieve("gpt").id == "gpt"
+    with pytest.raises(openai.NotFoundError):
+        sdk(gw, KEY).models.retrieve("claude")
+    with pytest.raises(openai.AuthenticationError):
+        sdk(gw, "lg-wrong").models.retrieve("gpt")

@@ -149,6 +149,67 @@ def test_json_modes_become_a_system_instruction() -> None:
     assert '{"type":"object","properties":{"a":{"type":"integer"}}}' in system
 
 
+def shaped(model: str, schema: dict[str, Any]) -> ChatRequest:
+    return ChatRequest(model=model, messages=[user("x")], system="Sys.",
+                       response_format=ResponseFormat(type="json_schema", schema=schema, name="a"))
+
+
+ANSWER = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-4-5", "claude-sonnet-4-5-20250929",
+                                   "claude-haiku-4-5", "claude-opus-4-6", "claude-sonnet-5"])
+def test_a_schema_goes_natively_to_claude_4_5_and_later(model: str) -> None:
+    body = encode_request(shaped(model, ANSWER), stream=False)
+    assert body["output_config"] == {"format": {"type": "json_schema", "schema": {
+        **ANSWER, "additionalProperties": False}}}
+    assert body["system"] == "Sys."  # no instruction beside the native format
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-4-20250514", "claude-opus-4-1-20250805",
+                                   "claude-3-5-sonnet-20241022", "claude-3-7-sonnet-latest", "m"])
+def test_older_claude_models_get_the_schema_as_an_instruction(model: str) -> None:
+    body = encode_request(shaped(model, ANSWER), stream=False)
+    assert "output_config" not in body
+    assert JSON_INSTRUCTION in body["system"] and '"required":["a"]' in body["system"]
+
+
+def test_every_object_of_a_native_schema_is_closed() -> None:
+    nested = {"type": "object", "properties": {
+        "items": {"type": "array", "items": {"type": "object", "properties": {"n": {"type": "string"}}}},
+        "maybe": {"anyOf": [{"type": "object", "properties": {}}, {"type": "null"}]}},
+        "$defs": {"Pet": {"type": "object", "properties": {"name": {"type": "string", "format": "email"}}}}}
+    body = encode_request(shaped("claude-sonnet-4-5", nested), stream=False)
+    schema = body["output_config"]["format"]["schema"]
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["items"]["items"]["additionalProperties"] is False
+    assert schema["properties"]["maybe"]["anyOf"][0]["additionalProperties"] is False
+    assert schema["$defs"]["Pet"]["additionalProperties"] is False
+    assert "additionalProperties" not in schema["properties"]["maybe"]["anyOf"][1]
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}},
+    {"type": "object", "properties": {"s": {"type": "string", "pattern": "^a+$"}}},
+    {"type": "object", "properties": {"s": {"type": "string", "maxLength": 3}}},
+    {"type": "object", "additionalProperties": {"type": "string"}},
+    {"type": "array", "items": {"type": "string"}, "minItems": 2},
+    {"type": "string", "format": "phone"},
+    {"type": "object", "properties": {"self": {"$ref": "#"}}},
+], ids=["minimum", "pattern", "maxLength", "open-object", "minItems-2", "format", "recursive"])
+def test_a_schema_outside_the_native_subset_goes_as_an_instruction(schema: dict[str, Any]) -> None:
+    body = encode_request(shaped("claude-sonnet-4-5", schema), stream=False)
+    assert "output_config" not in body
+    assert JSON_INSTRUCTION in body["system"]
+
+
+def test_any_json_without_a_schema_stays_an_instruction_on_new_models() -> None:
+    request = ChatRequest(model="claude-sonnet-4-5", messages=[user("x")],
+                          response_format=ResponseFormat(type="json_object"))
+    body = encode_request(request, stream=False)
+    assert "output_config" not in body and body["system"] == JSON_INSTRUCTION
+
+
 def test_system_turns_left_among_messages_join_the_system() -> None:
     messages = [Message(role="system", content=[TextPart("Rule.")]), user("x")]
     body = encode_request(ChatRequest(model="m", messages=messages, system="First."),

@@ -654,6 +654,7 @@ class AnthropicRelayTap(RelayTap):
 
 class AnthropicDialect(Dialect):
     name = "anthropic"
+    protocol_headers = frozenset({b"anthropic-beta"})
 
     def check(self, body: dict[str, Any]) -> None:
         check_request(body)

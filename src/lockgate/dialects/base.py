@@ -8,6 +8,7 @@ A dialect is stateless and built once; per-stream state lives in the ``StreamEnc
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from lockgate.core.chat import ChatRequest, ChatResponse, StreamEvent, Usage
@@ -56,6 +57,22 @@ class Dialect(ABC):
         self-contained body, and returns a per-request dialect that keeps what it must; raises
         ``InvalidRequest`` for a reference that resolves to nothing."""
         return self, body
+
+    # The request headers that belong to this dialect's protocol (``anthropic-beta``), lower
+    # case: on a same-format relay they go upstream with the body; a translation ignores them.
+    protocol_headers: ClassVar[frozenset[bytes]] = frozenset()
+
+    def relay_headers(self, headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+        """The client's protocol headers among ``headers`` (ASGI's), a repeated one joined
+        with commas as HTTP allows; empty, at no cost, for a dialect that has none."""
+        if not self.protocol_headers:
+            return {}
+        found: dict[str, str] = {}
+        for name, value in headers:
+            if name in self.protocol_headers:
+                key, text = name.decode("latin-1"), value.decode("latin-1")
+                found[key] = f"{found[key]},{text}" if key in found else text
+        return found
 
     @abstractmethod
     def check(self, body: dict[str, Any]) -> None:

@@ -427,7 +427,18 @@ class OpenAIRelayTap(RelayTap):
                 return b""  # we asked for usage for our records; the client did not
         for old, new in self._swaps:
             raw = raw.replace(old, new)
+        if self._named not in raw and b'"model"' in raw:
+            return self._renamed(event.data)
         return raw
+
+    def _renamed(self, data: str) -> bytes:
+        """A chunk the byte swaps missed (an upstream whose id changes mid-stream, or that
+        writes it escaped differently), rewritten whole: every chunk names the client's model."""
+        chunk = orjson.loads(data)
+        if not isinstance(chunk, dict):
+            raise ValueError("a stream chunk must be a JSON object")
+        chunk["model"] = self._model
+        return data_event(orjson.dumps(chunk))
 
     def _learn_model(self, data: str) -> None:
         """Reads the upstream's model id from the first chunk that has one (Azure opens with a
@@ -462,6 +473,7 @@ def _error_message(data: str) -> str:
 
 class OpenAIDialect(Dialect):
     name = "openai"
+    protocol_headers = frozenset({b"openai-beta"})
 
     def check(self, body: dict[str, Any]) -> None:
         check_request(body)

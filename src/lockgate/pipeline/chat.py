@@ -50,7 +50,8 @@ class ChatOperation(Operation["ChatCall"]):
         cap = (body.get("max_completion_tokens") or body.get("max_tokens")
                or body.get("max_output_tokens"))
         tokens = estimate_tokens(size, cap, body.get("n"), body.get("best_of"))
-        return ChatCall(self.dialect, body, model, body.get("stream") is True, tokens, ctx)
+        return ChatCall(self.dialect, body, model, body.get("stream") is True, tokens, ctx,
+                        self.dialect.relay_headers(ctx.headers))
 
     async def answer(self, call: ChatCall, plan: ModelPlan, ctx: RequestContext) -> bytes:
         if self.dialect.binds:
@@ -75,11 +76,14 @@ class ChatCall:
     """One chat request and its two ways to a deployment (relay or translate), as attempts
     for the caller."""
 
-    __slots__ = ("_canonical", "body", "ctx", "dialect", "encoder", "model", "stream", "tokens")
+    __slots__ = ("_canonical", "body", "ctx", "dialect", "encoder", "model", "relay_headers", "stream",
+                 "tokens")
 
     def __init__(self, dialect: Dialect, body: dict[str, Any], model: str, stream: bool,
-                 tokens: tuple[int, int], ctx: RequestContext) -> None:
+                 tokens: tuple[int, int], ctx: RequestContext,
+                 relay_headers: dict[str, str] | None = None) -> None:
         self.dialect = dialect
+        self.relay_headers = relay_headers  # the client's protocol headers, for a relay only
         self.body = body
         self.model = model
         self.stream = stream
@@ -108,7 +112,7 @@ class ChatCall:
         upstream = self.dialect.prepare_relay(self.body, deployment.model)
         try:
             async with asyncio.timeout(timeout):  # one deadline for the whole attempt
-                sent = await deployment.provider.forward("chat", upstream, None)
+                sent = await deployment.provider.forward("chat", upstream, None, self.relay_headers)
                 raw = await read_raw(sent, None, deployment.provider.limits.max_response_bytes)
         except TimeoutError:
             raise UpstreamTimeout() from None
@@ -144,7 +148,7 @@ class ChatCall:
             return encode_events(events, self.encoder, self.ctx)
         self.encoder = None
         upstream = self.dialect.prepare_relay(self.body, deployment.model)
-        response = await deployment.provider.forward("chat", upstream, timeout)
+        response = await deployment.provider.forward("chat", upstream, timeout, self.relay_headers)
         tap = self.dialect.relay_tap(self.body, self.model)
         limits = deployment.provider.limits
         chunks = iter_chunks(response, limits.stream_idle_timeout_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,9 @@ class RequestContext:
     version: str | None = None  # the model version that served (``x-lockgate-version``)
     variant: str | None = None  # the experiment variant it was assigned (``x-lockgate-variant``)
     stream: bool = False
+    # The request's headers as ASGI gives them, for an operation that reads one of its own
+    # (a dialect's protocol headers, relayed with the body).
+    headers: Sequence[tuple[bytes, bytes]] = ()
     # The answer ended before its final usage was known (the client hung up, or a stream was
     # cut by its upstream or the drain): what was seen is not what the upstream bills.
     cut_short: bool = False
@@ -49,7 +53,7 @@ class RequestContext:
         record_id = new_id()
         request_id = given.decode("latin-1")[:128] if given else record_id
         return cls(request_id=request_id, started=time.perf_counter(), ts=time.time(),
-                   endpoint=scope["path"], record_id=record_id)
+                   endpoint=scope["path"], record_id=record_id, headers=scope["headers"])
 
     def client_closed(self) -> None:
         """The client went away before it had its whole answer."""

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
+from lockgate.dialects.embeddings import needs_text, parse_input
 from lockgate.dialects.openai import usage_object
 from lockgate.dialects.validate import opt_int, opt_str
 from lockgate.errors import GatewayError, InvalidRequest
@@ -44,18 +45,12 @@ def parse_request(body: dict[str, Any]) -> EmbeddingsRequest:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("model: a non-empty string is required")
-    raw = body.get("input")
-    if isinstance(raw, str):
-        inputs = [raw]
-    elif isinstance(raw, list) and raw and all(isinstance(x, str) for x in raw):
-        inputs = list(raw)
-    else:
-        raise InvalidRequest("input: a string or a non-empty array of strings is required")
+    inputs, tokens = parse_input(body.get("input"))
     fmt = opt_str(body, "encoding_format")
     if fmt not in (None, "float", "base64"):
         raise InvalidRequest("encoding_format: must be 'float' or 'base64'")
     return EmbeddingsRequest(model=model, inputs=inputs, dimensions=opt_int(body, "dimensions", minimum=1),
-                             user=opt_str(body, "user"))
+                             user=opt_str(body, "user"), tokens=tokens)
 
 
 class EmbeddingsCall:
@@ -80,6 +75,8 @@ class EmbeddingsCall:
             self.ctx.usage.prompt_tokens = int(usage.get("prompt_tokens") or 0)
             answer["model"] = self.request.model
             return orjson.dumps(answer)
+        if self.request.tokens is not None:
+            raise needs_text(deployment.route, provider.type_name)
         request = EmbeddingsRequest(model=deployment.model, inputs=self.request.inputs,
                                     dimensions=self.request.dimensions, user=self.request.user)
         response = await provider.embeddings(request, timeout)

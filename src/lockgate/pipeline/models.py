@@ -1,15 +1,20 @@
-"""``GET /v1/models``: the models this key may use, in OpenAI's list shape."""
+"""``GET /v1/models``: the models this key may use, in OpenAI's list shape; and
+``GET /v1/models/{id}`` (the SDK's ``models.retrieve``): one of them, or 404."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import orjson
 
 from lockgate.asgi import Receive, Scope, Send, send_body
-from lockgate.errors import GatewayError
+from lockgate.errors import GatewayError, ModelNotFound
 from lockgate.pipeline.context import RequestContext
 from lockgate.pipeline.endpoint import Endpoint
+
+# Where a path names one model: ``/v1/models/{id}``, or ``/models/{id}`` without the prefix.
+ONE_MODEL_PREFIXES = ("/v1/models/", "/models/")
 
 
 class ModelsEndpoint(Endpoint):
@@ -21,7 +26,24 @@ class ModelsEndpoint(Endpoint):
     async def handle(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
         principal = await self.s.auth.authenticate(scope)
         ctx.key_id, ctx.team_id = principal.key_id, principal.team_id
-        data = [{"id": name, "object": "model", "created": self._created, "owned_by": "lockgate"}
-                for name in self.s.router.model_names if principal.may_use(name)]
-        await send_body(send, 200, orjson.dumps({"object": "list", "data": data}),
-                        self.headers(ctx))
+        names = [name for name in self.s.router.model_names if principal.may_use(name)]
+        wanted = _model_id(scope["path"])
+        if wanted is None:
+            body = {"object": "list", "data": [self._model(name) for name in names]}
+        elif wanted in names:
+            ctx.model, body = wanted, self._model(wanted)
+        else:
+            # A model the key may not use is not told apart from one that does not exist.
+            raise ModelNotFound(f"the model {wanted!r} does not exist")
+        await send_body(send, 200, orjson.dumps(body), self.headers(ctx))
+
+    def _model(self, name: str) -> dict[str, Any]:
+        return {"id": name, "object": "model", "created": self._created, "owned_by": "lockgate"}
+
+
+def _model_id(path: str) -> str | None:
+    """The model a path names (ids may hold '/': ``openai/gpt-4o``), or None for the list."""
+    for prefix in ONE_MODEL_PREFIXES:
+        if path.startswith(prefix) and len(path) > len(prefix):
+            return path[len(prefix):]
+    return None

@@ -26,10 +26,6 @@ class _MethodNotAllowed(GatewayError):
     code = "method_not_allowed"
 
 
-def is_stored_response_path(path: str) -> bool:
-    return path.startswith(PREFIXES)
-
-
 class StoredResponsesEndpoint(Endpoint):
     def __init__(self, services: Services, store: ResponseStore) -> None:
         super().__init__(services)

@@ -7,9 +7,10 @@ plain values; the provider class only adds the HTTP around them.
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, ClassVar, TypeVar
 
 import aiohttp
 import orjson
@@ -48,17 +49,33 @@ from lockgate.providers.http import (
     merge_headers,
     open_response,
     parse_sse,
+    with_client_headers,
 )
 
 API_VERSION = "2023-06-01"
 # Anthropic requires max_tokens; OpenAI clients usually leave it out.
 DEFAULT_MAX_TOKENS = 4096
 
-# Anthropic has no JSON mode: a JSON response format becomes an instruction in the system
-# prompt. (Its structured outputs exist only on some models, so they are not relied on.)
+# A JSON schema goes to Claude natively (structured outputs, ``output_config.format``) where the
+# model takes it: the Claude 4.5 generation and later. Older models, any-JSON mode (Anthropic has
+# no JSON mode without a schema) and schemas that use what structured outputs do not take get an
+# instruction in the system prompt instead.
 JSON_INSTRUCTION = (
     "Respond with a single valid JSON value and nothing else: no prose, no Markdown code fences."
 )
+# claude-<family>-<major>[-<minor>], the minor one or two digits (a date is not a minor).
+_CLAUDE_VERSION = re.compile(r"claude-(?:opus|sonnet|haiku)-(\d+)(?:-(\d{1,2}))?(?!\d)")
+STRUCTURED_OUTPUTS_SINCE = (4, 5)
+# The JSON Schema that structured outputs take (Anthropic's documented subset); numeric and
+# string bounds, patterns and the like are not in it.
+_NATIVE_KEYWORDS = frozenset({
+    "type", "properties", "required", "additionalProperties", "items", "enum", "const",
+    "anyOf", "allOf", "$ref", "$defs", "definitions", "description", "title", "default",
+    "format", "minItems",
+})
+_NATIVE_FORMATS = frozenset({
+    "date-time", "time", "date", "duration", "email", "hostname", "uri", "ipv4", "ipv6", "uuid",
+})
 
 class AnthropicProvider(Provider):
     type_name: ClassVar[str] = "anthropic"
@@ -90,11 +107,12 @@ class AnthropicProvider(Provider):
         return parse_sse(response, AnthropicStreamParser(), self.limits)
 
     async def forward(
-        self, operation: str, body: dict[str, Any], timeout: float | None
+        self, operation: str, body: dict[str, Any], timeout: float | None,
+        client_headers: Mapping[str, str] | None = None,
     ) -> aiohttp.ClientResponse:
         if operation != "chat":
             raise InvalidRequest(f"provider type 'anthropic' does not offer {operation}")
-        return await self._post(body, timeout)
+        return await self._post(body, timeout, client_headers=client_headers)
 
     async def count_tokens(self, body: dict[str, Any], timeout: float) -> int:
         """Anthropic's own count (a ``TokenCounter``): the body goes as the client sent it."""
@@ -105,10 +123,11 @@ class AnthropicProvider(Provider):
             raise UpstreamError("the upstream sent a token count without input_tokens")
         return count
 
-    async def _post(self, body: dict[str, Any], timeout: float | None,
-                    url: str | None = None) -> aiohttp.ClientResponse:
+    async def _post(self, body: dict[str, Any], timeout: float | None, url: str | None = None,
+                    client_headers: Mapping[str, str] | None = None) -> aiohttp.ClientResponse:
+        headers = with_client_headers(self.request_headers, client_headers or {})
         return await open_response(
-            self.session, url or self.url, body=orjson.dumps(body), headers=self.request_headers,
+            self.session, url or self.url, body=orjson.dumps(body), headers=headers,
             timeout=timeout,
         )
 
@@ -116,9 +135,11 @@ class AnthropicProvider(Provider):
 # --- request ---------------------------------------------------------------------------------
 
 
-def encode_request(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+def encode_request(request: ChatRequest, *, stream: bool, native_json: bool = True) -> dict[str, Any]:
     """The Anthropic JSON body for ``request``. Parameters Anthropic lacks (seed, penalties)
-    are dropped, as they are hints; ``n`` > 1 cannot be honoured and is refused."""
+    are dropped, as they are hints; ``n`` > 1 cannot be honoured and is refused.
+    ``native_json`` False: a JSON schema always goes as an instruction (for hosts of Claude
+    where structured outputs may be switched off)."""
     if request.n is not None and request.n > 1:
         raise InvalidRequest("n: Anthropic models return a single choice")
     body: dict[str, Any] = {
@@ -126,9 +147,12 @@ def encode_request(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
         "messages": encode_messages(request.messages),
     }
-    system = system_text(request)
+    output_format = native_output_format(request) if native_json else None
+    system = request.system_text() if output_format else system_text(request)
     if system:
         body["system"] = system
+    if output_format:
+        body["output_config"] = {"format": output_format}
     body.update(_sampling(request))
     if request.stop:
         body["stop_sequences"] = list(request.stop)
@@ -149,6 +173,73 @@ def system_text(request: ChatRequest) -> str:
     keep the system apart and have no JSON mode of their own: Anthropic, Bedrock Converse).
     System turns left among the messages (some clients interleave them) join it."""
     return request.system_text(_format_instruction(request.response_format))
+
+
+def native_output_format(request: ChatRequest) -> dict[str, Any] | None:
+    """Claude's own structured output for a JSON schema (``output_config.format``), where the
+    target model takes one and the schema is within what it takes; else None."""
+    fmt = request.response_format
+    if fmt is None or fmt.type != "json_schema" or fmt.schema is None:
+        return None
+    if not takes_json_schema(request.model):
+        return None
+    schema = native_schema(fmt.schema)
+    return {"type": "json_schema", "schema": schema} if schema is not None else None
+
+
+def takes_json_schema(model: str) -> bool:
+    """Whether the Claude model ``model`` has structured outputs (4.5 and later)."""
+    match = _CLAUDE_VERSION.search(model)
+    if match is None:
+        return False
+    return (int(match[1]), int(match[2] or 0)) >= STRUCTURED_OUTPUTS_SINCE
+
+
+def native_schema(schema: Any) -> dict[str, Any] | None:
+    """``schema`` as structured outputs take it, each object closed with
+    ``additionalProperties: false`` (as they require; it narrows, never widens, what a valid
+    answer is), or None where it uses a keyword outside their subset."""
+    try:
+        return _native(schema)
+    except (_NotNative, RecursionError):
+        return None
+
+
+class _NotNative(Exception):
+    pass
+
+
+def _native(schema: Any) -> dict[str, Any]:
+    if not _native_node(schema):
+        raise _NotNative
+    out = dict(schema)
+    for key in ("properties", "$defs", "definitions"):
+        if key in schema:
+            out[key] = {name: _native(child) for name, child in _of(dict, schema[key]).items()}
+    for key in ("anyOf", "allOf"):
+        if key in schema:
+            out[key] = [_native(child) for child in _of(list, schema[key])]
+    if "items" in schema:
+        out["items"] = _native(schema["items"])
+    if schema.get("type") == "object" or "properties" in schema:
+        out["additionalProperties"] = False
+    return out
+
+
+def _native_node(schema: Any) -> bool:
+    return (isinstance(schema, dict) and _NATIVE_KEYWORDS.issuperset(schema)
+            and schema.get("additionalProperties", False) is False and schema.get("$ref") != "#"
+            and ("format" not in schema or schema["format"] in _NATIVE_FORMATS)
+            and schema.get("minItems", 0) in (0, 1))
+
+
+T = TypeVar("T")
+
+
+def _of(kind: type[T], value: Any) -> T:
+    if not isinstance(value, kind):
+        raise _NotNative
+    return value
 
 
 def _format_instruction(response_format: ResponseFormat | None) -> str:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from functools import cached_property
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -152,12 +152,15 @@ class Provider:
         return None
 
     async def forward(
-        self, operation: str, body: dict[str, Any], timeout: float | None
+        self, operation: str, body: dict[str, Any], timeout: float | None,
+        client_headers: Mapping[str, str] | None = None,
     ) -> aiohttp.ClientResponse:
         """Sends a request already in ``native_dialect`` (``body["model"]`` set to the upstream
         id) to the provider's endpoint for ``operation`` ("chat" or "embeddings") and returns
         the open response, status already checked. ``timeout`` None: the caller holds the
-        deadline (one timer for the whole attempt instead of one per step)."""
+        deadline (one timer for the whole attempt instead of one per step).
+        ``client_headers``: the client's protocol headers (``anthropic-beta``, ``openai-beta``),
+        sent along with the provider's own (``http.with_client_headers``)."""
         raise NotImplementedError
 
 

@@ -244,6 +244,25 @@ def merge_headers(base: Mapping[str, str], overrides: Mapping[str, str]) -> dict
     return merged
 
 
+def with_client_headers(base: Mapping[str, str], client: Mapping[str, str]) -> Mapping[str, str]:
+    """A provider's ``base`` headers with a client's protocol headers (``anthropic-beta``)
+    added for a same-format relay. These are comma-separated lists: where the operator
+    configured the same header, its values stay first and the client's others are appended."""
+    if not client:
+        return base
+    merged = dict(base)
+    own = {name.lower(): name for name in base}
+    for name, value in client.items():
+        key = own.get(name.lower())
+        if key is None:
+            merged[name] = value
+            continue
+        values = [v.strip() for v in merged[key].split(",") if v.strip()]
+        values += [v for v in (v.strip() for v in value.split(",")) if v and v not in values]
+        merged[key] = ",".join(values)
+    return merged
+
+
 async def drive(source: AsyncIterator[T], feed: Callable[[T], Iterable[E]],
                 end: Callable[[], Iterable[E] | None]) -> AsyncGenerator[E, None]:
     """Every provider's stream driver: runs a parser over its upstream stream as it arrives

@@ -54,6 +54,7 @@ from lockgate.providers.http import (
     merge_headers,
     open_response,
     parse_sse,
+    with_client_headers,
 )
 
 _PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings"}
@@ -277,16 +278,17 @@ class OpenAIProvider(Provider):
         return self.base_url + _PATHS[operation]
 
     async def forward(
-        self, operation: str, body: dict[str, Any], timeout: float | None
+        self, operation: str, body: dict[str, Any], timeout: float | None,
+        client_headers: Mapping[str, str] | None = None,
     ) -> aiohttp.ClientResponse:
         if operation == "chat":
             body = self.quirks.apply(body)
         elif not self.supports_embeddings:
             raise InvalidRequest(f"provider type {self.type_name!r} does not offer embeddings")
         url = self.url(operation, str(body.get("model") or ""))
+        headers = with_client_headers(self.request_headers, client_headers or {})
         return await open_response(self.session, url, body=orjson.dumps(body),
-                                   headers=self.request_headers, timeout=timeout,
-                                   on_error=self.read_error)
+                                   headers=headers, timeout=timeout, on_error=self.read_error)
 
     async def chat(self, request: ChatRequest, timeout: float) -> ChatResponse:
         chat = self.chat_format

@@ -96,8 +96,9 @@ def versioned_root(base_url: str) -> str:
 
 def anthropic_body(request: ChatRequest, *, stream: bool) -> JSON:
     """The Anthropic Messages body as Vertex AI takes it: the model is in the URL, the API
-    version in the body."""
-    body = anthropic.encode_request(request, stream=stream)
+    version in the body. A JSON schema goes as an instruction: Vertex AI switches Claude's
+    structured outputs off by default (an organisation policy) and offers them on fewer models."""
+    body = anthropic.encode_request(request, stream=stream, native_json=False)
     del body["model"]
     body["anthropic_version"] = ANTHROPIC_VERSION
     return body

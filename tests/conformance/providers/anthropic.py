@@ -59,6 +59,9 @@ class AnthropicReader(UpstreamReader):
         _, lead, schema = system.partition(_SCHEMA_LEAD)
         return JsonMode(schema=json.loads(schema) if lead else None)
 
+    def json_path(self, body: Body) -> str:
+        return "native" if (body.get("output_config") or {}).get("format") else "instruction"
+
 
 def _turns(message: dict[str, Any]) -> list[Turn]:
     """A user turn's tool results come first as their own turns, as the canonical form has it."""
@@ -94,4 +97,10 @@ CASE = ProviderCase(
     chat_model="claude-sonnet-4-5",
     reader=AnthropicReader(),
     unsupported={"embeddings": "Anthropic offers no embeddings API"},
+    json_path="native",
+    json_path_note=(
+        "`output_config.format` (Claude's structured outputs) on Claude 4.5 and later; older "
+        "models, and schemas outside its subset (numeric or string bounds, patterns), get the "
+        "schema as an instruction"
+    ),
 )

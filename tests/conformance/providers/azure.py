@@ -27,4 +27,6 @@ CASE = ProviderCase(
     chat_model="chat-prod",
     embedding_model="embed-prod",
     reader=AzureReader(),
+    json_path="native",
+    json_path_note="`response_format: json_schema`",
 )

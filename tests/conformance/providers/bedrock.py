@@ -56,6 +56,9 @@ class BedrockReader(UpstreamReader):
         _, lead, schema = system.partition(_SCHEMA_LEAD)
         return JsonMode(schema=json.loads(schema) if lead else None)
 
+    def json_path(self, body: Body) -> str:
+        return "instruction" if JSON_INSTRUCTION in (self.system(body) or "") else "native"
+
 
 def _turns(message: dict[str, Any]) -> list[Turn]:
     """A user turn's tool results come first as their own turns, as the canonical form has it."""
@@ -93,4 +96,8 @@ CASE = BedrockCase(
     embedding_model="amazon.titan-embed-text-v2:0",
     reader=BedrockReader(),
     unsupported={"images": "Bedrock takes images inline only (base64); an image URL is refused"},
+    json_path="instruction",
+    json_path_note=(
+        "the schema written into the system prompt (Converse's own structured output is not used)"
+    ),
 )

@@ -81,4 +81,6 @@ CASE = ProviderCase(
     chat_model="command-a-03-2025",
     embedding_model="embed-v4.0",
     reader=CohereReader(),
+    json_path="native",
+    json_path_note="`response_format: json_object` with its `json_schema`",
 )

@@ -88,4 +88,6 @@ CASE = ProviderCase(
     chat_model="gemini-2.5-flash",
     embedding_model="gemini-embedding-001",
     reader=GeminiReader(),
+    json_path="native",
+    json_path_note="`generationConfig.responseJsonSchema`",
 )

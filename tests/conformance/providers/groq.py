@@ -15,4 +15,6 @@ CASE = ProviderCase(
     chat_model="llama-3.3-70b-versatile",
     reader=OpenAIReader(),
     unsupported={"embeddings": "Groq's API has no embeddings endpoint"},
+    json_path="native",
+    json_path_note="`response_format: json_schema`",
 )

@@ -110,4 +110,6 @@ CASE = MistralCase(
     chat_model="mistral-small-latest",
     embedding_model="mistral-embed",
     reader=MistralReader(),
+    json_path="native",
+    json_path_note="`response_format: json_schema`",
 )

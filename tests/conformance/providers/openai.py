@@ -87,4 +87,6 @@ CASE = ProviderCase(
     chat_model="gpt-4o-mini",
     embedding_model="text-embedding-3-small",
     reader=OpenAIReader(),
+    json_path="native",
+    json_path_note="`response_format: json_schema`, relayed as sent",
 )

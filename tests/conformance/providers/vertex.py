@@ -58,4 +58,9 @@ CASE = VertexCase(
     chat_model="claude-sonnet-4-5@20250929",
     embedding_model="text-embedding-005",
     reader=VertexClaudeReader(),
+    json_path="instruction",
+    json_path_note=(
+        "Claude on Vertex AI gets the schema as an instruction (Vertex switches Claude's structured"
+        " outputs off by default); Gemini on Vertex: `responseJsonSchema`"
+    ),
 )
