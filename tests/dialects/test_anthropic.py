@@ -31,8 +31,8 @@ from lockgate.core.chat import (
     UsageEvent,
 )
 from lockgate.dialects.anthropic import AnthropicDialect, parse_request
-from lockgate.dialects.sse import SSEDecoder, SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
+from lockgate.wire.sse import SSEDecoder, SSEEvent
 
 DIALECT = AnthropicDialect()
 

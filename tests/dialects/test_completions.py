@@ -20,8 +20,8 @@ from lockgate.core.chat import (
     UsageEvent,
 )
 from lockgate.dialects.completions import CompletionsDialect, CompletionsStreamEncoder
-from lockgate.dialects.sse import SSEDecoder
 from lockgate.errors import GatewayError, InvalidRequest
+from lockgate.wire.sse import SSEDecoder
 
 DIALECT = CompletionsDialect()
 

@@ -35,8 +35,8 @@ from lockgate.core.chat import (
 )
 from lockgate.dialects.base import RelayTap
 from lockgate.dialects.openai import OpenAIDialect, OpenAIRelayTap
-from lockgate.dialects.sse import SSEDecoder
 from lockgate.errors import InvalidRequest, UpstreamError
+from lockgate.wire.sse import SSEDecoder
 
 DIALECT = OpenAIDialect()
 HI = [{"role": "user", "content": "Hi"}]

@@ -33,8 +33,8 @@ from lockgate.core.chat import (
     UsageEvent,
 )
 from lockgate.dialects.responses import ResponsesDialect
-from lockgate.dialects.sse import SSEDecoder, SSEEvent
 from lockgate.errors import GatewayError, InvalidRequest, UpstreamError
+from lockgate.wire.sse import SSEDecoder, SSEEvent
 
 DIALECT = ResponsesDialect()
 EVENT = TypeAdapter[Any](ResponseStreamEvent)

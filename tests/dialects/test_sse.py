@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from lockgate.dialects.sse import SSEDecoder, SSEEvent
 from lockgate.errors import UpstreamError
+from lockgate.wire.sse import SSEDecoder, SSEEvent
 
 # One stream with everything an upstream may send: \r\n, \r and \n line ends, a comment, a
 # named event, a multi-line data field, a field without a space, an empty data line and a

@@ -13,11 +13,11 @@ import pytest
 from lockgate.asgi import Message
 from lockgate.core.chat import StreamEvent, StreamFinish, StreamStart, TextDelta, Usage, UsageEvent
 from lockgate.dialects.openai import OpenAIRelayTap, OpenAIStreamEncoder
-from lockgate.dialects.sse import SSEDecoder
 from lockgate.errors import GatewayError, UpstreamError
 from lockgate.pipeline.body import ClientGone
 from lockgate.pipeline.context import RequestContext
 from lockgate.pipeline.relay import encode_events, pump, relay_events, until_disconnect
+from lockgate.wire.sse import SSEDecoder
 
 
 def context() -> RequestContext:

@@ -30,7 +30,6 @@ from lockgate.core.chat import (
     UsageEvent,
 )
 from lockgate.dialects.anthropic import AnthropicStreamEncoder, parse_request
-from lockgate.dialects.sse import SSEDecoder
 from lockgate.errors import InvalidRequest, UpstreamError, UpstreamTimeout
 from lockgate.providers.anthropic import (
     JSON_INSTRUCTION,
@@ -40,6 +39,7 @@ from lockgate.providers.anthropic import (
     encode_request,
 )
 from lockgate.providers.base import ProviderSettings
+from lockgate.wire.sse import SSEDecoder
 
 WEATHER = Tool(name="weather", description="Weather by city",
                parameters={"type": "object", "properties": {"city": {"type": "string"}}})

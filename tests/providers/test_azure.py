@@ -30,11 +30,11 @@ from lockgate.core.chat import (
 )
 from lockgate.core.embeddings import EmbeddingsRequest
 from lockgate.dialects.openai import OpenAIRelayTap
-from lockgate.dialects.sse import SSEDecoder
 from lockgate.errors import UpstreamError
 from lockgate.providers.azure import DEFAULT_API_VERSION, AzureProvider, AzureSettings
 from lockgate.providers.base import ProviderSettings
 from lockgate.providers.openai import ChatCompletions, parse_stream
+from lockgate.wire.sse import SSEDecoder
 
 KEY = "azure-test-key-0123456789"
 TOKEN = "entra-test-token-0123456789"

@@ -35,7 +35,6 @@ from lockgate.core.chat import (
     UsageEvent,
 )
 from lockgate.core.embeddings import EmbeddingsRequest
-from lockgate.dialects.sse import SSEDecoder
 from lockgate.errors import InvalidRequest, UpstreamError, UpstreamTimeout
 from lockgate.providers.base import ProviderSettings
 from lockgate.providers.cohere import (
@@ -46,6 +45,7 @@ from lockgate.providers.cohere import (
     decode_usage,
     encode_request,
 )
+from lockgate.wire.sse import SSEDecoder
 
 KEY = "co-upstream-key-0123456789"
 MODEL = "command-a-03-2025"

@@ -30,7 +30,6 @@ from lockgate.core.chat import (
     UsageEvent,
 )
 from lockgate.core.embeddings import EmbeddingsRequest
-from lockgate.dialects.sse import SSEDecoder, SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError, UpstreamTimeout
 from lockgate.providers.base import ProviderSettings
 from lockgate.providers.gemini import (
@@ -43,6 +42,7 @@ from lockgate.providers.gemini import (
     parse_response,
     stream_events,
 )
+from lockgate.wire.sse import SSEDecoder, SSEEvent
 
 KEY = "gemini-test-key-0123456789"
 

@@ -35,11 +35,11 @@ from lockgate.core.chat import (
     UsageEvent,
 )
 from lockgate.core.embeddings import EmbeddingsRequest
-from lockgate.dialects.sse import SSEDecoder
 from lockgate.errors import InvalidRequest, UpstreamError, UpstreamTimeout
 from lockgate.providers.base import ProviderSettings
 from lockgate.providers.mistral import MistralChat, MistralProvider, ToolCallIds
 from lockgate.providers.openai import OpenAIProvider
+from lockgate.wire.sse import SSEDecoder
 
 KEY = "mistral-upstream-key-0123456789"
 MODEL = "mistral-small-latest"

@@ -19,7 +19,6 @@ from lockgate.core.chat import (
     ChatRequest,
     ChatResponse,
     ContentPart,
-    FinishReason,
     ImagePart,
     Message,
     ResponseFormat,
@@ -36,9 +35,7 @@ from lockgate.core.chat import (
     Usage,
     UsageEvent,
 )
-from lockgate.core.lenient import as_object, token_count
 from lockgate.dialects.base import Dialect, RelayTap, StreamEncoder
-from lockgate.dialects.sse import SSEEvent, named_event
 from lockgate.dialects.validate import (
     Check,
     array,
@@ -52,71 +49,17 @@ from lockgate.dialects.validate import (
     opt_int,
     opt_number,
 )
-from lockgate.errors import GatewayError, InvalidRequest, UpstreamError
+from lockgate.errors import GatewayError, InvalidRequest
+from lockgate.wire.anthropic import (
+    compact_json,
+    parse_arguments,
+    stop_reason,
+    upstream_stream_error,
+    usage_from_anthropic,
+)
+from lockgate.wire.sse import SSEEvent, named_event
 
 # --- shared mappings -------------------------------------------------------------------------
-
-FINISH_FROM_STOP_REASON: dict[str, FinishReason] = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "pause_turn": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-}
-
-_STOP_REASON_FROM_FINISH: dict[FinishReason, str] = {
-    "stop": "end_turn",
-    "length": "max_tokens",
-    "tool_calls": "tool_use",
-    "content_filter": "refusal",
-}
-
-
-# The HTTP status each Anthropic error type stands for (an error event mid-stream has none).
-STATUS_FROM_ERROR_TYPE = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "billing_error": 402,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "timeout_error": 504,
-    "overloaded_error": 529,
-}
-
-
-def upstream_stream_error(data: dict[str, Any]) -> UpstreamError:
-    """An ``event: error`` of an Anthropic stream, as the upstream failure it reports."""
-    error = as_object(data.get("error"))
-    kind = str(error.get("type", "api_error"))
-    message = error.get("message")
-    text = message if isinstance(message, str) and message else f"upstream stream error: {kind}"
-    return UpstreamError(text, status=STATUS_FROM_ERROR_TYPE.get(kind, 502))
-
-
-def usage_from_anthropic(usage: Any) -> Usage:
-    """Anthropic counts cache reads and cache writes apart from ``input_tokens``; the canonical
-    prompt count is their sum (what the request really consumed), cached = the reads."""
-    if not isinstance(usage, dict):
-        return Usage()
-    fresh = token_count(usage.get("input_tokens"))
-    read = token_count(usage.get("cache_read_input_tokens"))
-    written = token_count(usage.get("cache_creation_input_tokens"))
-    return Usage(
-        prompt_tokens=fresh + read + written,
-        completion_tokens=token_count(usage.get("output_tokens")),
-        cached_tokens=read,
-    )
-
-
-def stop_reason(finish: FinishReason, stop_sequence: str | None) -> str:
-    if finish == "stop" and stop_sequence is not None:
-        return "stop_sequence"
-    return _STOP_REASON_FROM_FINISH[finish]
 
 
 def message_id(upstream_id: str) -> str:
@@ -131,20 +74,6 @@ def _usage_object(usage: Usage) -> dict[str, int]:
         "cache_read_input_tokens": usage.cached_tokens,
         "output_tokens": usage.completion_tokens,
     }
-
-
-def parse_arguments(arguments: str) -> dict[str, Any]:
-    """A tool call's JSON arguments as the object Anthropic's ``input`` must be; text that is
-    not a JSON object (a model's broken output) becomes ``{}`` rather than failing the turn."""
-    try:
-        value = orjson.loads(arguments) if arguments.strip() else {}
-    except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def compact_json(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 # --- request checking and parsing ------------------------------------------------------------

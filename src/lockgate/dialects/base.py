@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from lockgate.core.chat import ChatRequest, ChatResponse, StreamEvent, Usage
-from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import GatewayError
+from lockgate.wire.sse import SSEEvent
 
 
 class StreamEncoder(ABC):

@@ -33,8 +33,7 @@ from lockgate.core.chat import (
     UsageEvent,
 )
 from lockgate.dialects.base import Dialect, RelayTap, StreamEncoder
-from lockgate.dialects.openai import MAX_CHOICES, usage_object
-from lockgate.dialects.sse import DONE, data_event
+from lockgate.dialects.openai import MAX_CHOICES
 from lockgate.dialects.validate import (
     Check,
     boolean,
@@ -51,6 +50,8 @@ from lockgate.dialects.validate import (
     strings,
 )
 from lockgate.errors import GatewayError, InvalidRequest
+from lockgate.wire.openai import usage_object
+from lockgate.wire.sse import DONE, data_event
 
 _CHAT_ONLY = "the gateway serves completions through chat models"
 

@@ -48,9 +48,9 @@ from lockgate.core.chat import (
     UsageEvent,
 )
 from lockgate.dialects.base import Dialect, RelayTap, StreamEncoder
-from lockgate.dialects.sse import SSEEvent, named_event
 from lockgate.dialects.validate import loads_object, opt_bool, opt_int, opt_number, opt_str, req_str
 from lockgate.errors import GatewayError, InvalidRequest, UpstreamError
+from lockgate.wire.sse import SSEEvent, named_event
 
 JSON = dict[str, Any]
 

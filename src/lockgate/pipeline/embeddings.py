@@ -15,7 +15,6 @@ import orjson
 
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from lockgate.dialects.embeddings import needs_text, parse_input
-from lockgate.dialects.openai import usage_object
 from lockgate.dialects.validate import opt_int, opt_str
 from lockgate.errors import GatewayError, InvalidRequest
 from lockgate.pipeline.context import RequestContext
@@ -23,6 +22,7 @@ from lockgate.pipeline.frame import Operation
 from lockgate.pipeline.route import Deployment, ModelPlan
 from lockgate.pipeline.services import Services
 from lockgate.providers.http import answer_object, read_raw
+from lockgate.wire.openai import usage_object
 
 
 class EmbeddingsOperation(Operation["EmbeddingsCall"]):

@@ -12,7 +12,6 @@ from typing import TypeVar
 from lockgate.asgi import Receive, Send, send_chunk
 from lockgate.core.chat import StreamEvent, StreamStart, UsageEvent
 from lockgate.dialects.base import RelayTap, StreamEncoder
-from lockgate.dialects.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
 from lockgate.errors import (
     UNREADABLE,
     GatewayError,
@@ -24,6 +23,7 @@ from lockgate.errors import (
 from lockgate.pipeline.body import ClientGone
 from lockgate.pipeline.context import RequestContext
 from lockgate.providers.http import aclose
+from lockgate.wire.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
 
 T = TypeVar("T")
 

@@ -34,14 +34,6 @@ from lockgate.core.chat import (
     UsageEvent,
 )
 from lockgate.core.lenient import block_index
-from lockgate.dialects.anthropic import (
-    FINISH_FROM_STOP_REASON,
-    compact_json,
-    parse_arguments,
-    upstream_stream_error,
-    usage_from_anthropic,
-)
-from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers.base import Provider
 from lockgate.providers.http import (
@@ -51,6 +43,14 @@ from lockgate.providers.http import (
     parse_sse,
     with_client_headers,
 )
+from lockgate.wire.anthropic import (
+    FINISH_FROM_STOP_REASON,
+    compact_json,
+    parse_arguments,
+    upstream_stream_error,
+    usage_from_anthropic,
+)
+from lockgate.wire.sse import SSEEvent
 
 API_VERSION = "2023-06-01"
 # Anthropic requires max_tokens; OpenAI clients usually leave it out.

@@ -60,7 +60,6 @@ from lockgate.core.chat import (
 )
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from lockgate.core.lenient import as_object, block_index, token_count
-from lockgate.dialects.anthropic import compact_json, parse_arguments
 from lockgate.errors import (
     InvalidRequest,
     UpstreamError,
@@ -78,6 +77,7 @@ from lockgate.providers.http import (
     open_response,
     retry_after_seconds,
 )
+from lockgate.wire.anthropic import compact_json, parse_arguments
 
 JSON = dict[str, Any]
 

@@ -56,8 +56,6 @@ from lockgate.core.chat import (
 )
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from lockgate.core.lenient import as_object, integer
-from lockgate.dialects.openai import content_part, function_tool
-from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers._embed_batches import Batch, batches, gather_batches
 from lockgate.providers.base import Provider, ProviderSettings
@@ -68,6 +66,8 @@ from lockgate.providers.http import (
     open_response,
     parse_sse,
 )
+from lockgate.wire.openai import content_part, function_tool
+from lockgate.wire.sse import SSEEvent
 
 JSON = dict[str, Any]
 Number = TypeVar("Number", int, float)

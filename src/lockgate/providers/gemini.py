@@ -59,11 +59,11 @@ from lockgate.core.chat import (
 )
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from lockgate.core.lenient import as_object
-from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers._embed_batches import Batch, batches, gather_batches
 from lockgate.providers.base import Provider, ProviderSettings
 from lockgate.providers.http import drive, iter_sse, merge_headers, open_response
+from lockgate.wire.sse import SSEEvent
 
 JSON = dict[str, Any]
 

@@ -17,7 +17,6 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from lockgate.dialects.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
 from lockgate.errors import (
     UNREADABLE,
     UpstreamConnectError,
@@ -25,6 +24,7 @@ from lockgate.errors import (
     UpstreamTimeout,
     UpstreamUnreadable,
 )
+from lockgate.wire.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
 
 T = TypeVar("T")
 E = TypeVar("E")

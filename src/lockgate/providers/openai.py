@@ -43,8 +43,6 @@ from lockgate.core.chat import (
     UsageEvent,
 )
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
-from lockgate.dialects.openai import content_part, usage_from_object
-from lockgate.dialects.sse import SSEEvent
 from lockgate.errors import InvalidRequest, UpstreamError
 from lockgate.providers.base import Provider, ProviderSettings
 from lockgate.providers.http import (
@@ -56,6 +54,8 @@ from lockgate.providers.http import (
     parse_sse,
     with_client_headers,
 )
+from lockgate.wire.openai import content_part, usage_from_object
+from lockgate.wire.sse import SSEEvent
 
 _PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings"}
 _FINISH: dict[str, FinishReason] = {
