@@ -25,7 +25,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "providers": {"core", "wire", "errors"},
     "dialects": {"core", "wire", "errors"},
     "state": {"core", "errors", "safe_url", "sealing"},
-    "telemetry": {"core", "errors", "config", "safe_url"},
+    "telemetry": {"core", "errors", "config", "safe_url", "asgi"},
 }
 
 

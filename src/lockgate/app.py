@@ -53,6 +53,7 @@ from lockgate.state.responses import ResponseStore
 from lockgate.state.responses_backends import RedisResponseRows, ResponseRows, SqlResponseRows
 from lockgate.state.store import AuthSnapshot, Store
 from lockgate.telemetry.access import AccessLog
+from lockgate.telemetry.metrics import Metrics, MetricsEndpoint
 from lockgate.telemetry.writer import RecordWriter
 
 log = logging.getLogger("lockgate")
@@ -63,7 +64,7 @@ _NOT_ALLOWED = GatewayError("method not allowed", status=405, code="method_not_a
 
 class Gateway:
     def __init__(self, config: Config, *, migrate: bool = True,
-                 steps: Sequence[StepFactory] = ()) -> None:
+                 steps: Sequence[StepFactory] = (), metrics_dir: str | None = None) -> None:
         self.config = config
         self._steps = tuple(steps)
         self.routes: dict[tuple[str, str], ASGIApp] = {}
@@ -79,6 +80,7 @@ class Gateway:
         self.writer = RecordWriter(self.storage, config.server.spill_dir)
         self._key_snapshot = key_snapshot.snapshot_path(config.server.spill_dir)
         self.access = AccessLog() if config.telemetry.access_log else None
+        self.metrics = Metrics(config, metrics_dir)  # observability: GET /metrics
         counters: CounterStore = MemoryCounters()
         if config.redis:
             from lockgate.state.redis_counters import RedisCounters  # only where Redis is used
@@ -140,10 +142,10 @@ class Gateway:
             self._http = self._outer(OpenGuard(self._dispatch, self.config.server.cors_origins))
         self.writer.start()
         self.responses.start()
-        recorder: Recorder = self.writer
+        recorder: Recorder = Recorders(self.writer, self.metrics)
         if self.access is not None:
             self.access.start()
-            recorder = Recorders(self.writer, self.access)
+            recorder = Recorders(self.writer, self.metrics, self.access)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
             timeout=aiohttp.ClientTimeout(total=None),
@@ -189,6 +191,8 @@ class Gateway:
             self.prefix_routes[("*", f"{prefix}/responses/")] = stored_responses
         self.routes[("GET", "/healthz")] = _health
         self.routes[("GET", "/readyz")] = self._readyz
+        self.routes[("GET", "/metrics")] = MetricsEndpoint(
+            self.metrics, server.master_key if server.metrics_auth else None)
         self.ready = True
 
     async def _stored_key_count(self) -> int | None:
@@ -311,8 +315,10 @@ def _response_store(config: Config, store: Store) -> ResponseStore:
     return ResponseStore(rows, Sealer(config.server.encryption_key, "stored responses"), ttl)
 
 
-def create_app(config: Config, *, migrate: bool = True, steps: Sequence[StepFactory] = ()) -> Gateway:
+def create_app(config: Config, *, migrate: bool = True, steps: Sequence[StepFactory] = (),
+               metrics_dir: str | None = None) -> Gateway:
     """``migrate``: bring the storage schema up to date at start-up (``serve`` does it once,
     before forking workers, and starts them with False: they only check it). ``steps``: what
-    builds the models' optional steps (``pipeline.steps``) from their config."""
-    return Gateway(config, migrate=migrate, steps=steps)
+    builds the models' optional steps (``pipeline.steps``) from their config. ``metrics_dir``:
+    the folder every worker counts its metrics in (``telemetry.metrics.multiprocess``)."""
+    return Gateway(config, migrate=migrate, steps=steps, metrics_dir=metrics_dir)

@@ -24,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     ValidatorFunctionWrapHandler,
     WrapValidator,
     field_validator,
@@ -47,8 +48,7 @@ class ServerConfig(_Strict):
     # Origins allowed to call the client endpoints from a browser; empty: no CORS headers.
     cors_origins: tuple[str, ...] = ()
     expose_route_header: bool = True
-    # Comes with GET /metrics (observability): until then a config error, never ignored.
-    metrics_auth: bool = False
+    metrics_auth: bool = False  # GET /metrics needs the master key
     per_worker_limits: bool = False
     # Where usage records wait, on local disk, while storage cannot be reached.
     spill_dir: str = "lockgate-spill"
@@ -84,19 +84,32 @@ class ServerConfig(_Strict):
 
     @field_validator("metrics_auth")
     @classmethod
-    def _metrics_not_built(cls, value: bool) -> bool:
-        if value:
-            raise ValueError("not available yet: it comes with the /metrics endpoint")
+    def _metrics_auth(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and not info.data.get("master_key"):
+            raise ValueError("needs server.master_key: /metrics would be closed to everyone")
         return value
 
 
 _ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s?#]+")
+_HTTP_URL = re.compile(r"https?://[^/\s?#]+(/[^\s?#]*)?")
 
 
 class TelemetryConfig(_Strict):
     access_log: bool = True  # one line per request
     json_logs: bool = False  # the access log and server log as JSON lines
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # OTLP/HTTP base URL (spans go to <base>/v1/traces); unset: no tracing, nothing of
+    # OpenTelemetry imported.
+    otlp_endpoint: str | None = None
+    service_name: str = Field(default="lockgate", min_length=1)  # the traces' service.name
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _otlp_endpoint(cls, url: str | None) -> str | None:
+        if url is not None and not _HTTP_URL.fullmatch(url):
+            raise ValueError(f"{url!r} is not an http(s) URL (the OTLP/HTTP base, e.g. "
+                             "http://collector:4318)")
+        return url.rstrip("/") if url is not None else None
 
 
 class LimitsConfig(_Strict):

@@ -14,9 +14,11 @@ import gc
 import logging
 import math
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from types import FrameType
@@ -30,7 +32,7 @@ from lockgate.safe_url import redact_url
 from lockgate.state.link import reachable
 from lockgate.state.migrate import ensure_schema
 from lockgate.state.store import Store
-from lockgate.telemetry import logs
+from lockgate.telemetry import logs, metrics
 from lockgate.telemetry.startup import log_startup
 
 log = logging.getLogger("lockgate")
@@ -94,10 +96,11 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _run_worker(config: Config, sock: socket.socket, on_ready: Callable[[], None]) -> bool:
+def _run_worker(config: Config, sock: socket.socket, on_ready: Callable[[], None],
+                metrics_dir: str | None = None) -> bool:
     """Serves until stopped; False when start-up failed (the reason is already logged)."""
     uv_config = uvicorn.Config(
-        create_app(config, migrate=False),
+        create_app(config, migrate=False, metrics_dir=metrics_dir),
         loop="uvloop",
         http=header_limited(config.server.max_header_bytes),  # httptools, heads capped (431)
         lifespan="on",
@@ -124,7 +127,13 @@ def serve(config: Config, sock: socket.socket, workers: int, source: str | None 
     url = url_of(sock)
     if workers == 1:
         return 0 if _run_worker(config, sock, lambda: print(url, flush=True)) else START_FAILED
-    return _supervise(config, sock, url, workers)
+    # Each worker counts its metrics in this folder, and a scrape sums them all (§11).
+    metrics_dir = tempfile.mkdtemp(prefix="lockgate-metrics-")
+    metrics.multiprocess(metrics_dir)
+    try:
+        return _supervise(config, sock, url, workers, metrics_dir)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 async def _migrate(url: str) -> None:
@@ -155,7 +164,8 @@ async def _stored_keys(url: str) -> int | None:
         await store.close()
 
 
-def _supervise(config: Config, sock: socket.socket, url: str, workers: int) -> int:
+def _supervise(config: Config, sock: socket.socket, url: str, workers: int,
+               metrics_dir: str) -> int:
     """Forks the workers; each reports ready on a pipe. SIGTERM / SIGINT are passed on and the
     supervisor waits for every worker to drain. A worker that dies unasked is replaced."""
     ready_r, ready_w = os.pipe()
@@ -176,7 +186,7 @@ def _supervise(config: Config, sock: socket.socket, url: str, workers: int) -> i
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     for _ in range(workers):
-        children.add(_fork_worker(config, sock, ready_w, ready_r))
+        children.add(_fork_worker(config, sock, ready_w, ready_r, metrics_dir))
     os.close(ready_w)
     got = b""
     while len(got) < workers and not stopping:
@@ -191,7 +201,7 @@ def _supervise(config: Config, sock: socket.socket, url: str, workers: int) -> i
         print("lockgate: a worker failed to start; see the log above", file=sys.stderr)
         return START_FAILED
     print(url, flush=True)
-    _keep_serving(config, sock, children, lambda: stopping)
+    _keep_serving(config, sock, children, lambda: stopping, metrics_dir)
     log.info("every worker has stopped")
     return 0
 
@@ -220,7 +230,7 @@ class RestartBackoff:
 
 
 def _keep_serving(config: Config, sock: socket.socket, children: set[int],
-                  stopping: Callable[[], bool]) -> None:
+                  stopping: Callable[[], bool], metrics_dir: str) -> None:
     """Replaces every worker that exits unasked, until a stop is asked and all have drained."""
     started = {pid: time.monotonic() for pid in children}
     backoff = RestartBackoff()
@@ -231,7 +241,7 @@ def _keep_serving(config: Config, sock: socket.socket, children: set[int],
         now = time.monotonic()
         while due and due[0] <= now:
             due.pop(0)
-            new = _fork_worker(config, sock, None, None)
+            new = _fork_worker(config, sock, None, None, metrics_dir)
             children.add(new)
             started[new] = time.monotonic()
         pid, status = _wait_child(blocking=not due)
@@ -270,7 +280,7 @@ def _reap(children: set[int]) -> None:
 
 
 def _fork_worker(config: Config, sock: socket.socket, ready_w: int | None,
-                 ready_r: int | None) -> int:
+                 ready_r: int | None, metrics_dir: str) -> int:
     pid = os.fork()
     if pid:
         return pid
@@ -286,7 +296,7 @@ def _fork_worker(config: Config, sock: socket.socket, ready_w: int | None,
 
     code = START_FAILED
     try:
-        code = 0 if _run_worker(config, sock, on_ready) else START_FAILED
+        code = 0 if _run_worker(config, sock, on_ready, metrics_dir) else START_FAILED
     finally:
         os._exit(code)
 

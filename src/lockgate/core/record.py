@@ -37,6 +37,12 @@ class RequestRecord:
     variant: str | None = None  # the experiment variant the request was assigned
     # The record's own id: a record written twice (replayed after an outage) is stored once.
     id: str = field(default_factory=new_id)
+    # Time spent in upstream attempts (and the waits between them), and the gateway's own time:
+    # the rest, up to the answer's start (observability: ``lockgate_overhead_seconds``).
+    upstream_ms: float = 0.0
+    overhead_ms: float = 0.0
+    # (route, code) of each upstream attempt that failed, retried or not.
+    upstream_errors: tuple[tuple[str, str], ...] = ()
 
     @property
     def finished(self) -> float:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
@@ -21,6 +22,7 @@ from lockgate.errors import (
     UNREADABLE,
     GatewayError,
     RateLimited,
+    UpstreamConnectError,
     UpstreamError,
     UpstreamTimeout,
     UpstreamUnreadable,
@@ -72,6 +74,7 @@ class Caller:
                 if delay > MAX_WAIT_S:
                     break
                 await asyncio.sleep(delay)
+                ctx.upstream_s += delay  # observability: a wait for the upstream is not overhead
             ctx.route, ctx.deployment = deployment.route, deployment
             try:
                 quota = await self._reserve_quota(deployment, ctx)
@@ -82,10 +85,18 @@ class Caller:
                 continue
             # Settled with the key's lease, also when the client cancels the attempt midway.
             ctx.target_lease = quota
+            # observability: each attempt's time is the upstream's; a span where tracing is on
+            span = ctx.trace.attempt(deployment.route, deployment.provider.type_name,
+                                     deployment.model) if ctx.trace is not None else None
+            began = time.perf_counter()
             try:
                 result = await attempt(deployment, plan.timeout_for(deployment))
             except (UpstreamError, *UNREADABLE) as exc:
                 err = exc if isinstance(exc, UpstreamError) else _unreadable(exc)
+                ctx.upstream_s += time.perf_counter() - began
+                ctx.upstream_errors += ((deployment.route, _error_label(err)),)
+                if span is not None:
+                    span.end(_error_label(err))
                 ctx.target_lease = None
                 if quota is not None:
                     quota.settle(Usage(), 0.0)
@@ -95,6 +106,14 @@ class Caller:
                 if not err.retryable:
                     raise err from None
                 continue
+            except BaseException:  # the client left, or the drain ran out: the time still counts
+                ctx.upstream_s += time.perf_counter() - began
+                if span is not None:
+                    span.end("cancelled")
+                raise
+            ctx.upstream_s += time.perf_counter() - began
+            if span is not None:
+                span.end(None)
             return result
         assert last is not None
         raise last
@@ -137,6 +156,16 @@ def _unreadable(exc: Exception) -> UpstreamError:
     never a 500. Every attempt passes here before its first byte reaches the client."""
     log.warning("an upstream answer could not be read: %s: %.200s", type(exc).__name__, exc)
     return UpstreamUnreadable()
+
+
+def _error_label(err: UpstreamError) -> str:
+    """A failed attempt as metrics and spans name it: the upstream's HTTP status, or what
+    broke (``timeout``, ``connect``, ``unreadable``)."""
+    return _BROKE.get(type(err)) or str(err.status)
+
+
+_BROKE: dict[type[UpstreamError], str] = {
+    UpstreamTimeout: "timeout", UpstreamConnectError: "connect", UpstreamUnreadable: "unreadable"}
 
 
 def _delay(last: UpstreamError | None, round_number: int) -> float:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from lockgate.asgi import Scope, header
 from lockgate.core.chat import Usage
-from lockgate.core.record import new_id
+from lockgate.core.record import RequestRecord, new_id
 
 if TYPE_CHECKING:
     from lockgate.pipeline.limits import Estimate, Lease
@@ -46,6 +46,11 @@ class RequestContext:
     # The answer ended before its final usage was known (the client hung up, or a stream was
     # cut by its upstream or the drain): what was seen is not what the upstream bills.
     cut_short: bool = False
+    # --- observability (issue 10) ---
+    upstream_s: float = 0.0  # in upstream attempts and the waits between them (``Caller``)
+    overhead_ms: float | None = None  # fixed when the answer starts (``answering``)
+    upstream_errors: tuple[tuple[str, str], ...] = ()  # (route, code) of each failed attempt
+    trace: RequestTrace | None = None  # the request's span, where tracing is on
 
     @classmethod
     def begin(cls, scope: Scope) -> RequestContext:
@@ -73,3 +78,25 @@ class RequestContext:
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0
+
+    def answering(self) -> float:
+        """The gateway's own time so far in ms (all of it but the upstream's), fixed as the
+        request's overhead when its answer starts."""
+        self.overhead_ms = max(0.0, self.elapsed_ms() - self.upstream_s * 1000.0)
+        return self.overhead_ms
+
+    def overhead_header(self) -> tuple[bytes, bytes]:
+        return b"x-lockgate-overhead-ms", f"{self.answering():.3f}".encode()
+
+
+class RequestTrace(Protocol):
+    """A request's span (``telemetry.tracing``): one child per upstream attempt, ended with the
+    request's record."""
+
+    def attempt(self, route: str, provider: str, model: str) -> AttemptTrace: ...
+
+    def end(self, record: RequestRecord) -> None: ...
+
+
+class AttemptTrace(Protocol):
+    def end(self, error: str | None) -> None: ...

@@ -111,14 +111,15 @@ class Frame(Endpoint, Generic[C]):
             # reservation, so that such answers count against the key's request rate too.
             early = await answer_early(plan.steps, call, ctx) if plan.steps else None
             if early is not None:
-                await self._send_early(send, call, early, [*self.headers(ctx), *lease.headers])
+                await self._send_early(send, call, early, [*self.headers(ctx), *lease.headers], ctx)
             elif call.stream:
                 await until_disconnect(receive, self._stream(call, plan, send, ctx, lease.headers))
             else:
                 answer = await until_disconnect(receive, self.op.answer(call, plan, ctx))
                 if plan.steps:
                     answer = wrap_answer(plan.steps, call, answer, ctx)
-                await send_body(send, 200, answer, [*self.headers(ctx), *lease.headers])
+                await send_body(send, 200, answer,
+                                [*self.headers(ctx), *lease.headers, ctx.overhead_header()])
         except ClientGone:
             ctx.client_closed()  # before settling: a cut answer is charged its reservation
             raise
@@ -130,6 +131,7 @@ class Frame(Endpoint, Generic[C]):
         first, rest = await self.op.open_stream(call, plan, ctx)
         if plan.steps:
             first, rest = wrap_stream(plan.steps, call, first, rest, ctx)
+        ctx.answering()  # a stream's overhead: the gateway's time up to its start
         await start_stream(send, [*self.headers(ctx), *extra])
 
         def on_error(err: GatewayError) -> bytes:
@@ -143,12 +145,14 @@ class Frame(Endpoint, Generic[C]):
         await pump(send, first, rest, on_error, ctx)
 
     @staticmethod
-    async def _send_early(send: Send, call: C, answer: bytes, headers: Headers) -> None:
+    async def _send_early(send: Send, call: C, answer: bytes, headers: Headers,
+                          ctx: RequestContext) -> None:
         if call.stream:  # a whole stream, as a step kept it
+            ctx.answering()
             await start_stream(send, headers)
             await send_chunk(send, answer, more=False)
         else:
-            await send_body(send, 200, answer, headers)
+            await send_body(send, 200, answer, [*headers, ctx.overhead_header()])
 
     def error_body(self, err: GatewayError) -> bytes:
         return self.op.error_body(err)
