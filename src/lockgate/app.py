@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -56,6 +56,9 @@ from lockgate.telemetry.access import AccessLog
 from lockgate.telemetry.metrics import Metrics, MetricsEndpoint
 from lockgate.telemetry.writer import RecordWriter
 
+if TYPE_CHECKING:
+    from lockgate.telemetry.tracing import Tracing
+
 log = logging.getLogger("lockgate")
 
 _NOT_FOUND = GatewayError("no such endpoint", status=404, code="not_found")
@@ -75,6 +78,7 @@ class Gateway:
         self._migrate = migrate
         self._session: aiohttp.ClientSession | None = None
         self._admin: ASGIApp | None = None
+        self.tracing: Tracing | None = None  # where telemetry.otlp_endpoint is set
         self.store = Store(config.storage)
         self.storage = StorageLink(self.store, self._prepare_storage)
         self.writer = RecordWriter(self.storage, config.server.spill_dir)
@@ -165,11 +169,16 @@ class Gateway:
         secrets.extend(k.key for k in self.config.keys)
         if self.config.server.master_key:
             secrets.append(self.config.server.master_key)
+        telemetry = self.config.telemetry
+        if telemetry.otlp_endpoint is not None:
+            from lockgate.telemetry.tracing import Tracing  # OpenTelemetry only where it is used
+
+            self.tracing = Tracing(telemetry.otlp_endpoint, telemetry.service_name)
         services = Services(
             auth=self.auth, limiter=self.limiter, router=router,
             caller=Caller(router, secrets, self.limiter), recorder=recorder,
             max_body_bytes=self.config.server.max_body_bytes,
-            expose_route=self.config.server.expose_route_header,
+            expose_route=self.config.server.expose_route_header, tracer=self.tracing,
         )
         # Every operation goes through the one request frame (``pipeline.frame``).
         operations: dict[str, Operation[Any]] = {
@@ -246,6 +255,8 @@ class Gateway:
         await self.responses.stop()
         if self.access is not None:
             await asyncio.to_thread(self.access.stop)  # every access line written
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)  # queued spans exported, or given up
         await self.limiter.counters.close()
         await self.store.close()
         for provider in self.providers.values():

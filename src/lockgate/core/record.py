@@ -43,6 +43,7 @@ class RequestRecord:
     overhead_ms: float = 0.0
     # (route, code) of each upstream attempt that failed, retried or not.
     upstream_errors: tuple[tuple[str, str], ...] = ()
+    finish_reasons: tuple[str, ...] = ()  # why the answer ended, where it was seen (traces)
 
     @property
     def finished(self) -> float:

@@ -108,6 +108,8 @@ class ChatCall:
         if not self.relays_to(deployment):
             response = await deployment.provider.chat(self.canonical(deployment), timeout)
             self.ctx.usage = response.usage
+            if self.ctx.trace is not None:  # observability: for the request's span
+                self.ctx.finish_reasons = (response.finish_reason,)
             return self.dialect.render_chat(response, self.model)
         upstream = self.dialect.prepare_relay(self.body, deployment.model)
         try:
@@ -119,6 +121,8 @@ class ChatCall:
         answer = answer_object(raw)
         usage, changed = self.dialect.relay_answer(answer, self.model)
         self.ctx.usage = usage
+        if self.ctx.trace is not None:  # observability: for the request's span
+            self.ctx.finish_reasons = relayed_finish_reasons(answer)
         return orjson.dumps(answer) if changed else raw
 
     async def open_stream(self, deployment: Deployment, timeout: float) -> Stream:
@@ -156,3 +160,14 @@ class ChatCall:
 
 
 
+
+
+def relayed_finish_reasons(answer: dict[str, Any]) -> tuple[str, ...]:
+    """Why a relayed answer ended, as its own format says: OpenAI's per-choice
+    ``finish_reason``, Anthropic's ``stop_reason``, the Responses API's ``status``."""
+    choices = answer.get("choices")
+    if isinstance(choices, list):
+        return tuple(c["finish_reason"] for c in choices
+                     if isinstance(c, dict) and isinstance(c.get("finish_reason"), str))
+    reason = answer.get("stop_reason") or answer.get("status")
+    return (reason,) if isinstance(reason, str) else ()

@@ -51,6 +51,7 @@ class RequestContext:
     overhead_ms: float | None = None  # fixed when the answer starts (``answering``)
     upstream_errors: tuple[tuple[str, str], ...] = ()  # (route, code) of each failed attempt
     trace: RequestTrace | None = None  # the request's span, where tracing is on
+    finish_reasons: tuple[str, ...] = ()  # set where tracing is on and the answer tells them
 
     @classmethod
     def begin(cls, scope: Scope) -> RequestContext:
@@ -87,6 +88,13 @@ class RequestContext:
 
     def overhead_header(self) -> tuple[bytes, bytes]:
         return b"x-lockgate-overhead-ms", f"{self.answering():.3f}".encode()
+
+
+class Tracer(Protocol):
+    """Starts a request's span (``telemetry.tracing.Tracing``)."""
+
+    def begin(self, request_id: str, endpoint: str, headers: Sequence[tuple[bytes, bytes]],
+              ts: float) -> RequestTrace: ...
 
 
 class RequestTrace(Protocol):

@@ -28,6 +28,8 @@ class Endpoint(ABC):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = RequestContext.begin(scope)
+        if self.s.tracer is not None:  # observability: a span per request, where tracing is on
+            ctx.trace = self.s.tracer.begin(ctx.request_id, ctx.endpoint, ctx.headers, ctx.ts)
         response = OneResponse(send)
         try:
             await self.handle(scope, receive, response, ctx)
@@ -46,7 +48,10 @@ class Endpoint(ABC):
                 raise
             await self.fail(response, ShuttingDown(), ctx)
         finally:
-            self.s.recorder.record(record_of(ctx))
+            record = record_of(ctx)
+            if ctx.trace is not None:
+                ctx.trace.end(record)
+            self.s.recorder.record(record)
 
     @abstractmethod
     async def handle(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:

@@ -26,7 +26,7 @@ def record_of(ctx: RequestContext) -> RequestRecord:
         latency_ms=round(latency_ms, 3), stream=ctx.stream, user=ctx.user,
         version=ctx.version, variant=ctx.variant, id=ctx.record_id or new_id(),
         upstream_ms=round(upstream_ms, 3), overhead_ms=round(overhead, 3),
-        upstream_errors=ctx.upstream_errors,
+        upstream_errors=ctx.upstream_errors, finish_reasons=ctx.finish_reasons,
     )
 
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from lockgate.asgi import Receive, Send, send_chunk
-from lockgate.core.chat import StreamEvent, StreamStart, UsageEvent
+from lockgate.core.chat import StreamEvent, StreamFinish, StreamStart, UsageEvent
 from lockgate.dialects.base import RelayTap, StreamEncoder
 from lockgate.errors import (
     UNREADABLE,
@@ -96,6 +96,8 @@ async def encode_events(
             usage = event.usage if isinstance(event, UsageEvent | StreamStart) else None
             if usage is not None:  # a start may carry prompt tokens; the UsageEvent has them all
                 ctx.usage = usage
+            elif ctx.trace is not None and isinstance(event, StreamFinish):  # for the span
+                ctx.finish_reasons = (event.finish_reason,)
             out = encoder.encode(event)
             if out:
                 yield out

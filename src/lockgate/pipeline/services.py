@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from lockgate.pipeline.auth import Authenticator
 from lockgate.pipeline.call import Caller
+from lockgate.pipeline.context import Tracer
 from lockgate.pipeline.limits import Limiter
 from lockgate.pipeline.record import Recorder
 from lockgate.pipeline.route import Router
@@ -20,3 +21,4 @@ class Services:
     recorder: Recorder
     max_body_bytes: int
     expose_route: bool
+    tracer: Tracer | None = None  # where ``telemetry.otlp_endpoint`` is set

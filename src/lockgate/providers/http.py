@@ -17,6 +17,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from lockgate.core.trace import UPSTREAM_TRACEPARENT
 from lockgate.errors import (
     UNREADABLE,
     UpstreamConnectError,
@@ -59,6 +60,9 @@ async def open_response(
     """Sends the request and waits for the status line within ``timeout`` seconds; an error
     status is read and raised as ``UpstreamError`` (the response is released), built by
     ``on_error`` where a provider reads its errors its own way."""
+    traceparent = UPSTREAM_TRACEPARENT.get()  # observability: set only where tracing is on
+    if traceparent is not None:
+        headers = {**headers, "traceparent": traceparent}
     try:
         async with asyncio.timeout(timeout):
             response = await session.request(method, url, data=body, headers=headers)
