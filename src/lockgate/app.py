@@ -146,6 +146,7 @@ class Gateway:
             self._http = self._outer(OpenGuard(self._dispatch, self.config.server.cors_origins))
         self.writer.start()
         self.responses.start()
+        self.metrics.start()
         recorder: Recorder = Recorders(self.writer, self.metrics)
         if self.access is not None:
             self.access.start()
@@ -253,6 +254,7 @@ class Gateway:
         await self.limiter.drain()
         await self.writer.stop()
         await self.responses.stop()
+        await self.metrics.stop()
         if self.access is not None:
             await asyncio.to_thread(self.access.stop)  # every access line written
         if self.tracing is not None:

@@ -32,7 +32,7 @@ from lockgate.safe_url import redact_url
 from lockgate.state.link import reachable
 from lockgate.state.migrate import ensure_schema
 from lockgate.state.store import Store
-from lockgate.telemetry import logs, metrics
+from lockgate.telemetry import logs
 from lockgate.telemetry.startup import log_startup
 
 log = logging.getLogger("lockgate")
@@ -127,9 +127,8 @@ def serve(config: Config, sock: socket.socket, workers: int, source: str | None 
     url = url_of(sock)
     if workers == 1:
         return 0 if _run_worker(config, sock, lambda: print(url, flush=True)) else START_FAILED
-    # Each worker counts its metrics in this folder, and a scrape sums them all (§11).
+    # Every worker shares its metrics in this folder, and a scrape sums them all (§11).
     metrics_dir = tempfile.mkdtemp(prefix="lockgate-metrics-")
-    metrics.multiprocess(metrics_dir)
     try:
         return _supervise(config, sock, url, workers, metrics_dir)
     finally:

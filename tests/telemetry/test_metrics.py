@@ -16,8 +16,8 @@ from conftest import OPENAI_KEY, GatewayFactory
 from fakes import Fail, FakeOpenAI, Reply
 from gateway import GatewayServer, wait_for
 from lockgate.config import ConfigError, parse_config
-from lockgate.telemetry.metrics import MAX_SEEN_NAMES, Labels
-from test_cli import Serving, write_config
+from lockgate.telemetry.metrics import MAX_SEEN_NAMES, OVERHEAD_BUCKETS, Labels, Tally
+from test_cli import Serving, clean_env, write_config
 
 KEY = "sk-lockgate-metrics-test-0123456789"
 MASTER = "sk-lockgate-master-metrics-0123456789"
@@ -154,7 +154,10 @@ def test_with_several_workers_every_scrape_tells_the_whole_gateway(
         "providers": {"oai": {"type": "openai", "api_key": OPENAI_KEY, "base_url": fake_openai.base_url}},
         "models": MODELS,
     })
-    with Serving("--config", str(config), "--workers", "2", cwd=tmp_path) as gw:
+    scratch = tmp_path / "tmp"  # where the workers share their figures
+    scratch.mkdir()
+    with Serving("--config", str(config), "--workers", "2", cwd=tmp_path,
+                 env=clean_env(TMPDIR=str(scratch))) as gw:
         def ask() -> None:
             with openai.OpenAI(api_key="none", base_url=f"{gw.url}/v1", max_retries=0) as oai:
                 oai.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi"}])
@@ -172,3 +175,23 @@ def test_with_several_workers_every_scrape_tells_the_whole_gateway(
                          status="2xx") == 10
             assert value(m, "lockgate_tokens_total", model="chat", kind="prompt") == 110
             assert value(m, "lockgate_overhead_seconds_count") == 10
+        assert [p.name[:17] for p in scratch.iterdir()] == ["lockgate-metrics-"]
+        gw.terminate()
+        code, _, err = gw.wait(timeout=10)
+    assert code == 0, err
+    assert list(scratch.iterdir()) == []  # the shared folder goes with the gateway
+
+
+def test_a_tally_buckets_like_prometheus_and_sums_across_workers() -> None:
+    one, two = Tally(), Tally()
+    one.observe("overhead", (), 0.0005)  # on a bound: in that bucket (le is inclusive)
+    one.observe("overhead", (), 5.0)  # past every bound: +Inf only
+    two.observe("overhead", (), 0.00001)
+    two.counters["requests"]["chat", "oai/gpt-4o-mini", "2xx"] = 3
+    whole = Tally()
+    for part in (one, Tally.loads(two.dumps())):  # another worker's, as it shared them
+        whole.add(part)
+    series = whole.histograms["overhead"][()]
+    assert series[OVERHEAD_BUCKETS.index(0.0005)] == 1 and series[0] == 1 and series[-2] == 1
+    assert sum(series[:-1]) == 3 and series[-1] == pytest.approx(5.00051)
+    assert whole.counters["requests"] == {("chat", "oai/gpt-4o-mini", "2xx"): 3}
