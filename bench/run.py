@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -316,12 +317,48 @@ def measure(s: Settings, target: Target, scenarios: list[str]) -> dict[str, Any]
         for scenario in scenarios:
             results[scenario] = SCENARIOS[scenario](s, target)
             log(f"{target.name} {scenario}: {describe(scenario, results[scenario])}")
+        if run is not None:
+            overhead = overhead_quantiles(target)
+            if overhead:
+                results["overhead_ms"] = overhead
+                log(f"{target.name} gateway overhead over the whole run: {overhead}")
     finally:
         if run is not None:
             run.stop()
             results["peak_rss_mb"] = round(run.sampler.peak_kb / 1024, 1)
             results["processes"] = run.sampler.processes
     return results
+
+
+def overhead_quantiles(target: Target) -> dict[str, float]:
+    """p50 and p99 of ``lockgate_overhead_seconds`` over every request of the run, in ms,
+    interpolated within a bucket as Prometheus' ``histogram_quantile`` does; {} where the
+    target has no /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(f"{target.base}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    buckets = [(float(s.labels["le"]), s.value) for f in text_string_to_metric_families(text)
+               if f.name == "lockgate_overhead_seconds" for s in f.samples
+               if s.name.endswith("_bucket")]
+    if not buckets or buckets[-1][1] == 0:
+        return {}
+    return {f"p{round(q * 100)}": round(_quantile(q, sorted(buckets)) * 1000, 3) for q in (0.5, 0.99)}
+
+
+def _quantile(q: float, buckets: list[tuple[float, float]]) -> float:
+    rank = q * buckets[-1][1]
+    lower, below = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if math.isinf(bound):
+                return lower
+            return lower + (bound - lower) * (rank - below) / max(count - below, 1e-9)
+        lower, below = bound, count
+    return lower
 
 
 # --- the mock ----------------------------------------------------------------------------------
@@ -391,6 +428,8 @@ ROWS: list[tuple[str, tuple[str, ...], int]] = [
     ("stream_fast errors + incomplete", ("stream_fast", "bad"), 0),
     ("peak RSS MB (process tree)", ("peak_rss_mb",), 1),
     ("ready s (spawn -> first answer)", ("ready_s",), 2),
+    ("gateway overhead p50 ms (lockgate_overhead_seconds, whole run)", ("overhead_ms", "p50"), 3),
+    ("gateway overhead p99 ms", ("overhead_ms", "p99"), 3),
 ]
 
 
@@ -507,6 +546,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--config", default=os.path.join(HERE, "lockgate.yaml"),
                    help="lockgate config (default bench/lockgate.yaml; gets MOCK_URL, LOCKGATE_BENCH_KEY)")
     p.add_argument("--workers", type=int, default=1, help="lockgate serve --workers")
+    p.add_argument("--compare", action="append", default=[], metavar="NAME=CONFIG[@SRC]",
+                   help="measure lockgate again as lockgate-NAME, with CONFIG (and the code under "
+                        "SRC); repeatable, interleaved with the other targets")
     p.add_argument("--rundir", default=os.environ.get("RUNDIR", "/tmp/lockgate-bench"),
                    help="logs, generated bodies and configs (default /tmp/lockgate-bench)")
     p.add_argument("--out", default=os.environ.get("BENCH_RESULTS"),
@@ -560,11 +602,26 @@ def build_targets(args: argparse.Namespace, mock_url: str) -> list[Target]:
     unknown = [n for n in names if n not in known]
     if unknown:
         sys.exit(f"bench: unknown target(s) {', '.join(unknown)}; choose from {', '.join(known)}")
-    return [known[n] for n in names]
+    return [known[n] for n in names] + [compared(args, spec, mock_url) for spec in args.compare]
+
+
+def compared(args: argparse.Namespace, spec: str, mock_url: str) -> Target:
+    """``NAME=CONFIG[@SRC]``: lockgate once more in the same run, with another config, or the
+    code of another source tree (``SRC``, e.g. a git worktree's ``src`` at another commit)."""
+    name, _, rest = spec.partition("=")
+    config, _, src = rest.partition("@")
+    if not name or not config:
+        sys.exit(f"bench: --compare {spec!r}: write NAME=CONFIG or NAME=CONFIG@SRC")
+    command = [sys.executable, "-m", "lockgate", "serve", "--config", os.path.abspath(config),
+               "--port", str(args.port), "--workers", str(args.workers)]
+    env = {"MOCK_URL": mock_url, "LOCKGATE_BENCH_KEY": KEY}
+    if src:
+        env["PYTHONPATH"] = os.path.abspath(src)
+    return Target(f"lockgate-{name}", f"http://127.0.0.1:{args.port}", command, env)
 
 
 def scenarios_for(target: Target) -> list[str]:
-    if target.name == "lockgate":
+    if target.name.startswith("lockgate"):
         return ["tput_c32", "tput_translated_c32", "lat_c8", "stream_slow", "stream_fast"]
     return ["tput_c32", "lat_c8", "stream_slow", "stream_fast"]
 

@@ -190,6 +190,7 @@ http {{
   server {{
     listen 127.0.0.1:{port} backlog=4096 reuseport;
     location = /health {{ default_type text/plain; return 200 "ok\\n"; }}
+    location = /v1/traces {{ default_type application/x-protobuf; return 200 ""; }}
 {locations}
     location = /slowstream/v1/chat/completions {{
       default_type text/event-stream; add_header Cache-Control no-cache;
@@ -247,6 +248,10 @@ def serve(port: int, slow_ms: int = 50, chunk_ms: int = 5) -> None:
     async def health(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
+    async def traces(request: web.Request) -> web.Response:  # an OTLP/HTTP sink
+        await request.read()
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
     app = web.Application()
     for prefix, delay in (("", 0.0), ("/slow", slow)):
         app.router.add_post(f"{prefix}/v1/chat/completions", json_route("chat.json", delay))
@@ -255,6 +260,7 @@ def serve(port: int, slow_ms: int = 50, chunk_ms: int = 5) -> None:
     app.router.add_post("/stream/v1/chat/completions", stream_now)
     app.router.add_post("/slowstream/v1/chat/completions", stream_paced)
     app.router.add_get("/health", health)
+    app.router.add_post("/v1/traces", traces)
     uvloop.install()
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, backlog=4096)
 
