@@ -190,8 +190,18 @@ def test_the_start_up_lines_say_what_is_served() -> None:
     assert "redis: redis://:***@cache:6379/0" in text
     assert "auth: keys required (1 key in the config, 3 stored keys, master key)" in text
     assert "workers: 4; access log: text; log level: info" in text
+    assert "metrics: GET /metrics (open); traces: off" in text
     for secret in (OPENAI_KEY, CLIENT_KEY, MASTER, "pw-secret", "db-secret", "redis-secret"):
         assert secret not in text
+
+
+def test_the_start_up_lines_say_where_traces_go() -> None:
+    config = make_config({"server": {"master_key": MASTER, "metrics_auth": True},
+                          "telemetry": {"otlp_endpoint": "https://otel.example.com:4318",
+                                        "service_name": "gw-eu"}})
+    text = "\n".join(m for _, m in startup_lines(config, None, 1, stored_keys=0))
+    assert ("metrics: GET /metrics (master key); traces: OTLP/HTTP to "
+            "https://otel.example.com:4318/v1/traces as gw-eu") in text
 
 
 def test_an_open_gateway_says_so_and_a_bare_one_says_how_to_add_a_provider() -> None:

@@ -30,7 +30,16 @@ def startup_lines(config: Config, source: str | None, workers: int,
         "json" if config.telemetry.json_logs else "text")
     lines.append((logging.INFO, f"workers: {workers}; access log: {access}; "
                                 f"log level: {config.telemetry.log_level}"))
+    lines.append((logging.INFO, _observability(config)))
     return lines
+
+
+def _observability(config: Config) -> str:
+    metrics = "master key" if config.server.metrics_auth else "open"
+    endpoint = config.telemetry.otlp_endpoint
+    traces = (f"OTLP/HTTP to {redact_url(endpoint)}/v1/traces as {config.telemetry.service_name}"
+              if endpoint else "off")
+    return f"metrics: GET /metrics ({metrics}); traces: {traces}"
 
 
 def log_startup(config: Config, source: str | None, workers: int, stored_keys: int | None) -> None:
