@@ -10,7 +10,8 @@ For N requests' records (default 100,000) it measures, per request:
   (at the start, per upstream attempt, per answer and at the end);
 * tracing on: the spans of a request with one upstream attempt, on the request path (start,
   child, end: the SDK's queue hand-off), and the whole process's CPU until the exporter thread
-  has sent them all to a local OTLP/HTTP sink that keeps nothing.
+  has sent them all to a local OTLP/HTTP sink that keeps nothing; then with 1 trace in 20
+  recorded (``telemetry.trace_sample_ratio: 0.05``, requests without a client traceparent).
 """
 
 from __future__ import annotations
@@ -80,13 +81,15 @@ class _Sink(BaseHTTPRequestHandler):
         pass
 
 
-def tracing_on(whole_process: bool) -> Any:
+def tracing_on(whole_process: bool, ratio: float = 1.0, traceparent: bool = True) -> Any:
     from lockgate.telemetry.tracing import Tracing
 
     sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
-    tracing = Tracing(f"http://127.0.0.1:{sink.server_address[1]}", "bench")
+    tracing = Tracing(f"http://127.0.0.1:{sink.server_address[1]}", "bench", ratio)
     headers = [(b"traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")]
+    if not traceparent:
+        headers = []
 
     def run(n: int) -> None:
         for _ in range(n):
@@ -109,6 +112,8 @@ def main() -> None:
                 tracing_on(whole_process=False))
     per_request("tracing on: whole process until exported (+ exporter thread)", min(n, 20_000),
                 tracing_on(whole_process=True))
+    per_request("tracing on, trace_sample_ratio 0.05: whole process", min(n, 20_000),
+                tracing_on(whole_process=True, ratio=0.05, traceparent=False))
 
 
 if __name__ == "__main__":

@@ -127,6 +127,20 @@ def process_tree(root: int) -> list[int]:
     return found
 
 
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system) the process tree under ``root`` has used so far: a
+    gateway's CPU per request, which other work on the machine hardly changes."""
+    ticks = 0
+    for pid in process_tree(root):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kb(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -315,7 +329,12 @@ def measure(s: Settings, target: Target, scenarios: list[str]) -> dict[str, Any]
         if run is not None and s.warmup:
             run_wrk(s, target, "fast", 32, s.warmup)
         for scenario in scenarios:
+            spent = tree_cpu_s(run.proc.pid) if run is not None else 0.0
             results[scenario] = SCENARIOS[scenario](s, target)
+            served = results[scenario].get("requests")
+            if run is not None and served:
+                spent = tree_cpu_s(run.proc.pid) - spent
+                results[scenario]["gw_cpu_us_per_req"] = round(spent / served * 1e6, 1)
             log(f"{target.name} {scenario}: {describe(scenario, results[scenario])}")
         if run is not None:
             overhead = overhead_quantiles(target)
@@ -407,6 +426,7 @@ ROWS: list[tuple[str, tuple[str, ...], int]] = [
     ("tput_c32 p99 ms", ("tput_c32", "latency_ms", "p99"), 2),
     ("tput_c32 errors", ("tput_c32", "error_total"), 0),
     ("tput_c32 gateway CPU %", ("tput_c32", "cpu_busy_pct", "@gw"), 0),
+    ("tput_c32 gateway CPU us per request", ("tput_c32", "gw_cpu_us_per_req"), 1),
     ("tput_c32 load CPU % (mock + wrk)", ("tput_c32", "cpu_busy_pct", "@load"), 0),
     ("translated (OpenAI -> Anthropic) req/s, 32 conns", ("tput_translated_c32", "rps"), 0),
     ("translated p50 ms", ("tput_translated_c32", "latency_ms", "p50"), 2),
@@ -417,6 +437,7 @@ ROWS: list[tuple[str, tuple[str, ...], int]] = [
     ("lat_c8 added p50 ms (vs direct)", ("added", "lat_p50"), 2),
     ("lat_c8 added p99 ms (vs direct)", ("added", "lat_p99"), 2),
     ("lat_c8 errors", ("lat_c8", "error_total"), 0),
+    ("lat_c8 gateway CPU us per request", ("lat_c8", "gw_cpu_us_per_req"), 1),
     ("stream_slow TTFB p50 ms (50 ms + 5 ms/event)", ("stream_slow", "ttfb_ms", "p50"), 2),
     ("stream_slow TTFB p99 ms", ("stream_slow", "ttfb_ms", "p99"), 2),
     ("stream_slow added TTFB p50 ms (vs direct)", ("added", "ttfb_p50"), 2),

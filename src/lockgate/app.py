@@ -174,7 +174,8 @@ class Gateway:
         if telemetry.otlp_endpoint is not None:
             from lockgate.telemetry.tracing import Tracing  # OpenTelemetry only where it is used
 
-            self.tracing = Tracing(telemetry.otlp_endpoint, telemetry.service_name)
+            self.tracing = Tracing(telemetry.otlp_endpoint, telemetry.service_name,
+                                   telemetry.trace_sample_ratio)
         services = Services(
             auth=self.auth, limiter=self.limiter, router=router,
             caller=Caller(router, secrets, self.limiter), recorder=recorder,

@@ -102,6 +102,8 @@ class TelemetryConfig(_Strict):
     # OpenTelemetry imported.
     otlp_endpoint: str | None = None
     service_name: str = Field(default="lockgate", min_length=1)  # the traces' service.name
+    # The share of new traces recorded; a client's traceparent decides for its own requests.
+    trace_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
 
     @field_validator("otlp_endpoint")
     @classmethod

@@ -163,6 +163,23 @@ def test_a_translated_stream_and_a_new_trace(
     assert int(sent.rsplit("-", 1)[1], 16) & 1
 
 
+def test_a_sample_ratio_records_a_share_of_new_traces_and_every_sampled_client_trace(
+        gateway: GatewayFactory, fake_openai: FakeOpenAI, collector: Collector) -> None:
+    gw = gateway(models=MODELS, keys=[{"name": "app", "key": KEY}],
+                 telemetry={"otlp_endpoint": collector.url, "trace_sample_ratio": 0})
+    with openai.OpenAI(api_key=KEY, base_url=gw.openai_base_url, max_retries=0) as oai:
+        oai.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi"}])
+        oai.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi"}],
+                                    extra_headers={"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"})
+    spans = exported(gw, collector, 1)
+    (request,) = [s for s in spans if s.kind == Span.SPAN_KIND_SERVER]
+    assert request.trace_id.hex() == CLIENT_TRACE  # only the client's sampled trace
+    unrecorded, recorded = (r.headers["traceparent"] for r in fake_openai.requests)
+    # A trace not recorded still goes on upstream, marked not sampled.
+    assert unrecorded.startswith("00-") and not int(unrecorded.rsplit("-", 1)[1], 16) & 1
+    assert recorded.startswith(f"00-{CLIENT_TRACE}-") and recorded.endswith("-01")
+
+
 def test_a_collector_that_is_down_changes_nothing_for_clients(
         gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
     with socket.socket() as s:  # a port nothing listens on
@@ -221,3 +238,6 @@ def test_otlp_endpoint_must_be_an_http_url() -> None:
     config = parse_config("telemetry: {otlp_endpoint: 'https://otel.example.com:4318/'}\n", {})
     assert config.telemetry.otlp_endpoint == "https://otel.example.com:4318"  # spans: <base>/v1/traces
     assert config.telemetry.service_name == "lockgate"
+    assert config.telemetry.trace_sample_ratio == 1.0
+    with pytest.raises(ConfigError, match=r"telemetry\.trace_sample_ratio"):
+        parse_config("telemetry: {trace_sample_ratio: 1.5}\n", {})

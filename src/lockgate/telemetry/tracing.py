@@ -24,6 +24,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -47,8 +48,12 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 class Tracing:
     """The gateway's tracer: its own provider and exporter (no global OpenTelemetry state)."""
 
-    def __init__(self, endpoint: str, service_name: str) -> None:
-        self._provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    def __init__(self, endpoint: str, service_name: str, sample_ratio: float = 1.0) -> None:
+        # A request with the client's traceparent is recorded if the client's was; of the
+        # others, ``sample_ratio``. One not recorded still passes its traceparent upstream.
+        sampler = ParentBased(TraceIdRatioBased(sample_ratio))
+        self._provider = TracerProvider(resource=Resource.create({"service.name": service_name}),
+                                        sampler=sampler)
         exporter = OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces", timeout=EXPORT_TIMEOUT_S)
         self._provider.add_span_processor(BatchSpanProcessor(exporter))
         self._tracer = self._provider.get_tracer("lockgate")
@@ -83,6 +88,8 @@ class RequestSpan:
 
     def attempt(self, route: str, provider: str, model: str) -> AttemptSpan:
         self._provider = PROVIDER_NAMES.get(provider, provider)
+        if not self._span.is_recording():  # sampled out: the trace goes on upstream, unrecorded
+            return AttemptSpan(self._span)
         span = self._tracer.start_span(
             f"{self._operation} {model}", context=trace.set_span_in_context(self._span),
             kind=SpanKind.CLIENT,
@@ -93,6 +100,9 @@ class RequestSpan:
 
     def end(self, record: RequestRecord) -> None:
         span = self._span
+        if not span.is_recording():  # sampled out: nothing to tell
+            span.end()
+            return
         if record.model is not None:
             span.update_name(f"{self._operation} {record.model}")
             span.set_attribute("gen_ai.request.model", record.model)
