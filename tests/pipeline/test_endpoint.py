@@ -28,7 +28,7 @@ class Failing(Endpoint):
 
     def __init__(self, error: Exception) -> None:
         self.recorder = Recorded()
-        super().__init__(cast(Services, type("S", (), {"recorder": self.recorder})()))
+        super().__init__(cast(Services, type("S", (), {"recorder": self.recorder, "tracer": None})()))
         self.error = error
 
     def error_body(self, err: GatewayError) -> bytes:

@@ -99,6 +99,12 @@ class RequestSpan:
         return AttemptSpan(span)
 
     def end(self, record: RequestRecord) -> None:
+        try:
+            self._end(record)
+        except Exception:  # a span must never cost a request its record
+            log.exception("request %s: its span could not be ended", record.request_id)
+
+    def _end(self, record: RequestRecord) -> None:
         span = self._span
         if not span.is_recording():  # sampled out: nothing to tell
             span.end()
