@@ -29,10 +29,9 @@ from lockgate.core.chat import (
     StreamStart,
     TextDelta,
     TextPart,
-    Usage,
     UsageEvent,
 )
-from lockgate.dialects.base import Dialect, RelayTap, StreamEncoder
+from lockgate.dialects.base import Dialect, StreamEncoder
 from lockgate.dialects.openai import MAX_CHOICES
 from lockgate.dialects.validate import (
     Check,
@@ -222,14 +221,3 @@ class CompletionsDialect(Dialect):
 
     def stream_error(self, error: GatewayError) -> bytes:
         return data_event(error.openai_body())
-
-    # --- never relayed: no provider speaks the legacy API as its native dialect -------------
-
-    def prepare_relay(self, body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
-        raise NotImplementedError("completions are always translated")
-
-    def relay_answer(self, answer: dict[str, Any], model: str) -> tuple[Usage, bool]:
-        raise NotImplementedError("completions are always translated")
-
-    def relay_tap(self, body: dict[str, Any], model: str) -> RelayTap:
-        raise NotImplementedError("completions are always translated")
