@@ -125,9 +125,8 @@ def prompt_text(body: dict[str, Any]) -> str:
     return str(prompt if isinstance(prompt, str) else prompt[0])
 
 
-def parse_request(body: dict[str, Any]) -> ChatRequest:
-    """The request as a chat with one user message: the prompt."""
-    check_request(body)
+def convert_request(body: dict[str, Any]) -> ChatRequest:
+    """The request (``check_request`` passed) as a chat with one user message: the prompt."""
     stop = body.get("stop")
     return ChatRequest(
         model=req_str(body, "model"),
@@ -208,7 +207,7 @@ class CompletionsDialect(Dialect):
         check_request(body)
 
     def parse_chat(self, body: dict[str, Any]) -> ChatRequest:
-        return parse_request(body)
+        return convert_request(body)
 
     def render_chat(self, response: ChatResponse, model: str) -> bytes:
         return render_response(response, model)
