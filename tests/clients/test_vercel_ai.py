@@ -231,8 +231,18 @@ def test_anthropic_beta_header_reaches_anthropic_on_a_relay(gw: GatewayServer,
 @pytest.mark.parametrize("model", CHAT_MODELS)
 def test_anthropic_structured_output(gw: GatewayServer, fake_openai: FakeOpenAI,
                                      fake_anthropic: FakeAnthropic, model: str) -> None:
-    fake = upstream(model, fake_openai, fake_anthropic)
-    fake.enqueue(Reply(text=json.dumps(WEATHER)))
+    """The SDK asks a model it knows to have structured outputs for them natively
+    (``output_config``, relayed as it is); any other for a forced call of a ``json`` tool."""
+    if model == GPT:
+        fake_openai.enqueue(Reply(text="", tool_calls=[FakeToolCall("call_1", "json", WEATHER)]))
+    else:
+        fake_anthropic.enqueue(Reply(text=json.dumps(WEATHER)))
     result = run(gw, "anthropic.output", model)
     assert result["output"] == WEATHER
-
+    [sent] = result["sent"]
+    if model == GPT:
+        received = fake_openai.requests[-1].json
+        assert [t["function"]["name"] for t in received["tools"]] == ["json"]
+        assert received["tool_choice"] == "required"
+    else:
+        assert fake_anthropic.requests[-1].json["output_config"] == sent["body"]["output_config"]
