@@ -19,6 +19,7 @@ import pytest
 from conftest import GatewayFactory
 from fakes import FakeOpenAI
 from gateway import GatewayServer, wait_for
+from lockgate.pipeline.slices import FIRST_UNITS
 from test_outage import _unavailable, free_port
 
 KEY = "lg-redis-outage-key-01"
@@ -85,6 +86,11 @@ def private_redis() -> Iterator[PrivateRedis]:
     server.remove()
 
 
+def settled(gw: GatewayServer) -> None:
+    """Waits until the gateway's limiter has synced with Redis (settled and leased)."""
+    wait_for(lambda: not gw.app.limiter._settling, 5, "the limiter's sync")
+
+
 def chat(gw: GatewayServer) -> httpx.Response:
     return httpx.post(f"{gw.openai_base_url}/chat/completions", content=BODY, timeout=10,
                       headers={"authorization": f"Bearer {KEY}", "content-type": "application/json"})
@@ -124,11 +130,15 @@ def test_a_redis_outage_is_logged_once_each_way_and_the_first_request_after_it_i
     gw = gateway(models=GPT, redis=private_redis.url, limits={"redis_failure": "fail_closed"},
                  keys=[{"name": "limited", "key": KEY, "rpm": 1000}])
     assert chat(gw).status_code == 200  # the gateway holds a connection to Redis now
+    settled(gw)  # ... and a slice of the key's rpm, leased after that first request
     with caplog.at_level(logging.INFO, logger="lockgate"):
         private_redis.stop()
-        refused = [chat(gw) for _ in range(10)]
-        assert [r.status_code for r in refused] == [503] * 10
-        assert {r.json()["error"]["code"] for r in refused} == {"limits_unavailable"}
+        answers = [chat(gw) for _ in range(FIRST_UNITS + 10)]
+        statuses = [r.status_code for r in answers]
+        # what the gateway had leased is still spent; past it, the fail mode refuses
+        assert statuses == [200] * (len(statuses) - 10) + [503] * 10, statuses
+        assert statuses.count(200) <= FIRST_UNITS
+        assert {r.json()["error"]["code"] for r in answers[-10:]} == {"limits_unavailable"}
         private_redis.start()
         assert chat(gw).status_code == 200  # the first request after Redis returned is served
         assert chat(gw).status_code == 200

@@ -177,7 +177,7 @@ class CountingLimiter:
         shared = not isinstance(counters, MemoryCounters)
         self.slices = SliceBook(terms) if (shared if sliced is None else sliced) else None
         self.holder = uuid.uuid4().hex  # this process, as the holder of its slices
-        self._sync: asyncio.Task[None] | None = None
+        self._syncing = asyncio.Lock()
         self._housekeeping: asyncio.TimerHandle | None = None
         # In memory a settlement costs nothing: next loop turn. In Redis, gathering 10 ms of
         # them makes one round trip (a settled slot or token frees up to 10 ms later).
@@ -348,20 +348,14 @@ class CountingLimiter:
                         type(exc).__name__)
 
     async def _sync_slices(self, final: bool = False) -> None:
-        """One sync of the slices at a time: what was spent, renewals, room given back."""
+        """One sync of the slices at a time (each answer is read against the one before):
+        what was spent, renewals, room given back."""
         if self.slices is None:
             return
-        while self._sync is not None:  # one at a time: each answer is read against the last
-            await asyncio.shield(self._sync)
-        sync = self.slices.begin(self._clock(), final)
-        if not sync.ops:
-            self._keep_house()
-            return
-        self._sync = asyncio.ensure_future(self._send(sync))
-        try:
-            await asyncio.shield(self._sync)
-        finally:
-            self._sync = None
+        async with self._syncing:
+            sync = self.slices.begin(self._clock(), final)
+            if sync.ops:
+                await self._send(sync)
         self._keep_house()
 
     async def _send(self, sync: Sync) -> None:
@@ -373,6 +367,8 @@ class CountingLimiter:
             log.debug("cannot sync limit slices: %s", type(exc).__name__)
         else:
             self.slices.applied(sync, states, self._clock())
+            if self.health.down_since is not None:
+                self.health.recovered()
 
     def _keep_house(self) -> None:
         """While slices are held, looks at them every ``HOUSEKEEPING_S`` even without traffic:

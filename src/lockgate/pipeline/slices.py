@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from lockgate.state.counters import BucketKind, SliceOp, SliceState, SliceTerms
 
 HORIZON_S = 1.0  # a slice is sized for this long of the process's own traffic
-FIRST_UNITS = 8.0  # the first slice of a bucket, before a rate is known: requests' worth
+FIRST_UNITS = 8  # the first slice of a bucket, before a rate is known: requests' worth
 IDLE_S = 1.0  # a slice nobody spent from for this long is given back
 MARGIN_S = 0.5  # room is spent from memory until this long before the store may expire it
 RETRY_S = 1.0  # after a sync granted nothing, no more room is asked for this long
