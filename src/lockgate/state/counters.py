@@ -109,10 +109,14 @@ class SliceState:
     unseeded: bool = False
 
 
+SLACK = 1e-9  # of a limit: sums of fractions in floating point (0.1 + 0.2) may pass it by as much
+
+
 def _full(level: float, take: Take) -> bool:
     """A bucket refuses what would pass its limit, and once it has reached its limit it refuses
     everything, even a take of nothing (a spent budget refuses a model without a price)."""
-    return level >= take.limit or level + take.amount > take.limit
+    slack = SLACK * max(1.0, take.limit)
+    return level >= take.limit - slack or level + take.amount > take.limit + slack
 
 
 def regrant(op: SliceOp, held: float, level: float, terms: SliceTerms) -> float:
@@ -122,8 +126,8 @@ def regrant(op: SliceOp, held: float, level: float, terms: SliceTerms) -> float:
     if (op.limit - level) + held < terms.exact_units * op.least:
         return keep  # near the limit: the slice goes back, requests are reserved one by one
     more = min(op.want, (op.limit - level) * terms.share)
-    if op.kind == "lease":
-        more = math.floor(more)
+    if op.kind == "lease" or float(op.least).is_integer():
+        more = math.floor(more)  # whole requests, slots or tokens: no fractions to add up
     return held + more if more >= op.least and more > 0 else held
 
 

@@ -84,7 +84,8 @@ while a <= #ARGV do
       level = tonumber(value or '0')
     end
     levels[i + 1] = tostring(level)
-    if denied == 0 and (level >= limit or level + amount > limit) then
+    local slack = 1e-9 * math.max(1, limit)  -- counters.SLACK
+    if denied == 0 and (level >= limit - slack or level + amount > limit + slack) then
       denied = i + 1
     end
   end
@@ -182,7 +183,7 @@ for k = 1, #KEYS do
       after = keep
     else
       local more = math.min(want, (limit - level) * share)
-      if kind == 'lease' then more = math.floor(more) end
+      if kind == 'lease' or least == math.floor(least) then more = math.floor(more) end
       if more >= least and more > 0 then after = held + more end
     end
     if kind ~= 'lease' then add(key, after - held, ttl) end
