@@ -114,7 +114,7 @@ async def test_replicas_never_admit_more_than_the_limit(replicas: Replicas, cloc
             admitted += 1
         attempts += 1
     assert admitted == 600
-    # Early refusals: only room another replica held in its slice, at most a quarter of what
+    # Early refusals: only room another replica held in its slice, at most an eighth of what
     # was left when it was leased, each
     assert early <= 2 * 600 * TERMS.share
     # Most were admitted from memory: the store saw the refusals, and few admissions

@@ -11,7 +11,7 @@ slices ahead of need, asks for more or less as the process's own rate changes, g
 sat unused, and drops the slices of a window that ended.
 
 How big a slice is: enough for ``HORIZON_S`` of this process's traffic on that bucket (at first
-``FIRST_UNITS`` requests), never more than a quarter of the room no process holds, and nothing
+``FIRST_UNITS`` requests), never more than an eighth of the room no process holds, and nothing
 once fewer than 16 requests' worth is left (``SliceTerms``): then every process gives its slice
 back at its next sync and reserves request by request, exactly, until the window ends.
 """
@@ -169,7 +169,10 @@ class SliceBook:
 
     def due(self, now: float) -> bool:
         """Whether a sync has something to do now: spent room to report, a slice running low,
-        idle, about to expire or of a window that ended."""
+        idle, about to expire or of a window that ended. Forgets ended slices that hold nothing."""
+        for s in list(self.slices.values()):
+            if now >= s.ends and not s.held() and not s.sending:
+                del self.slices[s.name]
         return any(self._op(s, now, peek=True) is not None for s in self.slices.values())
 
     def begin(self, now: float, final: bool = False) -> Sync:

@@ -74,7 +74,7 @@ class SliceTerms:
     slice included) — then the holder's slice is given back whole and requests are reserved
     one by one. ``hold_s``: how long a slice outlives its holder's last sync."""
 
-    share: float = 0.25
+    share: float = 0.125
     exact_units: float = 16.0
     hold_s: float = 3.0
 
