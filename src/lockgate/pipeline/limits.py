@@ -178,6 +178,7 @@ class CountingLimiter:
         self.slices = SliceBook(terms) if (shared if sliced is None else sliced) else None
         self.holder = uuid.uuid4().hex  # this process, as the holder of its slices
         self._syncing = asyncio.Lock()
+        self._sweep = False
         self._housekeeping: asyncio.TimerHandle | None = None
         # In memory a settlement costs nothing: next loop turn. In Redis, gathering 10 ms of
         # them makes one round trip (a settled slot or token frees up to 10 ms later).
@@ -251,7 +252,7 @@ class CountingLimiter:
         already has one (another replica, or an earlier start, seeded it)."""
         if owner.budget_usd is None:
             return
-        period, ttl = period_bucket(owner.budget_period, time.time())
+        period, ttl = period_bucket(owner.budget_period, self._clock())
         await self.counters.seed(f"spend:{owner.owner}:{period}", spent_usd, ttl)
 
     async def restore_budget(self, owner: OwnerLimits) -> None:
@@ -259,7 +260,7 @@ class CountingLimiter:
         the counters have it already (another replica or an earlier start seeded it)."""
         if owner.budget_usd is None:
             return
-        period, ttl = period_bucket(owner.budget_period, time.time())
+        period, ttl = period_bucket(owner.budget_period, self._clock())
         await self._restore(f"spend:{owner.owner}:{period}", owner, ttl)
 
     async def _reserve(self, buckets: list[_Bucket],
@@ -300,7 +301,7 @@ class CountingLimiter:
         spent = 0.0
         if self._spent is not None:
             async with asyncio.timeout(RESTORE_TIMEOUT_S):
-                spent = await self._spent(owner, period_start(owner.budget_period, time.time()))
+                spent = await self._spent(owner, period_start(owner.budget_period, self._clock()))
         await self.counters.seed(name, spent, ttl_s)
         log.debug("budget of %s seeded from storage: %.6f USD spent this period",
                   owner.described(), spent)
@@ -334,7 +335,8 @@ class CountingLimiter:
         task.add_done_callback(self._settling.discard)
 
     async def _flush_now(self, final: bool = False) -> None:
-        await asyncio.gather(self._settle_now(), self._sync_slices(final))
+        sweep, self._sweep = self._sweep, False
+        await asyncio.gather(self._settle_now(), self._sync_slices(final, sweep))
 
     async def _settle_now(self) -> None:
         adjust, self._adjust = self._adjust, {}
@@ -347,13 +349,13 @@ class CountingLimiter:
             log.warning("could not settle limits (%s); counters may be off until they expire",
                         type(exc).__name__)
 
-    async def _sync_slices(self, final: bool = False) -> None:
+    async def _sync_slices(self, final: bool = False, sweep: bool = False) -> None:
         """One sync of the slices at a time (each answer is read against the one before):
         what was spent, renewals, room given back."""
         if self.slices is None:
             return
         async with self._syncing:
-            sync = self.slices.begin(self._clock(), final)
+            sync = self.slices.begin(self._clock(), final, sweep)
             if sync.ops:
                 await self._send(sync)
         self._keep_house()
@@ -379,6 +381,7 @@ class CountingLimiter:
         def look() -> None:
             self._housekeeping = None
             if self.slices is not None and self.slices.due(self._clock()):
+                self._sweep = True  # a sync of every slice, not only of those just used
                 self._flush_soon()
             else:
                 self._keep_house()
@@ -386,7 +389,8 @@ class CountingLimiter:
         self._housekeeping = asyncio.get_running_loop().call_later(HOUSEKEEPING_S, look)
 
     async def sync(self) -> None:
-        """Settles and syncs now what is gathered (tests; a flush otherwise runs by itself)."""
+        """Settles and syncs every slice now (tests; a flush otherwise runs by itself)."""
+        self._sweep = True
         await self._flush_now()
 
     async def drain(self) -> None:

@@ -99,6 +99,7 @@ class SliceBook:
     def __init__(self, terms: SliceTerms = TERMS) -> None:
         self.terms = terms
         self.slices: dict[str, Slice] = {}
+        self._touched: set[str] = set()  # since the last sync: what it looks at between sweeps
 
     def take(self, wants: Sequence[Want], now: float) -> Taken:
         """Takes what the slices hold for a request: all of it if every bucket has room, else
@@ -142,6 +143,7 @@ class SliceBook:
             s = self.slices[w.name] = Slice(w.name, w.kind, w.limit, w.ttl_s, w.ends,
                                             since=now, last_used=now)
         s.limit = w.limit  # a config reload may have changed it
+        self._touched.add(w.name)
         return s
 
     def _covers(self, s: Slice, w: Want, now: float) -> bool:
@@ -175,10 +177,12 @@ class SliceBook:
                 del self.slices[s.name]
         return any(self._op(s, now, peek=True) is not None for s in self.slices.values())
 
-    def begin(self, now: float, final: bool = False) -> Sync:
-        """The ops of the next sync (``final``: give everything back, at shutdown)."""
+    def begin(self, now: float, final: bool = False, sweep: bool = False) -> Sync:
+        """The ops of the next sync: of the slices used since the last one, or of all of them
+        (``sweep``; ``final``: giving everything back, at shutdown)."""
         sync = Sync(now)
-        for s in list(self.slices.values()):
+        names, self._touched = (self.slices if final or sweep else self._touched), set()
+        for s in [self.slices[name] for name in names if name in self.slices]:
             op = self._op(s, now, final=final)
             if op is None:
                 continue

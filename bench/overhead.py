@@ -1,0 +1,96 @@
+"""The gateway's own time per request, as it reports it (``x-lockgate-overhead-ms``), for one
+config: a quieter measure than wrk's latency on a busy machine, since the load generator's and
+the upstream's time are not in it.
+
+Starts the aiohttp mock upstream (CPU 1) and ``lockgate serve`` (CPU 0), then sends
+``--requests`` requests one at a time to ``mock-fast`` with ``--gap-ms`` of idle between them
+(the gateway is idle between requests, as at low load, where a Redis call costs the most), and
+prints the median, p90 and p99:
+
+    .venv/bin/python bench/overhead.py --config bench/lockgate.yaml
+    .venv/bin/python bench/overhead.py --config bench/lockgate-control.yaml   # limits in Redis
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+import httpx
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+KEY = "sk-lockgate-bench-0123456789abcdef"
+BODY = b'{"model": "mock-fast", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50}'
+
+
+def pinned(cpu: str, command: list[str]) -> list[str]:
+    return ["taskset", "-c", cpu, *command] if shutil.which("taskset") else command
+
+
+def wait_ready(url: str, deadline_s: float = 30) -> None:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    sys.exit(f"not ready: {url}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=os.path.join(HERE, "lockgate.yaml"))
+    p.add_argument("--requests", type=int, default=2000)
+    p.add_argument("--gap-ms", type=float, default=5.0)
+    p.add_argument("--port", type=int, default=15400)
+    p.add_argument("--mock-port", type=int, default=18400)
+    args = p.parse_args()
+    mock_url = f"http://127.0.0.1:{args.mock_port}"
+    mock = subprocess.Popen(pinned("1", [sys.executable, os.path.join(HERE, "upstream.py"), "serve",
+                                         str(args.mock_port)]), start_new_session=True)
+    lockgate = os.path.join(os.path.dirname(sys.executable), "lockgate")
+    gateway = subprocess.Popen(
+        pinned("0", [lockgate, "serve", "--config", os.path.abspath(args.config), "--port", str(args.port)]),
+        env={**os.environ, "MOCK_URL": mock_url, "LOCKGATE_BENCH_KEY": KEY},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_ready(f"{mock_url}/health")
+        wait_ready(f"http://127.0.0.1:{args.port}/healthz")
+        print(f"{os.path.basename(args.config)}: " + report(measure(args)))
+    finally:
+        for proc in (gateway, mock):
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+
+
+def measure(args: argparse.Namespace) -> list[float]:
+    url = f"http://127.0.0.1:{args.port}/v1/chat/completions"
+    headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
+    out: list[float] = []
+    with httpx.Client(timeout=10) as client:
+        for i in range(args.requests + 200):
+            response = client.post(url, content=BODY, headers=headers)
+            if response.status_code != 200:
+                sys.exit(f"answer {response.status_code}: {response.text[:200]}")
+            if i >= 200:  # the first 200 warm up
+                out.append(float(response.headers["x-lockgate-overhead-ms"]))
+            time.sleep(args.gap_ms / 1000)
+    return out
+
+
+def report(values: list[float]) -> str:
+    q = statistics.quantiles(values, n=100)
+    return (f"gateway time per request over {len(values)} requests: p50 {statistics.median(values):.3f} ms, "
+            f"p90 {q[89]:.3f} ms, p99 {q[98]:.3f} ms")
+
+
+if __name__ == "__main__":
+    main()
