@@ -20,6 +20,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import httpx
@@ -59,7 +60,7 @@ def main() -> None:
     lockgate = os.path.join(os.path.dirname(sys.executable), "lockgate")
     gateway = subprocess.Popen(
         pinned("0", [lockgate, "serve", "--config", os.path.abspath(args.config), "--port", str(args.port)]),
-        env={**os.environ, "MOCK_URL": mock_url, "LOCKGATE_BENCH_KEY": KEY},
+        env={**os.environ, "MOCK_URL": mock_url, "LOCKGATE_BENCH_KEY": KEY}, cwd=tempfile.mkdtemp(),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_ready(f"{mock_url}/health")
