@@ -43,9 +43,18 @@ class RelayTap(ABC):
     def feed(self, event: SSEEvent) -> bytes:
         """The bytes to relay for ``event`` (``event.raw`` unchanged where nothing changes)."""
 
+    def feed_all(self, events: list[SSEEvent]) -> bytes:
+        """The bytes to relay for several events that arrived together, as ``feed`` would give
+        them one by one. A tap may do it faster at once (one byte replacement over the whole
+        read instead of one per event); where it raises, the relay feeds the same events one by
+        one again, so that the events before a broken one still go out: a tap's ``feed_all``
+        must leave it as ``feed`` would find it."""
+        return b"".join([self.feed(event) for event in events])
+
 
 class Dialect(ABC):
     name: ClassVar[str]
+    relayable: ClassVar[bool] = False  # a ``RelayDialect``: read without an isinstance per attempt
     # True where ``bind`` does anything: the chat operation awaits it only then.
     binds: ClassVar[bool] = False
 
@@ -99,7 +108,14 @@ class Dialect(ABC):
     def stream_error(self, error: GatewayError) -> bytes:
         """The closing bytes of a relayed stream that failed after it started."""
 
-    # --- same-dialect relay -----------------------------------------------------------
+
+
+class RelayDialect(Dialect):
+    """A dialect some providers speak natively (``Provider.native_dialect``): a request in it
+    can be relayed to them as is, answer and stream watched as they pass. A dialect no provider
+    speaks (legacy completions) is a plain ``Dialect`` and is always translated."""
+
+    relayable = True
 
     @abstractmethod
     def prepare_relay(self, body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
