@@ -1,5 +1,6 @@
 """Prometheus metrics (§11): a recorder that counts every request's record, and the text the
-``GET /metrics`` endpoint answers with (rendered by the standard ``prometheus_client``).
+``GET /metrics`` endpoint answers with (rendered by the standard ``prometheus_client``, in
+``exposition``, imported on the first scrape).
 
 Names and labels are fixed by the interface. Every label value comes from a bounded set, so
 that no client can grow the series without limit (``Labels``): model names and routes as
@@ -26,13 +27,11 @@ import logging
 import os
 import uuid
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import orjson
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from lockgate.asgi import Receive, Scope, Send, header, send_body
 from lockgate.config import Config
@@ -149,8 +148,6 @@ class Metrics:
         self._dir = Path(shared_dir) if shared_dir is not None else None
         self._file = self._dir / f"{os.getpid()}-{uuid.uuid4().hex}.json" if self._dir else None
         self._sharing: asyncio.Task[None] | None = None
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(self)
 
     def record(self, record: RequestRecord) -> None:
         """Never blocks: a few additions to this process's tables."""
@@ -221,55 +218,10 @@ class Metrics:
     # --- a scrape ---------------------------------------------------------------------------
 
     def exposition(self) -> bytes:
-        """The Prometheus text format."""
-        return generate_latest(self.registry)
+        """The Prometheus text format, of every worker's figures."""
+        from lockgate.telemetry.exposition import render  # prometheus_client: on the first scrape
 
-    def collect(self) -> Iterator[Metric]:
-        """``prometheus_client``'s collector protocol: the families, from the summed tables."""
-        tally = self._whole()
-        c = tally.counters
-        yield _counter("lockgate_requests", "Requests answered, by model, route and status class",
-                       ["model", "route", "status"], c["requests"])
-        yield _histogram("lockgate_request_duration_seconds", "Time from a request's arrival to "
-                         "the end of its answer", ["model"], tally.histograms["duration"],
-                         DURATION_BUCKETS)
-        yield _histogram("lockgate_overhead_seconds", "The gateway's own time per request: up to "
-                         "the answer's start, upstream attempts excluded", [],
-                         tally.histograms["overhead"], OVERHEAD_BUCKETS)
-        yield _counter("lockgate_tokens", "Tokens used, by model and kind (prompt, completion)",
-                       ["model", "kind"], c["tokens"])
-        yield _counter("lockgate_cost_usd", "Spend in USD, by model", ["model"], c["cost"])
-        yield _counter("lockgate_rate_limited", "Requests refused by a limit, by the refusal's "
-                       "code", ["reason"], c["rate_limited"])
-        yield _counter("lockgate_cache", "Cache lookups, by result (hit, miss)", ["result"],
-                       c["cache"])
-        yield _counter("lockgate_upstream_errors", "Failed upstream attempts (retried or not), "
-                       "by route and code", ["route", "code"], c["upstream_errors"])
-
-
-def _counter(name: str, doc: str, labels: list[str], counts: Counts) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, doc, labels=labels)
-    for values, value in sorted(counts.items()):
-        family.add_metric(list(values), value)
-    return family
-
-
-def _histogram(name: str, doc: str, labels: list[str], series: Buckets,
-               bounds: tuple[float, ...]) -> HistogramMetricFamily:
-    family = HistogramMetricFamily(name, doc, labels=labels)
-    edges = [*(_float(b) for b in bounds), "+Inf"]
-    for values, counts in sorted(series.items()):
-        cumulative, total = [], 0.0
-        for edge, count in zip(edges, counts[:-1], strict=True):
-            total += count
-            cumulative.append((edge, total))
-        family.add_metric(list(values), cumulative, counts[-1])
-    return family
-
-
-def _float(bound: float) -> str:
-    return repr(float(bound))
-
+        return render(self._whole())
 
 class MetricsEndpoint:
     """``GET /metrics``; with ``server.metrics_auth``, only for the master key (as a Bearer token
