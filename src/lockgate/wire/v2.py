@@ -150,10 +150,12 @@ def _optional_str(body: Mapping[str, Any], key: str) -> str | None:
 
 
 def _parameters(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The request's parameters, less the binary extension's: the gateway answers in JSON,
+    which every client reads, and sends JSON upstream, which it reads itself."""
     value = body.get("parameters") or {}
     if not isinstance(value, dict):
         raise ValueError("parameters: an object is required")
-    return value
+    return {k: v for k, v in value.items() if k != "binary_data_output"}
 
 
 def request_json(request: PredictRequest) -> dict[str, Any]:
