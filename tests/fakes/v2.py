@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
-from .base import Answer, FakeServer, RecordedRequest
+from .base import Answer, FakeServer
 
 INPUT = "input-0"
 
@@ -47,21 +47,20 @@ class FakeV2(FakeServer):
 
     async def _metadata(self, request: web.Request) -> web.Response:
         name, estimator = self._model(request)
-        self._record(request, b"")
+        await self._record(request)
+        classes = len(estimator.classes_)
         return web.json_response({
             "name": name, "versions": ["1"], "platform": "sklearn",
             "inputs": [{"name": INPUT, "datatype": "FP32", "shape": [-1, estimator.n_features_in_]}],
             "outputs": [{"name": "predict", "datatype": "INT64", "shape": [-1]},
-                        {"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(estimator.classes_)]}]})
+                        {"name": "predict_proba", "datatype": "FP64", "shape": [-1, classes]}]})
 
     async def _infer(self, request: web.Request) -> web.Response:
         name, estimator = self._model(request)
-        raw = await request.read()
-        self._record(request, raw)
+        body = (await self._record(request)).json
         if self.fail_next:
             status = self.fail_next.pop(0)
             return web.json_response({"error": f"scripted failure {status}"}, status=status)
-        body = json.loads(raw)
         tensor = body["inputs"][0]
         if tensor["name"] != INPUT:
             return web.json_response({"error": f"unknown input {tensor['name']}"}, status=400)
@@ -76,9 +75,3 @@ class FakeV2(FakeServer):
         if "id" in body:
             answer["id"] = body["id"]
         return web.json_response(answer)
-
-    def _record(self, request: web.Request, raw: bytes) -> None:
-        with self._lock:
-            self._requests.append(RecordedRequest(request.method, request.path, dict(request.query),
-                                                  {k.lower(): v for k, v in request.headers.items()},
-                                                  json.loads(raw) if raw else None, raw))

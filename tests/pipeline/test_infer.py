@@ -186,7 +186,8 @@ def test_v1_models_lists_versions(gw: GatewayServer) -> None:
 
 
 @pytest.mark.parametrize(("path", "tensor", "reason"), [
-    ("iris/infer", {"shape": [7, 3], "data": [1.0] * 21}, "input 'input-0': shape [7, 3] given, the model takes [-1, 4] (-1: any size)"),
+    ("iris/infer", {"shape": [7, 3], "data": [1.0] * 21},
+     "input 'input-0': shape [7, 3] given, the model takes [-1, 4] (-1: any size)"),
     ("iris/infer", {"datatype": "FP32"}, "input 'input-0': datatype FP32 given, the model takes FP64"),
     ("iris/infer", {"shape": [8, 4]}, "input 'input-0': shape [8, 4] holds 32 items, but 28 were sent"),
     ("iris/infer", {"name": "features"}, "input 'features': the model has no such input (it takes: input-0)"),
