@@ -61,6 +61,9 @@ def gw(m: Models, upstream: FakeV2, _openai_server: FakeOpenAI) -> Iterator[Gate
                                          "b": {"targets": [{"provider": "mlserver", "model": "iris@7"}]}},
                             "default_version": "a"},
             "chat": {"targets": [{"provider": "oai", "model": "gpt-4o-mini"}]},
+            "summarizer": {"versions": {"v1": {"targets": [{"provider": "oai", "model": "gpt-4o-mini"}]},
+                                        "v2": {"targets": [{"provider": "oai", "model": "gpt-4.1"}]}},
+                           "default_version": "v1"},
         },
         "keys": [{"name": "all", "key": KEY},
                  {"name": "onnx-only", "key": ONNX_ONLY, "models": ["iris-onnx"]},
@@ -75,7 +78,9 @@ def client(gw: GatewayServer) -> triton.InferenceServerClient:
     return triton.InferenceServerClient(gw.url.removeprefix("http://"))
 
 
-AUTH = {"authorization": f"Bearer {KEY}"}  # tritonclient takes headers per call
+def auth() -> dict[str, str]:
+    """Headers for one call: tritonclient takes them per call, and adds its own to the dict."""
+    return {"authorization": f"Bearer {KEY}"}
 
 
 def infer(gw: GatewayServer, path: str, body: dict[str, Any], key: str = KEY) -> httpx.Response:
@@ -93,7 +98,7 @@ def test_tritonclient_gets_the_default_versions_predictions(gw: GatewayServer, m
     with client(gw) as c:
         tensor = triton.InferInput("input-0", list(m.rows.shape), "FP64")
         tensor.set_data_from_numpy(m.rows)  # binary, the client's default
-        result = c.infer("iris", [tensor], headers=AUTH)
+        result = c.infer("iris", [tensor], headers=auth())
     assert result.as_numpy("predict").tolist() == m.v2.predict(m.rows).tolist()
     assert result.get_response()["model_version"] == "2"
 
@@ -116,7 +121,7 @@ def test_the_onnx_runtime_predicts_as_onnxruntime_does(gw: GatewayServer, m: Mod
     with client(gw) as c:
         tensor = triton.InferInput("X", list(rows.shape), "FP32")
         tensor.set_data_from_numpy(rows)
-        result = c.infer("iris-onnx", [tensor], headers=AUTH)
+        result = c.infer("iris-onnx", [tensor], headers=auth())
     assert result.as_numpy("label").tolist() == own[0].tolist()
     np.testing.assert_allclose(result.as_numpy("probabilities"), own[1], rtol=1e-6)
 
@@ -135,8 +140,8 @@ def test_a_kserve_server_is_called_with_v2_as_is(gw: GatewayServer, m: Models, u
     with client(gw) as c:
         tensor = triton.InferInput("input-0", list(rows.shape), "FP32")
         tensor.set_data_from_numpy(rows)
-        a = c.infer("remote-iris", [tensor], request_id="r-1", headers=AUTH)
-        b = c.infer("remote-iris", [tensor], model_version="b", headers=AUTH)
+        a = c.infer("remote-iris", [tensor], request_id="r-1", headers=auth())
+        b = c.infer("remote-iris", [tensor], model_version="b", headers=auth())
     assert a.as_numpy("predict").tolist() == m.v1.predict(rows).tolist()
     assert a.get_response()["id"] == "r-1"
     assert b.as_numpy("predict").tolist() == m.v2.predict(rows).tolist()
@@ -164,10 +169,10 @@ def test_a_kserve_failure_is_retried_and_its_refusal_relayed(gw: GatewayServer, 
 def test_metadata_names_inputs_outputs_and_versions(gw: GatewayServer, m: Models) -> None:
     with client(gw) as c:
         assert c.is_server_live() and c.is_server_ready()
-        assert c.is_model_ready("iris", headers=AUTH) and c.is_model_ready("iris", "1", headers=AUTH)
+        assert c.is_model_ready("iris", headers=auth()) and c.is_model_ready("iris", "1", headers=auth())
         assert not c.is_model_ready("iris")  # no key
-        metadata = c.get_model_metadata("iris", headers=AUTH)
-        remote = c.get_model_metadata("remote-iris", "b", headers=AUTH)
+        metadata = c.get_model_metadata("iris", headers=auth())
+        remote = c.get_model_metadata("remote-iris", "b", headers=auth())
     assert metadata["name"] == "iris"
     assert metadata["versions"] == ["1", "2"]
     assert metadata["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 4]}]
@@ -221,10 +226,29 @@ def test_unknown_models_and_versions_are_404s(gw: GatewayServer, m: Models) -> N
     assert metadata.status_code == 404 and set(metadata.json()) == {"error"}
 
 
-def test_a_chat_model_cannot_predict(gw: GatewayServer, m: Models) -> None:
+def test_a_chat_model_cannot_predict_nor_a_classical_one_chat(gw: GatewayServer, m: Models) -> None:
     answer = infer(gw, "chat/infer", {"inputs": [rows_input(m.rows)]})
     assert answer.status_code == 400
     assert "cannot serve predictions" in answer.json()["error"]
+    chat = httpx.post(f"{gw.url}/v1/chat/completions", headers=auth(),
+                      json={"model": "iris", "messages": [{"role": "user", "content": "hi"}]})
+    assert chat.status_code == 400
+    assert "the model 'iris' cannot serve chat requests" in chat.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(("model", "upstream_model", "version"), [
+    ("summarizer", "gpt-4o-mini", "v1"), ("summarizer@v2", "gpt-4.1", "v2")])
+def test_an_llm_has_versions_too(gw: GatewayServer, fake_openai: FakeOpenAI, model: str,
+                                 upstream_model: str, version: str) -> None:
+    before = len(gw.records)
+    answer = httpx.post(f"{gw.url}/v1/chat/completions", headers=auth(),
+                        json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-lockgate-version"] == version
+    assert answer.json()["model"] == model
+    assert fake_openai.requests[-1].json["model"] == upstream_model
+    (record,) = wait_for_records(gw, before + 1)[before:]
+    assert (record.model, record.version) == ("summarizer", version)
 
 
 # -- keys, limits, budgets, records -----------------------------------------------------------

@@ -72,7 +72,9 @@ class ModelPlan:
     fallbacks: tuple[str, ...] = ()
     version: str | None = None  # the version every deployment of this plan serves
     steps: tuple[Step, ...] = ()  # the model's optional steps (``pipeline.steps``)
-    needs: str = "chat"  # the capability every deployment of this plan has
+    # The capability every deployment of this plan has: a plan built from the config says
+    # "chat" where all its deployments chat (the usual case, served as it is), else "".
+    needs: str = "chat"
 
     def timeout_for(self, deployment: Deployment) -> float:
         return self.timeout_s if self.timeout_s is not None else deployment.provider.timeout_s
@@ -108,18 +110,18 @@ class Router:
         principal = subject.principal
         if not principal.may_use(plan.name):  # a version is allowed with its model
             raise ModelNotAllowed(f"this key may not use the model {plan.name!r}")
-        if needs != "chat":
+        if needs != plan.needs:
             plan = self._able_plan(plan, needs)
         return _allowed_fallbacks(plan, principal)
 
     def fallbacks(self, plan: ModelPlan) -> list[ModelPlan]:
         """The plans of the model's fallback models, for the same operation; a fallback with
         no deployment able to serve it is passed over."""
-        plans = [self._plans[name] for name in plan.fallbacks]
-        if plan.needs == "chat":
-            return plans
         able = []
-        for fallback in plans:
+        for fallback in (self._plans[name] for name in plan.fallbacks):
+            if fallback.needs == plan.needs:
+                able.append(fallback)
+                continue
             with contextlib.suppress(InvalidRequest):
                 able.append(self._able_plan(fallback, plan.needs))
         return able
@@ -202,9 +204,10 @@ def _plan(name: str, model: VersionConfig, version: str | None, providers: Mappi
         Deployment(providers[t.provider], t.model or name, t.weight,
                    _price(model, providers[t.provider], t.model or name), _quota(t, name), version)
         for t in model.targets)
+    chat = all("chat" in d.provider.capabilities for d in deployments)
     return ModelPlan(name=name, deployments=deployments, strategy=strategy(model.strategy, rng),
                      retries=model.retries, timeout_s=model.timeout_s, fallbacks=model.fallbacks,
-                     version=version, steps=steps)
+                     version=version, steps=steps, needs="chat" if chat else "")
 
 
 def _price(model: VersionConfig, provider: Provider, upstream: str) -> UnitPrice | None:
