@@ -494,6 +494,8 @@ def test_a_model_may_have_versions_with_a_default() -> None:
      "a model cannot fall back to itself"),
     (VERSIONS.replace('"1": {targets: [{provider: oai', '"1": {targets: [{provider: nope'),
      "models.iris.versions.1.targets.0.provider", "no provider named 'nope'"),
+    (VERSIONS + "    retries: 1\n    price: {per_1k_requests_usd: 1}\n", "models.iris",
+     "a model with versions sets price, retries in each version"),
     (VERSIONS.replace('"1":', '"a@b":'), "models.iris.versions",
      "version 'a@b': letters, digits, '.', '_' and '-' only"),
 ])

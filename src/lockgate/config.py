@@ -206,6 +206,9 @@ class ModelConfig(VersionConfig):
     def _targets_or_versions(self) -> ModelConfig:
         if self.versions and self.targets:
             raise ValueError("a model has either targets or versions (each with its own targets)")
+        per_version = sorted(self.model_fields_set & (set(VersionConfig.model_fields) - {"targets"}))
+        if self.versions and per_version:
+            raise ValueError(f"a model with versions sets {', '.join(per_version)} in each version")
         if not self.versions:
             if not self.targets:
                 raise ValueError("a model needs targets, or versions")

@@ -79,6 +79,12 @@ async def test_a_joblib_file_is_loaded_with_a_warning(caplog: pytest.LogCaptureF
     assert "which executes code from the file" in caplog.text
 
 
+async def test_a_missing_file_is_named(tmp_path: Path) -> None:
+    p = provider("onnx", str(tmp_path / "nope.onnx"))
+    with pytest.raises(RuntimeError, match=r"provider 'onnx': no model file at .*nope\.onnx"):
+        await p.start()
+
+
 async def test_another_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "model.bin").write_bytes(b"")
     p = provider("sklearn", str(tmp_path / "model.bin"))

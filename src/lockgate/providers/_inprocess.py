@@ -56,6 +56,9 @@ class InProcessProvider(Provider):
         raise NotImplementedError
 
     async def start(self) -> None:
+        if not os.path.isfile(self.settings.path):
+            raise RuntimeError(f"provider {self.name!r}: no model file at {self.settings.path} "
+                               f"(from {os.getcwd()})")
         self._pool = ThreadPoolExecutor(self.settings.threads, thread_name_prefix=f"lockgate-{self.name}")
         loop = asyncio.get_running_loop()
         self._runtime = await loop.run_in_executor(self._pool, self.load)
