@@ -124,7 +124,7 @@ class SlowProvider(InProcessProvider):
 
 
 async def started_slow(seconds: float, threads: int) -> tuple[SlowProvider, Slow]:
-    settings = InProcessSettings(type="slow", path="-", threads=threads)
+    settings = InProcessSettings(type="slow", path=__file__, threads=threads)
     p = SlowProvider("slow", settings, None)
     p.runtime_to_load = Slow(seconds)
     await p.start()

@@ -56,14 +56,17 @@ class InProcessProvider(Provider):
         raise NotImplementedError
 
     async def start(self) -> None:
+        self._pool = ThreadPoolExecutor(self.settings.threads, thread_name_prefix=f"lockgate-{self.name}")
+        loop = asyncio.get_running_loop()
+        self._runtime = await loop.run_in_executor(self._pool, self._load)
+        log.info("provider %s: loaded %s (%s), %d inference thread(s)", self.name, self.settings.path,
+                 self.type_name, self.settings.threads)
+
+    def _load(self) -> Runtime:
         if not os.path.isfile(self.settings.path):
             raise RuntimeError(f"provider {self.name!r}: no model file at {self.settings.path} "
                                f"(from {os.getcwd()})")
-        self._pool = ThreadPoolExecutor(self.settings.threads, thread_name_prefix=f"lockgate-{self.name}")
-        loop = asyncio.get_running_loop()
-        self._runtime = await loop.run_in_executor(self._pool, self.load)
-        log.info("provider %s: loaded %s (%s), %d inference thread(s)", self.name, self.settings.path,
-                 self.type_name, self.settings.threads)
+        return self.load()
 
     @property
     def runtime(self) -> Runtime:
