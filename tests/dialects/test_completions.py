@@ -19,6 +19,7 @@ from lockgate.core.chat import (
     Usage,
     UsageEvent,
 )
+from lockgate.dialects.base import RelayDialect
 from lockgate.dialects.completions import CompletionsDialect, CompletionsStreamEncoder
 from lockgate.errors import GatewayError, InvalidRequest
 from lockgate.wire.sse import SSEDecoder
@@ -126,5 +127,5 @@ def test_a_failed_stream_ends_with_an_openai_error_line() -> None:
 
 
 def test_it_is_never_relayed() -> None:
-    with pytest.raises(NotImplementedError):
-        DIALECT.prepare_relay({"model": "m", "prompt": "x"}, "up")
+    """No provider speaks the legacy API natively: the dialect has no relay half at all."""
+    assert not isinstance(DIALECT, RelayDialect)

@@ -35,7 +35,7 @@ from lockgate.core.chat import (
     Usage,
     UsageEvent,
 )
-from lockgate.dialects.base import Dialect, RelayTap, StreamEncoder
+from lockgate.dialects.base import RelayDialect, RelayTap, StreamEncoder
 from lockgate.dialects.validate import (
     Check,
     array,
@@ -581,7 +581,7 @@ class AnthropicRelayTap(RelayTap):
 # --- the dialect -----------------------------------------------------------------------------
 
 
-class AnthropicDialect(Dialect):
+class AnthropicDialect(RelayDialect):
     name = "anthropic"
     protocol_headers = frozenset({b"anthropic-beta"})
 

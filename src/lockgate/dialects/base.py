@@ -46,6 +46,7 @@ class RelayTap(ABC):
 
 class Dialect(ABC):
     name: ClassVar[str]
+    relayable: ClassVar[bool] = False  # a ``RelayDialect``: read without an isinstance per attempt
     # True where ``bind`` does anything: the chat operation awaits it only then.
     binds: ClassVar[bool] = False
 
@@ -99,7 +100,14 @@ class Dialect(ABC):
     def stream_error(self, error: GatewayError) -> bytes:
         """The closing bytes of a relayed stream that failed after it started."""
 
-    # --- same-dialect relay -----------------------------------------------------------
+
+
+class RelayDialect(Dialect):
+    """A dialect some providers speak natively (``Provider.native_dialect``): a request in it
+    can be relayed to them as is, answer and stream watched as they pass. A dialect no provider
+    speaks (legacy completions) is a plain ``Dialect`` and is always translated."""
+
+    relayable = True
 
     @abstractmethod
     def prepare_relay(self, body: dict[str, Any], upstream_model: str) -> dict[str, Any]:

@@ -29,10 +29,9 @@ from lockgate.core.chat import (
     StreamStart,
     TextDelta,
     TextPart,
-    Usage,
     UsageEvent,
 )
-from lockgate.dialects.base import Dialect, RelayTap, StreamEncoder
+from lockgate.dialects.base import Dialect, StreamEncoder
 from lockgate.dialects.openai import MAX_CHOICES
 from lockgate.dialects.validate import (
     Check,
@@ -126,9 +125,8 @@ def prompt_text(body: dict[str, Any]) -> str:
     return str(prompt if isinstance(prompt, str) else prompt[0])
 
 
-def parse_request(body: dict[str, Any]) -> ChatRequest:
-    """The request as a chat with one user message: the prompt."""
-    check_request(body)
+def convert_request(body: dict[str, Any]) -> ChatRequest:
+    """The request (``check_request`` passed) as a chat with one user message: the prompt."""
     stop = body.get("stop")
     return ChatRequest(
         model=req_str(body, "model"),
@@ -209,7 +207,7 @@ class CompletionsDialect(Dialect):
         check_request(body)
 
     def parse_chat(self, body: dict[str, Any]) -> ChatRequest:
-        return parse_request(body)
+        return convert_request(body)
 
     def render_chat(self, response: ChatResponse, model: str) -> bytes:
         return render_response(response, model)
@@ -222,14 +220,3 @@ class CompletionsDialect(Dialect):
 
     def stream_error(self, error: GatewayError) -> bytes:
         return data_event(error.openai_body())
-
-    # --- never relayed: no provider speaks the legacy API as its native dialect -------------
-
-    def prepare_relay(self, body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
-        raise NotImplementedError("completions are always translated")
-
-    def relay_answer(self, answer: dict[str, Any], model: str) -> tuple[Usage, bool]:
-        raise NotImplementedError("completions are always translated")
-
-    def relay_tap(self, body: dict[str, Any], model: str) -> RelayTap:
-        raise NotImplementedError("completions are always translated")

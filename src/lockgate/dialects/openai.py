@@ -32,7 +32,7 @@ from lockgate.core.chat import (
     Usage,
     UsageEvent,
 )
-from lockgate.dialects.base import Dialect, RelayTap, StreamEncoder
+from lockgate.dialects.base import RelayDialect, RelayTap, StreamEncoder
 from lockgate.dialects.validate import (
     Check,
     array,
@@ -425,7 +425,7 @@ def _error_message(data: str) -> str:
     return message if isinstance(message, str) and message else "the upstream stream failed"
 
 
-class OpenAIDialect(Dialect):
+class OpenAIDialect(RelayDialect):
     name = "openai"
     protocol_headers = frozenset({b"openai-beta"})
 

@@ -47,7 +47,7 @@ from lockgate.core.chat import (
     Usage,
     UsageEvent,
 )
-from lockgate.dialects.base import Dialect, RelayTap, StreamEncoder
+from lockgate.dialects.base import RelayDialect, RelayTap, StreamEncoder
 from lockgate.dialects.validate import loads_object, opt_bool, opt_int, opt_number, opt_str, req_str
 from lockgate.errors import GatewayError, InvalidRequest, UpstreamError
 from lockgate.wire.sse import SSEEvent, named_event
@@ -656,7 +656,7 @@ def _relayed_error_message(data: str) -> str:
 # --- the dialect -----------------------------------------------------------------------------
 
 
-class ResponsesDialect(Dialect):
+class ResponsesDialect(RelayDialect):
     name = "responses"
 
     def check(self, body: JSON) -> None:

@@ -16,12 +16,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from lockgate.core.chat import ChatRequest
-from lockgate.dialects.base import Dialect, StreamEncoder
+from lockgate.dialects.base import Dialect, RelayDialect, StreamEncoder
 from lockgate.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout
 from lockgate.pipeline.context import RequestContext
 from lockgate.pipeline.frame import Operation
@@ -96,8 +96,12 @@ class ChatCall:
         """Resolves what the body refers to in stored state (``Dialect.bind``)."""
         self.dialect, self.body = await self.dialect.bind(self.body, self.ctx.key_id, self.ctx.user)
 
-    def relays_to(self, deployment: Deployment) -> bool:
-        return deployment.provider.native_dialect == self.dialect.name
+    def relay_to(self, deployment: Deployment) -> RelayDialect | None:
+        """The dialect to relay in where the deployment speaks the client's own, else None."""
+        dialect = self.dialect
+        if dialect.relayable and deployment.provider.native_dialect == dialect.name:
+            return cast(RelayDialect, dialect)
+        return None
 
     def canonical(self, deployment: Deployment) -> ChatRequest:
         if self._canonical is None:
@@ -105,11 +109,12 @@ class ChatCall:
         return replace(self._canonical, model=deployment.model)
 
     async def answer(self, deployment: Deployment, timeout: float) -> bytes:
-        if not self.relays_to(deployment):
+        relay = self.relay_to(deployment)
+        if relay is None:
             response = await deployment.provider.chat(self.canonical(deployment), timeout)
             self.ctx.usage = response.usage
             return self.dialect.render_chat(response, self.model)
-        upstream = self.dialect.prepare_relay(self.body, deployment.model)
+        upstream = relay.prepare_relay(self.body, deployment.model)
         try:
             async with asyncio.timeout(timeout):  # one deadline for the whole attempt
                 sent = await deployment.provider.forward("chat", upstream, None, self.relay_headers)
@@ -117,7 +122,7 @@ class ChatCall:
         except TimeoutError:
             raise UpstreamTimeout() from None
         answer = answer_object(raw)
-        usage, changed = self.dialect.relay_answer(answer, self.model)
+        usage, changed = relay.relay_answer(answer, self.model)
         self.ctx.usage = usage
         return orjson.dumps(answer) if changed else raw
 
@@ -141,15 +146,16 @@ class ChatCall:
         return first, chunks
 
     async def _chunks(self, deployment: Deployment, timeout: float) -> AsyncGenerator[bytes, None]:
-        if not self.relays_to(deployment):
+        relay = self.relay_to(deployment)
+        if relay is None:
             request = self.canonical(deployment)
             events = await deployment.provider.chat_stream(request, timeout)
             self.encoder = self.dialect.stream_encoder(request, self.model)
             return encode_events(events, self.encoder, self.ctx)
         self.encoder = None
-        upstream = self.dialect.prepare_relay(self.body, deployment.model)
+        upstream = relay.prepare_relay(self.body, deployment.model)
         response = await deployment.provider.forward("chat", upstream, timeout, self.relay_headers)
-        tap = self.dialect.relay_tap(self.body, self.model)
+        tap = relay.relay_tap(self.body, self.model)
         limits = deployment.provider.limits
         chunks = iter_chunks(response, limits.stream_idle_timeout_s)
         return relay_events(chunks, tap, self.ctx, limits.max_event_bytes)
