@@ -37,8 +37,8 @@ def rows(datatype: str = "FP64") -> Tensor:
     return Tensor("input-0", datatype, data.shape, data.ravel().tolist())
 
 
-def test_the_runtimes_offer_predictions_only() -> None:
-    for type_name in ("sklearn", "onnx", "kserve"):
+def test_the_runtimes_and_model_servers_offer_predictions_only() -> None:
+    for type_name in ("sklearn", "onnx", "kserve", "tfserving", "torchserve", "mlflow"):
         cls = registry.provider_class(type_name)
         assert cls is not None and cls.capabilities == {"predict"}
 

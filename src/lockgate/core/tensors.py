@@ -59,11 +59,15 @@ class TensorSpec:
 
 @dataclass(frozen=True, slots=True)
 class ModelMetadata:
+    """What a model takes and gives. ``described`` False: the server does not say (TorchServe,
+    MLflow), so requests go to it unchecked and it refuses what it cannot take."""
+
     name: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     platform: str = ""
     versions: tuple[str, ...] = ()
+    described: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,3 +136,35 @@ def count(datatype: str, data: Sequence[Any] | bytes) -> int:
         return len(data)
     code = DATATYPES[datatype]
     return len(_unpack_bytes(data)) if not code else len(data) // struct.calcsize(code)
+
+
+def nest(flat: Sequence[Any], shape: Sequence[int]) -> Any:
+    """Flat row-major values as nested lists of ``shape`` (what row-oriented JSON APIs take)."""
+    if not shape:
+        return flat[0]
+    values = list(flat)
+    for dim in reversed(shape[1:]):
+        values = [values[i:i + dim] for i in range(0, len(values), dim)] if dim else []
+    return values
+
+
+def shape_of(nested: Any) -> tuple[int, ...]:
+    """The shape of nested lists (by their first items), and () for a scalar."""
+    shape: list[int] = []
+    while isinstance(nested, list):
+        shape.append(len(nested))
+        if not nested:
+            break
+        nested = nested[0]
+    return tuple(shape)
+
+
+def datatype_of(values: Sequence[Any]) -> str:
+    """The datatype of JSON values read back without a declared one."""
+    if all(type(v) is bool for v in values):
+        return "BOOL"
+    if all(type(v) is int for v in values):
+        return "INT64"
+    if all(type(v) in (int, float) for v in values):
+        return "FP64"
+    return "BYTES"

@@ -74,7 +74,10 @@ def parse_infer(body: dict[str, Any], model: str, binary: bytes = b"") -> Predic
 
 def check(request: PredictRequest, metadata: ModelMetadata) -> None:
     """Refuses a request the model cannot take, naming the input: an unknown or missing input,
-    another datatype, another rank or size along a fixed axis; and an output it does not have."""
+    another datatype, another rank or size along a fixed axis; and an output it does not have.
+    A model its server does not describe is not checked."""
+    if not metadata.described:
+        return
     specs = {s.name: s for s in metadata.inputs}
     for tensor in request.inputs:
         spec = specs.get(tensor.name)
