@@ -48,6 +48,7 @@ def gw(m: Models, upstream: FakeV2, _openai_server: FakeOpenAI) -> Iterator[Gate
             "iris-onnx": {"type": "onnx", "path": m.path("iris.onnx")},
             "affine": {"type": "onnx", "path": m.path("affine.onnx")},
             "mlserver": {"type": "kserve", "base_url": upstream.root_url},
+            "down": {"type": "kserve", "base_url": "http://127.0.0.1:9"},  # nothing listens
             "oai": {"type": "openai", "api_key": OPENAI_KEY, "base_url": _openai_server.base_url},
         },
         "models": {
@@ -61,6 +62,7 @@ def gw(m: Models, upstream: FakeV2, _openai_server: FakeOpenAI) -> Iterator[Gate
                                          "b": {"targets": [{"provider": "mlserver", "model": "iris@7"}]}},
                             "default_version": "a"},
             "chat": {"targets": [{"provider": "oai", "model": "gpt-4o-mini"}]},
+            "gone": {"targets": [{"provider": "down"}], "retries": 0},
             "summarizer": {"versions": {"v1": {"targets": [{"provider": "oai", "model": "gpt-4o-mini"}]},
                                         "v2": {"targets": [{"provider": "oai", "model": "gpt-4.1"}]}},
                            "default_version": "v1"},
@@ -178,6 +180,15 @@ def test_metadata_names_inputs_outputs_and_versions(gw: GatewayServer, m: Models
     assert metadata["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 4]}]
     assert [o["name"] for o in metadata["outputs"]] == ["predict", "predict_proba", "decision_function"]
     assert remote["inputs"][0]["datatype"] == "FP32"
+
+
+def test_a_server_that_cannot_be_reached_is_a_502_and_not_ready(gw: GatewayServer, m: Models) -> None:
+    metadata = httpx.get(f"{gw.url}/v2/models/gone", headers=auth())
+    assert metadata.status_code == 502
+    assert metadata.json() == {"error": "down/gone: could not reach the upstream: ClientConnectorError"}
+    ready = httpx.get(f"{gw.url}/v2/models/gone/ready", headers=auth())
+    assert (ready.status_code, ready.json()) == (503, {"name": "gone", "ready": False})
+    assert infer(gw, "gone/infer", {"inputs": [rows_input(m.rows)]}).status_code == 502
 
 
 def test_v1_models_lists_versions(gw: GatewayServer) -> None:

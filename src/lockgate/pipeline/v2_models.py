@@ -15,7 +15,7 @@ import orjson
 from lockgate import __version__
 from lockgate.asgi import ASGIApp, Receive, Scope, Send, send_body
 from lockgate.dialects.v2 import model_path
-from lockgate.errors import GatewayError, UpstreamError
+from lockgate.errors import UNREADABLE, GatewayError, UpstreamError, UpstreamUnreadable
 from lockgate.pipeline.context import RequestContext
 from lockgate.pipeline.endpoint import Endpoint
 from lockgate.pipeline.route import Subject
@@ -40,7 +40,8 @@ class V2ModelEndpoint(Endpoint):
         ctx.route = deployment.route
         try:
             metadata = await deployment.provider.metadata(deployment.model, plan.timeout_for(deployment))
-        except UpstreamError as err:
+        except (UpstreamError, *UNREADABLE) as exc:
+            err = exc if isinstance(exc, UpstreamError) else UpstreamUnreadable()
             if path.action != "ready":
                 err.route = deployment.route
                 raise self.s.caller.final_error(err) from None

@@ -19,6 +19,7 @@ from pydantic import Field
 
 from lockgate.core.tensors import ModelMetadata, PredictRequest, PredictResponse
 from lockgate.errors import InvalidRequest, UpstreamError, UpstreamTimeout
+from lockgate.providers._batching import Batcher
 from lockgate.providers.base import Provider, ProviderSettings
 
 log = logging.getLogger("lockgate")
@@ -29,6 +30,9 @@ DEFAULT_THREADS = min(4, os.cpu_count() or 1)
 class InProcessSettings(ProviderSettings):
     path: str  # the model file; a relative path is relative to the working directory
     threads: int = Field(default=DEFAULT_THREADS, ge=1, le=256)  # predictions run at once
+    # > 0: concurrent requests wait up to this long to run as one batch (``_batching``).
+    batch_wait_ms: float = Field(default=0.0, ge=0, le=1000)
+    max_batch_rows: int = Field(default=256, ge=1)  # a batch this large runs at once
 
 
 class Runtime(Protocol):
@@ -50,6 +54,8 @@ class InProcessProvider(Provider):
         self.settings = config
         self._pool: ThreadPoolExecutor | None = None
         self._runtime: Runtime | None = None
+        self._batcher = (Batcher(self._in_pool, config.batch_wait_ms / 1000, config.max_batch_rows)
+                         if config.batch_wait_ms > 0 else None)
 
     def load(self) -> Runtime:
         """Loads the model file (in a pool thread, at start-up)."""
@@ -78,12 +84,14 @@ class InProcessProvider(Provider):
         return self.runtime.metadata
 
     async def predict(self, request: PredictRequest, timeout: float) -> PredictResponse:
-        runtime = self.runtime
-        future = asyncio.get_running_loop().run_in_executor(self._pool, _predict, runtime, request)
+        answer = self._batcher.predict(request) if self._batcher is not None else self._in_pool(request)
         try:
-            return await asyncio.wait_for(future, timeout)
+            return await asyncio.wait_for(answer, timeout)
         except TimeoutError:
             raise UpstreamTimeout(f"the prediction took longer than {timeout:g} s") from None
+
+    def _in_pool(self, request: PredictRequest) -> asyncio.Future[PredictResponse]:
+        return asyncio.get_running_loop().run_in_executor(self._pool, _predict, self.runtime, request)
 
     async def aclose(self) -> None:
         if self._pool is not None:
