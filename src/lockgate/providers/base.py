@@ -24,8 +24,8 @@ it. The subclass:
 
 What a provider can do is its ``capabilities``, read once from what its class implements:
 ``chat`` (``chat``), ``stream`` (``chat_stream``), ``embed`` (``embeddings``), ``predict``
-(``predict``), ``relay``
-(``native_dialect`` and ``forward``) and ``count_tokens`` (``TokenCounter``). The router keeps
+(``predict``), ``relay`` (``native_dialect`` and ``forward``) and ``count_tokens``
+(``TokenCounter``). The router keeps
 only the deployments able to serve a request's operation, before anything is reserved, and
 the conformance matrix is built from the same set; a subclass narrows it in ``offers``.
 
