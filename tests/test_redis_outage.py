@@ -4,12 +4,14 @@ no budget, and an outage is logged once when it begins and once when it ends."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import pytest
 from conftest import GatewayFactory
 from fakes import FakeOpenAI
 from gateway import GatewayServer, wait_for
+from lockgate.pipeline.slices import FIRST_UNITS
 from test_outage import _unavailable, free_port
 
 KEY = "lg-redis-outage-key-01"
@@ -85,6 +88,21 @@ def private_redis() -> Iterator[PrivateRedis]:
     server.remove()
 
 
+def leased(gw: GatewayServer) -> None:
+    """Waits until the gateway's limiter holds a slice with room in it."""
+    slices = gw.app.limiter.slices
+    assert slices is not None
+    wait_for(lambda: any(s.room > 0 for s in slices.slices.values()), 5, "a slice to be leased")
+
+
+def reported(gw: GatewayServer) -> None:
+    """Waits until the gateway's limiter has told Redis everything it spent from its slices."""
+    slices = gw.app.limiter.slices
+    assert slices is not None
+    wait_for(lambda: not any(s.unsent or s.sending for s in slices.slices.values()), 5,
+             "what was spent to be reported")
+
+
 def chat(gw: GatewayServer) -> httpx.Response:
     return httpx.post(f"{gw.openai_base_url}/chat/completions", content=BODY, timeout=10,
                       headers={"authorization": f"Bearer {KEY}", "content-type": "application/json"})
@@ -124,11 +142,15 @@ def test_a_redis_outage_is_logged_once_each_way_and_the_first_request_after_it_i
     gw = gateway(models=GPT, redis=private_redis.url, limits={"redis_failure": "fail_closed"},
                  keys=[{"name": "limited", "key": KEY, "rpm": 1000}])
     assert chat(gw).status_code == 200  # the gateway holds a connection to Redis now
+    leased(gw)  # ... and a slice of the key's rpm, leased after that first request
     with caplog.at_level(logging.INFO, logger="lockgate"):
         private_redis.stop()
-        refused = [chat(gw) for _ in range(10)]
-        assert [r.status_code for r in refused] == [503] * 10
-        assert {r.json()["error"]["code"] for r in refused} == {"limits_unavailable"}
+        answers = [chat(gw) for _ in range(FIRST_UNITS + 10)]
+        statuses = [r.status_code for r in answers]
+        # what the gateway had leased is still spent; past it, the fail mode refuses
+        assert statuses == [200] * (len(statuses) - 10) + [503] * 10, statuses
+        assert statuses.count(200) <= FIRST_UNITS
+        assert {r.json()["error"]["code"] for r in answers[-10:]} == {"limits_unavailable"}
         private_redis.start()
         assert chat(gw).status_code == 200  # the first request after Redis returned is served
         assert chat(gw).status_code == 200
@@ -142,3 +164,36 @@ def test_a_redis_outage_is_logged_once_each_way_and_the_first_request_after_it_i
     assert len(back) == 1 and "10 requests were refused" in back[0], lines
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING
                 and r.name == "lockgate" and r.getMessage() not in (*down, *back)], lines
+
+
+def test_under_fail_open_an_outage_spends_the_slice_counted_then_serves_uncounted(
+        gateway: GatewayFactory, private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture) -> None:
+    gw = gateway(models=GPT, redis=private_redis.url, limits={"redis_failure": "fail_open"},
+                 keys=[{"name": "limited", "key": KEY, "rpm": 1000}])
+    assert chat(gw).status_code == 200
+    leased(gw)  # a slice of the key's rpm
+    with caplog.at_level(logging.INFO, logger="lockgate"):
+        private_redis.stop()
+        assert [chat(gw).status_code for _ in range(FIRST_UNITS + 10)] == [200] * (FIRST_UNITS + 10)
+        private_redis.start()  # empty: the window's counter is gone with it
+        assert chat(gw).status_code == 200
+        reported(gw)
+    lines = [r.getMessage() for r in caplog.records if r.name == "lockgate"]
+    back = [line for line in lines if "limits store is back after" in line]
+    # the slice's requests were counted (from memory), only the 10 past it went uncounted ...
+    assert len(back) == 1 and "10 requests were served uncounted" in back[0], lines
+    # ... and what was spent from the slice during the outage was reported once Redis was back
+    minute = int(time.time() // 60)
+    level = asyncio.run(_level(private_redis.url, f"lockgate:rpm:key:static/limited:{minute}"))
+    assert level >= FIRST_UNITS + 1 or time.time() % 60 < 5  # (a new minute started meanwhile)
+
+
+async def _level(url: str, key: str) -> float:
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(url)
+    try:
+        value = await client.get(key)
+        return float(value) if value is not None else 0.0
+    finally:
+        await client.aclose()

@@ -1,6 +1,7 @@
-"""Two gateway processes sharing one Redis and one PostgreSQL behave as one gateway: a rate limit
-is exact across both, a key revoked on one is refused by the other within a second, and a budget
-crossed under concurrency overshoots by no more than what was in flight."""
+"""Gateway processes sharing one Redis and one PostgreSQL behave as one gateway: a rate limit
+is exact across them (also where each admits most requests from its own leased slice), a key
+revoked on one is refused by the others within a second, and a budget crossed under concurrency
+overshoots by no more than what was in flight."""
 
 from __future__ import annotations
 
@@ -26,8 +27,10 @@ from services import POSTGRES_ADMIN_URL, REDIS_URL, _admin, _unavailable
 from test_cli import Serving, clean_env, write_config
 
 RUN = secrets.token_hex(4)  # the shared Redis outlives the test: counter names of this run only
-RPM_KEY, EXACT_KEY, OVER_KEY = (f"lg-scale-{RUN}-{n}" for n in ("rpm", "exact", "over"))
+RPM_KEY, EXACT_KEY, OVER_KEY, SLICED_KEY = (f"lg-scale-{RUN}-{n}"
+                                            for n in ("rpm", "exact", "over", "sliced"))
 RPM = 5
+SLICED_RPM = 240  # large enough for each process to lease slices of it
 # $0.001 per completion token, input free: a request's cost is its completion tokens / 1000.
 PER_TOKEN = 0.001
 PRICE = {"input_per_mtok_usd": 0, "output_per_mtok_usd": PER_TOKEN * 1_000_000}
@@ -40,13 +43,15 @@ def key_id(name: str) -> str:
 
 
 class Pair:
-    """Two ``lockgate serve`` processes over the same storage and Redis."""
+    """``lockgate serve`` processes over the same storage and Redis: ``a`` and ``b`` for the
+    tests of two, ``c`` too for those of three."""
 
-    def __init__(self, a: Serving, b: Serving, storage: str) -> None:
-        self.a, self.b, self.storage = a, b, storage
+    def __init__(self, servers: list[Serving], storage: str) -> None:
+        self.a, self.b, self.c = servers
+        self.storage = storage
 
-    def chat(self, which: int, key: str, **body: Any) -> httpx.Response:
-        url = (self.a, self.b)[which % 2].url
+    def chat(self, which: int, key: str, three: bool = False, **body: Any) -> httpx.Response:
+        url = ((self.a, self.b, self.c) if three else (self.a, self.b))[which % (3 if three else 2)].url
         payload = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}], **body}
         return httpx.post(f"{url}/v1/chat/completions", json=payload,
                           headers={"authorization": f"Bearer {key}"}, timeout=15)
@@ -103,9 +108,10 @@ def pair(shared_postgres: str, shared_redis: str, _openai_server: FakeOpenAI,
                            "price": PRICE}},
         "keys": [{"name": f"rpm-{RUN}", "key": RPM_KEY, "rpm": RPM},
                  {"name": f"exact-{RUN}", "key": EXACT_KEY, "budget_usd": EXACT_BUDGET},
-                 {"name": f"over-{RUN}", "key": OVER_KEY, "budget_usd": OVER_BUDGET}],
+                 {"name": f"over-{RUN}", "key": OVER_KEY, "budget_usd": OVER_BUDGET},
+                 {"name": f"sliced-{RUN}", "key": SLICED_KEY, "rpm": SLICED_RPM}],
     })
-    servers = [Serving("--config", str(config), cwd=tmp_path, env=clean_env()) for _ in range(2)]
+    servers = [Serving("--config", str(config), cwd=tmp_path, env=clean_env()) for _ in range(3)]
     errors: list[BaseException] = []
 
     def start(server: Serving) -> None:
@@ -123,7 +129,7 @@ def pair(shared_postgres: str, shared_redis: str, _openai_server: FakeOpenAI,
     try:
         if errors:
             raise errors[0]
-        yield Pair(servers[0], servers[1], shared_postgres)
+        yield Pair(servers, shared_postgres)
     finally:
         for server in servers:
             if server.proc is not None:
@@ -159,6 +165,28 @@ def test_one_rpm_limit_is_exact_across_both_processes(pair: Pair, fake_openai: F
         s for i, s in enumerate(statuses) if i % 2 == 1} == {200, 429}
     assert pair.chat(0, RPM_KEY).status_code == 429
     assert pair.chat(1, RPM_KEY).status_code == 429
+
+
+def test_three_processes_leasing_slices_admit_exactly_the_limit_and_no_more(pair: Pair) -> None:
+    """Above the limit's rate, each process admits most requests from its own slice of the
+    key's rpm: together they never admit more than the limit; what one process held and did
+    not use comes back (given back near the limit, or when idle), so by the end of the window
+    exactly the limit was admitted — none lost to a slice left unused."""
+    steady_minute(need_s=25)
+    started = time.time()
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        burst = list(pool.map(lambda i: pair.chat(i, SLICED_KEY, three=True).status_code,
+                              range(SLICED_RPM + 120)))
+    assert set(burst) <= {200, 429}
+    admitted = burst.count(200)
+    assert admitted <= SLICED_RPM
+    time.sleep(1.5)  # unused slices come back once idle for a second
+    more = 0
+    for i in range(SLICED_RPM - admitted + 3):
+        if pair.chat(i, SLICED_KEY, three=True).status_code == 200:
+            more += 1
+    assert int(time.time() // 60) == int(started // 60)  # all of it inside one rate window
+    assert admitted + more == SLICED_RPM
 
 
 def test_a_key_revoked_through_storage_is_refused_everywhere_within_a_second(pair: Pair) -> None:

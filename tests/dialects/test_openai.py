@@ -406,6 +406,36 @@ def test_every_relayed_chunk_names_the_clients_model_whatever_the_upstream_write
     assert [c["choices"][0]["delta"]["content"] for c in chunks] == ["a", "b", "c"]
 
 
+def _delta(model: str, text: str) -> bytes:
+    return sse({"model": model, "choices": [{"index": 0, "delta": {"content": text}}]})
+
+
+READS = {
+    "plain": [_delta("gpt-4o", "a"), _delta("gpt-4o", "b"),
+              sse({"model": "gpt-4o", "choices": [], "usage": {"prompt_tokens": 3}}), b"data: [DONE]\n\n"],
+    "azure opening": [sse({"model": "", "choices": [], "prompt_filter_results": []}),
+                      _delta("gpt-4o", "a"), b"data: [DONE]\n\n"],
+    "id changes": [_delta("mock-ok", "a"), _delta("mock-ok-2026", "b"), _delta("mock-ok", "c")],
+    "escaped id": [_delta("mock-ok", "a"),
+                   f"data: {json.dumps({'model': 'mock-é', 'choices': []})}\n\n".encode()],
+    "spaced": [f"data: {json.dumps({'model': 'gpt-4o', 'choices': []})}\n\n".encode(),
+               _delta("gpt-4o", "x")],
+    "client's own name": [_delta("my-gpt", "a"), _delta("my-gpt", "b")],
+}
+
+
+@pytest.mark.parametrize("wants", [False, True], ids=["usage not asked", "usage asked"])
+@pytest.mark.parametrize("read", list(READS))
+def test_a_read_of_many_events_is_relayed_as_event_by_event(read: str, wants: bool) -> None:
+    """``feed_all`` (one pass over a whole read, as a stream sent at once arrives) gives the
+    bytes, usage and end that feeding the events one by one gives."""
+    opts = {"stream_options": {"include_usage": True}} if wants else {}
+    one_by_one, at_once = (DIALECT.relay_tap(body(stream=True, **opts), "my-gpt") for _ in range(2))
+    events = SSEDecoder().decode(b"".join(READS[read]))
+    assert at_once.feed_all(events) == b"".join(one_by_one.feed(e) for e in events)
+    assert (at_once.usage, at_once.finished) == (one_by_one.usage, one_by_one.finished)
+
+
 @pytest.mark.parametrize(("wants", "relayed"), [(False, 0), (True, 1)])
 def test_the_tap_reads_usage_and_passes_it_on_only_if_the_client_asked(wants: bool, relayed: int) -> None:
     opts = {"stream_options": {"include_usage": True}} if wants else {}

@@ -48,7 +48,7 @@ async def test_spend_lost_by_redis_is_restored_from_storage(
         assert await counters.level(bucket) == 0
         await cache.reseed()
         assert await counters.level(bucket) == pytest.approx(4.0)
-        await counters.adjust(bucket, 1.0, 3600)  # live spend is never overwritten by a reseed
+        await counters.settle({bucket: (1.0, 3600)}, {})  # live spend is never overwritten by a reseed
         await cache.reseed()
         assert await counters.level(bucket) == pytest.approx(5.0)
     finally:

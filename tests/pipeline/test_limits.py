@@ -9,6 +9,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -509,40 +510,41 @@ async def test_each_kind_of_refusal() -> None:
         assert caught.value.retry_after is not None and caught.value.retry_after >= 1
 
 
+def at_noon() -> float:
+    """The limiter's clock in these tests: always NOON, far from a minute's or a day's end."""
+    return NOON
+
+
 async def test_a_daily_budget_retries_after_midnight() -> None:
-    limiter = CountingLimiter(MemoryCounters())
+    limiter = CountingLimiter(MemoryCounters(), clock=at_noon)
     daily = (OwnerLimits("key:e", budget_usd=0.5, budget_period="daily"),)
     with pytest.raises(RateLimited) as caught:
         await limiter.acquire(daily, Estimate(10, 1.0))
-    now = time.time()
-    midnight = period_start("daily", now) + 86400
-    assert caught.value.retry_after == pytest.approx(midnight - now, abs=5)
+    assert caught.value.retry_after == 12 * 3600
 
 
 async def test_a_refusal_takes_from_no_bucket() -> None:
     counters = MemoryCounters()
-    limiter = CountingLimiter(counters)
+    limiter = CountingLimiter(counters, clock=at_noon)
     team = OwnerLimits("team:t", rpm=1)
     key = OwnerLimits("key:k", tpm=1000, max_parallel=10)
     await limiter.acquire((OwnerLimits("key:other"), team), Estimate(10, 0.0))
     with pytest.raises(RateLimited):
         await limiter.acquire((key, team), Estimate(10, 0.0))
     assert await counters.level("par:key:k") == 0
-    minute = int(time.time() // 60)
-    assert await counters.level(f"tpm:key:k:{minute}") == 0
+    assert await counters.level(f"tpm:key:k:{int(NOON // 60)}") == 0
 
 
 async def test_settle_releases_the_slot_and_charges_real_usage() -> None:
     counters = MemoryCounters()
-    limiter = CountingLimiter(counters)
+    limiter = CountingLimiter(counters, clock=at_noon)
     lease = await limiter.acquire((KEY_LIMITS,), Estimate(60, 0.4))
-    day = period_bucket("daily", time.time())[0]
+    day = period_bucket("daily", NOON)[0]
     assert await counters.level(f"spend:key:k:{day}") == pytest.approx(0.4)
     assert await counters.level("par:key:k") == 1
     lease.settle(Usage(prompt_tokens=5, completion_tokens=7), 0.05)
     await limiter.drain()
-    minute = int(time.time() // 60)
-    assert await counters.level(f"tpm:key:k:{minute}") == pytest.approx(12)
+    assert await counters.level(f"tpm:key:k:{int(NOON // 60)}") == pytest.approx(12)
     assert await counters.level(f"spend:key:k:{day}") == pytest.approx(0.05)
     assert await counters.level("par:key:k") == 0
 
@@ -578,11 +580,11 @@ async def test_a_budget_the_counters_lost_is_restored_from_storage_before_admitt
         return 0.9
 
     counters = MemoryCounters()
-    limiter = CountingLimiter(counters, spent=spent)
+    limiter = CountingLimiter(counters, spent=spent, clock=at_noon)
     budget = (OwnerLimits("key:r", budget_usd=1.0, budget_period="daily", name="r"),)
     results = await asyncio.gather(*(limiter.acquire(budget, Estimate(10, 0.05)) for _ in range(5)),
                                    return_exceptions=True)
-    assert asked == [("key:r", period_start("daily", time.time()))]  # one query for all five
+    assert asked == [("key:r", period_start("daily", NOON))]  # one query for all five
     assert sum(not isinstance(r, BaseException) for r in results) == 2  # 0.9 + 2 * 0.05 = 1.0
     assert all(isinstance(r, RateLimited) for r in results if isinstance(r, BaseException))
 
@@ -614,10 +616,10 @@ class _Down:
     async def reserve(self, takes: Any, lease_id: str) -> Outcome:
         raise ConnectionError("down")
 
-    async def adjust(self, name: str, delta: float, ttl_s: float) -> None:
+    async def settle(self, adjust: Any, release: Any) -> None:
         raise ConnectionError("down")
 
-    async def release(self, name: str, lease_id: str) -> None:
+    async def sync_slices(self, holder: str, ops: Any, terms: Any) -> list[Any]:
         raise ConnectionError("down")
 
 
@@ -634,12 +636,17 @@ async def test_an_unreachable_store_fails_open_or_closed() -> None:
 
 
 async def test_settling_against_a_store_gone_away_does_not_raise() -> None:
+    settled: list[int] = []
+
     class _GoesAway(MemoryCounters):
-        async def adjust(self, name: str, delta: float, ttl_s: float) -> None:
+        async def settle(self, adjust: Mapping[str, tuple[float, float]],
+                         release: Mapping[str, Sequence[str]]) -> None:
+            settled.append(1)
             raise ConnectionError("down")
 
     limiter = CountingLimiter(_GoesAway())
     lease = await limiter.acquire((KEY_LIMITS,), Estimate(10, 0.1))
     lease.settle(Usage(1, 1), 0.0)
     await limiter.drain()  # logged, not raised
+    assert settled
 

@@ -188,6 +188,29 @@ def test_every_object_of_a_native_schema_is_closed() -> None:
     assert "additionalProperties" not in schema["properties"]["maybe"]["anyOf"][1]
 
 
+def zod_schema(**properties: Any) -> dict[str, Any]:
+    """A schema as zod writes it (so the Vercel AI SDK): with the dialect at the root."""
+    return {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
+            "properties": properties, "required": list(properties), "additionalProperties": False}
+
+
+SAFE_INTEGER = 2**53 - 1
+
+
+def test_what_zod_writes_that_constrains_nothing_is_left_out_of_a_native_schema() -> None:
+    """``$schema``, and on ``z.number().int()`` a safe integer's bounds."""
+    schema = zod_schema(n={"type": "integer", "minimum": -SAFE_INTEGER, "maximum": SAFE_INTEGER})
+    body = encode_request(shaped("claude-sonnet-4-5", schema), stream=False)
+    assert body["output_config"]["format"]["schema"] == {
+        "type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"],
+        "additionalProperties": False}
+
+
+def test_a_number_bound_is_still_a_bound() -> None:
+    schema = zod_schema(x={"type": "number", "minimum": -SAFE_INTEGER})
+    assert "output_config" not in encode_request(shaped("claude-sonnet-4-5", schema), stream=False)
+
+
 @pytest.mark.parametrize("schema", [
     {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}},
     {"type": "object", "properties": {"s": {"type": "string", "pattern": "^a+$"}}},

@@ -1,4 +1,6 @@
-"""One suite that every counter backend must pass: memory (one process) and Redis (shared)."""
+"""One suite that every counter backend must pass: memory (one process) and Redis (shared).
+Time is a clock the test moves (``pass_time``), on both: Redis's scripts take it as an argument;
+only a window's own expiry is Redis's (``PEXPIRE``), and the one test of it waits for real."""
 
 from __future__ import annotations
 
@@ -7,18 +9,33 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from lockgate.state.counters import CounterStore, MemoryCounters, Take
+from lockgate.state.counters import CounterStore, MemoryCounters, SliceOp, SliceTerms, Take
 from lockgate.state.redis_counters import RedisCounters
 from services import redis_prefix, redis_url  # noqa: F401  (fixtures)
 
 
+class Clock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
 @pytest.fixture(params=["memory", "redis"])
-async def counters(request: pytest.FixtureRequest) -> AsyncIterator[CounterStore]:
+async def counters(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[CounterStore]:
     if request.param == "memory":
-        yield MemoryCounters()
+        yield MemoryCounters(clock)
         return
     url = request.getfixturevalue("redis_url")
-    store = RedisCounters(url, prefix=request.getfixturevalue("redis_prefix"))
+    store = RedisCounters(url, prefix=request.getfixturevalue("redis_prefix"), clock=clock)
     yield store
     await store.close()
 
@@ -27,16 +44,10 @@ PassTime = Callable[[float], Awaitable[None]]
 
 
 @pytest.fixture
-def pass_time(counters: CounterStore) -> PassTime:
-    """Lets ``seconds`` go by for the counters: at once on the memory store's clock, for real
-    on Redis (whose keys expire on the server's)."""
-    if not isinstance(counters, MemoryCounters):
-        return asyncio.sleep
-    now = [1000.0]
-    counters._now = lambda: now[0]
-
+def pass_time(clock: Clock) -> PassTime:
+    """Lets ``seconds`` go by for the counters, at once."""
     async def advance(seconds: float) -> None:
-        now[0] += seconds
+        clock.now += seconds
     return advance
 
 
@@ -90,17 +101,16 @@ async def test_a_restored_bucket_admits_nothing_until_it_is_seeded(counters: Cou
 async def test_settling_never_recreates_a_counter_that_is_gone(counters: CounterStore) -> None:
     # A counter the store lost (or a window that ended) took its reservation with it: settling
     # against it must not bring it back from 0, or a lost budget would look restored.
-    await counters.settle({"spend:key:u:total": (-0.25, 3600)}, {})
-    await counters.adjust("tpm:key:u:1", -100, 60)
+    await counters.settle({"spend:key:u:total": (-0.25, 3600), "tpm:key:u:1": (-100, 60)}, {})
     assert await counters.level("spend:key:u:total") == 0
     missing = await counters.reserve([Take("spend:key:u:total", 0.1, 1.0, 3600, "restored")], "a")
     assert missing.unseeded == 0
 
 
-async def test_adjust_settles_a_reservation_with_what_was_used(counters: CounterStore) -> None:
+async def test_settling_charges_what_a_request_used(counters: CounterStore) -> None:
     take = Take("tpm:key:d:1", 500, 1000, 60)
     assert (await counters.reserve([take], "a")).ok
-    await counters.adjust("tpm:key:d:1", 120 - 500, 60)  # the request used 120 tokens
+    await counters.settle({"tpm:key:d:1": (120 - 500, 60)}, {})  # the request used 120 tokens
     assert await counters.level("tpm:key:d:1") == pytest.approx(120)
     assert (await counters.reserve([take], "b")).ok
 
@@ -110,7 +120,7 @@ async def test_leases_cap_requests_in_flight_and_are_released(counters: CounterS
     assert (await counters.reserve([lease], "one")).ok
     assert (await counters.reserve([lease], "two")).ok
     assert not (await counters.reserve([lease], "three")).ok
-    await counters.release("par:key:e", "one")
+    await counters.settle({}, {"par:key:e": ["one"]})
     assert (await counters.reserve([lease], "three")).ok
     assert await counters.level("par:key:e") == 2
 
@@ -132,7 +142,10 @@ async def test_seed_sets_a_total_only_once(counters: CounterStore) -> None:
 async def test_a_window_bucket_expires(counters: CounterStore, pass_time: PassTime) -> None:
     take = Take("rpm:key:h:1", 1, 1, 0.3)
     assert (await counters.reserve([take], "a")).ok
-    await pass_time(0.45)
+    if isinstance(counters, MemoryCounters):
+        await pass_time(0.45)
+    else:
+        await asyncio.sleep(0.45)  # Redis expires keys by its own clock
     assert (await counters.reserve([take], "b")).ok
 
 
@@ -169,3 +182,87 @@ async def test_a_reservation_whose_request_was_cancelled_is_given_back(
         assert await counters.level("rpm:key:k:1") == 0
     finally:
         await counters.close()
+
+
+# --- slices: room a holder spends from memory ---------------------------------------------------
+
+TERMS = SliceTerms(share=0.25, exact_units=4, hold_s=3.0)
+
+
+def window_op(name: str, limit: float = 100, **op: float) -> SliceOp:
+    return SliceOp(name, "window", limit, 60, **op)
+
+
+async def test_a_slice_is_counted_as_taken_until_it_is_given_back(counters: CounterStore) -> None:
+    [state] = await counters.sync_slices("a", [window_op("rpm:key:s1:1", want=10)], TERMS)
+    assert (state.held, state.level) == (10, 10)
+    assert await counters.level("rpm:key:s1:1") == 10  # nobody else can take that room
+    [state] = await counters.sync_slices("a", [window_op("rpm:key:s1:1", used=4, give_back=6)], TERMS)
+    assert (state.held, state.level) == (0, 4)  # the 4 spent stay counted, the rest came back
+
+
+async def test_a_slice_is_at_most_a_share_of_the_free_room(counters: CounterStore) -> None:
+    name = "tpm:key:s2:1"
+    assert (await counters.reserve([Take(name, 60, 100, 60)], "r")).ok
+    [state] = await counters.sync_slices("a", [window_op(name, want=50)], TERMS)
+    assert state.held == 10  # a quarter of the 40 left
+
+
+async def test_near_the_limit_a_slice_is_given_back_whole(counters: CounterStore) -> None:
+    name = "rpm:key:s3:1"
+    [state] = await counters.sync_slices("a", [window_op(name, want=20)], TERMS)
+    assert state.held == 20
+    assert (await counters.reserve([Take(name, 70, 100, 60)], "r")).ok  # 90 taken: 10 left
+    # requests of 8: the 10 left plus the slice's 13 unspent are fewer than exact_units (4)
+    # requests' worth, so the 13 go back and nothing more is granted
+    [state] = await counters.sync_slices("a", [window_op(name, used=7, want=20, least=8)], TERMS)
+    assert (state.held, state.level) == (0, 77)
+
+
+async def test_an_expired_slice_gives_back_what_its_holder_had_not_reported_spent(
+        counters: CounterStore, pass_time: PassTime) -> None:
+    name = "rpm:key:s4:1"
+    await counters.sync_slices("dead", [window_op(name, want=20)], TERMS)
+    await counters.sync_slices("dead", [window_op(name, used=5)], TERMS)  # then it was killed
+    assert await counters.level(name) == 20
+    await pass_time(TERMS.hold_s + 0.1)
+    refused = await counters.reserve([Take(name, 90, 100, 60)], "r")  # prunes the dead slice first
+    assert refused.ok and refused.levels == (5,)
+
+
+async def test_spending_from_a_slice_that_expired_is_still_counted(
+        counters: CounterStore, pass_time: PassTime) -> None:
+    # A holder cut off from the store (an outage) past its slice's life reports late: what it
+    # spent is added to the total again, as it was no longer in a slice.
+    name = "tpm:key:s5:1"
+    await counters.sync_slices("a", [window_op(name, want=20)], TERMS)
+    await pass_time(TERMS.hold_s + 0.1)
+    [state] = await counters.sync_slices("a", [window_op(name, used=12)], TERMS)
+    assert (state.held, state.level) == (0, 12)
+
+
+async def test_lease_slots_in_a_slice_count_against_requests_in_flight(counters: CounterStore) -> None:
+    name = "par:key:s6"
+    op = SliceOp(name, "lease", 40, 900, want=8)
+    [state] = await counters.sync_slices("a", [op], TERMS)
+    assert (state.held, state.level) == (8, 8)
+    lease = Take(name, 1, 10, 900, "lease")
+    assert (await counters.reserve([lease], "r1")).ok
+    assert (await counters.reserve([lease], "r2")).ok
+    assert not (await counters.reserve([lease], "r3")).ok  # 8 held + 2 in flight
+    # slots in use stay held whatever is given back; the free ones go
+    [state] = await counters.sync_slices("a", [SliceOp(name, "lease", 40, 900, used=3, give_back=8)], TERMS)
+    assert (state.held, state.level) == (3, 5)
+    assert await counters.level(name) == 5
+
+
+async def test_a_budget_the_store_lost_grants_no_slice(counters: CounterStore) -> None:
+    name = "spend:key:s7:total"
+    [state] = await counters.sync_slices("a", [SliceOp(name, "restored", 10, 3600, want=1, least=0.1)],
+                                         TERMS)
+    assert state.unseeded and state.held == 0
+    await counters.seed(name, 2.0, 3600)
+    [state] = await counters.sync_slices("a", [SliceOp(name, "restored", 10, 3600, want=1, least=0.1)],
+                                         TERMS)
+    assert not state.unseeded and state.held == pytest.approx(1.0)
+    assert state.level == pytest.approx(3.0)

@@ -385,6 +385,32 @@ class OpenAIRelayTap(RelayTap):
             return self._renamed(event.data)
         return raw
 
+    def feed_all(self, events: list[SSEEvent]) -> bytes:
+        """``feed`` for a whole read: the checks per event, the model swaps once over all."""
+        parts: list[bytes] = []
+        for event in events:
+            data = event.data
+            if data == "[DONE]":
+                self.finished = True
+            elif data.startswith('{"error"'):
+                raise UpstreamError(_error_message(data), retryable=False)
+            elif self._learning:
+                self._learn_model(data)
+            if '"usage":' in data and ('"usage":{' in data or '"usage": {' in data):
+                chunk = orjson.loads(data)
+                self.usage = usage_from_object(chunk.get("usage"))
+                if not chunk.get("choices") and not self._client_wants_usage:
+                    continue  # we asked for usage for our records; the client did not
+            parts.append(event.raw)
+        out = b"".join(parts)
+        for old, new in self._swaps:
+            out = out.replace(old, new)
+        if out.count(b'"model"') != out.count(self._named):
+            # A chunk the swaps missed: each is looked at on its own (``feed`` leaves a tap
+            # as it finds it here, so feeding the same events again is safe).
+            return b"".join([self.feed(event) for event in events])
+        return out
+
     def _renamed(self, data: str) -> bytes:
         """A chunk the byte swaps missed (an upstream whose id changes mid-stream, or that
         writes it escaped differently), rewritten whole: every chunk names the client's model."""

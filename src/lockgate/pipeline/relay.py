@@ -60,6 +60,13 @@ class _FedThenFailed(Exception):
 
 
 def _feed(tap: RelayTap, events: list[SSEEvent]) -> bytes:
+    if len(events) > 1:  # a read that held several events: at once, unless one is broken
+        try:
+            for event in events:
+                _framed(event)
+            return tap.feed_all(events)
+        except (UpstreamError, *UNREADABLE):
+            pass  # fed one by one below, which finds the broken one and keeps those before it
     parts: list[bytes] = []
     try:
         if len(events) == 1:

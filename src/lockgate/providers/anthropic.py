@@ -209,7 +209,26 @@ class _NotNative(Exception):
     pass
 
 
+# What constrains nothing, written by common schema generators (zod, so the Vercel AI SDK, for
+# every schema): the dialect's "$schema" and, on ``z.number().int()``, a safe integer's bounds.
+# Left in, either would send every such schema down the instruction path.
+_SAFE_INTEGER = 2**53 - 1
+
+
+def _without_no_ops(schema: Any) -> Any:
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: value for key, value in schema.items() if key != "$schema"}
+    if out.get("type") == "integer":
+        if out.get("minimum") == -_SAFE_INTEGER:
+            del out["minimum"]
+        if out.get("maximum") == _SAFE_INTEGER:
+            del out["maximum"]
+    return out
+
+
 def _native(schema: Any) -> dict[str, Any]:
+    schema = _without_no_ops(schema)
     if not _native_node(schema):
         raise _NotNative
     out = dict(schema)

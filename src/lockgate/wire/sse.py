@@ -81,22 +81,31 @@ class SSEDecoder:
         return []
 
     def _split(self, data: bytes, end: int) -> list[SSEEvent]:
-        """The events in ``data`` (the first ends at ``end``); keeps what follows the last."""
+        """The events in ``data`` (which holds at least one whole event: ``end`` is where the
+        first ends); keeps what follows the last."""
         events: list[SSEEvent] = []
-        start = 0
+        limit = self._max
+        # One split in C for the whole read instead of a search per event: a stream sent at
+        # once arrives as one read of dozens of events.
+        blocks = data.split(b"\n\n")
+        tail = blocks.pop()
         try:
-            while end >= 0:
-                if end - start > self._max:
-                    raise _too_large(self._max)
-                event = _parse_block(data[start:end])
-                if event is not None:
-                    events.append(event)
-                start = end + 2
-                end = data.find(b"\n\n", start)
-            self._size = len(data) - start
-            self._pieces = [data[start:]] if self._size else []
-            if self._size > self._max:
-                raise _too_large(self._max)
+            try:
+                for block in blocks:
+                    if len(block) > limit:
+                        raise _too_large(limit)
+                    if block.startswith(b"data: ") and b"\n" not in block:  # the usual one-line event
+                        events.append(SSEEvent(None, block[6:].decode(), block + b"\n\n"))
+                    else:
+                        event = _parse_block(block)
+                        if event is not None:
+                            events.append(event)
+            except UnicodeDecodeError:
+                raise _not_utf8() from None
+            self._size = len(tail)
+            self._pieces = [tail] if tail else []
+            if self._size > limit:
+                raise _too_large(limit)
         except UpstreamError as err:
             if not events:
                 raise
@@ -118,6 +127,10 @@ def _too_large(limit: int) -> UpstreamError:
                          "(server.max_event_bytes)")
 
 
+def _not_utf8() -> UpstreamError:
+    return UpstreamError("the upstream sent a stream event that is not UTF-8")
+
+
 def _parse_block(block: bytes) -> SSEEvent | None:
     try:
         if block.startswith(b"data: ") and b"\n" not in block:  # the usual one-line event
@@ -135,7 +148,7 @@ def _parse_block(block: bytes) -> SSEEvent | None:
             elif field == b"event":
                 name = value.decode()
     except UnicodeDecodeError:
-        raise UpstreamError("the upstream sent a stream event that is not UTF-8") from None
+        raise _not_utf8() from None
     if not data and name is None:
         return None
     return SSEEvent(event=name, data="\n".join(data), raw=block + b"\n\n")
