@@ -42,10 +42,10 @@ class Tensor:
     parameters: Mapping[str, Any] = field(default_factory=dict)
 
     def values(self) -> list[Any]:
-        """The elements as Python values, flat."""
+        """The elements as Python values, flat (JSON data as it is: not to be changed)."""
         if isinstance(self.data, bytes):
             return unpack(self.datatype, self.data)
-        return list(self.data)
+        return self.data if isinstance(self.data, list) else list(self.data)
 
 
 @dataclass(frozen=True, slots=True)
