@@ -196,7 +196,8 @@ def test_a_model_needs_at_least_one_target() -> None:
     problem = the_problem(PROVIDERS + "models:\n  gpt: {targets: []}\n")
     assert (problem.path, problem.line) == ("models.gpt.targets", 4)
     assert "at least one target" in problem.message
-    assert the_problem(PROVIDERS + "models:\n  gpt: {strategy: ordered}\n").path == "models.gpt.targets"
+    missing = the_problem(PROVIDERS + "models:\n  gpt: {strategy: ordered}\n")
+    assert (missing.path, missing.message) == ("models.gpt", "a model needs targets, or versions")
 
 
 def test_a_config_that_is_not_a_mapping_or_not_yaml_is_one_error() -> None:
@@ -448,14 +449,56 @@ def test_an_unquoted_variable_in_a_flow_mapping_is_explained() -> None:
     assert parse_config('keys:\n  - {name: ci, key: "${CI_KEY}"}\n', {"CI_KEY": "lg-0123456789"}).keys
 
 
-@pytest.mark.parametrize("text", [
-    "providers:\n  oai: {type: openai, api_key: x, path: models/m.onnx}\n",
-    "providers:\n  oai: {type: openai, api_key: x, threads: 4}\n",
-    "providers:\n  local: {type: onnx, path: models/fraud.onnx, threads: 2}\n",
-    "providers:\n  local: {type: sklearn, path: models/iris.joblib}\n",
+@pytest.mark.parametrize(("text", "message"), [
+    ("providers:\n  oai: {type: openai, api_key: x, path: models/m.onnx}\n",
+     "provider type 'openai' does not take: path"),
+    ("providers:\n  oai: {type: openai, api_key: x, threads: 4}\n",
+     "provider type 'openai' does not take: threads"),
 ])
-def test_in_process_model_settings_are_refused_until_they_are_built(text: str) -> None:
+def test_in_process_keys_belong_to_in_process_providers(text: str, message: str) -> None:
     problem = the_problem(text)
-    assert problem.line == 2
-    assert "in-process models (sklearn, onnx), which this version of lockgate does not run" \
-        in problem.message
+    assert (problem.line, problem.message) == (2, message)
+
+
+def test_in_process_providers_take_a_path_and_threads() -> None:
+    config = parse_config("providers:\n  local: {type: onnx, path: models/fraud.onnx, threads: 2}\n"
+                          "  iris: {type: sklearn, path: iris.skops, trusted_types: [a.B]}\n", {})
+    assert config.providers["local"].model_dump()["threads"] == 2
+    assert config.providers["iris"].model_dump()["trusted_types"] == ("a.B",)
+    assert the_problem("providers:\n  local: {type: onnx}\n").path == "providers.local.path"
+
+
+VERSIONS = PROVIDERS + """models:
+  iris:
+    versions:
+      "1": {targets: [{provider: oai, model: a}]}
+      "2": {targets: [{provider: oai, model: b}], fallbacks: [iris@1]}
+    default_version: "2"
+"""
+
+
+def test_a_model_may_have_versions_with_a_default() -> None:
+    iris = parse_config(VERSIONS, {}).models["iris"]
+    assert (list(iris.versions), iris.default) == (["1", "2"], "2")
+    assert iris.versions["2"].fallbacks == ("iris@1",)
+
+
+@pytest.mark.parametrize(("text", "path", "message"), [
+    (VERSIONS.replace('    default_version: "2"\n', ""), "models.iris",
+     "default_version is required: which of 1, 2 serves a request that names no version?"),
+    (VERSIONS.replace('default_version: "2"', 'default_version: "3"'), "models.iris",
+     "default_version '3' is not one of the versions (1, 2)"),
+    (VERSIONS.replace("fallbacks: [iris@1]", "fallbacks: [iris@4]"), "models.iris.versions.2.fallbacks",
+     "the model 'iris' has no version '4'"),
+    (VERSIONS.replace("fallbacks: [iris@1]", "fallbacks: [iris@2]"), "models.iris.versions.2.fallbacks",
+     "a model cannot fall back to itself"),
+    (VERSIONS.replace('"1": {targets: [{provider: oai', '"1": {targets: [{provider: nope'),
+     "models.iris.versions.1.targets.0.provider", "no provider named 'nope'"),
+    (VERSIONS + "    retries: 1\n    price: {per_1k_requests_usd: 1}\n", "models.iris",
+     "a model with versions sets price, retries in each version"),
+    (VERSIONS.replace('"1":', '"a@b":'), "models.iris.versions",
+     "version 'a@b': letters, digits, '.', '_' and '-' only"),
+])
+def test_versions_are_checked(text: str, path: str, message: str) -> None:
+    problem = the_problem(text)
+    assert (problem.path, problem.message) == (path, message)

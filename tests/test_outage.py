@@ -422,7 +422,8 @@ def test_kill_9_loses_no_record_of_an_answered_request(
     if storage_down:
         private_postgres.start()
     with Serving("--config", str(config), cwd=tmp_path) as gw:  # adopts the dead one's spool
-        wait_for(lambda: len(stored_counts(private_postgres.url, sent)) == len(sent), 10,
+        # What is asserted is that none is lost, not how soon: a loaded machine replays slowly.
+        wait_for(lambda: len(stored_counts(private_postgres.url, sent)) == len(sent), 30,
                  "the records of every answered request")
         assert stored_counts(private_postgres.url, sent) == dict.fromkeys(sent, 1)
         gw.terminate()

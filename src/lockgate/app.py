@@ -32,6 +32,7 @@ from lockgate.pipeline.context import RequestContext
 from lockgate.pipeline.count_tokens import CountTokensOperation
 from lockgate.pipeline.embeddings import EmbeddingsOperation
 from lockgate.pipeline.frame import Frame, Operation
+from lockgate.pipeline.infer import InferOperation
 from lockgate.pipeline.keycache import KeyCache, principals, stored_spend
 from lockgate.pipeline.limits import CountingLimiter, OwnerLimits
 from lockgate.pipeline.models import ModelsEndpoint
@@ -40,6 +41,8 @@ from lockgate.pipeline.responses_api import StoredResponsesEndpoint
 from lockgate.pipeline.route import Router
 from lockgate.pipeline.services import Services
 from lockgate.pipeline.steps import StepFactory
+from lockgate.pipeline.v2_models import V2ModelEndpoint
+from lockgate.pipeline.v2_models import health as v2_health
 from lockgate.providers.base import Provider
 from lockgate.providers.http import ReadLimits
 from lockgate.providers.registry import provider_class
@@ -200,6 +203,10 @@ class Gateway:
             self.routes[("GET", f"{prefix}/models")] = models
             self.prefix_routes[("GET", f"{prefix}/models/")] = models
             self.prefix_routes[("*", f"{prefix}/responses/")] = stored_responses
+        # The V2 open inference protocol (classical ML models): ``/v2/models/{name}[...]``.
+        self.prefix_routes[("POST", "/v2/models/")] = Frame(InferOperation(services), services)
+        self.prefix_routes[("GET", "/v2/models/")] = V2ModelEndpoint(services)
+        self.routes.update({("GET", path): app for path, app in v2_health(lambda: self.ready).items()})
         self.routes[("GET", "/healthz")] = _health
         self.routes[("GET", "/readyz")] = self._readyz
         self.routes[("GET", "/metrics")] = MetricsEndpoint(
@@ -281,6 +288,8 @@ class Gateway:
         err = _NOT_ALLOWED if known else _NOT_FOUND
         anthropic = scope["path"].startswith(("/v1/messages", "/messages"))
         body = err.anthropic_body() if anthropic else err.openai_body()
+        if scope["path"] == "/v2" or scope["path"].startswith("/v2/"):
+            body = err.v2_body()
         await send_body(send, err.status, body, [])
         if self.access is not None:
             ctx = RequestContext.begin(scope)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from lockgate import pricing
-from lockgate.config import Config, KeyConfig, TeamConfig
+from lockgate.config import Config, KeyConfig, TeamConfig, VersionConfig
 
 
 def warnings(config: Config) -> list[tuple[str, str]]:
@@ -70,7 +70,11 @@ def _priced(config: Config, name: str) -> bool:
     """Whether every target of the model has a price (the config's, else the price list's), as
     the router looks it up: any target may serve a request."""
     model = config.models[name]
-    if model.price is not None:
+    return all(_version_priced(config, name, served) for served in (model.versions or {"": model}).values())
+
+
+def _version_priced(config: Config, name: str, served: VersionConfig) -> bool:
+    if served.price is not None:
         return True
     return all(pricing.lookup(config.providers[t.provider].type, t.model or name) is not None
-               for t in model.targets)
+               for t in served.targets)

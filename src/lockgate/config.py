@@ -28,6 +28,7 @@ from pydantic import (
     ValidatorFunctionWrapHandler,
     WrapValidator,
     field_validator,
+    model_validator,
 )
 
 from lockgate.providers.base import ProviderSettings
@@ -145,8 +146,7 @@ def _provider_settings(raw: Any, common: ValidatorFunctionWrapHandler) -> Provid
     if cls is None:
         raise ValueError(_unknown_type(type_name))
     if misplaced:
-        why = f" ({_IN_PROCESS_LATER})" if _IN_PROCESS_KEYS & set(misplaced) else ""
-        raise ValueError(f"provider type {type_name!r} does not take: {', '.join(misplaced)}{why}")
+        raise ValueError(f"provider type {type_name!r} does not take: {', '.join(misplaced)}")
     return settings
 
 
@@ -155,24 +155,13 @@ def _unknown_type(type_name: str) -> str:
     if failure:
         return f"provider type {type_name!r} is installed but failed to load: {failure}"
     known = ", ".join(sorted(provider_types()))
-    if type_name in _IN_PROCESS_TYPES:
-        return f"provider type {type_name!r} is not available yet: {_IN_PROCESS_LATER} (available: {known})"
     return f"unknown provider type {type_name!r}{did_you_mean(type_name, provider_types())} (known: {known})"
 
 
 def _typed_keys() -> frozenset[str]:
-    """Every key that some provider type takes beyond the common ones, and the in-process keys."""
+    """Every key that some provider type takes beyond the common ones."""
     declared = (cls.settings_model.model_fields for cls in provider_types().values())
-    return frozenset().union(*declared, _IN_PROCESS_KEYS) - ProviderSettings.model_fields.keys()
-
-
-# `path` and `threads` belong to the in-process model runtimes of §7 (a local model file, run
-# inside the gateway), which no built-in provider implements yet; a plug-in provider may declare
-# them in its settings_model. Until then they are refused, with this reason, never ignored.
-_IN_PROCESS_TYPES = frozenset({"sklearn", "onnx"})
-_IN_PROCESS_KEYS = frozenset({"path", "threads"})
-_IN_PROCESS_LATER = ("path and threads are for in-process models (sklearn, onnx), "
-                     "which this version of lockgate does not run")
+    return frozenset().union(*declared) - ProviderSettings.model_fields.keys()
 
 
 class Target(_Strict):
@@ -192,7 +181,9 @@ class Price(_Strict):
     per_1k_requests_usd: float | None = Field(default=None, ge=0)
 
 
-class ModelConfig(_Strict):
+class VersionConfig(_Strict):
+    """How one version of a model is served (§7); a model without versions is served so too."""
+
     targets: tuple[Target, ...]
     strategy: Literal["weighted", "ordered"] = "weighted"
     fallbacks: tuple[str, ...] = ()
@@ -208,6 +199,51 @@ class ModelConfig(_Strict):
         if not targets:
             raise ValueError("a model needs at least one target")
         return targets
+
+
+class ModelConfig(VersionConfig):
+    """A model: served by its own ``targets``, or by ``versions`` (clients pin one with
+    ``name@version``; ``name`` alone is the ``default_version``)."""
+
+    targets: tuple[Target, ...] = ()
+    versions: dict[str, VersionConfig] = Field(default_factory=dict)
+    default_version: str | None = None
+
+    @field_validator("versions")
+    @classmethod
+    def _version_names(cls, versions: dict[str, VersionConfig]) -> dict[str, VersionConfig]:
+        for name in versions:
+            if not name or not _VERSION_NAME.fullmatch(name):
+                raise ValueError(f"version {name!r}: letters, digits, '.', '_' and '-' only")
+        return versions
+
+    @model_validator(mode="after")
+    def _targets_or_versions(self) -> ModelConfig:
+        if self.versions and self.targets:
+            raise ValueError("a model has either targets or versions (each with its own targets)")
+        per_version = sorted(self.model_fields_set & (set(VersionConfig.model_fields) - {"targets"}))
+        if self.versions and per_version:
+            raise ValueError(f"a model with versions sets {', '.join(per_version)} in each version")
+        if not self.versions:
+            if not self.targets:
+                raise ValueError("a model needs targets, or versions")
+            if self.default_version is not None:
+                raise ValueError("default_version is for a model with versions")
+        elif self.default_version is None and len(self.versions) > 1:
+            raise ValueError(f"default_version is required: which of {', '.join(self.versions)} "
+                             "serves a request that names no version?")
+        elif self.default_version is not None and self.default_version not in self.versions:
+            raise ValueError(f"default_version {self.default_version!r} is not one of the versions "
+                             f"({', '.join(self.versions)})")
+        return self
+
+    @property
+    def default(self) -> str | None:
+        """The version a request for the bare name gets (None: a model without versions)."""
+        return self.default_version or next(iter(self.versions), None)
+
+
+_VERSION_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
 BudgetPeriod = Literal["total", "daily", "monthly"]
@@ -261,16 +297,11 @@ def _dangling_references(raw: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     providers, models = _mapping(raw.get("providers")), _mapping(raw.get("models"))
     teams, keys = _entries(raw.get("teams")), _entries(raw.get("keys"))
     for name, model in models.items():
-        for i, target in _entries(_mapping(model).get("targets")):
-            provider = _name(target.get("provider"))
-            if provider is not None and provider not in providers:
-                yield (f"models.{name}.targets.{i}.provider",
-                       _no(f"provider named {provider!r}", provider, providers))
-        for fallback in _names(_mapping(model).get("fallbacks")):
-            if fallback == name:
-                yield f"models.{name}.fallbacks", "a model cannot fall back to itself"
-            elif fallback not in models:
-                yield f"models.{name}.fallbacks", _no(f"model named {fallback!r}", fallback, models)
+        served = [(f"models.{name}", _mapping(model))]
+        served += [(f"models.{name}.versions.{v}", _mapping(version))
+                   for v, version in _mapping(_mapping(model).get("versions")).items()]
+        for path, part in served:
+            yield from _dangling_in(path, name, part, providers, models)
     for kind, owners in (("keys", keys), ("teams", teams)):
         for i, owner in owners:
             for model_name in _names(owner.get("models")):
@@ -286,6 +317,25 @@ def _dangling_references(raw: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
         if secret and secret in seen:
             yield f"keys.{i}.key", "the same secret is given to two keys"
         seen.add(secret or "")
+
+
+def _dangling_in(path: str, name: str, served: dict[str, Any], providers: dict[str, Any],
+                 models: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """The dangling references of one model or version: its targets' providers, its fallbacks
+    (another model, or ``model@version``)."""
+    for i, target in _entries(served.get("targets")):
+        provider = _name(target.get("provider"))
+        if provider is not None and provider not in providers:
+            yield f"{path}.targets.{i}.provider", _no(f"provider named {provider!r}", provider, providers)
+    for fallback in _names(served.get("fallbacks")):
+        base, _, version = fallback.partition("@")
+        top = path == f"models.{name}"
+        if (top and base == name) or (not top and fallback == f"{name}@{path.rpartition('.')[2]}"):
+            yield f"{path}.fallbacks", "a model cannot fall back to itself"
+        elif base not in models:
+            yield f"{path}.fallbacks", _no(f"model named {base!r}", base, models)
+        elif version and version not in _mapping(_mapping(models[base]).get("versions")):
+            yield f"{path}.fallbacks", f"the model {base!r} has no version {version!r}"
 
 
 def _no(what: str, name: str, names: Iterable[str]) -> str:

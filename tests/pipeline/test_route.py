@@ -264,3 +264,39 @@ def test_a_plan_for_embeddings_keeps_only_the_deployments_that_embed() -> None:
     assert [p.name for p in gateway_router.fallbacks(chat)] == ["talker", "big"]
     with pytest.raises(InvalidRequest, match="'talker' cannot serve embeddings"):
         gateway_router.plan("talker", ANYONE, "embed")
+
+
+# --- versions (§7) -----------------------------------------------------------------------------
+
+VERSIONED: dict[str, dict[str, Any]] = {
+    "summarizer": {"versions": {"v1": {"targets": [{"provider": "oai", "model": "gpt-4o-mini"}]},
+                                "v2": {"targets": [{"provider": "gem", "model": "gemini-2.0-flash"}],
+                                       "retries": 0, "fallbacks": ["summarizer@v1"]}},
+                   "default_version": "v2"},
+    "big": MODELS["big"],
+}
+
+
+def test_a_version_is_planned_by_name_at_version_and_the_name_is_its_default() -> None:
+    versioned = router(models=VERSIONED)
+    pinned = versioned.plan("summarizer@v1", ANYONE)
+    assert (pinned.name, pinned.version, routes(pinned)) == ("summarizer", "v1", ["oai/gpt-4o-mini"])
+    assert [d.version for d in pinned.deployments] == ["v1"]
+    default = versioned.plan("summarizer", ANYONE)
+    assert (default.version, default.retries, routes(default)) == ("v2", 0, ["gem/gemini-2.0-flash"])
+    assert [p.version for p in versioned.fallbacks(default)] == ["v1"]
+    assert sorted(versioned.model_names) == ["big", "summarizer"]
+    assert versioned.versions("summarizer") == (("v1", "v2"), "v2")
+    assert versioned.versions("big") == ((), None)
+
+
+def test_an_unknown_version_is_not_found() -> None:
+    with pytest.raises(ModelNotFound) as caught:
+        router(models=VERSIONED).plan("summarizer@v3", ANYONE)
+    assert caught.value.message == "the model 'summarizer' has no version 'v3'"
+
+
+def test_a_version_is_allowed_with_its_model() -> None:
+    assert router(models=VERSIONED).plan("summarizer@v1", key("summarizer")).version == "v1"
+    with pytest.raises(ModelNotAllowed, match="'summarizer'"):
+        router(models=VERSIONED).plan("summarizer@v1", key("big"))

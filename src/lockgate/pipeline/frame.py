@@ -2,7 +2,7 @@
 
     auth -> read -> parse -> plan -> [steps] -> reserve -> call -> relay -> settle -> record
 
-What differs between operations (chat in each dialect, embeddings, token counting, and next
+What differs between operations (chat in each dialect, embeddings, token counting, and V2
 predictions) is an ``Operation``: how to parse and check a body, what the request will probably
 use, how to answer it whole or as a stream, and how errors look in the client's format. The
 frame decides nothing an operation knows, and an operation repeats nothing the frame does.
@@ -61,6 +61,11 @@ class Operation(ABC, Generic[C]):
     # the router drops deployments that cannot, before anything is reserved.
     needs: str = "chat"
 
+    def read(self, raw: bytes, ctx: RequestContext) -> dict[str, Any]:
+        """The body as a JSON object; an operation whose clients may send more than JSON (the
+        V2 binary tensor extension) reads it itself."""
+        return parse_object(raw)
+
     @abstractmethod
     def parse(self, body: dict[str, Any], size: int, ctx: RequestContext) -> C:
         """Checks the body once — relayed or translated, the same body is refused the same
@@ -96,12 +101,12 @@ class Frame(Endpoint, Generic[C]):
         principal = await self.s.auth.authenticate(scope)
         ctx.key_id, ctx.team_id = principal.key_id, principal.team_id
         raw = await read_body(scope, receive, self.s.max_body_bytes)
-        body = parse_object(raw)
+        body = self.op.read(raw, ctx)
         call = self.op.parse(body, len(raw), ctx)
         ctx.model, ctx.stream, ctx.user = call.model, call.stream, end_user(scope, body)
         subject = ctx.subject = Subject(principal, ctx.user)
         plan = self.s.router.plan(call.model, subject, self.op.needs)
-        ctx.version = plan.version
+        ctx.model, ctx.version = plan.name, plan.version  # ``name@v`` is recorded as name and version
         lease = NO_LEASE
         if call.tokens is not None:
             ctx.estimate = estimate(plan, *call.tokens)

@@ -1,4 +1,5 @@
-"""``GET /v1/models``: the models this key may use, in OpenAI's list shape; and
+"""``GET /v1/models``: the models this key may use, in OpenAI's list shape (a model with
+versions also as ``name@version``, each a name a client may ask for); and
 ``GET /v1/models/{id}`` (the SDK's ``models.retrieve``): one of them, or 404."""
 
 from __future__ import annotations
@@ -27,18 +28,26 @@ class ModelsEndpoint(Endpoint):
         principal = await self.s.auth.authenticate(scope)
         ctx.key_id, ctx.team_id = principal.key_id, principal.team_id
         names = [name for name in self.s.router.model_names if principal.may_use(name)]
+        # A model with versions is listed under its name, then once per ``name@version``.
+        ids = {f"{name}@{v}" if v else name: name for name in names
+               for v in ("", *self.s.router.versions(name)[0])}
         wanted = _model_id(scope["path"])
         if wanted is None:
-            body = {"object": "list", "data": [self._model(name) for name in names]}
-        elif wanted in names:
-            ctx.model, body = wanted, self._model(wanted)
+            body = {"object": "list", "data": [self._model(i, name) for i, name in ids.items()]}
+        elif wanted in ids:
+            ctx.model, body = ids[wanted], self._model(wanted, ids[wanted])
         else:
             # A model the key may not use is not told apart from one that does not exist.
             raise ModelNotFound(f"the model {wanted!r} does not exist")
         await send_body(send, 200, orjson.dumps(body), self.headers(ctx))
 
-    def _model(self, name: str) -> dict[str, Any]:
-        return {"id": name, "object": "model", "created": self._created, "owned_by": "lockgate"}
+    def _model(self, model_id: str, name: str) -> dict[str, Any]:
+        entry: dict[str, Any] = {"id": model_id, "object": "model", "created": self._created,
+                                 "owned_by": "lockgate"}
+        versions, default = self.s.router.versions(name)
+        if versions and model_id == name:
+            entry.update(versions=list(versions), default_version=default)
+        return entry
 
 
 def _model_id(path: str) -> str | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from lockgate import pricing
-from lockgate.config import Config, ModelConfig, Target, no_provider_hint
+from lockgate.config import Config, ModelConfig, Target, VersionConfig, no_provider_hint
 from lockgate.errors import InvalidRequest, ModelNotAllowed, ModelNotFound
 from lockgate.pipeline.auth import Principal
 from lockgate.pipeline.limits import OwnerLimits
@@ -72,7 +72,9 @@ class ModelPlan:
     fallbacks: tuple[str, ...] = ()
     version: str | None = None  # the version every deployment of this plan serves
     steps: tuple[Step, ...] = ()  # the model's optional steps (``pipeline.steps``)
-    needs: str = "chat"  # the capability every deployment of this plan has
+    # The capability every deployment of this plan has: a plan built from the config says
+    # "chat" where all its deployments chat (the usual case, served as it is), else "".
+    needs: str = "chat"
 
     def timeout_for(self, deployment: Deployment) -> float:
         return self.timeout_s if self.timeout_s is not None else deployment.provider.timeout_s
@@ -82,16 +84,22 @@ class Router:
     def __init__(self, config: Config, providers: Mapping[str, Provider], seed: int | None = None,
                  steps: Sequence[StepFactory] = ()) -> None:
         self._rng = random.Random(seed)
-        self._plans = {name: _plan(name, m, providers, self._rng, steps)
-                       for name, m in config.models.items()}
+        self._plans: dict[str, ModelPlan] = {}
+        for name, m in config.models.items():
+            self._plans.update(_plans(name, m, providers, self._rng, steps))
+        self._versions = {name: (tuple(m.versions), m.default) for name, m in config.models.items()}
         self._providers = providers
         self._direct = config.zero_config
         # The plans for operations that not every deployment offers, built on first use.
-        self._able: dict[tuple[str, str], ModelPlan] = {}
+        self._able: dict[tuple[str, str | None, str], ModelPlan] = {}
 
     @property
     def model_names(self) -> list[str]:
-        return list(self._plans)
+        return list(self._versions)
+
+    def versions(self, model: str) -> tuple[tuple[str, ...], str | None]:
+        """A model's versions and its default version (``()``, None: it has none)."""
+        return self._versions.get(model, ((), None))
 
     def plan(self, model: str, subject: Subject, needs: str = "chat") -> ModelPlan:
         """The plan for serving ``model`` to ``subject``, with only the deployments that can do
@@ -100,20 +108,20 @@ class Router:
         if plan is None:
             raise ModelNotFound(self._not_found(model))
         principal = subject.principal
-        if not principal.may_use(model):
-            raise ModelNotAllowed(f"this key may not use the model {model!r}")
-        if needs != "chat":
+        if not principal.may_use(plan.name):  # a version is allowed with its model
+            raise ModelNotAllowed(f"this key may not use the model {plan.name!r}")
+        if needs != plan.needs:
             plan = self._able_plan(plan, needs)
         return _allowed_fallbacks(plan, principal)
 
     def fallbacks(self, plan: ModelPlan) -> list[ModelPlan]:
         """The plans of the model's fallback models, for the same operation; a fallback with
         no deployment able to serve it is passed over."""
-        plans = [self._plans[name] for name in plan.fallbacks]
-        if plan.needs == "chat":
-            return plans
         able = []
-        for fallback in plans:
+        for fallback in (self._plans[name] for name in plan.fallbacks):
+            if fallback.needs == plan.needs:
+                able.append(fallback)
+                continue
             with contextlib.suppress(InvalidRequest):
                 able.append(self._able_plan(fallback, plan.needs))
         return able
@@ -122,7 +130,7 @@ class Router:
         return plan.strategy.order(plan.deployments, subject)
 
     def _able_plan(self, plan: ModelPlan, needs: str) -> ModelPlan:
-        key = (plan.name, needs)
+        key = (plan.name, plan.version, needs)
         able = self._able.get(key)
         if able is None:
             deployments = tuple(d for d in plan.deployments if needs in d.provider.capabilities)
@@ -138,6 +146,9 @@ class Router:
     def _not_found(self, model: str) -> str:
         """A zero-config gateway's 404 says what it can serve, or how to give it a provider."""
         message = f"the model {model!r} does not exist"
+        base, _, version = model.rpartition("@")
+        if base in self._versions and version:
+            return f"the model {base!r} has no version {version!r}"
         if not self._direct:
             return message
         if not self._providers:
@@ -162,8 +173,8 @@ class Router:
         return ModelPlan(name=model, deployments=(Deployment(provider, upstream, price=price),))
 
 
-_OPERATIONS = {"embed": "embeddings", "count_tokens": "token counts", "stream": "streams",
-               "relay": "relayed requests", "chat": "chat requests"}
+_OPERATIONS = {"predict": "predictions", "embed": "embeddings", "count_tokens": "token counts",
+               "stream": "streams", "relay": "relayed requests", "chat": "chat requests"}
 
 
 def _allowed_fallbacks(plan: ModelPlan, principal: Principal) -> ModelPlan:
@@ -174,19 +185,32 @@ def _allowed_fallbacks(plan: ModelPlan, principal: Principal) -> ModelPlan:
     return plan if len(allowed) == len(plan.fallbacks) else replace(plan, fallbacks=allowed)
 
 
-def _plan(name: str, model: ModelConfig, providers: Mapping[str, Provider], rng: random.Random,
-          factories: Sequence[StepFactory]) -> ModelPlan:
+def _plans(name: str, model: ModelConfig, providers: Mapping[str, Provider], rng: random.Random,
+           factories: Sequence[StepFactory]) -> dict[str, ModelPlan]:
+    """A model's plans by the names a client may ask for: ``name``, and for a model with
+    versions ``name@version`` for each, ``name`` being its default version's plan."""
+    steps = tuple(s for s in (f.for_model(name, model) for f in factories) if s is not None)
+    if not model.versions:
+        return {name: _plan(name, model, None, providers, rng, steps)}
+    plans = {f"{name}@{v}": _plan(name, served, v, providers, rng, steps)
+             for v, served in model.versions.items()}
+    plans[name] = plans[f"{name}@{model.default}"]
+    return plans
+
+
+def _plan(name: str, model: VersionConfig, version: str | None, providers: Mapping[str, Provider],
+          rng: random.Random, steps: tuple[Step, ...]) -> ModelPlan:
     deployments = tuple(
         Deployment(providers[t.provider], t.model or name, t.weight,
-                   _price(model, providers[t.provider], t.model or name), _quota(t, name))
+                   _price(model, providers[t.provider], t.model or name), _quota(t, name), version)
         for t in model.targets)
-    steps = tuple(s for s in (f.for_model(name, model) for f in factories) if s is not None)
+    chat = all("chat" in d.provider.capabilities for d in deployments)
     return ModelPlan(name=name, deployments=deployments, strategy=strategy(model.strategy, rng),
                      retries=model.retries, timeout_s=model.timeout_s, fallbacks=model.fallbacks,
-                     steps=steps)
+                     version=version, steps=steps, needs="chat" if chat else "")
 
 
-def _price(model: ModelConfig, provider: Provider, upstream: str) -> UnitPrice | None:
+def _price(model: VersionConfig, provider: Provider, upstream: str) -> UnitPrice | None:
     if model.price is not None:
         p = model.price
         return pricing.from_config(p.input_per_mtok_usd, p.output_per_mtok_usd,

@@ -14,6 +14,8 @@ it. The subclass:
   keys need no line in ``lockgate.config``. Third-party providers declare theirs the same way;
 * implements ``chat`` and ``chat_stream`` over the canonical types of ``lockgate.core``;
   ``embeddings`` where the provider has them;
+* for classical ML models, implements ``predict`` and ``metadata`` (what the model takes and
+  gives, against which every request is checked before it is sent);
 * may set ``native_dialect`` ("openai" or "anthropic") and implement ``forward``: then a client
   speaking that dialect is relayed byte for byte, with no translation;
 * may offer optional abilities, each its own small protocol below (``TokenCounter``);
@@ -21,8 +23,9 @@ it. The subclass:
   ``aclose`` (stops what runs in the background).
 
 What a provider can do is its ``capabilities``, read once from what its class implements:
-``chat`` (``chat``), ``stream`` (``chat_stream``), ``embed`` (``embeddings``), ``relay``
-(``native_dialect`` and ``forward``) and ``count_tokens`` (``TokenCounter``). The router keeps
+``chat`` (``chat``), ``stream`` (``chat_stream``), ``embed`` (``embeddings``), ``predict``
+(``predict``), ``relay`` (``native_dialect`` and ``forward``) and ``count_tokens``
+(``TokenCounter``). The router keeps
 only the deployments able to serve a request's operation, before anything is reserved, and
 the conformance matrix is built from the same set; a subclass narrows it in ``offers``.
 
@@ -45,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lockgate.core.chat import ChatRequest, ChatResponse, StreamEvent
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
+from lockgate.core.tensors import ModelMetadata, PredictRequest, PredictResponse
 from lockgate.errors import InvalidRequest
 from lockgate.providers.http import DEFAULT_LIMITS, ReadLimits, read_json
 
@@ -142,6 +146,15 @@ class Provider:
     async def embeddings(self, request: EmbeddingsRequest, timeout: float) -> EmbeddingsResponse:
         raise InvalidRequest(f"provider type {self.type_name!r} does not offer embeddings")
 
+    async def predict(self, request: PredictRequest, timeout: float) -> PredictResponse:
+        """One prediction; ``request`` is already checked against ``metadata``."""
+        raise NotImplementedError
+
+    async def metadata(self, model: str, timeout: float) -> ModelMetadata:
+        """The inputs and outputs of the upstream model ``model`` (a provider that predicts
+        implements it; an in-process one knows it from start-up)."""
+        raise NotImplementedError
+
     async def start(self) -> None:
         """Work that needs the running event loop or takes time (loading a model), done once
         before the gateway serves; nothing by default."""
@@ -186,6 +199,6 @@ class TokenCounter(Protocol):
 
 
 _CAPABILITY_METHODS = {"chat": "chat", "stream": "chat_stream", "embed": "embeddings",
-                       "relay": "forward"}
+                       "relay": "forward", "predict": "predict"}
 
 _SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "x-goog-api-key"})
