@@ -59,19 +59,13 @@ class SSEDecoder:
             self._after_cr = False
         pieces = self._pieces
         if not pieces:  # the usual case: no tail waiting, the chunk is read in place
-            data, end = chunk, chunk.find(b"\n\n")
-        else:
-            size = self._size
-            if chunk[:1] == b"\n" and pieces[-1][-1:] == b"\n":
-                end = size - 1  # the blank line straddles the two reads
-            else:
-                end = chunk.find(b"\n\n")  # only the new bytes are searched
-                if end < 0:
-                    return self._hold(chunk)
-                end += size
-            pieces.append(chunk)
-            data = b"".join(pieces)
-        return self._split(data, end)
+            return self._split(chunk)
+        # A tail is waiting: join only once an event ends (a long event costs one copy).
+        straddles = chunk[:1] == b"\n" and pieces[-1][-1:] == b"\n"
+        if not straddles and b"\n\n" not in chunk:  # only the new bytes are searched
+            return self._hold(chunk)
+        pieces.append(chunk)
+        return self._split(b"".join(pieces))
 
     def _hold(self, chunk: bytes) -> list[SSEEvent]:
         self._size += len(chunk)
@@ -80,9 +74,8 @@ class SSEDecoder:
         self._pieces.append(chunk)
         return []
 
-    def _split(self, data: bytes, end: int) -> list[SSEEvent]:
-        """The events in ``data`` (which holds at least one whole event: ``end`` is where the
-        first ends); keeps what follows the last."""
+    def _split(self, data: bytes) -> list[SSEEvent]:
+        """The events in ``data``; keeps what follows the last."""
         events: list[SSEEvent] = []
         limit = self._max
         # One split in C for the whole read instead of a search per event: a stream sent at
