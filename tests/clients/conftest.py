@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import GatewayFactory
+from fakes import FakeAnthropic, FakeOpenAI, FakeServer, FakeToolCall, Reply
 from gateway import GatewayServer
 
 MODELS = {
@@ -23,3 +24,15 @@ ANSWER = '{"city": "Paris", "temperature_c": 21}'
 @pytest.fixture
 def gw(gateway: GatewayFactory) -> GatewayServer:
     return gateway(models=MODELS)
+
+
+def upstream(model: str, fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic) -> FakeServer:
+    """The fake that answers ``model``: OpenAI for the ``gpt`` models, Anthropic for Claude."""
+    return fake_openai if model.startswith("gpt") else fake_anthropic
+
+
+def script_tool_loop(fake: FakeServer, answer: str) -> None:
+    """A tool loop's two upstream turns: a call of ``get_weather`` for Paris, then ``answer``."""
+    fake.enqueue(Reply(text="", finish="tool_calls",
+                       tool_calls=[FakeToolCall("call_1", "get_weather", {"city": "Paris"})]),
+                 Reply(text=answer))

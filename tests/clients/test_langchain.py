@@ -18,7 +18,7 @@ from pydantic import BaseModel, SecretStr
 from fakes import FakeAnthropic, FakeGemini, FakeOpenAI, FakeToolCall, Reply
 from gateway import GatewayServer
 
-from .conftest import ANSWER, CHAT_MODELS
+from .conftest import ANSWER, CHAT_MODELS, script_tool_loop, upstream
 
 
 def chat_openai(gw: GatewayServer, model: str) -> ChatOpenAI:
@@ -63,10 +63,7 @@ def test_chat_and_stream(gw: GatewayServer, client: str, model: str) -> None:
 @pytest.mark.parametrize("client", CHAT)
 def test_a_tool_loop(gw: GatewayServer, fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic,
                      client: str, model: str) -> None:
-    fake = fake_openai if model == "gpt" else fake_anthropic
-    fake.enqueue(Reply(text="", tool_calls=[FakeToolCall("call_1", "get_weather", {"city": "Paris"})],
-                       finish="tool_calls"),
-                 Reply(text="It is sunny in Paris."))
+    script_tool_loop(upstream(model, fake_openai, fake_anthropic), "It is sunny in Paris.")
     llm = build(gw, client, model).bind_tools([get_weather])
     question = HumanMessage("Weather in Paris?")
     first = llm.invoke([question])
@@ -83,7 +80,7 @@ def test_structured_output(gw: GatewayServer, fake_openai: FakeOpenAI, fake_anth
                            client: str, model: str) -> None:
     """Each integration's default method: ``ChatOpenAI`` asks for a JSON schema, which reaches
     Claude as its native structured output; ``ChatAnthropic`` forces a tool call."""
-    fake = fake_openai if model == "gpt" else fake_anthropic
+    fake = upstream(model, fake_openai, fake_anthropic)
     if client == "ChatAnthropic":
         fake.enqueue(Reply(text="", finish="tool_calls", tool_calls=[
             FakeToolCall("call_1", "Weather", {"city": "Paris", "temperature_c": 21})]))

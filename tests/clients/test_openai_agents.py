@@ -21,10 +21,10 @@ from openai import AsyncOpenAI
 from openai.types.responses import ResponseTextDeltaEvent
 from pydantic import BaseModel
 
-from fakes import FakeAnthropic, FakeOpenAI, FakeServer, FakeToolCall, Reply
+from fakes import FakeAnthropic, FakeOpenAI, Reply
 from gateway import GatewayServer
 
-from .conftest import ANSWER, CHAT_MODELS
+from .conftest import ANSWER, CHAT_MODELS, script_tool_loop, upstream
 
 APIS = ["responses", "chat_completions"]
 
@@ -42,9 +42,6 @@ def model(gw: GatewayServer, api: str, name: str) -> Model:
         return OpenAIResponsesModel(name, client)
     return OpenAIChatCompletionsModel(name, client)
 
-
-def upstream(name: str, fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic) -> FakeServer:
-    return fake_openai if name == "gpt" else fake_anthropic
 
 
 class Weather(BaseModel):
@@ -74,10 +71,7 @@ def test_run_and_stream(gw: GatewayServer, api: str, name: str) -> None:
 @pytest.mark.parametrize("api", APIS)
 def test_a_tool_loop(gw: GatewayServer, fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic,
                      api: str, name: str) -> None:
-    upstream(name, fake_openai, fake_anthropic).enqueue(
-        Reply(text="", finish="tool_calls",
-              tool_calls=[FakeToolCall("call_1", "get_weather", {"city": "Paris"})]),
-        Reply(text="It is sunny in Paris."))
+    script_tool_loop(upstream(name, fake_openai, fake_anthropic), "It is sunny in Paris.")
     seen: list[str] = []
 
     @function_tool

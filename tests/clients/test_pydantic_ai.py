@@ -15,10 +15,10 @@ from pydantic_ai.providers.anthropic import AnthropicProvider
 from pydantic_ai.providers.openai import OpenAIProvider
 
 from conftest import GatewayFactory
-from fakes import FakeAnthropic, FakeOpenAI, FakeServer, FakeToolCall, Reply
+from fakes import FakeAnthropic, FakeOpenAI, FakeToolCall, Reply
 from gateway import GatewayServer
 
-from .conftest import ANSWER, CHAT_MODELS, MODELS
+from .conftest import ANSWER, CHAT_MODELS, MODELS, script_tool_loop, upstream
 
 
 def openai_model(gw: GatewayServer, model: str) -> Model:
@@ -36,9 +36,6 @@ class Weather(BaseModel):
     city: str
     temperature_c: int
 
-
-def upstream(model: str, fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic) -> FakeServer:
-    return fake_openai if model.startswith("gpt") else fake_anthropic
 
 
 @pytest.mark.parametrize("model", CHAT_MODELS)
@@ -60,10 +57,7 @@ def test_run_and_stream(gw: GatewayServer, client: str, model: str) -> None:
 @pytest.mark.parametrize("client", CLIENTS)
 def test_a_tool_loop(gw: GatewayServer, fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic,
                      client: str, model: str) -> None:
-    upstream(model, fake_openai, fake_anthropic).enqueue(
-        Reply(text="", finish="tool_calls",
-              tool_calls=[FakeToolCall("call_1", "get_weather", {"city": "Paris"})]),
-        Reply(text="It is sunny in Paris."))
+    script_tool_loop(upstream(model, fake_openai, fake_anthropic), "It is sunny in Paris.")
     agent = Agent(CLIENTS[client](gw, model))
     seen: list[str] = []
 

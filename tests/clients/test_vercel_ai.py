@@ -33,6 +33,8 @@ from conftest import GatewayFactory
 from fakes import FakeAnthropic, FakeOpenAI, FakeServer, FakeToolCall, Reply, fake_vector
 from gateway import GatewayServer
 
+from .conftest import script_tool_loop, upstream
+
 NODE_DIR = Path(__file__).parent / "node"
 SCRIPT = NODE_DIR / "vercel_ai.mjs"
 KEY = "lg-test-vercel-key-0123456789"
@@ -79,19 +81,10 @@ def run(gw: GatewayServer, scenario: str, model: str) -> dict[str, Any]:
     return result
 
 
-def upstream(model: str, fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic) -> FakeServer:
-    return fake_openai if model == GPT else fake_anthropic
-
-
 def turns(model: str, fake: FakeServer) -> list[Turn]:
     """The conversation the upstream model received last."""
     reader = OpenAIReader() if model == GPT else AnthropicReader()
     return reader.turns(fake.requests[-1].json)
-
-
-def tool_loop(fake: FakeServer) -> None:
-    fake.enqueue(Reply(text="", tool_calls=[FakeToolCall("call_1", "get_weather", {"city": "Paris"})]),
-                 Reply(text="It is 18 degrees in Paris."))
 
 
 def assert_tool_loop(result: dict[str, Any], model: str, fake: FakeServer) -> None:
@@ -145,7 +138,7 @@ def test_responses_conversation_resolves_the_item_reference(
 def test_responses_tool_loop(gw: GatewayServer, fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic,
                              model: str, scenario: str) -> None:
     fake = upstream(model, fake_openai, fake_anthropic)
-    tool_loop(fake)
+    script_tool_loop(fake, "It is 18 degrees in Paris.")
     assert_tool_loop(run(gw, scenario, model), model, fake)
 
 
@@ -187,7 +180,7 @@ def test_chat_generate_stream_and_tools(gw: GatewayServer, fake_openai: FakeOpen
     assert (streamed["text"], streamed["usage"]["totalTokens"]) == (HELLO, 18)
     assert streamed["sent"][0]["body"]["stream_options"] == {"include_usage": True}
     fake = upstream(model, fake_openai, fake_anthropic)
-    tool_loop(fake)
+    script_tool_loop(fake, "It is 18 degrees in Paris.")
     assert_tool_loop(run(gw, "chat.tools", model), model, fake)
 
 
@@ -211,7 +204,7 @@ def test_anthropic_generate_and_stream(gw: GatewayServer, model: str) -> None:
 def test_anthropic_tool_loop(gw: GatewayServer, fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic,
                              model: str, scenario: str) -> None:
     fake = upstream(model, fake_openai, fake_anthropic)
-    tool_loop(fake)
+    script_tool_loop(fake, "It is 18 degrees in Paris.")
     assert_tool_loop(run(gw, scenario, model), model, fake)
 
 
@@ -219,7 +212,7 @@ def test_anthropic_beta_header_reaches_anthropic_on_a_relay(gw: GatewayServer,
                                                              fake_anthropic: FakeAnthropic) -> None:
     """With tools, on a model with structured outputs, the SDK asks for the beta it needs for
     ``strict`` tools; a relay to Anthropic passes it on."""
-    tool_loop(fake_anthropic)
+    script_tool_loop(fake_anthropic, "It is 18 degrees in Paris.")
     result = run(gw, "anthropic.tools", CLAUDE)
     betas = {s["anthropicBeta"] for s in result["sent"]}
     assert len(betas) == 1 and None not in betas
