@@ -294,8 +294,9 @@ class RollbackConfig(_Strict):
 
 
 class ExperimentConfig(_Strict):
-    """A split of one model's traffic (§8). The first variant is the control: the others are
-    compared with it, and a rollback sends their traffic back to it."""
+    """A split of one model's traffic (§8). One variant is the control (the one named
+    ``control``, else the first): the others are compared with it, and a rollback sends
+    their traffic back to it."""
 
     model: str
     variants: dict[str, VariantConfig]
@@ -315,15 +316,19 @@ class ExperimentConfig(_Strict):
                 raise ValueError(f"variant {name!r}: letters, digits, '.', '_' and '-' only "
                                  "(at most 48)")
         if len(variants) < 2:
-            raise ValueError("an experiment needs at least two variants: a control (the first) "
-                             "and a candidate")
+            raise ValueError("an experiment needs at least two variants: a control (the one "
+                             "named control, else the first) and a candidate")
         if not any(v.weight > 0 for v in variants.values()):
             raise ValueError("at least one variant needs a weight above 0")
         return variants
 
     @property
     def control(self) -> str:
-        return next(iter(self.variants))
+        return "control" if "control" in self.variants else next(iter(self.variants))
+
+    @property
+    def candidates(self) -> list[str]:
+        return [name for name in self.variants if name != self.control]
 
 
 class Config(_Strict):

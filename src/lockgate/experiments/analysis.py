@@ -101,7 +101,7 @@ def rollback_reason(config: ExperimentConfig, figures: Mapping[str, VariantFigur
         return None
     each = level(config)
     control = sequences(figures.get(config.control, VariantFigures()), edges, each)
-    for name in list(config.variants)[1:]:
+    for name in config.candidates:
         f = figures.get(name, VariantFigures())
         if f.requests < rule.min_requests:
             continue
@@ -135,7 +135,7 @@ def report(config: ExperimentConfig, figures: Mapping[str, VariantFigures],
     control = seqs[config.control]
     return {"method": METHOD, "alpha": config.alpha, "control": config.control,
             "variants": variants,
-            "verdicts": {name: verdicts(seqs[name], control) for name in list(config.variants)[1:]}}
+            "verdicts": {name: verdicts(seqs[name], control) for name in config.candidates}}
 
 
 def _variant_view(name: str, config: ExperimentConfig, f: VariantFigures,
