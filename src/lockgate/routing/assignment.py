@@ -30,12 +30,15 @@ def unit_hash(experiment: str, variant: str, unit: str) -> float:
 class Assigner:
     """One experiment's variants and weights; ``assign`` is called per request."""
 
-    __slots__ = ("_experiment", "_variants")
+    __slots__ = ("_variants",)
 
     def __init__(self, experiment: str, weights: Mapping[str, float]) -> None:
-        self._experiment = experiment
         # Variants of weight 0 never win: left out, so they cost nothing per request either.
-        self._variants = tuple((name, w) for name, w in weights.items() if w > 0)
+        # Each keeps a hasher already fed with its ``experiment / variant /`` prefix: a request
+        # copies it and adds only the unit (``unit_hash``, without building the prefix again).
+        self._variants = tuple(
+            (name, w, blake2b(f"{experiment}\x00{name}\x00".encode(), digest_size=8))
+            for name, w in weights.items() if w > 0)
         if not self._variants:
             raise ValueError("no variant has a weight above 0")
 
@@ -43,11 +46,13 @@ class Assigner:
         """The variant for ``unit``; None (nothing to be sticky on) draws one at random."""
         if len(self._variants) == 1:
             return self._variants[0][0]
-        if unit is None:
-            unit = os.urandom(8).hex()
+        data = unit.encode() if unit is not None else os.urandom(8)
         best, best_score = "", -math.inf
-        for name, weight in self._variants:
-            score = -weight / math.log(unit_hash(self._experiment, name, unit))
+        for name, weight, prefix in self._variants:
+            hasher = prefix.copy()
+            hasher.update(data)
+            h = (int.from_bytes(hasher.digest(), "big") + 0.5) * _SCALE
+            score = -weight / math.log(h)
             if score > best_score:
                 best, best_score = name, score
         return best
