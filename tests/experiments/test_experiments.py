@@ -6,10 +6,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import anthropic
 import httpx2 as httpx
 import openai
 import pytest
 
+from classical import models
 from conftest import CLIENT_KEY, GatewayFactory
 from fakes import Fail, FakeAnthropic, Hang
 from gateway import GatewayServer, wait_for, wait_for_records
@@ -282,3 +284,39 @@ def test_the_state_is_shared_by_every_gateway_and_survives_a_restart(
     three = start(gateway, tmp_path)
     assert ask(three, user="anyone")[1]["x-lockgate-variant"] == "candidate"  # from its first request
     assert admin(three, "GET", "/experiments/trial").json()["status"] == "promoted"
+
+
+def test_anthropic_clients_are_sticky_by_their_metadata_user_id(gateway: GatewayFactory) -> None:
+    gw = start(gateway)
+    client = anthropic.Anthropic(base_url=gw.url, api_key=CLIENT_KEY, max_retries=0)
+    assigner = Assigner("trial", {"control": 50, "candidate": 50})
+    for user in ("ada", "bob", "cy"):
+        raw = client.messages.with_raw_response.create(
+            model="summarizer", max_tokens=50, metadata={"user_id": user},
+            messages=[{"role": "user", "content": "summarize this"}])
+        assert raw.headers["x-lockgate-variant"] == assigner.assign(f"user:{user}")
+
+
+def test_classical_models_are_split_and_shadowed_too(gateway: GatewayFactory) -> None:
+    m = models()
+    gw = gateway(
+        providers={"v1": {"type": "sklearn", "path": m.path("iris-v1.skops")},
+                   "v2": {"type": "sklearn", "path": m.path("iris-v2.joblib")}},
+        models={"iris": {"versions": {"1": {"targets": [{"provider": "v1"}]},
+                                      "2": {"targets": [{"provider": "v2"}]}}, "default_version": "1"}},
+        keys=KEYS, experiments={"iris-trial": {
+            "model": "iris", "shadow": ["iris@2"],
+            "variants": {"control": {"use": "iris@1"}, "candidate": {"use": "iris@2"}}}})
+    body = {"inputs": [{"name": "input-0", "datatype": "FP64", "shape": list(m.rows.shape),
+                        "data": m.rows.tolist()}]}
+    expected = {"control": m.v1.predict(m.rows).tolist(), "candidate": m.v2.predict(m.rows).tolist()}
+    for user in ("ada", "bob", "cy", "dee"):
+        answer = httpx.post(f"{gw.url}/v2/models/iris/infer", json=body,
+                            headers={"authorization": f"Bearer {CLIENT_KEY}", "x-lockgate-user": user})
+        variant = answer.headers["x-lockgate-variant"]
+        assert variant == Assigner("iris-trial", {"control": 1, "candidate": 1}).assign(f"user:{user}")
+        [predicted] = [o["data"] for o in answer.json()["outputs"] if o["name"] == "predict"]
+        assert predicted == expected[variant]
+    wait_for(lambda: len([r for r in gw.records if r.variant == "shadow:iris@2"]) == 4, 5,
+             "the shadow predictions")
+    assert {(r.status, r.version) for r in gw.records if r.variant == "shadow:iris@2"} == {(200, "2")}
