@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from lockgate.config import ConfigError, parse_config
+from lockgate.telemetry.startup import startup_lines
 
 BASE: dict[str, Any] = {
     "providers": {"oai": {"type": "openai", "api_key": "sk-x"}},
@@ -72,3 +73,11 @@ def test_each_mistake_is_reported_at_its_path(change: dict[str, Any], path: str,
 def test_one_model_is_split_by_one_experiment() -> None:
     found = problems({"a": TRIAL, "b": TRIAL})
     assert found == {"experiments.b.model": "the model 'summarizer' is already split by 'a'"}
+
+
+def test_the_start_up_log_names_each_experiment() -> None:
+    config = parse_config(yaml.safe_dump({**BASE, "experiments": {"haiku-trial": TRIAL}},
+                                         sort_keys=False), {})
+    lines = [m for _, m in startup_lines(config, None, 1, stored_keys=0)]
+    assert ("experiment haiku-trial: summarizer -> control summarizer@v1 (90), candidate "
+            "summarizer@v2 (10); control control; sticky user; shadow: other; automatic rollback") in lines
