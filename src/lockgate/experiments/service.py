@@ -130,7 +130,8 @@ class Experiments:
             row = self.states.get(name)
             if config.rollback is None or row is None or row["status"] != RUNNING:
                 continue
-            figures = await self.figures(name, list(config.variants), row["started_at"])
+            figures = await self.figures(name, list(config.variants), row["started_at"],
+                                         with_feedback=False)
             reason = rollback_reason(config, figures, LATENCY_BUCKETS_MS)
             if reason is not None and await self.rows.decide(
                     name, ROLLED_BACK, config.control, reason, only_if_running=True):
@@ -142,10 +143,11 @@ class Experiments:
 
     # --- analysis ----------------------------------------------------------------------------
 
-    async def figures(self, name: str, variants: list[str], since: float) -> dict[str, VariantFigures]:
+    async def figures(self, name: str, variants: list[str], since: float,
+                      with_feedback: bool = True) -> dict[str, VariantFigures]:
         model = self.config(name).model
         sums = await self.rows.figures(model, variants, since)
-        feedback = await self.rows.feedback_figures(model, variants, since)
+        feedback = await self.rows.feedback_figures(model, variants, since) if with_feedback else {}
         return {v: _figures(sums.get(v), feedback.get(v)) for v in variants}
 
     async def analysis(self, name: str) -> dict[str, Any]:
