@@ -11,7 +11,6 @@ import httpx2 as httpx
 import openai
 import pytest
 
-from classical import models
 from conftest import CLIENT_KEY, GatewayFactory
 from fakes import Fail, FakeAnthropic, Hang
 from gateway import GatewayServer, wait_for, wait_for_records
@@ -298,6 +297,8 @@ def test_anthropic_clients_are_sticky_by_their_metadata_user_id(gateway: Gateway
 
 
 def test_classical_models_are_split_and_shadowed_too(gateway: GatewayFactory) -> None:
+    from classical import models  # scikit-learn and ONNX: imported by the one test that uses them
+
     m = models()
     gw = gateway(
         providers={"v1": {"type": "sklearn", "path": m.path("iris-v1.skops")},
