@@ -6,6 +6,7 @@ from __future__ import annotations
 import bisect
 import random
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,17 @@ async def test_feedback_finds_only_the_keys_own_request_and_keeps_the_latest(
     await rows.put_feedback({**row, "score": None, "label": "great", "ts": T0 + 22})
     got = await rows.feedback_figures("summarizer", ["candidate", "control"], T0)
     assert got == {"candidate": (1, 5.0, 25.0, {"great": 1})}
+
+
+async def test_erasing_a_user_erases_the_feedback_on_their_requests(rows: ExperimentStore) -> None:
+    rng = random.Random(2)
+    theirs, others = record(1, "control", rng), record(2, "control", rng)
+    theirs = replace(theirs, user="erase-me")
+    await rows._store.insert_records([theirs, others])
+    for r in (theirs, others):
+        await rows.put_feedback({"record_id": r.id, "request_id": r.request_id, "key_id": "key_a",
+                                 "model": "summarizer", "variant": "control", "score": 1.0,
+                                 "label": "said something personal", "ts": T0 + 20})
+    assert await rows._store.erase_user("erase-me") == 1
+    got = await rows.feedback_figures("summarizer", ["control"], T0)
+    assert got == {"control": (1, 1.0, 1.0, {"said something personal": 1})}
