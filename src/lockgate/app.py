@@ -43,6 +43,8 @@ from lockgate.pipeline.services import Services
 from lockgate.pipeline.steps import StepFactory
 from lockgate.pipeline.v2_models import V2ModelEndpoint
 from lockgate.pipeline.v2_models import health as v2_health
+from lockgate.privacy.guard import PrivacySteps
+from lockgate.privacy.logbook import BodyLog
 from lockgate.providers.base import Provider
 from lockgate.providers.http import ReadLimits
 from lockgate.providers.registry import provider_class
@@ -72,7 +74,9 @@ class Gateway:
     def __init__(self, config: Config, *, migrate: bool = True,
                  steps: Sequence[StepFactory] = (), metrics_dir: str | None = None) -> None:
         self.config = config
-        self._steps = tuple(steps)
+        # The PII guard comes first: later steps (a cache) see the request as redacted.
+        self.body_log = BodyLog(config.server.encryption_key, config.privacy.max_body_bytes)
+        self._steps = (PrivacySteps(self.body_log), *steps)
         self.routes: dict[tuple[str, str], ASGIApp] = {}
         # Endpoints whose path ends in a name (``/v1/models/{id}``): (method or "*", path prefix).
         self.prefix_routes: dict[tuple[str, str], ASGIApp] = {}
@@ -236,7 +240,7 @@ class Gateway:
                                f"there are no config keys and no local key snapshot "
                                f"({self._key_snapshot}): refusing to start")
         if snapshot is not None:
-            self.auth.load_stored(principals(snapshot, self.auth.config_teams))
+            self.auth.load_stored(principals(snapshot, self.auth.config_teams, self.auth.policies))
         self._migrate = True  # serve could not migrate it: catching up includes that
 
     async def _save_key_snapshot(self, snapshot: AuthSnapshot) -> None:
