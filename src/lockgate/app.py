@@ -45,6 +45,7 @@ from lockgate.pipeline.v2_models import V2ModelEndpoint
 from lockgate.pipeline.v2_models import health as v2_health
 from lockgate.privacy.guard import PrivacySteps
 from lockgate.privacy.logbook import BodyLog
+from lockgate.privacy.retention import RetentionPurge
 from lockgate.providers.base import Provider
 from lockgate.providers.http import ReadLimits
 from lockgate.providers.registry import provider_class
@@ -103,6 +104,7 @@ class Gateway:
         self.auth = Authenticator(config)
         self.keycache = KeyCache(self.store, self.auth, self.limiter, self._save_key_snapshot)
         self.responses = _response_store(config, self.store)
+        self.retention = RetentionPurge(self.store, self.auth, config.privacy.purge_interval_s)
         # Guarded at start-up if the gateway is open.
         self._http: ASGIApp = self._outer(self._dispatch)
 
@@ -152,6 +154,7 @@ class Gateway:
         if self.auth.decide_open(stored_keys):
             self._http = self._outer(OpenGuard(self._dispatch, self.config.server.cors_origins))
         self.writer.start()
+        self.retention.start()
         self.responses.start()
         self.metrics.start()
         recorder: Recorder = Recorders(self.writer, self.metrics)
@@ -265,6 +268,7 @@ class Gateway:
         await self.keycache.stop()
         await self.limiter.drain()
         await self.writer.stop()
+        await self.retention.stop()
         await self.responses.stop()
         await self.metrics.stop()
         if self.access is not None:
