@@ -258,3 +258,13 @@ def test_a_failing_detector_refuses_the_request(
     assert EMAIL not in response.text and fake_openai.requests == []
     claude = post(gw, "/v1/messages", REDACT, _anthropic("claude"))
     assert claude.status_code == 500 and claude.json()["type"] == "error"
+
+
+def test_embeddings_inputs_are_redacted(gw: GatewayServer, fake_openai: FakeOpenAI,
+                                        fake_anthropic: FakeAnthropic) -> None:
+    client = openai.OpenAI(base_url=gw.openai_base_url, api_key=REDACT, max_retries=0)
+    client.embeddings.create(model="gpt", input=[f"mail {EMAIL}", "nothing here"])
+    assert fake_openai.requests[-1].json["input"] == ["mail <EMAIL_1>", "nothing here"]
+    tokens = post(gw, "/v1/messages/count_tokens", REDACT,
+                  {"model": "claude", "messages": [{"role": "user", "content": f"mail {EMAIL}"}]})
+    assert tokens.status_code == 200 and EMAIL not in fake_anthropic.requests[-1].raw.decode()

@@ -15,7 +15,7 @@ import httpx2 as httpx
 import openai
 import pytest
 
-from conftest import ANTHROPIC_KEY, OPENAI_KEY
+from conftest import ANTHROPIC_KEY, OPENAI_KEY, GatewayFactory
 from fakes import FakeAnthropic, FakeOpenAI, Reply
 from gateway import GatewayServer, make_config
 
@@ -161,3 +161,11 @@ def test_a_bad_privacy_setting_is_refused_by_the_admin_api(
     response = admin.post("/keys", json={"name": "bad", "privacy": privacy})
     assert response.status_code == 400
     assert message in response.json()["error"]["message"]
+
+
+def test_logging_bodies_without_an_encryption_key_is_refused(gateway: GatewayFactory) -> None:
+    unkeyed = gateway(server={"master_key": MASTER})
+    response = httpx.post(f"{unkeyed.url}/admin/keys", json={"name": "k", "privacy": {"log_bodies": True}},
+                          headers={"authorization": f"Bearer {MASTER}"}, timeout=10)
+    assert response.status_code == 400
+    assert "server.encryption_key" in response.json()["error"]["message"]

@@ -45,11 +45,11 @@ _DIGITS = {  # the kinds written with digits, found by one alternation
 }
 # Where the digit kinds may be: a run of digits and separators with at least 7 digits' room.
 # Found first, by a pattern far cheaper than the kinds' own, which then look only there.
-_RUN = re.compile(r"[+(]?\d[\d ().-]{6,}")
+_RUN = re.compile(r"[\d+(][\d ().-]{6,}")
 _AFTER_DIGITS = r"(?![\w-]|[.:]\w)"  # not the start of a longer number, word or version
 _IBAN = re.compile(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![\w])")
 # An email is found from its "@": the local part before it, the domain after it.
-_EMAIL_LOCAL = re.compile(r"[A-Za-z0-9][\w.%+-]{0,63}$")
+_LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
 _EMAIL_DOMAIN = re.compile(r"(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}\b")
 _HEX = frozenset("0123456789abcdefABCDEF")
 # An IPv6 address is found from its colons (rare in prose) and checked by ``ipaddress``.
@@ -67,6 +67,9 @@ _IBAN_LENGTHS = {
     "SC": 31, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28, "TL": 23, "TN": 24,
     "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
 }
+
+_LETTERS_AS_NUMBERS = {ord(ch): str(10 + i) for i, ch in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZ")}
+_NOT_DIGIT = re.compile(r"\D")
 
 # Issuer prefixes (IIN ranges) of the card networks: a Luhn-valid number without one is
 # much more likely an id than a card.
@@ -95,7 +98,7 @@ def is_iban(text: str) -> bool:
     if _IBAN_LENGTHS.get(compact[:2]) != len(compact):
         return False
     moved = compact[4:] + compact[:4]
-    return int("".join(str(int(ch, 36)) for ch in moved)) % 97 == 1
+    return int(moved.translate(_LETTERS_AS_NUMBERS)) % 97 == 1  # ISO 7064: A=10 ... Z=35
 
 
 def is_ssn(text: str) -> bool:
@@ -105,6 +108,10 @@ def is_ssn(text: str) -> bool:
 
 
 def is_ip_address(text: str) -> bool:
+    if "." in text and ":" not in text:  # a dotted quad, checked without ipaddress' overhead
+        parts = text.split(".")
+        return len(parts) == 4 and all(
+            p.isdigit() and int(p) <= 255 and (p == "0" or p[0] != "0") for p in parts)
     try:
         ipaddress.ip_address(text)
     except ValueError:
@@ -113,7 +120,7 @@ def is_ip_address(text: str) -> bool:
 
 
 def is_phone(text: str) -> bool:
-    digits = sum(ch.isdigit() for ch in text)
+    digits = len(_NOT_DIGIT.sub("", text))
     return 10 <= digits <= 15 if text[0] != "+" else 8 <= digits <= 15
 
 
@@ -164,6 +171,9 @@ class Detector:
 
 def _digit_matches(regex: re.Pattern[str], text: str) -> Iterator[re.Match[str]]:
     for run in _RUN.finditer(text):
+        digits = run.group().rstrip()
+        if len(digits) < 13 and digits.isdigit():
+            continue  # a plain number (an id, a timestamp): only a card is written so, 13+ long
         # two characters past the run: what follows a match decides whether it is one
         yield from regex.finditer(text, run.start(), run.end() + 2)
 
@@ -179,13 +189,24 @@ def _clear_before(text: str, start: int) -> bool:
 def _emails(text: str) -> Iterator[Found]:
     at = text.find("@")
     while at != -1:
-        local = _EMAIL_LOCAL.search(text, max(0, at - 64), at)
+        start = _local_part_start(text, at)
         domain = _EMAIL_DOMAIN.match(text, at + 1)
-        if local is not None and domain is not None and _clear_before(text, local.start()):
-            yield Found("email", local.start(), domain.end(), text[local.start():domain.end()])
+        if start is not None and domain is not None and _clear_before(text, start):
+            yield Found("email", start, domain.end(), text[start:domain.end()])
             at = text.find("@", domain.end())
         else:
             at = text.find("@", at + 1)
+
+
+def _local_part_start(text: str, at: int) -> int | None:
+    """Where the address whose "@" is at ``at`` starts (walking back over what a local part
+    may hold, at most 64 characters), or None where there is no local part."""
+    start = at
+    while start > 0 and at - start < 64 and text[start - 1] in _LOCAL_CHARS:
+        start -= 1
+    while start < at and not text[start].isalnum():  # it starts with a letter or digit
+        start += 1
+    return start if start < at else None
 
 
 def _ipv6(text: str) -> Iterator[Found]:
@@ -228,4 +249,5 @@ def _digit_regex(kinds: tuple[str, ...]) -> re.Pattern[str] | None:
         pattern = _renumbered(_DIGITS[kind], offset)
         parts.append(f"(?P<{kind}>{pattern})")
         groups += 1 + re.compile(_DIGITS[kind]).groups
-    return re.compile(f"(?:{'|'.join(parts)}){_AFTER_DIGITS}")
+    # Not inside a number: tried where a run of digits (or a "+" or "(") starts.
+    return re.compile(f"(?<!\\d)(?:{'|'.join(parts)}){_AFTER_DIGITS}")
