@@ -176,7 +176,7 @@ class PrivacyConfig(_Strict):
     # How often the retention purge runs (on each worker; deleting is idempotent).
     purge_interval_s: float = Field(default=3600.0, gt=0)
     # What is kept of each body (request, answer) where log_bodies is on; the rest is cut.
-    max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    max_body_bytes: int = Field(default=32 * 1024, gt=0)
 
 
 class LimitsConfig(_Strict):

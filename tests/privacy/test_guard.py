@@ -25,6 +25,7 @@ REDACT = "sk-lockgate-privacy-redact-0123456789"
 BLOCK = "sk-lockgate-privacy-block-0123456789"
 DETECT = "sk-lockgate-privacy-detect-0123456789"
 PLAIN = "sk-lockgate-privacy-plain-0123456789"
+EMAILS_ONLY = "sk-lockgate-privacy-emails-0123456789"  # redact emails only, no restore
 MODELS = {
     "gpt": {"targets": [{"provider": "oai", "model": "gpt-4o-mini"}]},
     "claude": {"targets": [{"provider": "claude", "model": "claude-haiku-4-5"}]},
@@ -34,6 +35,8 @@ KEYS = [
     {"name": "block", "key": BLOCK, "privacy": {"pii": {"mode": "block"}}},
     {"name": "detect", "key": DETECT, "privacy": {"pii": {"mode": "detect"}}},
     {"name": "plain", "key": PLAIN},
+    {"name": "emails-only", "key": EMAILS_ONLY,
+     "privacy": {"pii": {"mode": "redact", "entities": ["email"], "restore": False}}},
 ]
 
 
@@ -268,3 +271,12 @@ def test_embeddings_inputs_are_redacted(gw: GatewayServer, fake_openai: FakeOpen
     tokens = post(gw, "/v1/messages/count_tokens", REDACT,
                   {"model": "claude", "messages": [{"role": "user", "content": f"mail {EMAIL}"}]})
     assert tokens.status_code == 200 and EMAIL not in fake_anthropic.requests[-1].raw.decode()
+
+
+def test_entities_and_restore_are_the_keys_own(gw: GatewayServer, fake_openai: FakeOpenAI) -> None:
+    fake_openai.enqueue(Reply(text="Wrote to <EMAIL_1>."))
+    client = openai.OpenAI(base_url=gw.openai_base_url, api_key=EMAILS_ONLY, max_retries=0)
+    answer = client.chat.completions.create(
+        model="gpt", messages=[{"role": "user", "content": f"write to {EMAIL}, {PHONE}"}])
+    assert fake_openai.requests[-1].json["messages"][0]["content"] == f"write to <EMAIL_1>, {PHONE}"
+    assert answer.choices[0].message.content == "Wrote to <EMAIL_1>."  # restore: false

@@ -18,6 +18,9 @@ import pytest
 from conftest import ANTHROPIC_KEY, OPENAI_KEY, GatewayFactory
 from fakes import FakeAnthropic, FakeOpenAI, Reply
 from gateway import GatewayServer, make_config
+from lockgate.config import PrivacyConfig
+from lockgate.privacy.logbook import BodyLog, RequestPrivacy, open_sealed
+from lockgate.privacy.policy import Policies
 
 EMAIL, CARD = "alice.smith@example.com", "4111 1111 1111 1111"
 MASTER = "sk-lockgate-privacy-master-0123456789"
@@ -169,3 +172,18 @@ def test_logging_bodies_without_an_encryption_key_is_refused(gateway: GatewayFac
                           headers={"authorization": f"Bearer {MASTER}"}, timeout=10)
     assert response.status_code == 400
     assert "server.encryption_key" in response.json()["error"]["message"]
+
+
+def test_logged_bodies_are_cut_at_max_body_bytes() -> None:
+    policies = Policies(PrivacyConfig(log_bodies=True))
+    log = BodyLog(ENCRYPTION_KEY, max_body_bytes=100)
+    state = RequestPrivacy(policies.default, log)
+    state.keep_request({"messages": [{"role": "user", "content": "x" * 500}]})
+    for _ in range(10):
+        state.keep_answer(b"data: " + b"y" * 50 + b"\n\n")
+    sealed = state.stored_body("rec-1")
+    assert sealed is not None
+    assert log.sealer is not None
+    body = open_sealed(log.sealer, base64.b64decode(sealed), "rec-1")
+    assert body["truncated"] is True
+    assert len(body["request"]) <= 100 and len(body["response"]) <= 100
