@@ -46,6 +46,9 @@ from lockgate.pipeline.services import Services
 from lockgate.pipeline.steps import StepFactory
 from lockgate.pipeline.v2_models import V2ModelEndpoint
 from lockgate.pipeline.v2_models import health as v2_health
+from lockgate.privacy.guard import PrivacySteps
+from lockgate.privacy.logbook import BodyLog
+from lockgate.privacy.retention import RetentionPurge
 from lockgate.providers.base import Provider
 from lockgate.providers.http import ReadLimits
 from lockgate.providers.registry import provider_class
@@ -75,7 +78,9 @@ class Gateway:
     def __init__(self, config: Config, *, migrate: bool = True,
                  steps: Sequence[StepFactory] = (), metrics_dir: str | None = None) -> None:
         self.config = config
-        self._steps = tuple(steps)
+        # The PII guard comes first: later steps (a cache) see the request as redacted.
+        self.body_log = BodyLog(config.server.encryption_key, config.privacy.max_body_bytes)
+        self._steps = (PrivacySteps(self.body_log), *steps)
         self.routes: dict[tuple[str, str], ASGIApp] = {}
         # Endpoints whose path ends in a name (``/v1/models/{id}``): (method or "*", path prefix).
         self.prefix_routes: dict[tuple[str, str], ASGIApp] = {}
@@ -105,6 +110,7 @@ class Gateway:
         self.auth = Authenticator(config)
         self.keycache = KeyCache(self.store, self.auth, self.limiter, self._save_key_snapshot)
         self.responses = _response_store(config, self.store)
+        self.retention = RetentionPurge(self.store, self.auth, config.privacy.purge_interval_s)
         # Guarded at start-up if the gateway is open.
         self._http: ASGIApp = self._outer(self._dispatch)
 
@@ -154,6 +160,7 @@ class Gateway:
         if self.auth.decide_open(stored_keys):
             self._http = self._outer(OpenGuard(self._dispatch, self.config.server.cors_origins))
         self.writer.start()
+        self.retention.start()
         self.responses.start()
         self.metrics.start()
         recorder: Recorder = Recorders(self.writer, self.metrics)
@@ -260,7 +267,7 @@ class Gateway:
                                f"there are no config keys and no local key snapshot "
                                f"({self._key_snapshot}): refusing to start")
         if snapshot is not None:
-            self.auth.load_stored(principals(snapshot, self.auth.config_teams))
+            self.auth.load_stored(principals(snapshot, self.auth.config_teams, self.auth.policies))
         self._migrate = True  # serve could not migrate it: catching up includes that
 
     async def _save_key_snapshot(self, snapshot: AuthSnapshot) -> None:
@@ -288,6 +295,7 @@ class Gateway:
         await self.experiments.stop()
         await self.shadows.stop()  # before the writer stops: their records are written too
         await self.writer.stop()
+        await self.retention.stop()
         await self.responses.stop()
         await self.metrics.stop()
         if self.access is not None:

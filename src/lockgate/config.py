@@ -115,6 +115,70 @@ class TelemetryConfig(_Strict):
         return url.rstrip("/") if url is not None else None
 
 
+PIIMode = Literal["off", "detect", "redact", "block"]
+PII_KINDS = ("email", "phone", "credit_card", "iban", "ssn", "ip_address")
+PRESIDIO_KINDS = ("person", "location")  # found by Microsoft Presidio (the [presidio] extra)
+
+
+def _pii_kinds(kinds: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    if kinds is None:
+        return None
+    for kind in kinds:
+        if kind not in (*PII_KINDS, *PRESIDIO_KINDS):
+            raise ValueError(f"unknown entity {kind!r}{did_you_mean(kind, PII_KINDS)} (known: "
+                             f"{', '.join((*PII_KINDS, *PRESIDIO_KINDS))})")
+    presidio = [k for k in kinds if k in PRESIDIO_KINDS]
+    if presidio and not presidio_installed():
+        raise ValueError(f"{', '.join(presidio)} need Microsoft Presidio: install lockgate with "
+                         "the [presidio] extra (pip install 'lockgate[presidio]') and a spaCy "
+                         "English model (python -m spacy download en_core_web_lg)")
+    return tuple(dict.fromkeys(kinds))
+
+
+def presidio_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("presidio_analyzer") is not None
+
+
+class PIIOverride(_Strict):
+    """A key's or team's changes to the PII policy: each field it sets, the rest inherited."""
+
+    mode: PIIMode | None = None
+    entities: tuple[str, ...] | None = None
+    restore: bool | None = None
+
+    _entities = field_validator("entities")(_pii_kinds)
+
+
+class PrivacyOverride(_Strict):
+    """A key's or team's ``privacy``: any field of the defaults, field by field (§10)."""
+
+    pii: PIIOverride | None = None
+    log_bodies: bool | None = None
+    retention_days: int | None = Field(default=None, gt=0)
+
+
+class PIIConfig(_Strict):
+    mode: PIIMode = "off"
+    entities: tuple[str, ...] = PII_KINDS
+    restore: bool = True  # placeholders in the answer are put back (redact mode)
+
+    _entities = field_validator("entities")(_pii_kinds)
+
+
+class PrivacyConfig(_Strict):
+    """``privacy``: the defaults every key and team inherit, and what only the gateway sets."""
+
+    pii: PIIConfig = Field(default_factory=PIIConfig)
+    log_bodies: bool = False  # metadata only by default
+    retention_days: int | None = Field(default=30, gt=0)  # None: records are kept for ever
+    # How often the retention purge runs (on each worker; deleting is idempotent).
+    purge_interval_s: float = Field(default=3600.0, gt=0)
+    # What is kept of each body (request, answer) where log_bodies is on; the rest is cut.
+    max_body_bytes: int = Field(default=32 * 1024, gt=0)
+
+
 class LimitsConfig(_Strict):
     # What to do while Redis (the shared counters) cannot be reached: serve without counting
     # (fail_open, the default: availability first) or refuse with 503 (fail_closed).
@@ -263,12 +327,14 @@ class _Limits(_Strict):
 
 class TeamConfig(_Limits):
     name: str
+    privacy: PrivacyOverride | None = None
 
 
 class KeyConfig(_Limits):
     name: str
     key: str = Field(min_length=8)
     team: str | None = None
+    privacy: PrivacyOverride | None = None
 
 
 class VariantConfig(_Strict):
@@ -343,11 +409,27 @@ class Config(_Strict):
     teams: tuple[TeamConfig, ...] = ()
     keys: tuple[KeyConfig, ...] = ()
     experiments: dict[str, ExperimentConfig] = Field(default_factory=dict)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     # Set for a config built from the environment alone: ``provider/model`` names route directly.
     zero_config: bool = False
 
     def has_limits(self) -> bool:
         return any(x.has_limits() for x in (*self.teams, *self.keys))
+
+    @model_validator(mode="after")
+    def _bodies_need_a_key(self) -> Config:
+        """Stored bodies are encrypted at rest, always: logging them needs the key to do it."""
+        if self.server.encryption_key is not None:
+            return self
+        owners: list[tuple[str, PrivacyOverride | None]] = [
+            *((f"teams.{i}.privacy", t.privacy) for i, t in enumerate(self.teams)),
+            *((f"keys.{i}.privacy", k.privacy) for i, k in enumerate(self.keys))]
+        where = ["privacy"] if self.privacy.log_bodies else []
+        where += [path for path, o in owners if o is not None and o.log_bodies]
+        if where:
+            raise ValueError(f"log_bodies is on ({', '.join(where)}) but server.encryption_key is "
+                             "not set: stored bodies are always encrypted at rest")
+        return self
 
 
 def _dangling_references(raw: Mapping[str, Any]) -> Iterator[tuple[str, str]]:

@@ -326,11 +326,12 @@ def test_an_end_users_records_can_be_erased(gw: GatewayServer, admin: httpx.Clie
 
     erased = admin.delete("/logs", params={"user": "alice"})
     assert erased.status_code == 200
-    assert erased.json() == {"user": "alice", "deleted": 1, "stored_responses": 0}
+    assert erased.json() == {"user": "alice", "deleted": 1, "stored_bodies": 0, "stored_responses": 0}
     users = [r["user"] for r in admin.get("/logs", params={"key_id": key["id"]}).json()["data"]]
     assert "alice" not in users and "bob" in users
     entry = admin.get("/audit").json()["data"][0]
-    assert entry["action"] == "logs.erase" and entry["detail"] == {"deleted": 1, "stored_responses": 0}
+    assert entry["action"] == "logs.erase" and entry["detail"] == {"deleted": 1, "stored_bodies": 0,
+                                                                   "stored_responses": 0}
     assert "alice" not in str(entry)  # the audit log must not keep what was erased
 
 

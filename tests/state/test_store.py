@@ -441,8 +441,8 @@ async def test_spend_since_a_period_start(store: Store) -> None:
 async def test_erasing_a_user_deletes_their_records_but_not_the_totals(store: Store) -> None:
     await store.insert_records(TRAFFIC)
     before = await store.usage(UsageQuery())
-    assert await store.erase_user("alice") == 2
-    assert await store.erase_user("alice") == 0
+    assert await store.erase_user("alice") == (2, 0)
+    assert await store.erase_user("alice") == (0, 0)
     assert await store.logs(LogQuery(user="alice")) == []
     assert len(await store.logs(LogQuery())) == len(TRAFFIC) - 2
     assert await store.usage(UsageQuery()) == before

@@ -123,6 +123,7 @@ class Control:
         """Stores a new key; returns its row and its secret, which is never available again."""
         values = body.model_dump(exclude={"team"})
         self._check_models(values["models"])
+        self._check_privacy(values["privacy"])
         values.update(await self._team_ref(body.team))
         secret = new_secret()
         key = await self.store.create_key(values, digest(secret), secret[:PREFIX_LEN])
@@ -138,6 +139,7 @@ class Control:
     async def update_key(self, key_id: str, body: KeyUpdate, actor: str) -> dict[str, Any]:
         changes = body.changes()
         self._check_models(changes.get("models"))
+        self._check_privacy(changes.get("privacy"))
         self._writable("key", await self.get_key(key_id))
         if "team" in changes:
             changes.update(await self._team_ref(changes.pop("team")))
@@ -160,15 +162,17 @@ class Control:
 
     # --- records -------------------------------------------------------------------------------
 
-    async def erase_user(self, user: str, actor: str) -> tuple[int, int]:
-        """Right to erasure: (records, other items) deleted; the others are what the
-        ``erasers`` hold (stored responses). The audit entry names the user only by a digest,
-        so that it does not keep what was just erased, yet an auditor holding the id can match it."""
-        count = await self.store.erase_user(user)
+    async def erase_user(self, user: str, actor: str) -> tuple[int, int, int]:
+        """Right to erasure: (records, stored bodies, other items) deleted; the others are what
+        the ``erasers`` hold (stored responses). The audit entry names the user only by a
+        digest, so that it does not keep what was just erased, yet an auditor holding the id
+        can match it."""
+        count, bodies = await self.store.erase_user(user)
         others = sum([await erase(user) for erase in self.erasers])
         target = "user:sha256:" + hashlib.sha256(user.encode()).hexdigest()[:16]
-        await self.store.audit(actor, "logs.erase", target, {"deleted": count, "stored_responses": others})
-        return count, others
+        await self.store.audit(actor, "logs.erase", target,
+                               {"deleted": count, "stored_bodies": bodies, "stored_responses": others})
+        return count, bodies, others
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -189,6 +193,11 @@ class Control:
         if team is None:
             raise InvalidRequest(f"team: no team with id or name {id_or_name!r}")
         return {"team_id": str(team["id"]), "config_team": None}
+
+    def _check_privacy(self, privacy: dict[str, Any] | None) -> None:
+        if privacy and privacy.get("log_bodies") and not self.config.server.encryption_key:
+            raise InvalidRequest("privacy.log_bodies: server.encryption_key is not set, and "
+                                 "stored bodies are always encrypted at rest")
 
     def _check_team_name(self, name: str) -> None:
         if STATIC + name in self._config_teams:
@@ -226,7 +235,9 @@ def _config_key_row(key: KeyConfig) -> dict[str, Any]:
     """No part of a config key's secret is shown: it may be short enough to give it away."""
     return {"id": STATIC + key.name, "name": key.name, "key_prefix": None,
             "team_id": STATIC + key.team if key.team else None, "config_team": None,
-            "expires_at": None, "revoked_at": None, "privacy": None, **_config_limits(key)}
+            "expires_at": None, "revoked_at": None,
+            "privacy": key.privacy.model_dump(mode="json", exclude_none=True) if key.privacy else None,
+            **_config_limits(key)}
 
 
 def _name_taken(name: str) -> Conflict:

@@ -16,7 +16,7 @@ from lockgate.pipeline.auth import STATIC
 _LIMITS = ("models", "rpm", "tpm", "max_parallel", "budget_usd", "budget_period")
 _LOG_FIELDS = ("key_id", "team_id", "model", "route", "status", "error_code",
                "prompt_tokens", "completion_tokens", "cost_usd", "latency_ms", "cache", "stream",
-               "endpoint", "version", "variant")
+               "endpoint", "version", "variant", "pii")
 
 
 def iso(ts: float | None) -> str | None:

@@ -109,6 +109,9 @@ class Router:
         self._versions = {name: (tuple(m.versions), m.default) for name, m in config.models.items()}
         self._providers = providers
         self._direct = config.zero_config
+        # The steps of a model the config does not name (zero-config ``provider/model``).
+        self._direct_steps = tuple(s for s in (f.for_model("", None) for f in steps)
+                                   if s is not None) if self._direct else ()
         # The plans for operations that not every deployment offers, built on first use.
         self._able: dict[tuple[str, str | None, str | None, str], ModelPlan] = {}
 
@@ -218,7 +221,8 @@ class Router:
                 "in its URL path, where it may not contain '..', '/', '?', '#', '%', spaces or "
                 "control characters")
         price = pricing.lookup(provider.type_name, upstream)
-        return ModelPlan(name=model, deployments=(Deployment(provider, upstream, price=price),))
+        return ModelPlan(name=model, deployments=(Deployment(provider, upstream, price=price),),
+                         steps=self._direct_steps)
 
 
 _OPERATIONS = {"predict": "predictions", "embed": "embeddings", "count_tokens": "token counts",

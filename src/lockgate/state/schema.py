@@ -10,6 +10,9 @@ create and change it; this module is what the queries are written against.
 * ``audit``: every admin act, append-only.
 * ``experiments``: each experiment's state (running, stopped, promoted, rolled back), shared
   by every worker and replica; ``feedback``: a score or label per request (its record's id).
+* ``request_bodies``: a request's body and answer where its privacy policy logs bodies,
+  redacted and sealed (``lockgate.privacy.logbook``), by the record's id; apart from
+  ``requests`` so that records stay small and most requests have no row here.
 * ``responses``: stored Responses answers (``store: true``) with their input, for the key that
   made them (``owner``), until ``expires_at``; ``body`` is sealed (``lockgate.sealing``).
 """
@@ -98,6 +101,7 @@ requests = Table(
     Column("cache", String(8), nullable=True),
     Column("version", String(64), nullable=True),  # the model version that served
     Column("variant", String(64), nullable=True),  # the experiment variant assigned
+    Column("pii", JSON, nullable=True),  # kinds of personal data found: {"email": 2}, no values
     # Few indexes: every one is paid on each of the many inserts. Logs read the newest rows
     # (by ts, or a key's by key_id + ts); erasing a user's rows is rare and may scan.
     Index("ix_requests_ts", "ts"),
@@ -185,4 +189,16 @@ feedback = Table(
     Column("label", String(200), nullable=True),
     Column("ts", Float, nullable=False),
     Index("ix_feedback_model_ts", "model", "ts"),
+)
+
+# Read by id (the record's); purged by ts (retention, with key_id for per-key retention);
+# erased by end_user (rare: it may scan).
+request_bodies = Table(
+    "request_bodies", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("ts", Float, nullable=False),
+    Column("key_id", String(64), nullable=True),
+    Column("end_user", String(256), nullable=True),
+    Column("body", LargeBinary, nullable=False),
+    Index("ix_request_bodies_ts", "ts"),
 )

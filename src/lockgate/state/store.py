@@ -8,6 +8,7 @@ are written in batches by a background writer (``telemetry.writer``).
 
 from __future__ import annotations
 
+import base64
 import bisect
 import secrets
 import time
@@ -212,6 +213,7 @@ class Store:
                 async with self.engine.begin() as conn:
                     await conn.execute(schema.requests.insert(), rows)
                     await self._roll_up(conn, records)
+                    await _insert_bodies(conn, records)
                 return len(records)
             except IntegrityError:
                 pass
@@ -220,6 +222,7 @@ class Store:
             # by id: a record that appears twice in one batch is still one new record
             fresh = list({r.id: r for r in records if r.id in inserted}.values())
             await self._roll_up(conn, fresh)
+            await _insert_bodies(conn, fresh)
         return len(fresh)
 
     async def _insert_new(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[str]:
@@ -300,15 +303,54 @@ class Store:
         statement = sa.select(r).where(*conditions).order_by(r.c.ts.desc()).limit(query.limit)
         return await self._all(statement)
 
-    async def erase_user(self, user: str) -> int:
-        """Deletes an end-user's request records, and the feedback given on them (the rollups
-        keep only anonymous totals)."""
-        r, f = schema.requests, schema.feedback
+    async def log_bodies(self, record_ids: Sequence[str]) -> dict[str, bytes]:
+        """The sealed bodies stored for these records, by record id."""
+        if not record_ids:
+            return {}
+        b = schema.request_bodies
+        rows = await self._all(sa.select(b.c.id, b.c.body).where(b.c.id.in_(list(record_ids))))
+        return {row["id"]: bytes(row["body"]) for row in rows}
+
+    async def log_entry(self, request_id: str) -> dict[str, Any] | None:
+        """The newest record with this request id (a client may send the same id twice)."""
+        r = schema.requests
+        rows = await self._all(sa.select(r).where(r.c.request_id == request_id)
+                               .order_by(r.c.ts.desc()).limit(1))
+        return rows[0] if rows else None
+
+    async def erase_user(self, user: str) -> tuple[int, int]:
+        """Deletes an end-user's request records, their stored bodies and the feedback given on
+        their requests (a label may hold what they said; the rollups keep only anonymous
+        totals): (records, bodies)."""
+        r, b, f = schema.requests, schema.request_bodies, schema.feedback
         async with self.engine.begin() as conn:
             await conn.execute(f.delete().where(f.c.record_id.in_(
                 sa.select(r.c.id).where(r.c.end_user == user))))
-            result = await conn.execute(r.delete().where(r.c.end_user == user))
-        return int(result.rowcount or 0)
+            records = await conn.execute(r.delete().where(r.c.end_user == user))
+            bodies = await conn.execute(b.delete().where(b.c.end_user == user))
+        return int(records.rowcount or 0), int(bodies.rowcount or 0)
+
+    async def purge(self, cutoff: float | None,
+                    by_key: Mapping[str, float | None]) -> tuple[int, int]:
+        """Retention: deletes records and bodies older than ``cutoff`` (epoch seconds), or for
+        the keys in ``by_key`` older than their own cutoff (None: kept for ever). Idempotent:
+        workers and replicas may run it at once. Returns (records, bodies) deleted."""
+        deleted = [0, 0]
+        own = list(by_key)
+        async with self.engine.begin() as conn:
+            # Feedback goes with its requests (the third table; its count is not reported).
+            for i, table in enumerate((schema.requests, schema.request_bodies, schema.feedback)):
+                rules = []
+                if cutoff is not None:  # the default retention: every key without its own
+                    others = table.c.key_id.is_(None) | table.c.key_id.notin_(own)
+                    rules.append((table.c.ts < cutoff) & others if own else table.c.ts < cutoff)
+                for limit, keys in _by_cutoff(by_key).items():
+                    rules.append((table.c.ts < limit) & table.c.key_id.in_(keys))
+                for rule in rules:
+                    result = await conn.execute(table.delete().where(rule))
+                    if i < len(deleted):
+                        deleted[i] += int(result.rowcount or 0)
+        return deleted[0], deleted[1]
 
     # --- audit -----------------------------------------------------------------------------
 
@@ -371,13 +413,29 @@ def _power_of_two_chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, 
         start += size
 
 
+async def _insert_bodies(conn: AsyncConnection, records: Iterable[RequestRecord]) -> None:
+    rows = [{"id": r.id, "ts": r.ts, "key_id": r.key_id, "end_user": r.user,
+             "body": base64.b64decode(r.body)} for r in records if r.body]
+    if rows:
+        await conn.execute(schema.request_bodies.insert(), rows)
+
+
+def _by_cutoff(by_key: Mapping[str, float | None]) -> dict[float, list[str]]:
+    """The keys with a cutoff, grouped by it (one statement per distinct retention)."""
+    groups: dict[float, list[str]] = {}
+    for key, cutoff in by_key.items():
+        if cutoff is not None:
+            groups.setdefault(cutoff, []).append(key)
+    return groups
+
+
 def _record_row(r: RequestRecord) -> dict[str, Any]:
     return {"id": r.id, "request_id": r.request_id, "ts": r.ts, "endpoint": r.endpoint,
             "key_id": r.key_id, "team_id": r.team_id, "model": r.model, "route": r.route,
             "status": r.status, "error_code": r.error_code, "prompt_tokens": r.prompt_tokens,
             "completion_tokens": r.completion_tokens, "cost_usd": r.cost_usd,
             "latency_ms": r.latency_ms, "stream": r.stream, "end_user": r.user, "cache": r.cache,
-            "version": r.version, "variant": r.variant}
+            "version": r.version, "variant": r.variant, "pii": r.pii}
 
 
 def _usage_filters(query: UsageQuery) -> list[sa.ColumnElement[bool]]:
