@@ -54,7 +54,7 @@ NONE = "none"  # no model (a body that could not be read) or no route (nothing w
 MAX_SEEN_NAMES = 100
 # The reasons ``lockgate_rate_limited_total`` tells apart: the error codes of a refusal.
 LIMIT_REASONS = frozenset({"rate_limit_exceeded", "budget_exceeded", "upstream_rate_limited",
-                           "limits_unavailable"})
+                           "limits_unavailable", "overloaded"})
 CACHE_RESULTS = frozenset({"hit", "miss"})
 SHARE_EVERY_S = 1.0  # how often a worker writes its tables for the others' scrapes
 
@@ -92,7 +92,8 @@ Buckets = dict[tuple[str, ...], list[float]]
 class Tally:
     """One process's figures, as plain tables: what ``record`` adds to and a scrape reads."""
 
-    COUNTERS = ("requests", "tokens", "cost", "rate_limited", "cache", "upstream_errors")
+    COUNTERS = ("requests", "tokens", "cost", "rate_limited", "cache", "upstream_errors",
+                "deployment_health")
     HISTOGRAMS = {"duration": DURATION_BUCKETS, "overhead": OVERHEAD_BUCKETS}
 
     def __init__(self) -> None:
@@ -174,6 +175,13 @@ class Metrics:
         for failed_route, code in record.upstream_errors:
             labels = (self.labels.name(failed_route, False), code)
             counters["upstream_errors"][labels] = counters["upstream_errors"].get(labels, 0.0) + 1
+
+    def health_changed(self, route: str, event: str) -> None:
+        """A deployment taken out of service (``opened``), kept out after a failed trial
+        (``reopened``) or back (``closed``), as this worker saw it (``routing.health``)."""
+        labels = (self.labels.name(route, False), event)
+        table = self.tally.counters["deployment_health"]
+        table[labels] = table.get(labels, 0.0) + 1
 
     # --- several workers --------------------------------------------------------------------
 
