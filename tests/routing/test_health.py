@@ -31,7 +31,7 @@ def setup(policy: HealthConfig = DEFAULT) -> tuple[Clock, HealthBoard, list[D], 
     board = HealthBoard(clock)
     events: list[str] = []
     board.on_change(lambda h, event: events.append(f"{h.route}:{event}"))
-    ds = [D(n, board.watch(f"p/{n}", policy)) for n in ("a", "b", "c")]
+    ds = [D(n, board.watch(f"p/{n}", policy, timed=True)) for n in ("a", "b", "c")]
     return clock, board, ds, events
 
 

@@ -114,7 +114,7 @@ def measured(name: str, *latencies: float, clock: Clock | None = None) -> T:
     from lockgate.config import HealthConfig
     from lockgate.routing.health import HealthBoard
 
-    health = HealthBoard(clock or Clock()).watch(f"p/{name}", HealthConfig())
+    health = HealthBoard(clock or Clock()).watch(f"p/{name}", HealthConfig(), timed=True)
     for latency in latencies:
         health.succeeded(latency)
     return T(name, health=health)

@@ -69,7 +69,7 @@ class Caller:
         last: UpstreamError | None = None
         full: set[int] = set()  # deployments at their own quota: not waited for, not retried
         start = 0
-        if plan.hedge_after_s > 0 and len(order) > 1 and plan.retries > 0:
+        if plan.hedge_after_s > 0 and len(order) > 1:
             outcome = await self._hedged(plan, order[:2], attempt, ctx, discard)
             if not isinstance(outcome, UpstreamError):
                 return outcome

@@ -225,7 +225,7 @@ def _health(model: VersionConfig, route: str, board: HealthBoard) -> DeploymentH
     watched = model.health.enabled and len(model.targets) > 1
     if not watched and model.strategy != "least-latency":
         return None
-    return board.watch(route, model.health)
+    return board.watch(route, model.health, timed=model.strategy == "least-latency")
 
 
 def _price(model: VersionConfig, provider: Provider, upstream: str) -> UnitPrice | None:

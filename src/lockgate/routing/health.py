@@ -66,13 +66,17 @@ Change = Callable[["DeploymentHealth", str], None]
 class DeploymentHealth:
     """One deployment's health as one model's policy judges it."""
 
-    __slots__ = ("_board", "errors", "failures", "latency_at", "latency_s", "open_until",
-                 "policy", "probe_until", "route", "total", "window_start")
+    __slots__ = ("_board", "_rated", "_slow_s", "errors", "failures", "latency_at", "latency_s",
+                 "open_until", "policy", "probe_until", "route", "timed", "total", "window_start")
 
     def __init__(self, route: str, policy: HealthPolicy, board: HealthBoard) -> None:
         self.route = route
         self.policy = policy
         self._board = board
+        # The policy's answers to what every outcome asks, looked up once.
+        self._slow_s = policy.slow_ms / 1000.0 if policy.slow_ms is not None else None
+        self._rated = policy.max_error_rate is not None
+        self.timed = False  # the latency is measured only where a strategy reads it
         self.failures = 0  # in a row
         self.open_until = 0.0  # 0: closed (healthy); else cooling until then (wall clock)
         self.probe_until = 0.0  # a trial request is under way until then
@@ -85,10 +89,18 @@ class DeploymentHealth:
         return self.open_until == 0.0
 
     def succeeded(self, latency_s: float) -> None:
-        slow = self.policy.slow_ms
-        if slow is not None and latency_s * 1000.0 > slow:
+        if self._slow_s is not None and latency_s > self._slow_s:
             self.failed()
             return
+        if self.timed:
+            self._measure(latency_s)
+        self.failures = 0
+        if self._rated:
+            self._count(error=False)
+        if self.open_until:
+            self._board.close(self)
+
+    def _measure(self, latency_s: float) -> None:
         last, now = self.latency_s, self._board.clock()
         if last is None:
             self.latency_s = latency_s
@@ -96,11 +108,6 @@ class DeploymentHealth:
             weight = max(LATENCY_WEIGHT, 1.0 - math.exp((self.latency_at - now) / LATENCY_DECAY_S))
             self.latency_s = last + weight * (latency_s - last)
         self.latency_at = now
-        self.failures = 0
-        if self.policy.max_error_rate is not None:
-            self._count(error=False)
-        if self.open_until:
-            self._board.close(self)
 
     def failed(self) -> None:
         self.failures += 1
@@ -110,7 +117,7 @@ class DeploymentHealth:
             return
         limit = self.policy.consecutive_failures
         by_count = limit > 0 and self.failures >= limit
-        by_rate = self.policy.max_error_rate is not None and self._count(error=True)
+        by_rate = self._rated and self._count(error=True)
         if by_count or by_rate:
             self._board.open(self)
 
@@ -140,12 +147,14 @@ class HealthBoard:
         self._all: dict[tuple[str, HealthPolicy], DeploymentHealth] = {}
         self._listeners: list[Change] = []
 
-    def watch(self, route: str, policy: HealthPolicy) -> DeploymentHealth:
-        """The health of ``route`` under ``policy`` (one object for every plan that shares both)."""
+    def watch(self, route: str, policy: HealthPolicy, timed: bool = False) -> DeploymentHealth:
+        """The health of ``route`` under ``policy`` (one object for every plan that shares both);
+        ``timed``: its latency is wanted (``least-latency``)."""
         key = (route, policy)
         health = self._all.get(key)
         if health is None:
             health = self._all[key] = DeploymentHealth(route, policy, self)
+        health.timed = health.timed or timed
         return health
 
     def on_change(self, listener: Change) -> None:
