@@ -218,7 +218,8 @@ def test_health_and_hedging_settings() -> None:
     default = parse_config(TWO, {}).models["chat"]
     assert (default.health.consecutive_failures, default.health.cooldown_s,
             default.hedge_after_ms) == (3, 30, 0)
-    assert the_problem(TWO + "    health: {max_error_rate: 1.5}\n").path == "models.chat.health.max_error_rate"
+    rate = the_problem(TWO + "    health: {max_error_rate: 1.5}\n")
+    assert rate.path == "models.chat.health.max_error_rate"
     assert the_problem(TWO + "    health: {cooldown: 5}\n").path == "models.chat.health.cooldown"
 
 
