@@ -106,6 +106,7 @@ class Gateway:
         self.health.on_change(lambda h, event: self.metrics.health_changed(h.route, event))
         self.health_share: RedisHealthShare | None = None
         self.health_prefix = "lockgate:"  # the Redis names it shares under (tests set their own)
+        self.router: Router | None = None  # built at start-up
         # Guarded at start-up if the gateway is open.
         self._http: ASGIApp = self._outer(self._dispatch)
 
@@ -175,7 +176,8 @@ class Gateway:
             self.providers[name] = cls(name, settings, self._session)
             self.providers[name].limits = limits
         await asyncio.gather(*(p.start() for p in self.providers.values()))
-        router = Router(self.config, self.providers, steps=self._steps, health=self.health)
+        router = self.router = Router(self.config, self.providers, steps=self._steps,
+                                      health=self.health)
         await self._share_health()  # once the router watches its deployments
         secrets = [s for p in self.providers.values() for s in p.secrets()]
         secrets.extend(k.key for k in self.config.keys)

@@ -143,3 +143,16 @@ def test_latency_is_an_ewma() -> None:
     b.succeeded(1.0)
     b.succeeded(2.0)
     assert b.latency_s == 1.3
+
+
+def test_an_order_asked_for_without_a_report_never_takes_the_trial() -> None:
+    """Model metadata and token counting ask for an order but report no outcome: the one trial
+    stays for a request that will."""
+    clock, board, ds, _ = setup()
+    a = ds[0].health
+    assert a is not None
+    for _ in range(3):
+        a.failed()
+    clock.now += 31
+    assert [d.name for d in board.arrange(ds, trial=False)] == ["b", "c", "a"]
+    assert names(board, ds)[0] == "a"

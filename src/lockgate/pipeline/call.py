@@ -65,7 +65,7 @@ class Caller:
 
     async def _call_model(self, plan: ModelPlan, attempt: Attempt[T], ctx: RequestContext,
                           discard: Discard[T] | None) -> T:
-        order = self._router.order(plan, ctx.subject)
+        order = self._router.order(plan, ctx.subject, trial=True)
         last: UpstreamError | None = None
         full: set[int] = set()  # deployments at their own quota: not waited for, not retried
         start = 0
@@ -169,6 +169,8 @@ class Caller:
             racers[asyncio.ensure_future(run(deployment))] = deployment
 
         last: UpstreamError | None = None
+        # observability: two attempts at once are one stretch of upstream time, not two
+        upstream_s, began = ctx.upstream_s, time.perf_counter()
         start(pair[0])
         try:
             while pending := {t for t in racers if not t.done()}:
@@ -193,6 +195,7 @@ class Caller:
             for task in racers:
                 task.cancel()
             await asyncio.gather(*racers, return_exceptions=True)
+            ctx.upstream_s = upstream_s + (time.perf_counter() - began)
 
     async def _crown(self, winner: asyncio.Task[tuple[T, Usage]],
                      racers: dict[asyncio.Task[tuple[T, Usage]], Deployment],

@@ -131,10 +131,13 @@ class Router:
                 able.append(self._able_plan(fallback, plan.needs))
         return able
 
-    def order(self, plan: ModelPlan, subject: Subject | None = None) -> Sequence[Deployment]:
+    def order(self, plan: ModelPlan, subject: Subject | None = None,
+              trial: bool = False) -> Sequence[Deployment]:
         """The strategy's order, with deployments that are cooling down moved last (all of
-        them cooling: still tried, soonest to recover first); see ``routing.health``."""
-        return self.health.arrange(plan.strategy.order(plan.deployments, subject))
+        them cooling: still tried, soonest to recover first); see ``routing.health``.
+        ``trial``: the caller reports each attempt's outcome, so a half-open deployment may
+        have its one trial request here."""
+        return self.health.arrange(plan.strategy.order(plan.deployments, subject), trial)
 
     def _able_plan(self, plan: ModelPlan, needs: str) -> ModelPlan:
         key = (plan.name, plan.version, needs)

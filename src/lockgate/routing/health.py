@@ -163,9 +163,11 @@ class HealthBoard:
     def states(self) -> list[DeploymentHealth]:
         return list(self._all.values())
 
-    def arrange(self, order: Sequence[T]) -> Sequence[T]:
+    def arrange(self, order: Sequence[T], trial: bool = True) -> Sequence[T]:
         """``order`` with the healthy deployments first (in its order), a half-open one whose
-        trial this request becomes before them, and cooling ones last, soonest to recover first."""
+        trial this request becomes before them, and cooling ones last, soonest to recover first.
+        ``trial`` False: for a caller that will not report how it went (a half-open one stays
+        with the cooling ones)."""
         if not self.unhealthy:
             return order
         now = self.clock()
@@ -176,7 +178,7 @@ class HealthBoard:
             h = d.health
             if h is None or not h.open_until:
                 healthy.append(d)
-            elif now >= h.open_until and h.probe_until < now and not probe:
+            elif trial and now >= h.open_until and h.probe_until < now and not probe:
                 h.probe_until = now + h.policy.cooldown_s  # lapses if the trial never reports
                 probe.append(d)
             else:
