@@ -169,6 +169,7 @@ class Caller:
             racers[asyncio.ensure_future(run(deployment))] = deployment
 
         last: UpstreamError | None = None
+        winner: Deployment | None = None
         # observability: two attempts at once are one stretch of upstream time, not two
         upstream_s, began = ctx.upstream_s, time.perf_counter()
         start(pair[0])
@@ -179,12 +180,13 @@ class Caller:
                                              else None, return_when=asyncio.FIRST_COMPLETED)
                 winners = [t for t in racers if t in done and t.exception() is None]
                 if winners:
+                    winner = racers[winners[0]]
                     return await self._crown(winners[0], racers, leases, ctx, discard)
                 for task in done:
                     err = task.exception()
                     assert isinstance(err, UpstreamError)
                     last = err
-                    self._settle_lease(leases.get(racers[task]))
+                    ctx.route, ctx.deployment = racers[task].route, racers[task]  # for the record
                     if not err.retryable:
                         raise err
                 if len(racers) == 1:
@@ -196,21 +198,24 @@ class Caller:
                 task.cancel()
             await asyncio.gather(*racers, return_exceptions=True)
             ctx.upstream_s = upstream_s + (time.perf_counter() - began)
+            for deployment, lease in leases.items():  # a loser's, or both when neither won
+                if deployment is not winner:
+                    self._settle_lease(lease)
 
     async def _crown(self, winner: asyncio.Task[tuple[T, Usage]],
                      racers: dict[asyncio.Task[tuple[T, Usage]], Deployment],
                      leases: dict[Deployment, Lease | None], ctx: RequestContext,
                      discard: Discard[T] | None) -> T:
         """The winner's answer, usage and deployment become the request's; a loser that
-        finished in the same instant is discarded, and every loser's quota settled at nothing."""
+        finished in the same instant is discarded (its quota is settled at nothing by the
+        race's end)."""
         result, usage = winner.result()
         deployment = racers[winner]
-        for task, other in racers.items():
+        for task in racers:
             if task is winner:
                 continue
             if task.done() and not task.cancelled() and task.exception() is None and discard:
                 await discard(task.result()[0])
-            self._settle_lease(leases.get(other))
         ctx.usage = usage
         ctx.route, ctx.deployment, ctx.target_lease = deployment.route, deployment, leases.get(deployment)
         return result
