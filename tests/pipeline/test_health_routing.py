@@ -184,6 +184,14 @@ def test_health_is_shared_by_two_gateways_on_one_redis(
     first, second = GatewayServer(config), GatewayServer(config)
     for server in (first, second):
         server.app.health_prefix = redis_prefix
+    try:
+        _two_gateways_share(first, second, config, fake_openai, redis_prefix)
+    finally:
+        _clean(redis_url, redis_prefix)
+
+
+def _two_gateways_share(first: GatewayServer, second: GatewayServer, config: Any,
+                        fake_openai: FakeOpenAI, redis_prefix: str) -> None:  # noqa: F811
     with first, second:
         fake_openai.enqueue(Fail(500), Reply(), Fail(500), Reply())
         ask(first)
@@ -196,7 +204,6 @@ def test_health_is_shared_by_two_gateways_on_one_redis(
         third.app.health_prefix = redis_prefix
         with third:  # one that starts later reads what is out of service now
             assert third.app.health.unhealthy == 1
-    _clean(redis_url, redis_prefix)
 
 
 def _clean(url: str, prefix: str) -> None:
