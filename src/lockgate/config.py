@@ -61,6 +61,9 @@ class ServerConfig(_Strict):
     responses_ttl_s: float = Field(default=86400.0, gt=0)
     # 32 random bytes, url-safe base64 (a Fernet key): encrypts what is stored (AES-256-GCM).
     encryption_key: str | None = None
+    # Requests in flight per worker beyond which a client request is refused at once with 503
+    # and retry-after (load shedding), before its body is read; 0: no cap.
+    max_in_flight: int = Field(default=1024, ge=0)
 
     @field_validator("cors_origins")
     @classmethod
@@ -245,15 +248,40 @@ class Price(_Strict):
     per_1k_requests_usd: float | None = Field(default=None, ge=0)
 
 
+class HealthConfig(_Strict):
+    """Passive outlier detection per deployment (``routing.health``): a deployment that fails
+    ``consecutive_failures`` times in a row, or more than ``max_error_rate`` of its answers
+    within ``window_s`` (once it had ``min_requests`` there), is passed over for ``cooldown_s``,
+    then given one trial request. An answer slower than ``slow_ms`` counts as a failure."""
+
+    consecutive_failures: int = Field(default=3, ge=0)  # 0: off
+    cooldown_s: float = Field(default=30.0, gt=0)
+    max_error_rate: float | None = Field(default=None, gt=0, le=1)  # None: not judged by rate
+    window_s: float = Field(default=60.0, gt=0)
+    min_requests: int = Field(default=20, ge=1)
+    slow_ms: float | None = Field(default=None, gt=0)
+
+    @property
+    def enabled(self) -> bool:
+        return self.consecutive_failures > 0 or self.max_error_rate is not None
+
+
+Strategy = Literal["weighted", "ordered", "least-latency", "least-cost"]
+
+
 class VersionConfig(_Strict):
     """How one version of a model is served (§7); a model without versions is served so too."""
 
     targets: tuple[Target, ...]
-    strategy: Literal["weighted", "ordered"] = "weighted"
+    strategy: Strategy = "weighted"
     fallbacks: tuple[str, ...] = ()
     retries: int = Field(default=2, ge=0, le=10)
     timeout_s: float | None = Field(default=None, gt=0)
     price: Price | None = None
+    health: HealthConfig = HealthConfig()
+    # > 0: a second attempt on another deployment once the first has not answered in this
+    # long; the first complete answer (a stream's first event) wins, the other is cancelled.
+    hedge_after_ms: float = Field(default=0, ge=0)
 
     # Not Field(min_length=1): pydantic would also report "at least 1 item" for a list whose only
     # item has a typo, beside the typo itself. An after-validator runs only on valid items.
@@ -263,6 +291,13 @@ class VersionConfig(_Strict):
         if not targets:
             raise ValueError("a model needs at least one target")
         return targets
+
+    @model_validator(mode="after")
+    def _hedge_needs_two(self) -> VersionConfig:
+        if self.hedge_after_ms > 0 and len(self.targets) < 2:
+            raise ValueError("hedge_after_ms needs at least two targets: a hedge goes to another "
+                             "deployment")
+        return self
 
 
 class ModelConfig(VersionConfig):

@@ -169,6 +169,20 @@ class PrivacyGuardFailed(GatewayError):
     code = "privacy_guard_failed"
 
 
+class Overloaded(GatewayError):
+    """Load shedding: this worker has ``server.max_in_flight`` requests in flight already."""
+
+    status = 503
+    code = "overloaded"
+
+    def __init__(self) -> None:
+        super().__init__("the gateway is at capacity; retry the request shortly", retry_after=1)
+
+    @property
+    def anthropic_type(self) -> str:
+        return "overloaded_error"  # what Anthropic's own SDKs know to back off from
+
+
 class UpstreamError(GatewayError):
     """An upstream answered with an error status, or broke its protocol.
 

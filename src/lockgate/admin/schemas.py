@@ -203,6 +203,7 @@ class LogParams(_Query):
 
 class AuditParams(_Query):
     limit: int = Field(default=100, ge=1, le=1000)
+    before: int | None = Field(default=None, ge=1)  # an entry's seq: only older entries
 
 
 class EraseParams(_Query):

@@ -77,5 +77,9 @@ class UsageRoutes:
                              "stored_responses": responses})
 
     async def audit(self, request: Request) -> JSONResponse:
+        """Newest first; ``before`` (an entry's ``seq``) pages back: each page says the
+        ``next_before`` that reads the one after it (null on the last)."""
         params = parse_query(request, AuditParams)
-        return listing([audit_view(r) for r in await self.store.audit_log(params.limit)])
+        page = await self.store.audit_log(params.limit, params.before)
+        return JSONResponse({"data": [audit_view(r) for r in page.entries],
+                             "next_before": page.next_before})

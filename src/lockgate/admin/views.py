@@ -74,4 +74,5 @@ def log_view(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def audit_view(row: Mapping[str, Any]) -> dict[str, Any]:
     return {"id": row["id"], "ts": iso(row["ts"]), "actor": row["actor"], "action": row["action"],
-            "target": row["target"], "detail": row["detail"]}
+            "target": row["target"], "detail": row["detail"], "seq": row["seq"],
+            "prev_hash": row["prev_hash"], "hash": row["hash"]}
