@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 import pytest
 
 from lockgate.config import HealthConfig
-from lockgate.routing.health import HealthBoard
+from lockgate.routing.health import DeploymentHealth, HealthBoard
 from lockgate.state.health_share import RedisHealthShare
 from services import redis_prefix, redis_url  # noqa: F401  (fixtures)
 
@@ -30,7 +31,7 @@ async def test_a_change_on_one_board_reaches_the_other(redis_url: str,  # noqa: 
     healths = [b.watch("oai/gpt-4o", POLICY) for b in boards]
     shares = [RedisHealthShare(redis_url, b, redis_prefix) for b in boards]
     for board, share in zip(boards, shares, strict=True):
-        board.on_change(lambda h, event, share=share: share.publish(h.route, h.open_until))
+        board.on_change(_publisher(share))
         await share.start()
     try:
         healths[0].failed()
@@ -58,6 +59,10 @@ async def test_an_unreachable_redis_is_a_warning_not_a_failure(caplog: pytest.Lo
         assert not health.healthy
         await share.close()
     assert any("Redis unreachable" in r.getMessage() for r in caplog.records)
+
+
+def _publisher(share: RedisHealthShare) -> Callable[[DeploymentHealth, str], None]:
+    return lambda health, event: share.publish(health.route, health.open_until)
 
 
 async def _clean(url: str, prefix: str) -> None:
