@@ -46,6 +46,7 @@ class RedisHealthShare:
         self._listener: asyncio.Task[None] | None = None
         self._sending: set[asyncio.Task[None]] = set()
         self._ready = asyncio.Event()
+        self._down = False  # logged once per outage, not on every reconnection attempt
 
     async def start(self) -> None:
         """Subscribes, then reads the deployments out of service now; returns once both are done
@@ -89,11 +90,17 @@ class RedisHealthShare:
                     await pubsub.subscribe(self._channel)
                     await self._load()  # after subscribing: no change falls between the two
                     self._ready.set()
+                    if self._down:
+                        self._down = False
+                        log.info("deployment health: shared through Redis again")
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             self._apply(message["data"])
             except (RedisError, OSError) as exc:
-                log.warning("deployment health: Redis unreachable (%s); retrying", exc)
+                if not self._down:
+                    self._down = True
+                    log.warning("deployment health: Redis unreachable (%s); each worker decides "
+                                "alone until it is back", exc)
                 self._ready.set()
                 await asyncio.sleep(RECONNECT_S)
 
