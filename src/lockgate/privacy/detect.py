@@ -108,15 +108,17 @@ def is_ssn(text: str) -> bool:
 
 
 def is_ip_address(text: str) -> bool:
+    """An address that could point at someone: not the unspecified or loopback address (which
+    a server binds to, and which ``x :: Int`` or ``::1`` in code would otherwise be)."""
     if "." in text and ":" not in text:  # a dotted quad, checked without ipaddress' overhead
         parts = text.split(".")
-        return len(parts) == 4 and all(
-            p.isdigit() and int(p) <= 255 and (p == "0" or p[0] != "0") for p in parts)
+        return (len(parts) == 4 and parts[0] not in ("0", "127") and all(
+            p.isdigit() and int(p) <= 255 and (p == "0" or p[0] != "0") for p in parts))
     try:
-        ipaddress.ip_address(text)
+        address = ipaddress.ip_address(text)
     except ValueError:
         return False
-    return True
+    return not (address.is_unspecified or address.is_loopback)
 
 
 def is_phone(text: str) -> bool:
