@@ -79,19 +79,19 @@ class RequestPrivacy:
         if not self.policy.log_bodies or self._request is None:
             return None
         try:
-            return self._sealed(record_id)
+            return self._sealed(self._request, record_id)
         except Exception as exc:
             log.error("record %s: its body cannot be kept (%s); the record is kept without it",
                       record_id, type(exc).__name__)
             return None
 
-    def _sealed(self, record_id: str) -> str:
+    def _sealed(self, request: bytes, record_id: str) -> str:
         limit = self._bodies.max_bytes
         answer = b"".join(self._answer)
         stored = {
-            "request": self._redacted(self._request[:limit]),
+            "request": self._redacted(request[:limit]),
             "response": self._redacted(answer),
-            "truncated": len(self._request) > limit or self._answer_size > limit,
+            "truncated": len(request) > limit or self._answer_size > limit,
         }
         return self._bodies.seal(orjson.dumps(stored), record_id)
 
