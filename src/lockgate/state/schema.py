@@ -8,6 +8,8 @@ create and change it; this module is what the queries are written against.
 * ``usage_hourly``: a rollup per hour, key, team, model, route and status, with a latency
   histogram, maintained as records are written, so usage queries stay fast at millions of rows.
 * ``audit``: every admin act, append-only.
+* ``experiments``: each experiment's state (running, stopped, promoted, rolled back), shared
+  by every worker and replica; ``feedback``: a score or label per request (its record's id).
 * ``request_bodies``: a request's body and answer where its privacy policy logs bodies,
   redacted and sealed (``lockgate.privacy.logbook``), by the record's id; apart from
   ``requests`` so that records stay small and most requests have no row here.
@@ -161,6 +163,33 @@ responses = Table(
     Index("ix_responses_expires_at", "expires_at"),
 )
 
+
+# One row per configured experiment, created when a gateway first serves it (``started_at``
+# bounds its analysis); ``variant`` is the one that takes all its traffic once it is decided.
+experiments = Table(
+    "experiments", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("status", String(16), nullable=False),  # running | stopped | promoted | rolled_back
+    Column("variant", String(64), nullable=True),
+    Column("reason", String(500), nullable=True),
+    Column("started_at", Float, nullable=False),
+    Column("changed_at", Float, nullable=True),
+)
+
+# The latest feedback on a request (one row per request record: a later score replaces an
+# earlier one), with the request's model and variant copied in so analysis needs no join.
+feedback = Table(
+    "feedback", metadata,
+    Column("record_id", String(32), primary_key=True),
+    Column("request_id", String(128), nullable=False),
+    Column("key_id", String(64), nullable=True),
+    Column("model", String(200), nullable=True),
+    Column("variant", String(64), nullable=True),
+    Column("score", Float, nullable=True),
+    Column("label", String(200), nullable=True),
+    Column("ts", Float, nullable=False),
+    Index("ix_feedback_model_ts", "model", "ts"),
+)
 
 # Read by id (the record's); purged by ts (retention, with key_id for per-key retention);
 # erased by end_user (rare: it may scan).

@@ -319,10 +319,13 @@ class Store:
         return rows[0] if rows else None
 
     async def erase_user(self, user: str) -> tuple[int, int]:
-        """Deletes an end-user's request records and stored bodies (the rollups keep only
-        anonymous totals): (records, bodies)."""
-        r, b = schema.requests, schema.request_bodies
+        """Deletes an end-user's request records, their stored bodies and the feedback given on
+        their requests (a label may hold what they said; the rollups keep only anonymous
+        totals): (records, bodies)."""
+        r, b, f = schema.requests, schema.request_bodies, schema.feedback
         async with self.engine.begin() as conn:
+            await conn.execute(f.delete().where(f.c.record_id.in_(
+                sa.select(r.c.id).where(r.c.end_user == user))))
             records = await conn.execute(r.delete().where(r.c.end_user == user))
             bodies = await conn.execute(b.delete().where(b.c.end_user == user))
         return int(records.rowcount or 0), int(bodies.rowcount or 0)
@@ -335,7 +338,8 @@ class Store:
         deleted = [0, 0]
         own = list(by_key)
         async with self.engine.begin() as conn:
-            for i, table in enumerate((schema.requests, schema.request_bodies)):
+            # Feedback goes with its requests (the third table; its count is not reported).
+            for i, table in enumerate((schema.requests, schema.request_bodies, schema.feedback)):
                 rules = []
                 if cutoff is not None:  # the default retention: every key without its own
                     others = table.c.key_id.is_(None) | table.c.key_id.notin_(own)
@@ -344,7 +348,8 @@ class Store:
                     rules.append((table.c.ts < limit) & table.c.key_id.in_(keys))
                 for rule in rules:
                     result = await conn.execute(table.delete().where(rule))
-                    deleted[i] += int(result.rowcount or 0)
+                    if i < len(deleted):
+                        deleted[i] += int(result.rowcount or 0)
         return deleted[0], deleted[1]
 
     # --- audit -----------------------------------------------------------------------------
