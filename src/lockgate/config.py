@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from lockgate.privacy.detect import BUILT_IN, PRESIDIO
 from lockgate.providers.base import ProviderSettings
 from lockgate.providers.registry import load_failure, provider_class, provider_types
 from lockgate.sealing import is_encryption_key
@@ -119,8 +120,8 @@ class TelemetryConfig(_Strict):
 
 
 PIIMode = Literal["off", "detect", "redact", "block"]
-PII_KINDS = ("email", "phone", "credit_card", "iban", "ssn", "ip_address")
-PRESIDIO_KINDS = ("person", "location")  # found by Microsoft Presidio (the [presidio] extra)
+PII_KINDS = BUILT_IN
+PRESIDIO_KINDS = PRESIDIO  # found by Microsoft Presidio (the [presidio] extra)
 
 
 def _pii_kinds(kinds: tuple[str, ...] | None) -> tuple[str, ...] | None:

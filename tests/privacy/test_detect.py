@@ -116,6 +116,7 @@ A 16-digit order id 1234567812345678 and another 9876543210987654, step 10000000
 Phone-like but not: 2026-12-07, 10-20-2030, 1.5.2026, 123-4567, ext 5555.
 C++ std::vector<int> and a::b::c, IPv6-ish 12:34:56:78, MAC 00:1A:2B:3C:4D:5E.
 Emails need an at sign: user at example dot com; @mention; a@b.
+Haskell: length :: [a] -> Int; x :: Int. Bind to 0.0.0.0 or 127.0.0.1, or :: and ::1 for IPv6.
 """
 
 

@@ -280,3 +280,18 @@ def test_entities_and_restore_are_the_keys_own(gw: GatewayServer, fake_openai: F
         model="gpt", messages=[{"role": "user", "content": f"write to {EMAIL}, {PHONE}"}])
     assert fake_openai.requests[-1].json["messages"][0]["content"] == f"write to <EMAIL_1>, {PHONE}"
     assert answer.choices[0].message.content == "Wrote to <EMAIL_1>."  # restore: false
+
+
+def test_a_stored_conversation_keeps_its_placeholders_apart(
+        gw: GatewayServer, fake_openai: FakeOpenAI) -> None:
+    client = openai.OpenAI(base_url=gw.openai_base_url, api_key=REDACT, max_retries=0)
+    fake_openai.enqueue(Reply(text="Hi <EMAIL_1>"), Reply(text="Both <EMAIL_1> and <EMAIL_2>"))
+    first = client.responses.create(model="gpt", input=f"I am {EMAIL}")
+    assert first.output_text == f"Hi {EMAIL}"
+    second = client.responses.create(model="gpt", previous_response_id=first.id,
+                                     input="my colleague is bob@example.net")
+    sent = fake_openai.requests[-1].raw.decode()
+    assert EMAIL not in sent and "bob@example.net" not in sent
+    assert "<EMAIL_1>" in sent and "<EMAIL_2>" in sent  # alice kept hers; bob is another
+    # this turn knows only bob's address: alice's stays a placeholder (nothing of it is stored)
+    assert second.output_text == "Both <EMAIL_1> and bob@example.net"

@@ -12,7 +12,9 @@ import yaml
 
 from lockgate.config import ConfigError, PrivacyConfig, parse_config, presidio_installed
 from lockgate.pipeline.auth import Authenticator, digest
+from lockgate.pipeline.keycache import principals
 from lockgate.privacy.policy import OFF, Policies
+from lockgate.state.store import AuthSnapshot
 
 KEY = base64.urlsafe_b64encode(os.urandom(32)).decode()
 
@@ -74,3 +76,23 @@ def test_names_need_the_presidio_extra() -> None:
     with pytest.raises(ConfigError) as error:
         config({"privacy": {"pii": {"mode": "redact", "entities": ["email", "person"]}}})
     assert "lockgate[presidio]" in str(error.value) and "privacy.pii.entities" in str(error.value)
+
+
+def _stored_key(privacy: dict[str, Any] | None, config_team: str | None = None) -> dict[str, Any]:
+    return {"id": "key_1", "name": "stored", "key_hash": digest("lg-stored-0123456789"),
+            "team_id": None, "config_team": config_team, "expires_at": None, "revoked_at": None,
+            "privacy": privacy, "models": None, "rpm": None, "tpm": None, "max_parallel": None,
+            "budget_usd": None, "budget_period": "total", "metadata": None}
+
+
+@pytest.mark.parametrize(("privacy", "team", "mode", "restore"), [
+    ({"pii": {"mode": "redact"}}, None, "redact", True),
+    ({"pii": {"restore": False}}, "clinic", "block", False),  # the config team's mode, its own restore
+    ({"pii": {"mode": "whatever"}}, None, "block", False),  # unreadable: the strictest reading
+])
+def test_stored_keys_get_their_policy(privacy: dict[str, Any], team: str | None, mode: str,
+                                      restore: bool) -> None:
+    auth = Authenticator(config({"teams": [{"name": "clinic", "privacy": {"pii": {"mode": "block"}}}]}))
+    snapshot = AuthSnapshot(marker=(), keys=[_stored_key(privacy, team)])
+    (principal,) = principals(snapshot, auth.config_teams, auth.policies).values()
+    assert (principal.privacy.mode, principal.privacy.restore) == (mode, restore)

@@ -103,3 +103,9 @@ def test_the_gateway_purges_by_itself(tmp_path: Path) -> None:
                 await store.close()
 
         assert asyncio.run(insert_and_wait()) == [new.id]
+
+
+async def test_pii_counts_are_stored_with_the_record(store: Store) -> None:
+    await store.insert_records([replace(record("k", 0, body=False), pii={"email": 2, "ssn": 1})])
+    (row,) = await store.logs(LogQuery())
+    assert row["pii"] == {"email": 2, "ssn": 1}

@@ -98,3 +98,23 @@ def test_held_text_goes_out_before_the_next_event() -> None:
     assert b"<EMAIL_" not in first  # held back: it may be a placeholder
     rest = restorer.feed(sse("content_block_stop", {"type": "content_block_stop", "index": 0}))
     assert rest.index(b"<EMAIL_") < rest.index(b"content_block_stop")  # released before the stop
+
+
+def test_tool_call_arguments_are_restored_in_openai_and_anthropic_streams() -> None:
+    def openai_call(arguments: str) -> bytes:
+        call = {"index": 0, "function": {"arguments": arguments}}
+        return sse(None, {"choices": [{"index": 0, "delta": {"tool_calls": [call]}}]})
+
+    raw = openai_call('{"to": "<EMAI') + openai_call('L_1>"}') + sse(None, {"choices": [
+        {"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+    decoder = SSEDecoder()
+    events = decoder.decode(StreamRestorer(redaction(), "openai").feed(raw))
+    arguments = "".join(json.loads(e.data)["choices"][0]["delta"].get("tool_calls", [{}])[0]
+                        .get("function", {}).get("arguments", "") for e in events)
+    assert json.loads(arguments) == {"to": EMAIL}
+
+    raw = b"".join(sse("content_block_delta", {"type": "content_block_delta", "index": 1, "delta": {
+        "type": "input_json_delta", "partial_json": part}}) for part in ('{"to": "<', 'EMAIL_1>"}'))
+    restorer = StreamRestorer(redaction(), "anthropic")
+    events = SSEDecoder().decode(restorer.feed(raw) + restorer.flush())
+    assert json.loads("".join(json.loads(e.data)["delta"]["partial_json"] for e in events)) == {"to": EMAIL}

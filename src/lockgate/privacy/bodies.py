@@ -20,6 +20,15 @@ _STRUCTURE = frozenset({
 })
 
 
+def note_placeholders(value: dict[str, Any] | list[Any], redaction: Redaction) -> None:
+    """Tells ``redaction`` which placeholders the body already holds (``Redaction.taken``)."""
+    for item in value.values() if isinstance(value, dict) else value:
+        if isinstance(item, str):
+            redaction.taken(item)
+        elif isinstance(item, dict | list):
+            note_placeholders(item, redaction)
+
+
 def redact_in_place(value: dict[str, Any] | list[Any], redaction: Redaction) -> None:
     """Replaces every value found in the body's text with its placeholder, in place."""
     items = value.items() if isinstance(value, dict) else enumerate(value)

@@ -27,7 +27,7 @@ import orjson
 
 from lockgate.errors import PIIDetected, PrivacyGuardFailed
 from lockgate.pipeline.steps import Step
-from lockgate.privacy.bodies import redact_in_place, scan
+from lockgate.privacy.bodies import note_placeholders, redact_in_place, scan
 from lockgate.privacy.logbook import BodyLog, RequestPrivacy
 from lockgate.privacy.stream import StreamRestorer
 from lockgate.providers.http import aclose
@@ -48,6 +48,10 @@ class PrivacyGuard(Step):
         if policy is None or not policy.active:
             return None
         state = RequestPrivacy(policy, self._bodies)
+        if getattr(getattr(call, "dialect", None), "binds", False):
+            # A body that refers to stored turns (Responses' previous_response_id) is resolved
+            # first: what goes upstream is the whole conversation. Binding again later is a no-op.
+            await call.bind()
         body = getattr(call, "body", None)
         if isinstance(body, dict):
             self._check(body, state, ctx)
@@ -65,6 +69,7 @@ class PrivacyGuard(Step):
         policy, redaction = state.policy, state.redaction
         try:
             if policy.mode == "redact":
+                note_placeholders(body, redaction)
                 redact_in_place(body, redaction)
             else:  # detect, block; and off with log_bodies: what is stored is redacted anyway
                 scan(body, redaction)

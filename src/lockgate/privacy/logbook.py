@@ -13,6 +13,7 @@ holds them sealed too.
 from __future__ import annotations
 
 import base64
+import logging
 from typing import Any
 
 import orjson
@@ -23,6 +24,8 @@ from lockgate.privacy.redact import Redaction
 from lockgate.sealing import Sealer
 
 PURPOSE = "request bodies"
+
+log = logging.getLogger("lockgate")
 
 
 class BodyLog:
@@ -71,15 +74,24 @@ class RequestPrivacy:
         self._answer_size += len(chunk)
 
     def stored_body(self, record_id: str) -> str | None:
-        """The sealed body for the record (None where bodies are not logged)."""
+        """The sealed body for the record (None where bodies are not logged). Never raises: a
+        body that cannot be kept must not cost the request its record."""
         if not self.policy.log_bodies or self._request is None:
             return None
+        try:
+            return self._sealed(self._request, record_id)
+        except Exception as exc:
+            log.error("record %s: its body cannot be kept (%s); the record is kept without it",
+                      record_id, type(exc).__name__)
+            return None
+
+    def _sealed(self, request: bytes, record_id: str) -> str:
         limit = self._bodies.max_bytes
         answer = b"".join(self._answer)
         stored = {
-            "request": self._redacted(self._request[:limit]),
+            "request": self._redacted(request[:limit]),
             "response": self._redacted(answer),
-            "truncated": len(self._request) > limit or self._answer_size > limit,
+            "truncated": len(request) > limit or self._answer_size > limit,
         }
         return self._bodies.seal(orjson.dumps(stored), record_id)
 

@@ -35,13 +35,23 @@ class Finder(Protocol):
 class Redaction:
     """The values found in one request and their placeholders."""
 
-    __slots__ = ("_finder", "counts", "originals", "placeholders")
+    __slots__ = ("_finder", "_numbers", "counts", "originals", "placeholders")
 
     def __init__(self, finder: Finder) -> None:
         self._finder = finder
         self.placeholders: dict[tuple[str, str], str] = {}  # (kind, value) -> placeholder
         self.originals: dict[str, str] = {}  # placeholder -> value
         self.counts: Counter[str] = Counter()  # occurrences per kind
+        self._numbers: Counter[str] = Counter()  # the last number given per placeholder kind
+
+    def taken(self, text: str) -> None:
+        """Placeholders already in the request (earlier turns of a stored conversation, as
+        they were redacted then) keep their numbers: new values are numbered after them, so
+        that one placeholder never stands for two values."""
+        if "<" in text:
+            for match in PLACEHOLDER.finditer(text):
+                kind, number = match.group(1), int(match.group(2))
+                self._numbers[kind] = max(self._numbers[kind], number)
 
     def scan(self, text: str) -> list[Found]:
         found = list(self._finder.find(text))
@@ -65,8 +75,9 @@ class Redaction:
         key = (kind, value)
         placeholder = self.placeholders.get(key)
         if placeholder is None:
-            number = sum(1 for k, _ in self.placeholders if k == kind) + 1
-            placeholder = f"<{kind.upper()}_{number}>"
+            name = kind.upper()
+            self._numbers[name] += 1
+            placeholder = f"<{name}_{self._numbers[name]}>"
             self.placeholders[key] = placeholder
             self.originals[placeholder] = value
         return placeholder
