@@ -26,6 +26,7 @@ from lockgate.dialects.responses_turn import StoredResponsesDialect
 from lockgate.errors import GatewayError
 from lockgate.open_guard import OpenGuard
 from lockgate.pipeline.auth import Authenticator
+from lockgate.pipeline.cache import AnswerCache, build_cache
 from lockgate.pipeline.call import Caller
 from lockgate.pipeline.chat import ChatOperation
 from lockgate.pipeline.context import RequestContext
@@ -82,6 +83,7 @@ class Gateway:
         self._session: aiohttp.ClientSession | None = None
         self._admin: ASGIApp | None = None
         self.tracing: Tracing | None = None  # where telemetry.otlp_endpoint is set
+        self.cache: AnswerCache | None = None  # where a model opts in (built at start-up)
         self.store = Store(config.storage)
         self.storage = StorageLink(self.store, self._prepare_storage)
         self.writer = RecordWriter(self.storage, config.server.spill_dir)
@@ -168,7 +170,9 @@ class Gateway:
             self.providers[name] = cls(name, settings, self._session)
             self.providers[name].limits = limits
         await asyncio.gather(*(p.start() for p in self.providers.values()))
-        router = Router(self.config, self.providers, steps=self._steps)
+        self.cache = build_cache(self.config)
+        steps = (*self._steps, self.cache) if self.cache is not None else self._steps
+        router = Router(self.config, self.providers, steps=steps)
         secrets = [s for p in self.providers.values() for s in p.secrets()]
         secrets.extend(k.key for k in self.config.keys)
         if self.config.server.master_key:
@@ -185,6 +189,8 @@ class Gateway:
             max_body_bytes=self.config.server.max_body_bytes,
             expose_route=self.config.server.expose_route_header, tracer=self.tracing,
         )
+        if self.cache is not None:
+            self.cache.bind(router, services.caller)  # the semantic cache embeds through them
         # Every operation goes through the one request frame (``pipeline.frame``).
         operations: dict[str, Operation[Any]] = {
             "chat/completions": ChatOperation(OpenAIDialect(), services),
@@ -268,6 +274,8 @@ class Gateway:
         if self.tracing is not None:
             await asyncio.to_thread(self.tracing.shutdown)  # queued spans exported, or given up
         await self.limiter.counters.close()
+        if self.cache is not None:
+            await self.cache.close()
         await self.store.close()
         for provider in self.providers.values():
             await provider.aclose()
