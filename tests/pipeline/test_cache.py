@@ -162,6 +162,18 @@ def test_an_anthropic_stream_is_replayed_for_the_anthropic_sdk(
     assert len(fake_anthropic.requests) == len(fake_openai.requests) == 1
 
 
+def test_responses_are_cached_only_where_the_gateway_does_not_store_them(
+        gw: GatewayServer, fake_openai: FakeOpenAI) -> None:
+    client = oai(gw)
+    for expected in ("miss", "hit"):
+        raw = client.responses.with_raw_response.create(model="gpt", input="Hi", store=False)
+        assert raw.headers["x-lockgate-cache"] == expected
+        assert raw.parse().output_text == "Hello from the fake!"
+    stored = client.responses.with_raw_response.create(model="gpt", input="Hi")
+    assert "x-lockgate-cache" not in stored.headers
+    assert len(fake_openai.requests) == 2
+
+
 def test_cache_control_no_store_and_no_cache(gw: GatewayServer, fake_openai: FakeOpenAI) -> None:
     fake_openai.enqueue(Reply(text="not kept"), Reply(text="kept"), Reply(text="fresh"))
     assert ask(gw, headers={"cache-control": "no-store"}) == ("miss", "not kept")

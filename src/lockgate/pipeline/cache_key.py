@@ -80,9 +80,9 @@ def _answer_fields(body: dict[str, Any], stream: bool) -> dict[str, Any]:
 
 
 def _digest(dialect: str, fields: dict[str, Any], stream: bool, ctx: RequestContext) -> str:
-    # The plan's model and version, not only the name asked for: ``chat`` served by a new
-    # default version must not get the old one's answers.
-    material = (dialect, ctx.model, ctx.version, stream, fields)
+    # The plan's model, version and experiment variant, not only the name asked for: ``chat``
+    # served by a new default version must not get the old one's answers.
+    material = (dialect, ctx.model, ctx.version, ctx.variant, stream, fields)
     return hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
