@@ -189,8 +189,10 @@ class Gateway:
             max_body_bytes=self.config.server.max_body_bytes,
             expose_route=self.config.server.expose_route_header, tracer=self.tracing,
         )
-        if self.cache is not None:
-            self.cache.bind(router, services.caller)  # the semantic cache embeds through them
+        if self.cache is not None:  # the semantic cache embeds through the router and caller
+            problem = self.cache.bind(router, services.caller)
+            if problem is not None:
+                raise StartRefused(problem)
         # Every operation goes through the one request frame (``pipeline.frame``).
         operations: dict[str, Operation[Any]] = {
             "chat/completions": ChatOperation(OpenAIDialect(), services),

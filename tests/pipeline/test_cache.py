@@ -18,7 +18,8 @@ import redis
 import lockgate.pipeline.cache as cache_module
 from conftest import OPENAI_KEY, GatewayFactory
 from fakes import Fail, FakeAnthropic, FakeOpenAI, Reply
-from gateway import GatewayServer, wait_for_records
+from gateway import GatewayServer, make_config, wait_for_records
+from lockgate.app import StartRefused, create_app
 from lockgate.config import Config
 from lockgate.state.cache import CacheStore, MemoryCache
 from services import redis_prefix, redis_url  # noqa: F401 (fixtures)
@@ -329,3 +330,14 @@ def test_a_failing_embedding_model_leaves_the_exact_cache(semantic_gw: GatewaySe
     assert ask(semantic_gw)[0] == "miss"
     assert ask(semantic_gw)[0] == "hit"  # the exact key needs no embedding
     assert len(fake_openai.requests) == 1
+
+
+
+async def test_an_embedding_model_that_cannot_embed_refuses_to_start(
+        providers: dict[str, Any]) -> None:
+    models = {"gpt": {**MODELS["gpt"], "cache": {"semantic": True}}, "claude": MODELS["claude"]}
+    app = create_app(make_config({"providers": providers, "models": models,
+                                  "cache": {"semantic": {"embedding_model": "claude"}}}))
+    with pytest.raises(StartRefused, match=r"cache.semantic.embedding_model: .*embeddings"):
+        await app.startup()
+    await app.shutdown()

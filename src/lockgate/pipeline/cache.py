@@ -166,9 +166,9 @@ class AnswerCache:
         semantic = self._semantic if model.cache.semantic else None
         return CacheStep(self.store, model.cache.ttl_s or self.config.ttl_s, semantic)
 
-    def bind(self, router: Router, caller: Caller) -> None:
-        if self.embedder is not None:
-            self.embedder.bind(router, caller)
+    def bind(self, router: Router, caller: Caller) -> str | None:
+        """Binds the embedder; returns why the semantic cache cannot work, else None."""
+        return self.embedder.bind(router, caller) if self.embedder is not None else None
 
     async def close(self) -> None:
         await self.store.close()

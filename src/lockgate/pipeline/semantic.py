@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
+from lockgate.errors import GatewayError
 from lockgate.pipeline.auth import ANONYMOUS
 from lockgate.pipeline.call import Caller
 from lockgate.pipeline.context import RequestContext
@@ -41,8 +42,15 @@ class Embedder:
         self._caller: Caller | None = None
         self._failing = False
 
-    def bind(self, router: Router, caller: Caller) -> None:
+    def bind(self, router: Router, caller: Caller) -> str | None:
+        """Binds; returns why the model cannot embed (its providers offer no embeddings), else
+        None: a config that cannot work is refused at start-up, not found out per request."""
         self._router, self._caller = router, caller
+        try:
+            router.plan(self.model, _GATEWAY, "embed")
+        except GatewayError as err:
+            return f"cache.semantic.embedding_model: {err.message}"
+        return None
 
     async def embed(self, text: str, ctx: RequestContext) -> Vector | None:
         """The unit vector of ``text``, or None where the embedding model failed (the request
