@@ -94,6 +94,15 @@ def test_a_hit_is_recorded_and_counted_without_tokens_or_cost(gw: GatewayServer,
     assert 'lockgate_cache_total{result="miss"} 1.0' in metrics
 
 
+def test_hits_do_not_use_the_keys_tokens(gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
+    # 18 tokens an answer (the fake's 11 + 7): a tpm of 60 allows three upstream answers a
+    # minute, and any number of hits.
+    gw = gateway(models=MODELS, keys=[{"name": "small", "key": KEY_A, "tpm": 60}])
+    for expected in ["miss"] + ["hit"] * 8:
+        assert ask(gw, max_tokens=5)[0] == expected
+    assert len(fake_openai.requests) == 1
+
+
 def test_a_model_without_the_cache_says_nothing_of_it(gw: GatewayServer,
                                                       fake_openai: FakeOpenAI) -> None:
     assert ask(gw, model="plain")[0] is None
