@@ -5,6 +5,7 @@ metrics, Redis shared by two gateways, and the semantic cache on near-duplicates
 
 from __future__ import annotations
 
+import base64
 import functools
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +19,7 @@ import redis
 import lockgate.pipeline.cache as cache_module
 from conftest import OPENAI_KEY, GatewayFactory
 from fakes import Fail, FakeAnthropic, FakeOpenAI, Reply
-from gateway import GatewayServer, make_config, wait_for_records
+from gateway import GatewayServer, make_config, wait_for, wait_for_records
 from lockgate.app import StartRefused, create_app
 from lockgate.config import Config
 from lockgate.state.cache import CacheStore, MemoryCache
@@ -268,13 +269,20 @@ def redis_cache(redis_url: str, redis_prefix: str) -> Iterator[dict[str, Any]]: 
 
 def test_redis_shares_the_cache_between_gateways(gateway: GatewayFactory, fake_openai: FakeOpenAI,
                                                  redis_cache: dict[str, Any]) -> None:
-    first = gateway(models=MODELS, keys=KEYS, teams=TEAMS, **redis_cache)
-    second = gateway(models=MODELS, keys=KEYS, teams=TEAMS, **redis_cache)
+    # With an encryption key, what Redis holds is sealed.
+    server = {"encryption_key": base64.urlsafe_b64encode(b"k" * 32).decode()}
+    first = gateway(models=MODELS, keys=KEYS, teams=TEAMS, server=server, **redis_cache)
+    second = gateway(models=MODELS, keys=KEYS, teams=TEAMS, server=server, **redis_cache)
     fake_openai.enqueue(Reply(text="from Redis"))
     assert ask(first) == ("miss", "from Redis")
-    wait_for_records(first, 1)  # the write goes out in the background, just after the answer
+    client = redis.Redis.from_url(redis_cache["redis"])
+    prefix = redis_cache["cache"]["key_prefix"]
+    wait_for(lambda: list(client.scan_iter(f"{prefix}a:*")), 2, "the answer written to Redis")
     assert ask(second) == ("hit", "from Redis")
     assert len(fake_openai.requests) == 1
+    stored = [client.get(k) for k in client.scan_iter(f"{prefix}a:*")]
+    client.close()
+    assert len(stored) == 1 and stored[0] is not None and b"from Redis" not in stored[0]
 
 
 def test_a_redis_outage_never_fails_a_request(gateway: GatewayFactory, fake_openai: FakeOpenAI,

@@ -5,6 +5,7 @@ backend's LRU bound, and a Redis that cannot be reached read as a miss, logged o
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 
+from lockgate.sealing import Sealer
 from lockgate.state.cache import CacheStore, MemoryCache
 from lockgate.state.cache_redis import RedisCache
 from services import redis_prefix, redis_url  # noqa: F401 (fixtures)
@@ -110,6 +112,24 @@ def test_memory_keeps_the_most_recently_used_entries() -> None:
     assert asyncio.run(store.get("b")) is None
     assert asyncio.run(store.get("a")) == b"1"
     assert asyncio.run(store.get("c")) == b"3"
+
+
+async def test_redis_answers_are_sealed_with_their_key(redis_url: str, redis_prefix: str) -> None:  # noqa: F811
+    sealer = Sealer(base64.urlsafe_b64encode(bytes(range(32))).decode(), "answer cache")
+    store = RedisCache(redis_url, redis_prefix, 10, sealer)
+    store.put("team:a:k", b"a secret answer", 60)
+    await settled(store)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        raw = client.get(f"{redis_prefix}a:team:a:k")
+        assert raw is not None and b"secret" not in raw
+        assert await store.get("team:a:k") == b"a secret answer"
+        client.set(f"{redis_prefix}a:team:b:k", raw)  # copied under another tenant's key
+        assert await store.get("team:b:k") is None
+    finally:
+        client.delete(f"{redis_prefix}a:team:a:k", f"{redis_prefix}a:team:b:k")
+        client.close()
+        await store.close()
 
 
 async def test_a_redis_outage_is_a_miss_logged_once(caplog: pytest.LogCaptureFixture) -> None:

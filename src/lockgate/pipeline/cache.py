@@ -26,6 +26,7 @@ from lockgate.pipeline.chat import ChatCall
 from lockgate.pipeline.context import RequestContext
 from lockgate.pipeline.steps import Step
 from lockgate.providers.http import aclose
+from lockgate.sealing import Sealer
 from lockgate.state.cache import CacheStore, MemoryCache
 
 if TYPE_CHECKING:
@@ -198,5 +199,6 @@ def _store(config: Config, max_vectors: int) -> CacheStore:
         assert config.redis is not None  # the config says so where it is not
         from lockgate.state.cache_redis import RedisCache  # only where Redis is used
 
-        return RedisCache(config.redis, cache.key_prefix, max(max_vectors, 1))
+        sealer = Sealer(config.server.encryption_key, "answer cache")
+        return RedisCache(config.redis, cache.key_prefix, max(max_vectors, 1), sealer)
     return MemoryCache(cache.max_entries, max(max_vectors, 1))

@@ -5,6 +5,10 @@ answer (``SET ... PX ttl``); ``v:<bucket>`` is a list of the semantic cache's ve
 first, trimmed to ``max_vectors`` and expiring with the newest answer it points to. Redis 7
 without its vector-search modules: the vectors are read back and searched in the gateway.
 
+With ``server.encryption_key`` set, answers are sealed (AES-256-GCM, ``sealing``) with their
+key as the authenticated context: Redis holds no client content in the clear, and an answer
+copied under another tenant's key does not open there (a miss).
+
 A Redis that cannot be reached never fails a request: a read is a miss, a write is dropped.
 The first failure is logged once (and the recovery); for a second after a failure, reads do not
 even try, so that an outage costs requests no time waiting for connections.
@@ -21,6 +25,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from lockgate.sealing import Sealer, SealError
 from lockgate.state.cache import Vectors
 
 log = logging.getLogger("lockgate")
@@ -30,9 +35,10 @@ _KEY_LENGTH = struct.Struct("<H")  # a vector entry: key length, key, float32 ve
 
 
 class RedisCache:
-    def __init__(self, url: str, prefix: str, max_vectors: int,
+    def __init__(self, url: str, prefix: str, max_vectors: int, sealer: Sealer | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._redis = aioredis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._sealer = sealer if sealer is not None and sealer.encrypts else None
         self._prefix = prefix
         self._max_vectors = max_vectors
         self._clock = clock
@@ -43,9 +49,16 @@ class RedisCache:
 
     async def get(self, key: str) -> bytes | None:
         value = await self._read(self._redis.get(f"{self._prefix}a:{key}"))
-        return value if isinstance(value, bytes) else None
+        if not isinstance(value, bytes) or self._sealer is None:
+            return value if isinstance(value, bytes) else None
+        try:
+            return self._sealer.open(value, key.encode())
+        except SealError:  # another key sealed it, or it was altered: not an answer to give
+            return None
 
     def put(self, key: str, value: bytes, ttl_s: float) -> None:
+        if self._sealer is not None:
+            value = self._sealer.seal(value, key.encode())
         self._write(self._redis.set(f"{self._prefix}a:{key}", value, px=_ms(ttl_s)))
 
     async def vectors(self, bucket: str) -> Vectors:
