@@ -305,9 +305,8 @@ def embedder() -> Iterator[FakeOpenAI]:
         yield fake
 
 
-@pytest.fixture
-def semantic_gw(gateway: GatewayFactory, providers: dict[str, Any],
-                embedder: FakeOpenAI) -> GatewayServer:
+def start_semantic(gateway: GatewayFactory, providers: dict[str, Any], embedder: FakeOpenAI,
+                   **sections: Any) -> GatewayServer:
     embedder.reset()
     models = {
         "gpt": {**MODELS["gpt"], "cache": {"semantic": True}},
@@ -316,8 +315,15 @@ def semantic_gw(gateway: GatewayFactory, providers: dict[str, Any],
     emb = {"type": "openai", "api_key": OPENAI_KEY, "base_url": embedder.base_url}
     # The keys may use "gpt" only: the gateway's own embedding call is not theirs.
     keys = [{**k, "models": ["gpt"]} for k in KEYS]
+    cache = {"semantic": {"embedding_model": "embed", "threshold": 0.9}, **sections.pop("cache", {})}
     return gateway(providers={**providers, "emb": emb}, models=models, keys=keys, teams=TEAMS,
-                   cache={"semantic": {"embedding_model": "embed", "threshold": 0.9}})
+                   cache=cache, **sections)
+
+
+@pytest.fixture
+def semantic_gw(gateway: GatewayFactory, providers: dict[str, Any],
+                embedder: FakeOpenAI) -> GatewayServer:
+    return start_semantic(gateway, providers, embedder)
 
 
 def test_a_near_duplicate_prompt_is_a_semantic_hit(semantic_gw: GatewayServer, fake_openai: FakeOpenAI,
@@ -358,3 +364,18 @@ async def test_an_embedding_model_that_cannot_embed_refuses_to_start(
     with pytest.raises(StartRefused, match=r"cache.semantic.embedding_model: .*embeddings"):
         await app.startup()
     await app.shutdown()
+
+
+def test_the_semantic_cache_in_redis(gateway: GatewayFactory, providers: dict[str, Any],
+                                     embedder: FakeOpenAI, fake_openai: FakeOpenAI,
+                                     redis_cache: dict[str, Any]) -> None:
+    gw = start_semantic(gateway, providers, embedder, redis=redis_cache["redis"],
+                        cache=redis_cache["cache"])
+    fake_openai.enqueue(Reply(text="Paris"))
+    assert ask(gw, text="Tell me the capital city of France please") == ("miss", "Paris")
+    client = redis.Redis.from_url(redis_cache["redis"])
+    prefix = redis_cache["cache"]["key_prefix"]
+    wait_for(lambda: list(client.scan_iter(f"{prefix}v:*")), 2, "the prompt's vector in Redis")
+    client.close()
+    assert ask(gw, text="Tell me the capital city of France") == ("hit", "Paris")
+    assert len(fake_openai.requests) == 1
