@@ -171,7 +171,9 @@ class Gateway:
             self.providers[name].limits = limits
         await asyncio.gather(*(p.start() for p in self.providers.values()))
         self.cache = build_cache(self.config)
-        steps = (*self._steps, self.cache) if self.cache is not None else self._steps
+        # The cache first: a hit answers before any other step runs, and a miss's answer is
+        # kept as the other steps finally made it (a restored PII placeholder, for one).
+        steps = (self.cache, *self._steps) if self.cache is not None else self._steps
         router = Router(self.config, self.providers, steps=steps)
         secrets = [s for p in self.providers.values() for s in p.secrets()]
         secrets.extend(k.key for k in self.config.keys)
