@@ -21,7 +21,9 @@ from conftest import OPENAI_KEY, GatewayFactory
 from fakes import Fail, FakeAnthropic, FakeOpenAI, Reply
 from gateway import GatewayServer, make_config, wait_for, wait_for_records
 from lockgate.app import StartRefused, create_app
-from lockgate.config import Config
+from lockgate.config import Config, ModelConfig
+from lockgate.pipeline.context import RequestContext
+from lockgate.pipeline.steps import Step
 from lockgate.state.cache import CacheStore, MemoryCache
 from services import redis_prefix, redis_url  # noqa: F401 (fixtures)
 
@@ -183,6 +185,25 @@ def test_responses_are_cached_only_where_the_gateway_does_not_store_them(
     stored = client.responses.with_raw_response.create(model="gpt", input="Hi")
     assert "x-lockgate-cache" not in stored.headers
     assert len(fake_openai.requests) == 2
+
+
+class Checked(Step):
+    """Another step, which changes the answer on its way out."""
+
+    def answer(self, call: Any, answer: bytes, ctx: RequestContext) -> bytes:
+        return answer.replace(b"Hello from the fake!", b"Hello, checked!")
+
+
+class CheckedSteps:
+    def for_model(self, name: str, model: ModelConfig | None) -> Step | None:
+        return Checked()
+
+
+def test_the_answer_kept_is_the_one_the_other_steps_made(gateway: GatewayFactory,
+                                                         fake_openai: FakeOpenAI) -> None:
+    gw = gateway(models=MODELS, keys=KEYS, teams=TEAMS, steps=[CheckedSteps()])
+    assert ask(gw) == ("miss", "Hello, checked!")
+    assert ask(gw) == ("hit", "Hello, checked!")
 
 
 def test_cache_control_no_store_and_no_cache(gw: GatewayServer, fake_openai: FakeOpenAI) -> None:
