@@ -114,6 +114,16 @@ def test_memory_keeps_the_most_recently_used_entries() -> None:
     assert asyncio.run(store.get("c")) == b"3"
 
 
+def test_memory_keeps_no_more_vectors_than_entries() -> None:
+    store = MemoryCache(3, max_vectors=2)
+    for bucket in ("a", "b", "c"):
+        store.add_vector(bucket, b"\0" * 4, f"{bucket}1", 60)
+    store.add_vector("c", b"\1" * 4, "c2", 60)  # four vectors: the oldest bucket goes
+    assert asyncio.run(store.vectors("a")) == []
+    assert [key for _, key in asyncio.run(store.vectors("c"))] == ["c2", "c1"]
+    assert [key for _, key in asyncio.run(store.vectors("b"))] == ["b1"]
+
+
 async def test_redis_answers_are_sealed_with_their_key(redis_url: str, redis_prefix: str) -> None:  # noqa: F811
     sealer = Sealer(base64.urlsafe_b64encode(bytes(range(32))).decode(), "answer cache")
     store = RedisCache(redis_url, redis_prefix, 10, sealer)

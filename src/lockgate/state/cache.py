@@ -39,16 +39,18 @@ class CacheStore(Protocol):
 
 class MemoryCache:
     """One process's cache: at most ``max_entries`` answers (the least recently used go first)
-    and as many vector buckets, each of at most ``max_vectors``. ``clock`` is injected so that
-    tests move time instead of sleeping."""
+    and as many vectors in all (a vector is only of use beside its answer), at most
+    ``max_vectors`` in a bucket; the buckets least recently added to go first. ``clock`` is
+    injected so that tests move time instead of sleeping."""
 
     def __init__(self, max_entries: int, max_vectors: int = 1000,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._max_entries = max_entries
-        self._max_vectors = max_vectors
+        self._max_vectors = min(max_vectors, max_entries)
         self._clock = clock
         self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._buckets: OrderedDict[str, deque[tuple[float, bytes, str]]] = OrderedDict()
+        self._vector_count = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -81,11 +83,14 @@ class MemoryCache:
         kept = self._buckets.get(bucket)
         if kept is None:
             kept = self._buckets[bucket] = deque(maxlen=self._max_vectors)
+        self._vector_count += len(kept) < self._max_vectors  # a full deque drops its oldest
         kept.appendleft((self._clock() + ttl_s, vector, key))
         self._buckets.move_to_end(bucket)
-        while len(self._buckets) > self._max_entries:
-            self._buckets.popitem(last=False)
+        while self._vector_count > self._max_entries:
+            _, dropped = self._buckets.popitem(last=False)
+            self._vector_count -= len(dropped)
 
     async def close(self) -> None:
         self._entries.clear()
         self._buckets.clear()
+        self._vector_count = 0
