@@ -97,6 +97,23 @@ def test_a_hit_is_recorded_and_counted_without_tokens_or_cost(gw: GatewayServer,
     assert 'lockgate_cache_total{result="miss"} 1.0' in metrics
 
 
+def test_embeddings_are_cached_too(gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
+    models = {"embed": {"targets": [{"provider": "oai", "model": "text-embedding-3-small"}],
+                        "cache": {"semantic": True}},
+              "gpt": MODELS["gpt"]}
+    gw = gateway(models=models, keys=KEYS, teams=TEAMS,
+                 cache={"semantic": {"embedding_model": "embed", "threshold": 0.1}})
+    client = oai(gw)
+    first = client.embeddings.with_raw_response.create(model="embed", input="the capital of France")
+    again = client.embeddings.with_raw_response.create(model="embed", input="the capital of France")
+    assert (first.headers["x-lockgate-cache"], again.headers["x-lockgate-cache"]) == ("miss", "hit")
+    assert again.parse().data[0].embedding == first.parse().data[0].embedding
+    # Another text is another vector, however close: the semantic cache is for chat only.
+    other = client.embeddings.with_raw_response.create(model="embed", input="the capital of Spain")
+    assert other.headers["x-lockgate-cache"] == "miss"
+    assert len([r for r in fake_openai.requests if r.path == "/v1/embeddings"]) == 2
+
+
 def test_hits_do_not_use_the_keys_tokens(gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
     # 18 tokens an answer (the fake's 11 + 7): a tpm of 60 allows three upstream answers a
     # minute, and any number of hits.

@@ -24,6 +24,7 @@ from lockgate.config import CacheConfig, Config, ModelConfig
 from lockgate.pipeline.cache_key import cache_control, exact_key, semantic_parts
 from lockgate.pipeline.chat import ChatCall
 from lockgate.pipeline.context import RequestContext
+from lockgate.pipeline.embeddings import EmbeddingsCall
 from lockgate.pipeline.steps import Step
 from lockgate.providers.http import aclose
 from lockgate.sealing import Sealer
@@ -68,7 +69,8 @@ class CacheStep(Step):
             if hit is not None:
                 ctx.cache = "hit"
                 return hit
-        if self.semantic is not None and not (no_cache and no_store):
+        # Near-duplicate inputs never share embeddings: each text has its own vector.
+        if self.semantic is not None and dialect != "embeddings" and not (no_cache and no_store):
             hit = await self._semantic(self.semantic, dialect, body, call.stream, write,
                                        not no_cache, ctx)
             if hit is not None:
@@ -135,9 +137,11 @@ class CacheStep(Step):
 
 
 def _cacheable(call: Any) -> tuple[str, dict[str, Any]] | None:
-    """(dialect, body) of a request the cache serves: chat in any dialect. A Responses request
-    that the gateway stores (``store`` unset or true) is not: its answer's id names a stored
-    response of the key that made it."""
+    """(dialect, body) of a request the cache serves: chat in any dialect, and embeddings. A
+    Responses request that the gateway stores (``store`` unset or true) is not: its answer's
+    id names a stored response of the key that made it."""
+    if isinstance(call, EmbeddingsCall):
+        return "embeddings", call.body
     if not isinstance(call, ChatCall):
         return None
     name = call.dialect.name
