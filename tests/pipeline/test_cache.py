@@ -123,6 +123,23 @@ def test_hits_do_not_use_the_keys_tokens(gateway: GatewayFactory, fake_openai: F
     assert len(fake_openai.requests) == 1
 
 
+def test_the_admin_logs_show_hits_and_misses(gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
+    master = "lg-cache-master-0123456789"
+    gw = gateway(models=MODELS, keys=KEYS, teams=TEAMS, server={"master_key": master})
+    ask(gw)
+    ask(gw)
+
+    def logged() -> list[Any]:
+        rows: list[Any] = httpx.get(f"{gw.url}/admin/logs", headers={
+            "authorization": f"Bearer {master}"}).json()["data"]
+        return rows if len(rows) == 2 else []
+
+    wait_for(logged, 5, "two logged requests")
+    hit, miss = logged()  # newest first
+    assert (hit["cache"], hit["cost_usd"], hit["prompt_tokens"]) == ("hit", 0.0, 0)
+    assert (miss["cache"], miss["cost_usd"]) == ("miss", pytest.approx(2.5e-05))
+
+
 def test_a_model_without_the_cache_says_nothing_of_it(gw: GatewayServer,
                                                       fake_openai: FakeOpenAI) -> None:
     assert ask(gw, model="plain")[0] is None
