@@ -216,14 +216,14 @@ class ModelConfig(VersionConfig):
     # Opt-in to the answer cache (§9): ``true``, or settings of its own; for every version.
     # None: not cached.
     cache: ModelCacheConfig | None = None
+    versions: dict[str, VersionConfig] = Field(default_factory=dict)
+    default_version: str | None = None
 
     @field_validator("cache", mode="before")
     @classmethod
     def _cache_flag(cls, value: Any) -> Any:
         # ``cache: true`` is the default settings; a mapping is checked as a ModelCacheConfig.
         return {} if value is True else None if value is False else value
-    versions: dict[str, VersionConfig] = Field(default_factory=dict)
-    default_version: str | None = None
 
     @field_validator("versions")
     @classmethod
