@@ -24,6 +24,8 @@ from lockgate.dialects.completions import CompletionsDialect
 from lockgate.dialects.openai import OpenAIDialect
 from lockgate.dialects.responses_turn import StoredResponsesDialect
 from lockgate.errors import GatewayError
+from lockgate.experiments.service import Experiments
+from lockgate.experiments.shadow import ShadowCopies
 from lockgate.open_guard import OpenGuard
 from lockgate.pipeline.auth import Authenticator
 from lockgate.pipeline.cache import AnswerCache, build_cache
@@ -32,6 +34,7 @@ from lockgate.pipeline.chat import ChatOperation
 from lockgate.pipeline.context import RequestContext
 from lockgate.pipeline.count_tokens import CountTokensOperation
 from lockgate.pipeline.embeddings import EmbeddingsOperation
+from lockgate.pipeline.feedback import FeedbackEndpoint
 from lockgate.pipeline.frame import Frame, Operation
 from lockgate.pipeline.infer import InferOperation
 from lockgate.pipeline.keycache import KeyCache, principals, stored_spend
@@ -90,6 +93,9 @@ class Gateway:
         self._key_snapshot = key_snapshot.snapshot_path(config.server.spill_dir)
         self.access = AccessLog() if config.telemetry.access_log else None
         self.metrics = Metrics(config, metrics_dir)  # observability: GET /metrics
+        # Experiments (§8): shared state and rollback, and shadow copies recorded by the writer.
+        self.experiments = Experiments(config, self.store, on_rollback=self.metrics.rolled_back)
+        self.shadows = ShadowCopies(self.writer.record, self.metrics.shadow)
         counters: CounterStore = MemoryCounters()
         if config.redis:
             from lockgate.state.redis_counters import RedisCounters  # only where Redis is used
@@ -174,7 +180,8 @@ class Gateway:
         # The cache first: a hit answers before any other step runs, and a miss's answer is
         # kept as the other steps finally made it (a restored PII placeholder, for one).
         steps = (self.cache, *self._steps) if self.cache is not None else self._steps
-        router = Router(self.config, self.providers, steps=steps)
+        router = Router(self.config, self.providers, steps=steps,
+                        shadows=self.shadows if self.config.experiments else None)
         secrets = [s for p in self.providers.values() for s in p.secrets()]
         secrets.extend(k.key for k in self.config.keys)
         if self.config.server.master_key:
@@ -185,9 +192,11 @@ class Gateway:
 
             self.tracing = Tracing(telemetry.otlp_endpoint, telemetry.service_name,
                                    telemetry.trace_sample_ratio)
+        caller = Caller(router, secrets, self.limiter)
+        self.shadows.bind(router, caller)
         services = Services(
             auth=self.auth, limiter=self.limiter, router=router,
-            caller=Caller(router, secrets, self.limiter), recorder=recorder,
+            caller=caller, recorder=recorder,
             max_body_bytes=self.config.server.max_body_bytes,
             expose_route=self.config.server.expose_route_header, tracer=self.tracing,
         )
@@ -206,11 +215,14 @@ class Gateway:
         }
         endpoints = {path: Frame(op, services) for path, op in operations.items()}
         models = ModelsEndpoint(services)
+        feedback = FeedbackEndpoint(services, self.experiments.rows, lambda: self.writer.records,
+                                    self.writer.sync)
         stored_responses = StoredResponsesEndpoint(services, self.responses)  # answers 405 itself
         for prefix in ("/v1", ""):
             for path, endpoint in endpoints.items():
                 self.routes[("POST", f"{prefix}/{path}")] = endpoint
             self.routes[("GET", f"{prefix}/models")] = models
+            self.routes[("POST", f"{prefix}/feedback")] = feedback
             self.prefix_routes[("GET", f"{prefix}/models/")] = models
             self.prefix_routes[("*", f"{prefix}/responses/")] = stored_responses
         # The V2 open inference protocol (classical ML models): ``/v2/models/{name}[...]``.
@@ -221,7 +233,19 @@ class Gateway:
         self.routes[("GET", "/readyz")] = self._readyz
         self.routes[("GET", "/metrics")] = MetricsEndpoint(
             self.metrics, server.master_key if server.metrics_auth else None)
+        await self._start_experiments(router)
         self.ready = True
+
+    async def _start_experiments(self, router: Router) -> None:
+        """An experiment decided before this start (promoted, rolled back, stopped) is served
+        so from the first request; without storage, it follows once the poll reaches it."""
+        if self.config.experiments:
+            self.experiments.splits = dict(router.splits)
+            try:
+                await self.experiments.refresh()
+            except Exception as exc:
+                log.warning("experiments: cannot read their state yet (%s)", type(exc).__name__)
+        self.experiments.start(router.splits)
 
     async def _stored_key_count(self) -> int | None:
         """None when storage cannot say: the gateway then starts closed, never open."""
@@ -262,7 +286,8 @@ class Gateway:
             from lockgate.admin.app import create_admin_app
 
             self._admin = create_admin_app(self.store, self.config,
-                                           erasers=[self.responses.erase_user])
+                                           erasers=[self.responses.erase_user],
+                                           experiments=self.experiments)
         return self._admin
 
     async def shutdown(self) -> None:
@@ -270,6 +295,8 @@ class Gateway:
         await self.storage.stop()
         await self.keycache.stop()
         await self.limiter.drain()
+        await self.experiments.stop()
+        await self.shadows.stop()  # before the writer stops: their records are written too
         await self.writer.stop()
         await self.responses.stop()
         await self.metrics.stop()

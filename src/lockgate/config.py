@@ -308,6 +308,66 @@ class KeyConfig(_Limits):
     team: str | None = None
 
 
+class VariantConfig(_Strict):
+    """One arm of an experiment: a model ref (``name`` or ``name@version``) and its share."""
+
+    use: str
+    weight: float = Field(default=1.0, ge=0)
+
+
+class RollbackConfig(_Strict):
+    """When a candidate is stopped by itself: once each variant has ``min_requests`` and the
+    candidate breaks a threshold with confidence (its confidence sequence is past it)."""
+
+    max_error_rate: float | None = Field(default=None, gt=0, lt=1)
+    max_p95_latency_ratio: float | None = Field(default=None, gt=0)  # candidate p95 / control p95
+    min_requests: int = Field(default=200, ge=1)
+
+    @model_validator(mode="after")
+    def _some_threshold(self) -> RollbackConfig:
+        if self.max_error_rate is None and self.max_p95_latency_ratio is None:
+            raise ValueError("rollback needs max_error_rate or max_p95_latency_ratio")
+        return self
+
+
+class ExperimentConfig(_Strict):
+    """A split of one model's traffic (§8). One variant is the control (the one named
+    ``control``, else the first): the others are compared with it, and a rollback sends
+    their traffic back to it."""
+
+    model: str
+    variants: dict[str, VariantConfig]
+    sticky: Literal["user", "key", "none"] = "user"
+    shadow: tuple[str, ...] = ()  # model refs that get a copy; answers recorded, never returned
+    rollback: RollbackConfig | None = None
+    # The error rate of every verdict and rollback: the chance, over the whole experiment
+    # however often it is looked at, that a confidence sequence misses its true value.
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    shadow_max_parallel: int = Field(default=8, gt=0)  # shadow calls in flight; more are dropped
+
+    @field_validator("variants")
+    @classmethod
+    def _variants(cls, variants: dict[str, VariantConfig]) -> dict[str, VariantConfig]:
+        for name in variants:
+            if not _VERSION_NAME.fullmatch(name) or len(name) > 48:
+                raise ValueError(f"variant {name!r}: letters, digits, '.', '_' and '-' only "
+                                 "(at most 48)")
+        if len(variants) < 2:
+            raise ValueError("an experiment needs at least two variants: a control (the one "
+                             "named control, else the first) and a candidate")
+        if not any(v.weight > 0 for v in variants.values()):
+            raise ValueError("at least one variant needs a weight above 0")
+        return variants
+
+    @property
+    def control(self) -> str:
+        return "control" if "control" in self.variants else next(iter(self.variants))
+
+    @property
+    def candidates(self) -> list[str]:
+        return [name for name in self.variants if name != self.control]
+
+
 class Config(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     storage: str = "sqlite:///lockgate.db"
@@ -320,6 +380,7 @@ class Config(_Strict):
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     teams: tuple[TeamConfig, ...] = ()
     keys: tuple[KeyConfig, ...] = ()
+    experiments: dict[str, ExperimentConfig] = Field(default_factory=dict)
     # Set for a config built from the environment alone: ``provider/model`` names route directly.
     zero_config: bool = False
 
@@ -345,6 +406,7 @@ def _dangling_references(raw: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
             for model_name in _names(owner.get("models")):
                 if model_name not in models and raw.get("zero_config") is not True:
                     yield f"{kind}.{i}.models", _no(f"model named {model_name!r}", model_name, models)
+    yield from _dangling_in_experiments(_mapping(raw.get("experiments")), models)
     yield from _cache_references(raw, models)
     team_names = [n for _, t in teams if (n := _name(t.get("name"))) is not None]
     seen: set[str] = set()
@@ -392,6 +454,41 @@ def _dangling_in(path: str, name: str, served: dict[str, Any], providers: dict[s
             yield f"{path}.fallbacks", _no(f"model named {base!r}", base, models)
         elif version and version not in _mapping(_mapping(models[base]).get("versions")):
             yield f"{path}.fallbacks", f"the model {base!r} has no version {version!r}"
+
+
+def _dangling_in_experiments(experiments: dict[str, Any],
+                              models: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """Each experiment splits a configured model (one experiment per model), and every
+    variant and shadow names a model, or a version of one, that exists."""
+    split: dict[str, str] = {}
+    for name, experiment in experiments.items():
+        path, experiment = f"experiments.{name}", _mapping(experiment)
+        model = _name(experiment.get("model"))
+        if model is not None and model not in models:
+            yield f"{path}.model", _no(f"model named {model!r}", model, models)
+        elif model is not None and model in split:
+            yield f"{path}.model", f"the model {model!r} is already split by {split[model]!r}"
+        elif model is not None:
+            split[model] = name
+        for variant, arm in _mapping(experiment.get("variants")).items():
+            ref = _name(_mapping(arm).get("use"))
+            problem = _bad_ref(ref, models) if ref is not None else None
+            if problem:
+                yield f"{path}.variants.{variant}.use", problem
+        for i, ref in enumerate(_names(experiment.get("shadow"))):
+            problem = _bad_ref(ref, models)
+            if problem:
+                yield f"{path}.shadow.{i}", problem
+
+
+def _bad_ref(ref: str, models: dict[str, Any]) -> str | None:
+    """What is wrong with a model ref (``name`` or ``name@version``), or None."""
+    base, _, version = ref.partition("@")
+    if base not in models:
+        return _no(f"model named {base!r}", base, models)
+    if version and version not in _mapping(_mapping(models[base]).get("versions")):
+        return f"the model {base!r} has no version {version!r}"
+    return None
 
 
 def _no(what: str, name: str, names: Iterable[str]) -> str:

@@ -14,7 +14,7 @@ one of two ways to reach a deployment:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any, cast
 
@@ -91,6 +91,17 @@ class ChatCall:
         self.ctx = ctx
         self._canonical: ChatRequest | None = None
         self.encoder: StreamEncoder | None = None  # the open stream's, when it is translated
+
+    def shadow(self, ctx: RequestContext) -> Callable[[Deployment, float], Awaitable[bytes]] | None:
+        """A whole-answer copy of this request on its own context, for an experiment's shadow
+        (``experiments.shadow``); None for a request that refers to stored state (its copy
+        would store or read it again)."""
+        if self.dialect.binds:
+            return None
+        body = {k: v for k, v in self.body.items() if k not in ("stream", "stream_options")}
+        copy = ChatCall(self.dialect, body, self.model, False, self.tokens or (0, 0), ctx,
+                        self.relay_headers)
+        return copy.answer
 
     async def bind(self) -> None:
         """Resolves what the body refers to in stored state (``Dialect.bind``)."""

@@ -13,10 +13,17 @@ import contextlib
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from lockgate import pricing
-from lockgate.config import Config, ModelConfig, Target, VersionConfig, no_provider_hint
+from lockgate.config import (
+    Config,
+    ExperimentConfig,
+    ModelConfig,
+    Target,
+    VersionConfig,
+    no_provider_hint,
+)
 from lockgate.errors import InvalidRequest, ModelNotAllowed, ModelNotFound
 from lockgate.pipeline.auth import Principal
 from lockgate.pipeline.limits import OwnerLimits
@@ -25,6 +32,7 @@ from lockgate.providers.base import Provider, safe_in_path
 from lockgate.routing.strategies import Ordered, Strategy, strategy
 
 if TYPE_CHECKING:
+    from lockgate.pipeline.experiment import ExperimentSplit
     from lockgate.pipeline.steps import Step, StepFactory
 
 
@@ -75,23 +83,34 @@ class ModelPlan:
     # The capability every deployment of this plan has: a plan built from the config says
     # "chat" where all its deployments chat (the usual case, served as it is), else "".
     needs: str = "chat"
+    variant: str | None = None  # the experiment variant this plan serves
+    split: ExperimentSplit | None = None  # the experiment that picks a variant's plan instead
 
     def timeout_for(self, deployment: Deployment) -> float:
         return self.timeout_s if self.timeout_s is not None else deployment.provider.timeout_s
 
 
+class ShadowSteps(Protocol):
+    """Builds an experiment's shadow step (``experiments.shadow``), or None without shadows."""
+
+    def for_experiment(self, name: str, experiment: ExperimentConfig) -> Step | None: ...
+
+
 class Router:
     def __init__(self, config: Config, providers: Mapping[str, Provider], seed: int | None = None,
-                 steps: Sequence[StepFactory] = ()) -> None:
+                 steps: Sequence[StepFactory] = (), shadows: ShadowSteps | None = None) -> None:
         self._rng = random.Random(seed)
         self._plans: dict[str, ModelPlan] = {}
         for name, m in config.models.items():
             self._plans.update(_plans(name, m, providers, self._rng, steps))
+        self.splits: dict[str, ExperimentSplit] = {}
+        for name, experiment in config.experiments.items():
+            self._split(name, experiment, shadows)
         self._versions = {name: (tuple(m.versions), m.default) for name, m in config.models.items()}
         self._providers = providers
         self._direct = config.zero_config
         # The plans for operations that not every deployment offers, built on first use.
-        self._able: dict[tuple[str, str | None, str], ModelPlan] = {}
+        self._able: dict[tuple[str, str | None, str | None, str], ModelPlan] = {}
 
     @property
     def model_names(self) -> list[str]:
@@ -107,6 +126,8 @@ class Router:
         plan = self._plans.get(model) or self._direct_plan(model)
         if plan is None:
             raise ModelNotFound(self._not_found(model))
+        if plan.split is not None:  # an experiment: the variant's plan, for this subject
+            plan = plan.split.pick(subject)
         principal = subject.principal
         if not principal.may_use(plan.name):  # a version is allowed with its model
             raise ModelNotAllowed(f"this key may not use the model {plan.name!r}")
@@ -129,8 +150,35 @@ class Router:
     def order(self, plan: ModelPlan, subject: Subject | None = None) -> Sequence[Deployment]:
         return plan.strategy.order(plan.deployments, subject)
 
+    def plan_of(self, ref: str) -> ModelPlan | None:
+        """The plan of a model ref (``name`` or ``name@version``) as the config names it,
+        without an experiment's split: a variant's or a shadow's target."""
+        plan = self._plans.get(ref)
+        if plan is not None and plan.split is not None:
+            return plan.split.default
+        return plan
+
+    def _split(self, name: str, experiment: ExperimentConfig, shadows: ShadowSteps | None) -> None:
+        """Gives the experiment's model a plan that picks a variant's plan per request. A
+        variant's plan is the plan of the model ref it uses, named as the client asked (so the
+        key's allow-list and the answer's ``model`` are the experiment model's), with the
+        experiment's shadow step, if it has shadows."""
+        from lockgate.pipeline.experiment import ExperimentSplit
+
+        default = self._plans[experiment.model]
+        shadow = shadows.for_experiment(name, experiment) if shadows is not None else None
+        plans = {}
+        for variant, arm in experiment.variants.items():
+            used = self.plan_of(arm.use)
+            assert used is not None  # the config was checked
+            steps = (*used.steps, shadow) if shadow is not None else used.steps
+            plans[variant] = replace(used, name=experiment.model, variant=variant, steps=steps)
+        split = ExperimentSplit(name, experiment, plans, default)
+        self._plans[experiment.model] = replace(default, split=split)
+        self.splits[name] = split
+
     def _able_plan(self, plan: ModelPlan, needs: str) -> ModelPlan:
-        key = (plan.name, plan.version, needs)
+        key = (plan.name, plan.version, plan.variant, needs)
         able = self._able.get(key)
         if able is None:
             deployments = tuple(d for d in plan.deployments if needs in d.provider.capabilities)

@@ -8,6 +8,8 @@ create and change it; this module is what the queries are written against.
 * ``usage_hourly``: a rollup per hour, key, team, model, route and status, with a latency
   histogram, maintained as records are written, so usage queries stay fast at millions of rows.
 * ``audit``: every admin act, append-only.
+* ``experiments``: each experiment's state (running, stopped, promoted, rolled back), shared
+  by every worker and replica; ``feedback``: a score or label per request (its record's id).
 * ``responses``: stored Responses answers (``store: true``) with their input, for the key that
   made them (``owner``), until ``expires_at``; ``body`` is sealed (``lockgate.sealing``).
 """
@@ -155,4 +157,32 @@ responses = Table(
     Column("expires_at", Float, nullable=False),
     Column("body", LargeBinary, nullable=False),
     Index("ix_responses_expires_at", "expires_at"),
+)
+
+
+# One row per configured experiment, created when a gateway first serves it (``started_at``
+# bounds its analysis); ``variant`` is the one that takes all its traffic once it is decided.
+experiments = Table(
+    "experiments", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("status", String(16), nullable=False),  # running | stopped | promoted | rolled_back
+    Column("variant", String(64), nullable=True),
+    Column("reason", String(500), nullable=True),
+    Column("started_at", Float, nullable=False),
+    Column("changed_at", Float, nullable=True),
+)
+
+# The latest feedback on a request (one row per request record: a later score replaces an
+# earlier one), with the request's model and variant copied in so analysis needs no join.
+feedback = Table(
+    "feedback", metadata,
+    Column("record_id", String(32), primary_key=True),
+    Column("request_id", String(128), nullable=False),
+    Column("key_id", String(64), nullable=True),
+    Column("model", String(200), nullable=True),
+    Column("variant", String(64), nullable=True),
+    Column("score", Float, nullable=True),
+    Column("label", String(200), nullable=True),
+    Column("ts", Float, nullable=False),
+    Index("ix_feedback_model_ts", "model", "ts"),
 )

@@ -301,9 +301,13 @@ class Store:
         return await self._all(statement)
 
     async def erase_user(self, user: str) -> int:
-        """Deletes an end-user's request records (the rollups keep only anonymous totals)."""
+        """Deletes an end-user's request records, and the feedback given on them (the rollups
+        keep only anonymous totals)."""
+        r, f = schema.requests, schema.feedback
         async with self.engine.begin() as conn:
-            result = await conn.execute(schema.requests.delete().where(schema.requests.c.end_user == user))
+            await conn.execute(f.delete().where(f.c.record_id.in_(
+                sa.select(r.c.id).where(r.c.end_user == user))))
+            result = await conn.execute(r.delete().where(r.c.end_user == user))
         return int(result.rowcount or 0)
 
     # --- audit -----------------------------------------------------------------------------
