@@ -241,6 +241,26 @@ def test_the_answer_kept_is_the_one_the_other_steps_made(gateway: GatewayFactory
     assert ask(gw) == ("hit", "Hello, checked!")
 
 
+def test_an_experiments_variants_are_cached_apart(gateway: GatewayFactory, fake_openai: FakeOpenAI,
+                                                  fake_anthropic: FakeAnthropic) -> None:
+    models = {**MODELS, "chat": {"targets": [{"provider": "oai", "model": "gpt-4o"}]}}
+    experiments = {"trial": {"model": "chat", "sticky": "user", "variants": {
+        "control": {"use": "gpt", "weight": 1}, "candidate": {"use": "claude", "weight": 1}}}}
+    gw = gateway(models=models, keys=KEYS, teams=TEAMS, experiments=experiments)
+    fake_openai.enqueue(*[Reply(text="from gpt")] * 20)
+    fake_anthropic.enqueue(*[Reply(text="from claude")] * 20)
+    seen: dict[str, str] = {}
+    for user in (f"user-{n}" for n in range(20)):
+        raw = oai(gw).chat.completions.with_raw_response.create(model="chat", messages=HI, user=user)
+        variant, text = raw.headers["x-lockgate-variant"], raw.parse().choices[0].message.content
+        assert raw.headers["x-lockgate-cache"] == ("hit" if variant in seen else "miss")
+        assert text == seen.setdefault(variant, text)  # each variant's own answer
+        if len(seen) == 2:
+            break
+    assert seen == {"control": "from gpt", "candidate": "from claude"}
+    assert len(fake_openai.requests) == len(fake_anthropic.requests) == 1
+
+
 def test_cache_control_no_store_and_no_cache(gw: GatewayServer, fake_openai: FakeOpenAI) -> None:
     fake_openai.enqueue(Reply(text="not kept"), Reply(text="kept"), Reply(text="fresh"))
     assert ask(gw, headers={"cache-control": "no-store"}) == ("miss", "not kept")
