@@ -252,7 +252,7 @@ def test_an_experiments_variants_are_cached_apart(gateway: GatewayFactory, fake_
     seen: dict[str, str] = {}
     for user in (f"user-{n}" for n in range(20)):
         raw = oai(gw).chat.completions.with_raw_response.create(model="chat", messages=HI, user=user)
-        variant, text = raw.headers["x-lockgate-variant"], raw.parse().choices[0].message.content
+        variant, text = raw.headers["x-lockgate-variant"], raw.parse().choices[0].message.content or ""
         assert raw.headers["x-lockgate-cache"] == ("hit" if variant in seen else "miss")
         assert text == seen.setdefault(variant, text)  # each variant's own answer
         if len(seen) == 2:
