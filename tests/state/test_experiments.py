@@ -115,6 +115,6 @@ async def test_erasing_a_user_erases_the_feedback_on_their_requests(rows: Experi
         await rows.put_feedback({"record_id": r.id, "request_id": r.request_id, "key_id": "key_a",
                                  "model": "summarizer", "variant": "control", "score": 1.0,
                                  "label": "said something personal", "ts": T0 + 20})
-    assert await rows._store.erase_user("erase-me") == 1
+    assert await rows._store.erase_user("erase-me") == (1, 0)  # (records, stored bodies)
     got = await rows.feedback_figures("summarizer", ["control"], T0)
     assert got == {"control": (1, 1.0, 1.0, {"said something personal": 1})}

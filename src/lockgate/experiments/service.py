@@ -25,7 +25,7 @@ from lockgate.experiments.stats import Moments
 from lockgate.pipeline.experiment import PROMOTED, ROLLED_BACK, STOPPED, ExperimentSplit
 from lockgate.state.experiments import RUNNING, SHADOW_PREFIX, ExperimentStore
 from lockgate.state.schema import HISTOGRAM_COLUMNS, LATENCY_BUCKETS_MS
-from lockgate.state.store import Store
+from lockgate.state.store import Act, Store
 
 log = logging.getLogger("lockgate")
 
@@ -100,11 +100,9 @@ class Experiments:
             raise InvalidRequest(f"variant: the experiment {name!r} has no variant {variant!r} "
                              f"(it has {', '.join(config.variants)})")
         await self.refresh()
-        changed = await self.rows.decide(name, status, variant, reason,
-                                         only_if_running=status == ROLLED_BACK)
-        if changed:
-            await self._store.audit(actor, f"experiment.{_ACTIONS[status]}", name,
-                                    {"variant": variant, "reason": reason})
+        await self.rows.decide(name, status, variant, reason, only_if_running=status == ROLLED_BACK,
+                               act=Act(actor, f"experiment.{_ACTIONS[status]}",
+                                       {"variant": variant, "reason": reason}))
         await self.refresh()
         return self.state(name)
 
@@ -133,11 +131,12 @@ class Experiments:
             figures = await self.figures(name, list(config.variants), row["started_at"],
                                          with_feedback=False)
             reason = rollback_reason(config, figures, LATENCY_BUCKETS_MS)
-            if reason is not None and await self.rows.decide(
-                    name, ROLLED_BACK, config.control, reason, only_if_running=True):
+            if reason is None:
+                continue
+            act = Act(ACTOR, "experiment.rollback", {"variant": config.control, "reason": reason})
+            if await self.rows.decide(name, ROLLED_BACK, config.control, reason,
+                                      only_if_running=True, act=act):
                 log.warning("experiment %s rolled back to %s: %s", name, config.control, reason)
-                await self._store.audit(ACTOR, "experiment.rollback", name,
-                                        {"variant": config.control, "reason": reason})
                 self._on_rollback(name)
                 await self.refresh()
 

@@ -65,6 +65,10 @@ class EmbeddingsCall:
         self.model = request.model
         self.tokens: tuple[int, int] | None = tokens
 
+    def body_changed(self) -> None:
+        """The body was changed in place (the PII guard's redaction): read it again."""
+        self.request = parse_request(self.body)
+
     def shadow(self, ctx: RequestContext) -> Callable[[Deployment, float], Awaitable[bytes]]:
         """The same request on its own context, for an experiment's shadow (its usage is the
         copy's own)."""

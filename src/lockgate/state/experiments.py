@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from lockgate.state import schema
 from lockgate.state.schema import LATENCY_BUCKETS_MS
-from lockgate.state.store import Store
+from lockgate.state.store import Act, Store, append_audit
 
 RUNNING = "running"
 SHADOW_PREFIX = "shadow:"  # the variant a shadow copy's record names: ``shadow:<model ref>``
@@ -42,9 +42,10 @@ class ExperimentStore:
         return {row["name"]: dict(row) for row in rows}
 
     async def decide(self, name: str, status: str, variant: str | None, reason: str,
-                     only_if_running: bool = False) -> bool:
+                     only_if_running: bool = False, act: Act | None = None) -> bool:
         """Sets an experiment's state; with ``only_if_running``, only if nothing decided it
-        first (of several workers that see a failing canary at once, one rolls it back)."""
+        first (of several workers that see a failing canary at once, one rolls it back). ``act``
+        goes to the audit log in the same transaction, and only where the state changed."""
         e = schema.experiments
         statement = e.update().where(e.c.name == name).values(
             status=status, variant=variant, reason=reason[:500], changed_at=time.time())
@@ -52,6 +53,8 @@ class ExperimentStore:
             statement = statement.where(e.c.status == RUNNING)
         async with self._store.engine.begin() as conn:
             result = await conn.execute(statement)
+            if result.rowcount:
+                await append_audit(conn, act, name)
         return bool(result.rowcount)
 
     # --- figures -----------------------------------------------------------------------------

@@ -45,6 +45,10 @@ class _Families:
                        c["cache"])
         yield _counter("lockgate_upstream_errors", "Failed upstream attempts (retried or not), "
                        "by route and code", ["route", "code"], c["upstream_errors"])
+        yield _counter("lockgate_deployment_health", "Deployment health changes, by route and "
+                       "event: opened (taken out for its cooldown), reopened (its trial request "
+                       "failed), closed (back in service); opened - closed is how many are out",
+                       ["route", "event"], c["deployment_health"])
         yield from _experiments(tally)
 
 

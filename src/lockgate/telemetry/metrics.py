@@ -54,7 +54,7 @@ NONE = "none"  # no model (a body that could not be read) or no route (nothing w
 MAX_SEEN_NAMES = 100
 # The reasons ``lockgate_rate_limited_total`` tells apart: the error codes of a refusal.
 LIMIT_REASONS = frozenset({"rate_limit_exceeded", "budget_exceeded", "upstream_rate_limited",
-                           "limits_unavailable"})
+                           "limits_unavailable", "overloaded"})
 CACHE_RESULTS = frozenset({"hit", "miss"})
 SHARE_EVERY_S = 1.0  # how often a worker writes its tables for the others' scrapes
 
@@ -93,7 +93,8 @@ class Tally:
     """One process's figures, as plain tables: what ``record`` adds to and a scrape reads."""
 
     COUNTERS = ("requests", "tokens", "cost", "rate_limited", "cache", "upstream_errors",
-                "experiment_requests", "experiment_cost", "experiment_rollbacks", "experiment_shadow")
+                "experiment_requests", "experiment_cost", "experiment_rollbacks", "experiment_shadow",
+                "deployment_health")
     HISTOGRAMS = {"duration": DURATION_BUCKETS, "overhead": OVERHEAD_BUCKETS,
                   "experiment_duration": DURATION_BUCKETS}
 
@@ -204,6 +205,13 @@ class Metrics:
         """A shadow copy's outcome: its status class, or ``dropped`` (over the cap)."""
         counts, key = self.tally.counters["experiment_shadow"], (experiment, target, result)
         counts[key] = counts.get(key, 0.0) + 1
+
+    def health_changed(self, route: str, event: str) -> None:
+        """A deployment taken out of service (``opened``), kept out after a failed trial
+        (``reopened``) or back (``closed``), as this worker saw it (``routing.health``)."""
+        labels = (self.labels.name(route, False), event)
+        table = self.tally.counters["deployment_health"]
+        table[labels] = table.get(labels, 0.0) + 1
 
     # --- several workers --------------------------------------------------------------------
 
