@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -50,6 +51,7 @@ from lockgate.pipeline.v2_models import health as v2_health
 from lockgate.privacy.guard import PrivacySteps
 from lockgate.privacy.logbook import BodyLog
 from lockgate.privacy.retention import RetentionPurge
+from lockgate.providers._ssrf import GuardedResolver
 from lockgate.providers.base import Provider
 from lockgate.providers.http import ReadLimits
 from lockgate.providers.registry import provider_class
@@ -178,7 +180,8 @@ class Gateway:
             self.access.start()
             recorder = Recorders(self.writer, self.metrics, self.access)
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300,
+                                           resolver=GuardedResolver(self._private_hosts())),
             timeout=aiohttp.ClientTimeout(total=None),
             auto_decompress=True,
         )
@@ -345,6 +348,12 @@ class Gateway:
             await provider.aclose()
         if self._session is not None:
             await self._session.close()
+
+    def _private_hosts(self) -> list[str]:
+        """The hosts of providers allowed onto link-local / metadata addresses (``_ssrf``)."""
+        return [host for settings in self.config.providers.values()
+                if settings.allow_private_network and settings.base_url
+                and (host := urlsplit(settings.base_url).hostname)]
 
     async def _readyz(self, scope: Scope, receive: Receive, send: Send) -> None:
         """200 once config, storage and (if set) Redis are usable; else 503 naming what is not."""
