@@ -28,6 +28,8 @@ from lockgate.errors import GatewayError
 from lockgate.experiments.service import Experiments
 from lockgate.experiments.shadow import ShadowCopies
 from lockgate.open_guard import OpenGuard
+from lockgate.openapi import PATH as OPENAPI_PATH
+from lockgate.openapi import serve_spec, spec_bytes
 from lockgate.pipeline.auth import Authenticator
 from lockgate.pipeline.cache import AnswerCache, build_cache
 from lockgate.pipeline.call import Caller
@@ -254,6 +256,8 @@ class Gateway:
         self.prefix_routes[("GET", "/v2/models/")] = V2ModelEndpoint(services)
         self.routes.update({("GET", path): app for path, app in v2_health(lambda: self.ready).items()})
         self.routes[("GET", "/healthz")] = _health
+        spec_bytes()  # built once, here: every GET /openapi.json is the same cached bytes
+        self.routes[("GET", OPENAPI_PATH)] = serve_spec
         self.routes[("GET", "/readyz")] = self._readyz
         self.routes[("GET", "/metrics")] = MetricsEndpoint(
             self.metrics, server.master_key if server.metrics_auth else None)
