@@ -11,6 +11,7 @@ Bounded and derandomized: the same few cases per operation on every CI run.
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,7 +28,9 @@ from lockgate.openapi import build_spec
 CLIENT_KEY = "lg-fuzz-client-0123456789"
 MASTER = "lg-fuzz-master-0123456789"
 MODELS = ["gpt-4o-mini", "claude", "embed"]
-EXAMPLES_PER_OPERATION = 6
+# CI's bound; LOCKGATE_FUZZ_EXAMPLES=200 (and LOCKGATE_FUZZ_SEED) searches deeper by hand.
+EXAMPLES_PER_OPERATION = int(os.environ.get("LOCKGATE_FUZZ_EXAMPLES", "6"))
+SEED = os.environ.get("LOCKGATE_FUZZ_SEED")
 TIMEOUT_S = 10
 
 
@@ -43,6 +46,7 @@ def fuzz_spec() -> dict[str, Any]:
 
 
 schema = schemathesis.openapi.from_dict(fuzz_spec())
+CASES_RUN = [0]  # requests sent, printed at the end (pytest -s) for the README's figures
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +67,14 @@ def fuzz_gw() -> Iterator[GatewayServer]:
         })
         with GatewayServer(config) as server:
             yield server
+    print(f"\nfuzz: {CASES_RUN[0]} requests over {len(list(schema.get_all_operations()))} operations")
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES_PER_OPERATION, derandomize=True, deadline=None, database=None,
+@settings(max_examples=EXAMPLES_PER_OPERATION, derandomize=SEED is None, deadline=None, database=None,
           suppress_health_check=list(HealthCheck))
 def test_no_request_makes_the_gateway_fail(case: schemathesis.Case[Any], fuzz_gw: GatewayServer) -> None:
+    CASES_RUN[0] += 1
     key = MASTER if case.path.startswith("/admin") else CLIENT_KEY
     response = case.call(base_url=fuzz_gw.url, headers={"authorization": f"Bearer {key}"},
                          timeout=TIMEOUT_S)
