@@ -9,6 +9,7 @@ seconds; run with ``--hypothesis-seed`` and a larger ``max_examples`` to search 
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any
 
 import pytest
@@ -30,7 +31,10 @@ from lockgate.providers.openai import ChatCompletions
 from lockgate.wire.sse import SSEDecoder
 from lockgate.wire.v2 import request_from_json, request_json
 
-BOUNDED = settings(derandomize=True, max_examples=80, deadline=None, database=None,
+# CI's bound; LOCKGATE_PROPERTY_EXAMPLES=2000 searches deeper (and at random) by hand.
+_DEEPER = os.environ.get("LOCKGATE_PROPERTY_EXAMPLES")
+BOUNDED = settings(derandomize=_DEEPER is None, max_examples=int(_DEEPER or 80), deadline=None,
+                   database=None,
                    suppress_health_check=[HealthCheck.too_slow])
 
 _SCALARS = (st.none() | st.booleans() | st.integers(-2**70, 2**70)
