@@ -81,6 +81,7 @@ class Gateway:
         self._migrate = migrate
         self._session: aiohttp.ClientSession | None = None
         self._admin: ASGIApp | None = None
+        self._ui: ASGIApp | None = None
         self.tracing: Tracing | None = None  # where telemetry.otlp_endpoint is set
         self.store = Store(config.storage)
         self.storage = StorageLink(self.store, self._prepare_storage)
@@ -126,6 +127,8 @@ class Gateway:
             await endpoint(scope, receive, send)
         elif self.ready and _is_admin_path(scope["path"]):
             await self._admin_app()(scope, receive, send)
+        elif self.ready and _is_ui_path(scope["path"]):
+            await self._ui_app()(scope, receive, send)
         else:
             await self._unrouted(scope, send)
 
@@ -255,6 +258,14 @@ class Gateway:
                                            erasers=[self.responses.erase_user])
         return self._admin
 
+    def _ui_app(self) -> ASGIApp:
+        """The web dashboard, built on its first request like the admin API (cold path)."""
+        if self._ui is None:
+            from lockgate.ui.app import create_ui_app
+
+            self._ui = create_ui_app(self.store, self.config, self._admin_app)
+        return self._ui
+
     async def shutdown(self) -> None:
         self.ready = False
         await self.storage.stop()
@@ -324,6 +335,10 @@ class StartRefused(Exception):
 
 def _is_admin_path(path: str) -> bool:
     return path == "/admin" or path.startswith("/admin/")
+
+
+def _is_ui_path(path: str) -> bool:
+    return path == "/ui" or path.startswith("/ui/")
 
 
 async def _health(scope: Scope, receive: Receive, send: Send) -> None:

@@ -97,9 +97,11 @@ requests = Table(
     Column("version", String(64), nullable=True),  # the model version that served
     Column("variant", String(64), nullable=True),  # the experiment variant assigned
     # Few indexes: every one is paid on each of the many inserts. Logs read the newest rows
-    # (by ts, or a key's by key_id + ts); erasing a user's rows is rare and may scan.
+    # (by ts, or a key's by key_id + ts); the dashboard finds a request by its id; erasing a
+    # user's rows is rare and may scan.
     Index("ix_requests_ts", "ts"),
     Index("ix_requests_key_ts", "key_id", "ts"),
+    Index("ix_requests_request_id", "request_id"),
 )
 
 # Dimensions are '' rather than NULL: NULLs never conflict in a unique index, and the rollup

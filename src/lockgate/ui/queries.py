@@ -1,0 +1,256 @@
+"""What the dashboard reads: every query is bounded, whatever the number of records.
+
+Charts over hours and days read the hourly rollup (``usage_hourly``: one row per hour and
+dimension, never a scan of the records). The live view and the deployments' current rates read
+the newest records of the last minutes through the ``ts`` index, capped at ``LIVE_ROW_CAP``
+rows (the answer says when it was cut). The request log pages by a ``(ts, id)`` cursor, so page
+N costs what page 1 does; a request is found by its id through ``ix_requests_request_id``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from lockgate.config import Config
+from lockgate.state import schema
+from lockgate.state.schema import HISTOGRAM_COLUMNS
+from lockgate.state.store import Store, percentile
+
+RANGES_S = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
+SERIES_DIMENSIONS = ("model", "key_id", "team_id", "route")
+TOP_GROUPS = 6  # series shown one by one; the rest are summed as "other"
+LIVE_WINDOW_S = 900
+LIVE_STEP_S = 15
+LIVE_ROW_CAP = 20_000
+MAX_PAGE = 200
+NEAR_QUOTA = 0.9  # a deployment past this share of its rpm or tpm counts as at its quota
+
+
+class BadQuery(ValueError):
+    """A filter the caller got wrong: answered with 400 and this message."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogFilter:
+    limit: int = 50
+    key_id: str | None = None
+    model: str | None = None
+    status: str | None = None  # "404", or a class: "2xx", "4xx", "5xx"
+    since: float | None = None
+    until: float | None = None
+    cursor: str | None = None  # "<ts>:<id>" of the last row of the previous page
+
+
+class DashboardQueries:
+    def __init__(self, store: Store, config: Config, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
+
+    # --- charts over the rollup ------------------------------------------------------------
+
+    async def series(self, range_s: int, by: str) -> dict[str, Any]:
+        """Hourly totals with latency percentiles, and the top groups of ``by`` hour by hour."""
+        first = int((self.clock() - range_s) // 3600) + 1
+        hours = list(range(first, int(self.clock() // 3600) + 1))
+        u = schema.usage_hourly
+        dim = u.c[by]
+        top_query = (sa.select(dim.label("name")).where(u.c.hour >= first).group_by(dim)
+                     .order_by(sa.func.sum(u.c.requests).desc()).limit(TOP_GROUPS))
+        total_query = (sa.select(u.c.hour, *_sums(u, ("requests", "errors", "cost_usd",
+                                                      "prompt_tokens", "completion_tokens",
+                                                      *HISTOGRAM_COLUMNS)))
+                       .where(u.c.hour >= first).group_by(u.c.hour))
+        async with self.store.engine.connect() as conn:
+            top = [row.name for row in await conn.execute(top_query)]
+            totals = {row["hour"]: dict(row) for row in (await conn.execute(total_query)).mappings()}
+            group_query = (sa.select(u.c.hour, dim.label("name"),
+                                     *_sums(u, ("requests", "errors", "cost_usd")))
+                           .where(u.c.hour >= first, dim.in_(top)).group_by(u.c.hour, dim))
+            grouped = [dict(r) for r in (await conn.execute(group_query)).mappings()] if top else []
+        return {"hours": [h * 3600 for h in hours], "by": by,
+                "total": _total_series(hours, totals), "groups": _group_series(hours, top, grouped, totals)}
+
+    async def overview(self, range_s: int) -> dict[str, Any]:
+        """Totals of the range: requests, errors, tokens, spend and latency percentiles."""
+        u = schema.usage_hourly
+        first = int((self.clock() - range_s) // 3600) + 1
+        query = sa.select(*_sums(u, ("requests", "errors", "cost_usd", "prompt_tokens",
+                                     "completion_tokens", *HISTOGRAM_COLUMNS))).where(u.c.hour >= first)
+        async with self.store.engine.connect() as conn:
+            row = (await conn.execute(query)).mappings().one()
+        requests, errors = int(row["requests"] or 0), int(row["errors"] or 0)
+        histogram = [int(row[c] or 0) for c in HISTOGRAM_COLUMNS]
+        return {"since": first * 3600, "requests": requests, "errors": errors,
+                "error_rate": errors / requests if requests else 0.0,
+                "cost_usd": round(float(row["cost_usd"] or 0.0), 6),
+                "tokens": int(row["prompt_tokens"] or 0) + int(row["completion_tokens"] or 0),
+                "latency_ms": {f"p{q}": percentile(histogram, q / 100) for q in (50, 95, 99)}}
+
+    # --- live, from the newest records -----------------------------------------------------
+
+    async def live(self, window_s: int = LIVE_WINDOW_S, step_s: int = LIVE_STEP_S) -> dict[str, Any]:
+        """Requests and errors per second and latency percentiles, ``step_s`` by ``step_s``."""
+        now = self.clock()
+        end = int(now // step_s) * step_s + step_s
+        starts = list(range(end - window_s, end, step_s))
+        rows, sampled = await self._recent(now - window_s)
+        buckets: dict[int, list[tuple[int, float]]] = {s: [] for s in starts}
+        for row in rows:
+            bucket = buckets.get(int(row.ts // step_s) * step_s)
+            if bucket is not None:
+                bucket.append((row.status, row.latency_ms))
+        return {"t": starts, "step_s": step_s, "sampled": sampled,
+                "rps": [round(len(b) / step_s, 3) for b in buckets.values()],
+                "errors_ps": [round(sum(s >= 400 for s, _ in b) / step_s, 3) for b in buckets.values()],
+                "p50": [_quantile([lat for _, lat in b], 0.5) for b in buckets.values()],
+                "p95": [_quantile([lat for _, lat in b], 0.95) for b in buckets.values()]}
+
+    async def _recent(self, since: float) -> tuple[list[Any], bool]:
+        r = schema.requests
+        query = (sa.select(r.c.ts, r.c.status, r.c.latency_ms, r.c.route, r.c.prompt_tokens,
+                           r.c.completion_tokens)
+                 .where(r.c.ts >= since).order_by(r.c.ts.desc()).limit(LIVE_ROW_CAP))
+        async with self.store.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return list(rows), len(rows) == LIVE_ROW_CAP
+
+    # --- request log -----------------------------------------------------------------------
+
+    async def logs(self, f: LogFilter) -> dict[str, Any]:
+        r = schema.requests
+        conditions = [c for c in (
+            r.c.key_id == f.key_id if f.key_id else None,
+            r.c.model == f.model if f.model else None,
+            _status_condition(f.status),
+            r.c.ts >= f.since if f.since is not None else None,
+            r.c.ts <= f.until if f.until is not None else None,
+        ) if c is not None]
+        if f.cursor:
+            ts, row_id = _cursor(f.cursor)
+            conditions += [r.c.ts <= ts, sa.or_(r.c.ts < ts, r.c.id < row_id)]
+        limit = max(1, min(f.limit, MAX_PAGE))
+        query = sa.select(r).where(*conditions).order_by(r.c.ts.desc(), r.c.id.desc()).limit(limit + 1)
+        async with self.store.engine.connect() as conn:
+            rows = [dict(row) for row in (await conn.execute(query)).mappings()]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        cursor = f"{rows[-1]['ts']!r}:{rows[-1]['id']}" if more else None
+        return {"rows": rows, "next_cursor": cursor}
+
+    async def request(self, request_id: str) -> list[dict[str, Any]]:
+        """Every record with this request id (a client may reuse one), newest first."""
+        r = schema.requests
+        query = sa.select(r).where(r.c.request_id == request_id).order_by(r.c.ts.desc()).limit(20)
+        async with self.store.engine.connect() as conn:
+            return [dict(row) for row in (await conn.execute(query)).mappings()]
+
+    # --- provider and deployment health ----------------------------------------------------
+
+    async def health(self, range_s: int) -> list[dict[str, Any]]:
+        """Per route: requests, error rate, upstream 429s and latency over the range; for the
+        configured deployments, their rpm/tpm quota and the last minute's use of it."""
+        u = schema.usage_hourly
+        first = int((self.clock() - range_s) // 3600) + 1
+        limited = sa.func.sum(sa.case((u.c.status == 429, u.c.requests), else_=0)).label("limited")
+        query = (sa.select(u.c.route, limited, *_sums(u, ("requests", "errors", *HISTOGRAM_COLUMNS)))
+                 .where(u.c.hour >= first, u.c.route != "").group_by(u.c.route)
+                 .order_by(sa.func.sum(u.c.requests).desc()).limit(100))
+        async with self.store.engine.connect() as conn:
+            rows = {row["route"]: dict(row) for row in (await conn.execute(query)).mappings()}
+        recent, _ = await self._recent(self.clock() - 60)
+        quotas = self._quotas()
+        return [_health_row(route, rows.get(route), quotas.get(route), recent)
+                for route in [*rows, *(q for q in quotas if q not in rows)]]
+
+    def _quotas(self) -> dict[str, tuple[int | None, int | None]]:
+        out: dict[str, tuple[int | None, int | None]] = {}
+        for name, model in self.config.models.items():
+            for version in (model, *model.versions.values()):
+                for target in version.targets:
+                    out.setdefault(f"{target.provider}/{target.model or name}", (target.rpm, target.tpm))
+        return out
+
+
+def _sums(table: sa.Table, columns: Iterable[str]) -> list[sa.Label[Any]]:
+    return [sa.func.sum(table.c[c]).label(c) for c in columns]
+
+
+def _quantile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values.sort()
+    return round(values[min(len(values) - 1, int(q * len(values)))], 2)
+
+
+def _total_series(hours: Sequence[int], totals: Mapping[int, Mapping[str, Any]]) -> dict[str, list[Any]]:
+    def column(name: str) -> list[float]:
+        return [float(totals[h][name] or 0) if h in totals else 0 for h in hours]
+
+    histograms = [[int(totals[h][c] or 0) for c in HISTOGRAM_COLUMNS] if h in totals else [] for h in hours]
+    return {"requests": column("requests"), "errors": column("errors"), "cost_usd": column("cost_usd"),
+            "tokens": [a + b for a, b in zip(column("prompt_tokens"), column("completion_tokens"),
+                                             strict=True)],
+            **{f"p{q}": [percentile(h, q / 100) if h else None for h in histograms] for q in (50, 95, 99)}}
+
+
+def _group_series(hours: Sequence[int], top: Sequence[str], grouped: Sequence[Mapping[str, Any]],
+                  totals: Mapping[int, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    index = {h: i for i, h in enumerate(hours)}
+    metrics = ("requests", "errors", "cost_usd")
+    values: dict[str, dict[str, list[float]]] = {
+        name: {m: [0.0] * len(hours) for m in metrics} for name in top}
+    for row in grouped:
+        i = index.get(row["hour"])
+        if i is not None:
+            for m in metrics:
+                values[row["name"]][m][i] = float(row[m] or 0)
+    other = {m: [max(0.0, float(totals[h][m] or 0) - sum(v[m][i] for v in values.values()))
+                 if h in totals else 0.0 for i, h in enumerate(hours)] for m in metrics}
+    out = [{"name": name or "(none)", **v} for name, v in values.items()]
+    if any(v > 1e-9 for v in other["requests"]):
+        out.append({"name": "other", **other})
+    return out
+
+
+def _status_condition(status: str | None) -> sa.ColumnElement[bool] | None:
+    c = schema.requests.c.status
+    if not status:
+        return None
+    if len(status) == 3 and status[0] in "12345" and status[1:].lower() == "xx":
+        low = int(status[0]) * 100
+        return sa.and_(c >= low, c < low + 100)
+    if status.isdigit():
+        return c == int(status)
+    raise BadQuery(f"status must be a code such as 404 or a class such as 5xx, not {status!r}")
+
+
+def _cursor(cursor: str) -> tuple[float, str]:
+    ts, _, row_id = cursor.partition(":")
+    try:
+        return float(ts), row_id
+    except ValueError:
+        raise BadQuery("cursor is not one this API returned") from None
+
+
+def _health_row(route: str, row: Mapping[str, Any] | None, quota: tuple[int | None, int | None] | None,
+                recent: Sequence[Any]) -> dict[str, Any]:
+    requests = int(row["requests"] or 0) if row else 0
+    errors = int(row["errors"] or 0) if row else 0
+    histogram = [int(row[c] or 0) for c in HISTOGRAM_COLUMNS] if row else []
+    mine = [r for r in recent if r.route == route]
+    rpm, tpm = quota or (None, None)
+    used_rpm = len(mine)
+    used_tpm = sum(r.prompt_tokens + r.completion_tokens for r in mine)
+    limited = int(row["limited"] or 0) if row else 0
+    at_quota = bool((rpm and used_rpm >= NEAR_QUOTA * rpm) or (tpm and used_tpm >= NEAR_QUOTA * tpm))
+    return {"route": route, "configured": quota is not None, "requests": requests, "errors": errors,
+            "error_rate": errors / requests if requests else 0.0, "upstream_429": limited,
+            "latency_ms": {f"p{q}": percentile(histogram, q / 100) if histogram else None for q in (50, 95)},
+            "rpm": rpm, "tpm": tpm, "last_minute": {"requests": used_rpm, "tokens": used_tpm},
+            "at_quota": at_quota}
