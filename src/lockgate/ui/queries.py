@@ -95,7 +95,7 @@ class DashboardQueries:
     # --- live, from the newest records -----------------------------------------------------
 
     async def live(self, window_s: int = LIVE_WINDOW_S, step_s: int = LIVE_STEP_S) -> dict[str, Any]:
-        """Requests and errors per second and latency percentiles, ``step_s`` by ``step_s``."""
+        """Requests, errors and latency percentiles, ``step_s`` by ``step_s``."""
         now = self.clock()
         end = int(now // step_s) * step_s + step_s
         starts = list(range(end - window_s, end, step_s))
@@ -106,8 +106,8 @@ class DashboardQueries:
             if bucket is not None:
                 bucket.append((row.status, row.latency_ms))
         return {"t": starts, "step_s": step_s, "sampled": sampled,
-                "rps": [round(len(b) / step_s, 3) for b in buckets.values()],
-                "errors_ps": [round(sum(s >= 400 for s, _ in b) / step_s, 3) for b in buckets.values()],
+                "requests": [len(b) for b in buckets.values()],
+                "errors": [sum(s >= 400 for s, _ in b) for b in buckets.values()],
                 "p50": [_quantile([lat for _, lat in b], 0.5) for b in buckets.values()],
                 "p95": [_quantile([lat for _, lat in b], 0.95) for b in buckets.values()]}
 

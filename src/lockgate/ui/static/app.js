@@ -111,7 +111,8 @@ async function refreshOverview() {
   $("stat-tokens").textContent = overview.tokens.toLocaleString();
   for (const q of ["p50", "p95", "p99"]) $(`stat-${q}`).textContent = ms(overview.latency_ms[q]);
   $("live-sampled").hidden = !live.sampled;
-  draw("live", [live.t, live.rps, live.errors_ps], ["requests/s", "errors/s"]);
+  const perSecond = (counts) => counts.map((n) => n / live.step_s);
+  draw("live", [live.t, perSecond(live.requests), perSecond(live.errors)], ["requests/s", "errors/s"]);
   const groups = series.groups;
   const names_ = groups.map((g) => label(by, g.name));
   draw("requests", [series.hours, ...groups.map((g) => g.requests)], names_);
