@@ -1,6 +1,7 @@
 // The lockgate dashboard: a plain ES module, no build step. Every value from the gateway is
 // put in the page as text (never as HTML): request ids and model names come from clients.
-const REFRESH_MS = 5000;
+// Live views refresh every 5 s; /ui/?refresh_s=N picks another pace (at least 1 s).
+const REFRESH_MS = 1000 * Math.max(1, Number(new URLSearchParams(location.search).get("refresh_s")) || 5);
 const PALETTE = ["#3358d4", "#e0732b", "#2a8a4a", "#c5303a", "#8a4fd0", "#1b9aaa", "#9a9a9a"];
 const $ = (id) => document.getElementById(id);
 
