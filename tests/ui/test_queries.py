@@ -68,7 +68,7 @@ async def test_overview_totals(ui: tuple[Dashboard, dict[str, str]]) -> None:
 
 async def test_series_by_model_and_by_key(ui: tuple[Dashboard, dict[str, str]]) -> None:
     series = await get(ui, "/ui/api/series?range=24h&by=model")
-    assert len(series["hours"]) == 24 and series["hours"][-1] == int(NOW // 3600) * 3600
+    assert len(series["t"]) == 24 and series["t"][-1] == int(NOW // 3600) * 3600
     groups = {g["name"]: g for g in series["groups"]}
     assert set(groups) == {"gpt", "claude"}
     assert groups["gpt"]["requests"][-1] == 3 and groups["gpt"]["requests"][-3] == 2
@@ -76,7 +76,11 @@ async def test_series_by_model_and_by_key(ui: tuple[Dashboard, dict[str, str]]) 
     assert series["total"]["requests"][-1] == 4 and series["total"]["p95"][-1] == 1000.0
     by_key = await get(ui, "/ui/api/series?range=7d&by=key_id")
     assert {g["name"] for g in by_key["groups"]} == {"key_a", "key_b"}
-    assert sum(by_key["total"]["requests"]) == 7
+    assert sum(by_key["total"]["requests"]) == 7 and by_key["step_s"] == 3600
+    month = await get(ui, "/ui/api/series?range=30d&by=team_id")  # past a week: day by day
+    assert month["step_s"] == 86400 and len(month["t"]) in (30, 31)
+    teams = {g["name"]: sum(g["requests"]) for g in month["groups"]}
+    assert teams == {"team_1": 6, "(none)": 1}
 
 
 async def test_live_traffic(ui: tuple[Dashboard, dict[str, str]]) -> None:

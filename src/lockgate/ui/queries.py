@@ -1,10 +1,11 @@
 """What the dashboard reads: every query is bounded, whatever the number of records.
 
-Charts over hours and days read the hourly rollup (``usage_hourly``: one row per hour and
-dimension, never a scan of the records). The live view and the deployments' current rates read
-the newest records of the last minutes through the ``ts`` index, capped at ``LIVE_ROW_CAP``
-rows (the answer says when it was cut). The request log pages by a ``(ts, id)`` cursor, so page
-N costs what page 1 does; a request is found by its id through ``ix_requests_request_id``.
+Charts over hours and days read the hourly rollup by dimension (``usage_hourly_by``: one
+row per hour and value of one dimension, never a scan of the records). The live view and the
+deployments' current rates read the newest records of the last minutes through the ``ts``
+index, capped at ``LIVE_ROW_CAP`` rows (the answer says when it was cut). The request log pages
+by a ``(ts, id)`` cursor, so page N costs what page 1 does; a request is found by its id
+through ``ix_requests_request_id``.
 """
 
 from __future__ import annotations
@@ -55,41 +56,43 @@ class DashboardQueries:
     # --- charts over the rollup ------------------------------------------------------------
 
     async def series(self, range_s: int, by: str) -> dict[str, Any]:
-        """Hourly totals with latency percentiles, and the top groups of ``by`` hour by hour."""
-        first = int((self.clock() - range_s) // 3600) + 1
-        hours = list(range(first, int(self.clock() // 3600) + 1))
-        u = schema.usage_hourly
-        dim = u.c[by]
-        top_query = (sa.select(dim.label("name")).where(u.c.hour >= first).group_by(dim)
+        """Totals with latency percentiles and the top groups of ``by``, hour by hour (day by
+        day past a week: a chart of 720 hourly points says no more than 30 daily ones)."""
+        step_h = 24 if range_s > 7 * 86400 else 1
+        now_h = int(self.clock() // 3600)
+        first = (now_h - range_s // 3600 + 1) // step_h * step_h
+        buckets = list(range(first // step_h, now_h // step_h + 1))
+        u = schema.usage_hourly_by
+        bucket = (u.c.hour // step_h).label("bucket") if step_h > 1 else u.c.hour.label("bucket")
+        top_query = (sa.select(u.c.value).where(u.c.dim == by, u.c.hour >= first).group_by(u.c.value)
                      .order_by(sa.func.sum(u.c.requests).desc()).limit(TOP_GROUPS))
-        total_query = (sa.select(u.c.hour, *_sums(u, ("requests", "errors", "cost_usd",
-                                                      "prompt_tokens", "completion_tokens",
-                                                      *HISTOGRAM_COLUMNS)))
-                       .where(u.c.hour >= first).group_by(u.c.hour))
+        total_query = (sa.select(bucket, *_sums(u, _TOTALS)).where(u.c.dim == "all", u.c.hour >= first)
+                       .group_by(bucket))
         async with self.store.engine.connect() as conn:
-            top = [row.name for row in await conn.execute(top_query)]
-            totals = {row["hour"]: dict(row) for row in (await conn.execute(total_query)).mappings()}
-            group_query = (sa.select(u.c.hour, dim.label("name"),
-                                     *_sums(u, ("requests", "errors", "cost_usd")))
-                           .where(u.c.hour >= first, dim.in_(top)).group_by(u.c.hour, dim))
-            grouped = [dict(r) for r in (await conn.execute(group_query)).mappings()] if top else []
-        return {"hours": [h * 3600 for h in hours], "by": by,
-                "total": _total_series(hours, totals), "groups": _group_series(hours, top, grouped, totals)}
+            top = [row.value for row in await conn.execute(top_query)]
+            totals = {row[0]: row for row in (await conn.execute(total_query)).all()}
+            group_query = (sa.select(bucket, u.c.value, *_sums(u, _GROUPED))
+                           .where(u.c.dim == by, u.c.hour >= first, u.c.value.in_(top))
+                           .group_by(bucket, u.c.value))
+            grouped = (await conn.execute(group_query)).all() if top else []
+        return {"t": [b * step_h * 3600 for b in buckets], "step_s": step_h * 3600, "by": by,
+                "total": _total_series(buckets, totals),
+                "groups": _group_series(buckets, top, grouped, totals)}
 
     async def overview(self, range_s: int) -> dict[str, Any]:
         """Totals of the range: requests, errors, tokens, spend and latency percentiles."""
-        u = schema.usage_hourly
+        u = schema.usage_hourly_by
         first = int((self.clock() - range_s) // 3600) + 1
-        query = sa.select(*_sums(u, ("requests", "errors", "cost_usd", "prompt_tokens",
-                                     "completion_tokens", *HISTOGRAM_COLUMNS))).where(u.c.hour >= first)
+        query = sa.select(*_sums(u, _TOTALS)).where(u.c.dim == "all", u.c.hour >= first)
         async with self.store.engine.connect() as conn:
-            row = (await conn.execute(query)).mappings().one()
-        requests, errors = int(row["requests"] or 0), int(row["errors"] or 0)
-        histogram = [int(row[c] or 0) for c in HISTOGRAM_COLUMNS]
+            row = (await conn.execute(query)).one()
+        figures = dict(zip(_TOTALS, row, strict=True))
+        requests, errors = int(figures["requests"] or 0), int(figures["errors"] or 0)
+        histogram = [int(figures[c] or 0) for c in HISTOGRAM_COLUMNS]
         return {"since": first * 3600, "requests": requests, "errors": errors,
                 "error_rate": errors / requests if requests else 0.0,
-                "cost_usd": round(float(row["cost_usd"] or 0.0), 6),
-                "tokens": int(row["prompt_tokens"] or 0) + int(row["completion_tokens"] or 0),
+                "cost_usd": round(float(figures["cost_usd"] or 0.0), 6),
+                "tokens": int(figures["prompt_tokens"] or 0) + int(figures["completion_tokens"] or 0),
                 "latency_ms": {f"p{q}": percentile(histogram, q / 100) for q in (50, 95, 99)}}
 
     # --- live, from the newest records -----------------------------------------------------
@@ -153,16 +156,17 @@ class DashboardQueries:
     # --- provider and deployment health ----------------------------------------------------
 
     async def health(self, range_s: int) -> list[dict[str, Any]]:
-        """Per route: requests, error rate, upstream 429s and latency over the range; for the
-        configured deployments, their rpm/tpm quota and the last minute's use of it."""
-        u = schema.usage_hourly
+        """Per route: requests, error rate, 429s and latency over the range; for the configured
+        deployments, their rpm/tpm quota and the last minute's use of it."""
+        u = schema.usage_hourly_by
         first = int((self.clock() - range_s) // 3600) + 1
-        limited = sa.func.sum(sa.case((u.c.status == 429, u.c.requests), else_=0)).label("limited")
-        query = (sa.select(u.c.route, limited, *_sums(u, ("requests", "errors", *HISTOGRAM_COLUMNS)))
-                 .where(u.c.hour >= first, u.c.route != "").group_by(u.c.route)
+        columns = ("requests", "errors", "rate_limited", *HISTOGRAM_COLUMNS)
+        query = (sa.select(u.c.value, *_sums(u, columns))
+                 .where(u.c.dim == "route", u.c.hour >= first, u.c.value != "").group_by(u.c.value)
                  .order_by(sa.func.sum(u.c.requests).desc()).limit(100))
         async with self.store.engine.connect() as conn:
-            rows = {row["route"]: dict(row) for row in (await conn.execute(query)).mappings()}
+            found = (await conn.execute(query)).all()
+        rows = {row[0]: dict(zip(columns, row[1:], strict=True)) for row in found}
         recent, _ = await self._recent(self.clock() - 60)
         quotas = self._quotas()
         return [_health_row(route, rows.get(route), quotas.get(route), recent)
@@ -188,30 +192,36 @@ def _quantile(values: list[float], q: float) -> float | None:
     return round(values[min(len(values) - 1, int(q * len(values)))], 2)
 
 
-def _total_series(hours: Sequence[int], totals: Mapping[int, Mapping[str, Any]]) -> dict[str, list[Any]]:
-    def column(name: str) -> list[float]:
-        return [float(totals[h][name] or 0) if h in totals else 0 for h in hours]
+_GROUPED = ("requests", "errors", "cost_usd")
+_TOTALS = ("requests", "errors", "cost_usd", "prompt_tokens", "completion_tokens", *HISTOGRAM_COLUMNS)
 
-    histograms = [[int(totals[h][c] or 0) for c in HISTOGRAM_COLUMNS] if h in totals else [] for h in hours]
+
+def _total_series(buckets: Sequence[int], totals: Mapping[int, Sequence[Any]]) -> dict[str, list[Any]]:
+    rows = [dict(zip(_TOTALS, totals[b][1:], strict=True)) if b in totals else None for b in buckets]
+
+    def column(name: str) -> list[float]:
+        return [float(r[name] or 0) if r else 0.0 for r in rows]
+
+    histograms = [[int(r[c] or 0) for c in HISTOGRAM_COLUMNS] if r else [] for r in rows]
     return {"requests": column("requests"), "errors": column("errors"), "cost_usd": column("cost_usd"),
             "tokens": [a + b for a, b in zip(column("prompt_tokens"), column("completion_tokens"),
                                              strict=True)],
             **{f"p{q}": [percentile(h, q / 100) if h else None for h in histograms] for q in (50, 95, 99)}}
 
 
-def _group_series(hours: Sequence[int], top: Sequence[str], grouped: Sequence[Mapping[str, Any]],
-                  totals: Mapping[int, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    index = {h: i for i, h in enumerate(hours)}
-    metrics = ("requests", "errors", "cost_usd")
+def _group_series(buckets: Sequence[int], top: Sequence[str], grouped: Sequence[Sequence[Any]],
+                  totals: Mapping[int, Sequence[Any]]) -> list[dict[str, Any]]:
+    """The top groups, and "other" for what the rest add up to (totals minus the top)."""
+    index = {b: i for i, b in enumerate(buckets)}
     values: dict[str, dict[str, list[float]]] = {
-        name: {m: [0.0] * len(hours) for m in metrics} for name in top}
-    for row in grouped:
-        i = index.get(row["hour"])
+        name: {m: [0.0] * len(buckets) for m in _GROUPED} for name in top}
+    for bucket, name, *figures in grouped:
+        i = index.get(bucket)
         if i is not None:
-            for m in metrics:
-                values[row["name"]][m][i] = float(row[m] or 0)
-    other = {m: [max(0.0, float(totals[h][m] or 0) - sum(v[m][i] for v in values.values()))
-                 if h in totals else 0.0 for i, h in enumerate(hours)] for m in metrics}
+            for m, figure in zip(_GROUPED, figures, strict=True):
+                values[name][m][i] = float(figure or 0)
+    other = {m: [max(0.0, float(totals[b][1 + k] or 0) - sum(v[m][i] for v in values.values()))
+                 if b in totals else 0.0 for i, b in enumerate(buckets)] for k, m in enumerate(_GROUPED)}
     out = [{"name": name or "(none)", **v} for name, v in values.items()]
     if any(v > 1e-9 for v in other["requests"]):
         out.append({"name": "other", **other})
@@ -247,7 +257,7 @@ def _health_row(route: str, row: Mapping[str, Any] | None, quota: tuple[int | No
     rpm, tpm = quota or (None, None)
     used_rpm = len(mine)
     used_tpm = sum(r.prompt_tokens + r.completion_tokens for r in mine)
-    limited = int(row["limited"] or 0) if row else 0
+    limited = int(row["rate_limited"] or 0) if row else 0
     at_quota = bool((rpm and used_rpm >= NEAR_QUOTA * rpm) or (tpm and used_tpm >= NEAR_QUOTA * tpm))
     return {"route": route, "configured": quota is not None, "requests": requests, "errors": errors,
             "error_rate": errors / requests if requests else 0.0, "upstream_429": limited,

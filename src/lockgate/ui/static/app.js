@@ -115,12 +115,13 @@ async function refreshOverview() {
   const perSecond = (counts) => counts.map((n) => n / live.step_s);
   draw("live", [live.t, perSecond(live.requests), perSecond(live.errors)], ["requests/s", "errors/s"]);
   const groups = series.groups;
+  for (const note of document.querySelectorAll(".step-note")) note.textContent = series.step_s > 3600 ? "per day" : "per hour";
   const names_ = groups.map((g) => label(by, g.name));
-  draw("requests", [series.hours, ...groups.map((g) => g.requests)], names_);
-  draw("latency", [series.hours, series.total.p50, series.total.p95, series.total.p99], ["p50", "p95", "p99"]);
-  draw("errors", [series.hours, ...groups.map((g) => g.requests.map((r, i) => (r ? g.errors[i] / r : null)))],
+  draw("requests", [series.t, ...groups.map((g) => g.requests)], names_);
+  draw("latency", [series.t, series.total.p50, series.total.p95, series.total.p99], ["p50", "p95", "p99"]);
+  draw("errors", [series.t, ...groups.map((g) => g.requests.map((r, i) => (r ? g.errors[i] / r : null)))],
        names_, (u, v) => v.map((x) => percent(x)));
-  draw("cost", [series.hours, ...groups.map((g) => g.cost_usd)], names_);
+  draw("cost", [series.t, ...groups.map((g) => g.cost_usd)], names_);
 }
 
 function draw(name, data, labels, values) {
