@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from lockgate.core.record import RequestRecord
+from lockgate.ui import queries
 from services import postgres_clean_url  # noqa: F401  (fixture)
 from ui.dashboard import Dashboard, dashboard
 
@@ -106,6 +107,17 @@ async def test_the_request_log_pages_by_cursor_and_filters(ui: tuple[Dashboard, 
     assert [r["request_id"] for r in (await get(ui, "/ui/api/logs?model=claude"))["data"]] == ["req-bad"]
     window = await get(ui, f"/ui/api/logs?since={NOW - 7300}&until={NOW - 3600}")
     assert [r["request_id"] for r in window["data"]] == ["req-old-1", "req-old-2"]
+
+
+async def test_a_filter_without_an_index_reads_a_bounded_window_per_page(
+        ui: tuple[Dashboard, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(queries, "SCAN_BUDGET", 3)  # records a page may read for model/status filters
+    first = await get(ui, "/ui/api/logs?model=claude")
+    assert first["data"] == [] and first["next_cursor"] and first["scanned_to"]  # 3 newest: none match
+    second = await get(ui, f"/ui/api/logs?model=claude&cursor={first['next_cursor']}")
+    assert [r["request_id"] for r in second["data"]] == ["req-bad"] and second["next_cursor"]
+    last = await get(ui, f"/ui/api/logs?model=claude&cursor={second['next_cursor']}")
+    assert last == {"data": [], "next_cursor": None, "scanned_to": None}
 
 
 async def test_request_detail(ui: tuple[Dashboard, dict[str, str]]) -> None:

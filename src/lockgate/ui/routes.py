@@ -56,7 +56,7 @@ class ApiRoutes:
     async def logs(self, request: Request) -> JSONResponse:
         page = await self.queries.logs(_log_filter(request))
         return JSONResponse({"data": [_log_row(r) for r in page["rows"]],
-                             "next_cursor": page["next_cursor"]})
+                             "next_cursor": page["next_cursor"], "scanned_to": iso(page["scanned_to"])})
 
     async def request(self, request: Request) -> JSONResponse:
         rows = await self.queries.request(request.path_params["request_id"])

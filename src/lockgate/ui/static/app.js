@@ -162,7 +162,8 @@ async function refreshLogs() {
   $("log-rows").replaceChildren(...page.data.map(logRow));
   $("log-older").disabled = !page.next_cursor;
   $("log-older").dataset.cursor = page.next_cursor || "";
-  $("log-note").textContent = `page ${logCursors.length}` + (page.data.length ? "" : " — no requests match");
+  $("log-note").textContent = `page ${logCursors.length}` + (page.data.length ? "" : " — no requests match")
+    + (page.scanned_to ? ` (searched back to ${time(page.scanned_to)}; "Older" searches on)` : "");
 }
 
 function logRow(r) {
