@@ -5,14 +5,14 @@ detail, and provider/deployment health with quotas."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from lockgate.core.record import RequestRecord
 from lockgate.ui import queries
-from services import postgres_clean_url  # noqa: F401  (fixture)
+from services import emptied_session_database
 from ui.dashboard import Dashboard, dashboard
 
 NOW = 1_800_001_800.0  # half past an hour
@@ -37,15 +37,17 @@ RECORDS = [
 ]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+# The tests only read: one dashboard over one set of records per storage, for the whole module.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=["sqlite", "postgresql"])
+async def ui(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+             ) -> AsyncIterator[tuple[Dashboard, dict[str, str]]]:
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/ui.db"
-    return str(request.getfixturevalue("postgres_clean_url"))
-
-
-@pytest.fixture
-async def ui(storage: str) -> AsyncIterator[tuple[Dashboard, dict[str, str]]]:
+        storage = f"sqlite:///{tmp_path_factory.mktemp('ui')}/ui.db"
+    else:
+        storage = await emptied_session_database(request.config)
     async with dashboard(storage, models=MODELS) as board:
         board.clock.now = NOW
         await board.store.insert_records(RECORDS)
@@ -139,11 +141,10 @@ async def test_health_per_route_and_quota(ui: tuple[Dashboard, dict[str, str]]) 
     assert (idle["requests"], idle["tpm"], idle["at_quota"]) == (0, 1000, False)
 
 
-async def test_bad_queries_get_400(tmp_path: Path) -> None:
-    async with dashboard(f"sqlite:///{tmp_path}/ui.db") as board:
-        headers = await board.sign_in()
-        for query in ("/ui/api/overview?range=2y", "/ui/api/series?by=secret", "/ui/api/logs?status=abc",
+async def test_bad_queries_get_400(ui: tuple[Dashboard, dict[str, str]]) -> None:
+    board, headers = ui
+    for query in ("/ui/api/overview?range=2y", "/ui/api/series?by=secret", "/ui/api/logs?status=abc",
                       "/ui/api/logs?cursor=x:y", "/ui/api/logs?limit=many", "/ui/api/health?range=1y"):
-            answer = await board.client.get(query, headers=headers)
-            assert answer.status_code == 400, query
-            assert answer.json()["error"]["code"] == "invalid_request"
+        answer = await board.client.get(query, headers=headers)
+        assert answer.status_code == 400, query
+        assert answer.json()["error"]["code"] == "invalid_request"
