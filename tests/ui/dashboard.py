@@ -12,6 +12,7 @@ import httpx2 as httpx
 
 from gateway import make_config
 from lockgate.admin.app import create_admin_app
+from lockgate.asgi import ASGIApp
 from lockgate.state.migrate import ensure_schema
 from lockgate.state.store import Store
 from lockgate.ui.app import create_ui_app
@@ -45,7 +46,8 @@ class Dashboard:
 @asynccontextmanager
 async def dashboard(storage: str, *, master_key: str | None = MASTER, base_url: str = ORIGIN,
                     models: dict[str, Any] | None = None, ttl_s: float = 3600,
-                    refusal_delay_s: float = 0.0) -> AsyncIterator[Dashboard]:
+                    refusal_delay_s: float = 0.0, admin: ASGIApp | None = None) -> AsyncIterator[Dashboard]:
+    """``admin``: the app ``/ui/api/admin`` reaches (default: the real admin API)."""
     server: dict[str, Any] = {"master_key": master_key} if master_key else {}
     config = make_config({"storage": storage, "server": server, "models": models or {},
                           "providers": {"oai": {"type": "openai", "api_key": "x",
@@ -53,8 +55,8 @@ async def dashboard(storage: str, *, master_key: str | None = MASTER, base_url: 
     store = Store(config.storage)
     await ensure_schema(store.engine)
     clock = Clock()
-    admin = create_admin_app(store, config)
-    app = create_ui_app(store, config, lambda: admin, session_ttl_s=ttl_s,
+    admin_app = admin or create_admin_app(store, config)
+    app = create_ui_app(store, config, lambda: admin_app, session_ttl_s=ttl_s,
                         refusal_delay_s=refusal_delay_s, clock=clock)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url) as client:
         yield Dashboard(client, store, clock)

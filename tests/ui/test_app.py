@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 import pytest
 
 from gateway import GatewayServer, make_config
+from lockgate.admin.auth import SIGNED_IN
+from lockgate.asgi import Receive, Scope, Send, send_body
 from lockgate.ui.session import COOKIE
 from ui.dashboard import MASTER, ORIGIN, dashboard
 
@@ -87,6 +90,28 @@ async def test_cross_origin_requests_are_refused(storage: str) -> None:
         same = {"origin": ORIGIN, "sec-fetch-site": "same-origin"}
         assert (await ui.client.post("/ui/api/admin/keys", json={"name": "k"},
                                      headers={**headers, **same})).status_code == 201
+
+
+async def test_the_admin_api_is_reached_through_the_session(storage: str) -> None:
+    """/ui/api/admin/<path> is the admin app's /admin/<path>, marked signed in: any admin
+    endpoint, also one added later (experiments), without the page holding the master key."""
+    seen: list[dict[str, Any]] = []
+
+    async def admin(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(dict(scope))
+        await send_body(send, 200, b'{"data": []}', [])
+
+    async with dashboard(storage, admin=admin) as ui:
+        headers = await ui.sign_in()
+        answer = await ui.client.post("/ui/api/admin/experiments/trial/promote?x=1", headers=headers,
+                                      json={"variant": "b"})
+        assert answer.status_code == 200 and answer.json() == {"data": []}
+        assert seen[-1]["path"] == "/admin/experiments/trial/promote" and seen[-1]["query_string"] == b"x=1"
+        assert seen[-1][SIGNED_IN] is True
+        # Without the session nothing reaches the admin app.
+        ui.client.cookies.clear()
+        assert (await ui.client.get("/ui/api/admin/experiments", headers=headers)).status_code == 401
+        assert len(seen) == 1
 
 
 async def test_sign_out_clears_the_cookie(storage: str) -> None:
