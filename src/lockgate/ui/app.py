@@ -14,6 +14,7 @@ saying so, and nothing else of the dashboard exists.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -43,13 +44,13 @@ _DISABLED_PAGE = (b"<!doctype html><title>lockgate dashboard</title><h1>The dash
 
 def create_ui_app(store: Store, config: Config, admin: Callable[[], ASGIApp], *,
                   session_ttl_s: float = DEFAULT_TTL_S, refusal_delay_s: float = REFUSAL_DELAY_S,
-                  clock: Callable[[], float] | None = None) -> ASGIApp:
+                  clock: Callable[[], float] = time.time) -> ASGIApp:
     """``admin``: the gateway's admin app (built on demand), which ``/ui/api/admin`` reaches."""
     master_key = config.server.master_key
     if not master_key:
         return SecurityHeaders(_disabled)
-    sessions = Sessions(master_key, session_ttl_s, *(() if clock is None else (clock,)))
-    queries = DashboardQueries(store, config, *(() if clock is None else (clock,)))
+    sessions = Sessions(master_key, session_ttl_s, clock)
+    queries = DashboardQueries(store, config, clock)
     login = Login(sessions, refusal_delay_s)
     api = Starlette(routes=[*ApiRoutes(queries, sessions).routes(),
                             Route("/ui/api/logout", login.logout, methods=["POST"]),
