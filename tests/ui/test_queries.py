@@ -76,6 +76,8 @@ async def test_series_by_model_and_by_key(ui: tuple[Dashboard, dict[str, str]]) 
     assert set(groups) == {"gpt", "claude"}
     assert groups["gpt"]["requests"][-1] == 3 and groups["gpt"]["requests"][-3] == 2
     assert groups["claude"]["errors"][-1] == 1 and groups["claude"]["cost_usd"][-1] == pytest.approx(0.01)
+    assert groups["claude"]["p95"][-1] == 1000.0 and groups["gpt"]["p95"][-1] == 50.0  # each its own
+    assert groups["gpt"]["p95"][0] is None  # no requests that hour
     assert series["total"]["requests"][-1] == 4 and series["total"]["p95"][-1] == 1000.0
     by_key = await get(ui, "/ui/api/series?range=7d&by=key_id")
     assert {g["name"] for g in by_key["groups"]} == {"key_a", "key_b"}
@@ -84,6 +86,15 @@ async def test_series_by_model_and_by_key(ui: tuple[Dashboard, dict[str, str]]) 
     assert month["step_s"] == 86400 and len(month["t"]) in (30, 31)
     teams = {g["name"]: sum(g["requests"]) for g in month["groups"]}
     assert teams == {"team_1": 6, "(none)": 1}
+
+
+async def test_groups_past_the_top_are_summed_as_other(
+        ui: tuple[Dashboard, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(queries, "TOP_GROUPS", 1)
+    series = await get(ui, "/ui/api/series?range=24h&by=model")
+    gpt, other = series["groups"]
+    assert (gpt["name"], other["name"]) == ("gpt", "other")
+    assert (other["requests"][-1], other["errors"][-1], other["p95"][-1]) == (1, 1, 1000.0)
 
 
 async def test_live_traffic(ui: tuple[Dashboard, dict[str, str]]) -> None:

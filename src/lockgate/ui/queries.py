@@ -72,7 +72,7 @@ class DashboardQueries:
         async with self.store.engine.connect() as conn:
             top = [row.value for row in await conn.execute(top_query)]
             totals = {row[0]: row for row in (await conn.execute(total_query)).all()}
-            group_query = (sa.select(bucket, u.c.value, *_sums(u, _GROUPED))
+            group_query = (sa.select(bucket, u.c.value, *_sums(u, (*_GROUPED, *HISTOGRAM_COLUMNS)))
                            .where(u.c.dim == by, u.c.hour >= first, u.c.value.in_(top))
                            .group_by(bucket, u.c.value))
             grouped = (await conn.execute(group_query)).all() if top else []
@@ -224,21 +224,31 @@ def _total_series(buckets: Sequence[int], totals: Mapping[int, Sequence[Any]]) -
 
 def _group_series(buckets: Sequence[int], top: Sequence[str], grouped: Sequence[Sequence[Any]],
                   totals: Mapping[int, Sequence[Any]]) -> list[dict[str, Any]]:
-    """The top groups, and "other" for what the rest add up to (totals minus the top)."""
+    """The top groups, and "other" for what the rest add up to (totals minus the top), each
+    with its p95 latency from its own histogram."""
     index = {b: i for i, b in enumerate(buckets)}
-    values: dict[str, dict[str, list[float]]] = {
-        name: {m: [0.0] * len(buckets) for m in _GROUPED} for name in top}
-    for bucket, name, *figures in grouped:
+    width = len(_GROUPED) + len(HISTOGRAM_COLUMNS)
+    # name -> one list of figures (the sums, then the histogram) per bucket
+    figures: dict[str, list[list[float]]] = {name: [[0.0] * width for _ in buckets] for name in top}
+    for bucket, name, *row in grouped:
         i = index.get(bucket)
         if i is not None:
-            for m, figure in zip(_GROUPED, figures, strict=True):
-                values[name][m][i] = float(figure or 0)
-    other = {m: [max(0.0, float(totals[b][1 + k] or 0) - sum(v[m][i] for v in values.values()))
-                 if b in totals else 0.0 for i, b in enumerate(buckets)] for k, m in enumerate(_GROUPED)}
-    out = [{"name": name or "(none)", **v} for name, v in values.items()]
-    if any(v > 1e-9 for v in other["requests"]):
-        out.append({"name": "other", **other})
+            figures[name][i] = [float(x or 0) for x in row]
+    total_columns = [1 + _TOTALS.index(c) for c in (*_GROUPED, *HISTOGRAM_COLUMNS)]
+    other = [[max(0.0, float(totals[b][c] or 0) - sum(f[i][k] for f in figures.values()))
+              for k, c in enumerate(total_columns)] if b in totals else [0.0] * width
+             for i, b in enumerate(buckets)]
+    out = [_group_view(name or "(none)", rows) for name, rows in figures.items()]
+    if any(row[0] > 1e-9 for row in other):
+        out.append(_group_view("other", other))
     return out
+
+
+def _group_view(name: str, rows: Sequence[Sequence[float]]) -> dict[str, Any]:
+    n = len(_GROUPED)
+    view: dict[str, Any] = {"name": name, **{m: [row[k] for row in rows] for k, m in enumerate(_GROUPED)}}
+    view["p95"] = [percentile([int(x) for x in row[n:]], 0.95) if row[0] else None for row in rows]
+    return view
 
 
 def _status_condition(status: str | None) -> sa.ColumnElement[bool] | None:

@@ -122,6 +122,7 @@ async function refreshOverview() {
   draw("errors", [series.t, ...groups.map((g) => g.requests.map((r, i) => (r ? g.errors[i] / r : null)))],
        names_, (u, v) => v.map((x) => percent(x)));
   draw("cost", [series.t, ...groups.map((g) => g.cost_usd)], names_);
+  draw("p95", [series.t, ...groups.map((g) => g.p95)], names_);
 }
 
 function draw(name, data, labels, values) {
