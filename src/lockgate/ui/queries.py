@@ -29,7 +29,7 @@ LIVE_WINDOW_S = 900
 LIVE_STEP_S = 15
 LIVE_ROW_CAP = 20_000
 MAX_PAGE = 200
-SCAN_BUDGET = 50_000  # records one log page may read to apply filters that have no index
+SCAN_BUDGET = 20_000  # records one log page may read to apply filters that have no index
 NEAR_QUOTA = 0.9  # a deployment past this share of its rpm or tpm counts as at its quota
 
 
@@ -235,9 +235,12 @@ def _group_series(buckets: Sequence[int], top: Sequence[str], grouped: Sequence[
         if i is not None:
             figures[name][i] = [float(x or 0) for x in row]
     total_columns = [1 + _TOTALS.index(c) for c in (*_GROUPED, *HISTOGRAM_COLUMNS)]
-    other = [[max(0.0, float(totals[b][c] or 0) - sum(f[i][k] for f in figures.values()))
-              for k, c in enumerate(total_columns)] if b in totals else [0.0] * width
-             for i, b in enumerate(buckets)]
+    other = [[0.0] * width for _ in buckets]
+    for i, b in enumerate(buckets):
+        if b in totals:
+            top_sum = [sum(c) for c in zip(*(f[i] for f in figures.values()), strict=True)] or [0.0] * width
+            other[i] = [max(0.0, float(totals[b][c] or 0) - s) for c, s in zip(total_columns, top_sum,
+                                                                                strict=True)]
     out = [_group_view(name or "(none)", rows) for name, rows in figures.items()]
     if any(row[0] > 1e-9 for row in other):
         out.append(_group_view("other", other))
