@@ -92,6 +92,7 @@ class Gateway:
         self._migrate = migrate
         self._session: aiohttp.ClientSession | None = None
         self._admin: ASGIApp | None = None
+        self._ui: ASGIApp | None = None
         self.tracing: Tracing | None = None  # where telemetry.otlp_endpoint is set
         self.cache: AnswerCache | None = None  # where a model opts in (built at start-up)
         self.store = Store(config.storage)
@@ -148,6 +149,8 @@ class Gateway:
             await endpoint(scope, receive, send)
         elif self.ready and _is_admin_path(scope["path"]):
             await self._admin_app()(scope, receive, send)
+        elif self.ready and _is_ui_path(scope["path"]):
+            await self._ui_app()(scope, receive, send)
         else:
             await self._unrouted(scope, send)
 
@@ -320,6 +323,14 @@ class Gateway:
                                            experiments=self.experiments)
         return self._admin
 
+    def _ui_app(self) -> ASGIApp:
+        """The web dashboard, built on its first request like the admin API (cold path)."""
+        if self._ui is None:
+            from lockgate.ui.app import create_ui_app
+
+            self._ui = create_ui_app(self.store, self.config, self._admin_app)
+        return self._ui
+
     async def shutdown(self) -> None:
         self.ready = False
         await self.storage.stop()
@@ -396,6 +407,10 @@ class StartRefused(Exception):
 
 def _is_admin_path(path: str) -> bool:
     return path == "/admin" or path.startswith("/admin/")
+
+
+def _is_ui_path(path: str) -> bool:
+    return path == "/ui" or path.startswith("/ui/")
 
 
 async def _health(scope: Scope, receive: Receive, send: Send) -> None:
