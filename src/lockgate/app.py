@@ -272,7 +272,9 @@ class Gateway:
         self.experiments.start(router.splits)
 
     async def _share_health(self) -> None:
-        if not self.config.redis:
+        """Through Redis where it is set and some deployment is watched (none is where every
+        model has one target: nothing to share, no connection held)."""
+        if not self.config.redis or not self.health.states():
             return
         from lockgate.state.health_share import RedisHealthShare  # only where Redis is used
 
