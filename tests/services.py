@@ -75,10 +75,12 @@ async def _truncate_all(url: str) -> None:
     try:
         tables = [row["tablename"] for row in await conn.fetch(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-            " AND tablename NOT IN ('alembic_version', 'control_revision')")]  # schema-owned rows
-        if tables:
+            " AND tablename NOT IN ('alembic_version', 'control_revision', 'audit_head')")]
+        if tables:  # the schema-owned rows stay; the audit chain starts again, as in a new database
             names = ", ".join(f'"{table}"' for table in tables)
             await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+        if "audit" in tables:
+            await conn.execute("UPDATE audit_head SET seq = 0, hash = $1", "0" * 64)
     finally:
         await conn.close()
 

@@ -175,6 +175,11 @@ def test_wrong_types_and_values_are_rejected_at_their_path(text: str, path: str)
     ("keys:\n  - {name: ci, key: lg-ci-key-0123456789, budget_usd: -1}\n", "keys.0.budget_usd"),
     ("teams:\n  - {name: t, tpm: 0}\n", "teams.0.tpm"),
     ("server: {responses_ttl_s: 0}\n", "server.responses_ttl_s"),
+    ("server: {max_in_flight: -1}\n", "server.max_in_flight"),
+    (MODEL + "    health: {cooldown_s: 0}\n", "models.gpt.health.cooldown_s"),
+    (MODEL + "    health: {consecutive_failures: -1}\n", "models.gpt.health.consecutive_failures"),
+    (MODEL + "    health: {max_error_rate: 0}\n", "models.gpt.health.max_error_rate"),
+    (MODEL + "    hedge_after_ms: -5\n", "models.gpt.hedge_after_ms"),
 ])
 def test_negative_values_are_rejected(text: str, path: str) -> None:
     problem = the_problem(text)
@@ -190,6 +195,37 @@ def test_the_encryption_key_must_be_32_bytes_of_url_safe_base64(key: str) -> Non
     assert key not in problem.message  # a secret is never repeated
     good = "Q0FGRUJBQkUtdGVzdC1rZXktMzItYnl0ZXMtbG9uZyE="
     assert parse_config(f'server: {{encryption_key: "{good}"}}\n', {}).server.encryption_key == good
+
+
+TWO = PROVIDERS + """\
+models:
+  chat:
+    targets: [{provider: oai, model: gpt-4o}, {provider: oai, model: gpt-4o-mini}]
+"""
+
+
+@pytest.mark.parametrize("strategy", ["weighted", "ordered", "least-latency", "least-cost"])
+def test_every_strategy_the_interface_names_is_accepted(strategy: str) -> None:
+    assert parse_config(TWO + f"    strategy: {strategy}\n", {}).models["chat"].strategy == strategy
+
+
+def test_health_and_hedging_settings() -> None:
+    model = parse_config(TWO + "    health: {consecutive_failures: 5, cooldown_s: 10, "
+                         "max_error_rate: 0.5, window_s: 30, min_requests: 8, slow_ms: 2000}\n"
+                         "    hedge_after_ms: 300\n", {}).models["chat"]
+    assert (model.health.consecutive_failures, model.health.cooldown_s, model.health.slow_ms,
+            model.hedge_after_ms) == (5, 10, 2000, 300)
+    default = parse_config(TWO, {}).models["chat"]
+    assert (default.health.consecutive_failures, default.health.cooldown_s,
+            default.hedge_after_ms) == (3, 30, 0)
+    rate = the_problem(TWO + "    health: {max_error_rate: 1.5}\n")
+    assert rate.path == "models.chat.health.max_error_rate"
+    assert the_problem(TWO + "    health: {cooldown: 5}\n").path == "models.chat.health.cooldown"
+
+
+def test_hedging_needs_a_second_target() -> None:
+    problem = the_problem(MODEL + "    hedge_after_ms: 200\n")
+    assert problem.path == "models.gpt" and "at least two targets" in problem.message
 
 
 def test_a_model_needs_at_least_one_target() -> None:

@@ -423,7 +423,7 @@ def test_kill_9_loses_no_record_of_an_answered_request(
         private_postgres.start()
     with Serving("--config", str(config), cwd=tmp_path) as gw:  # adopts the dead one's spool
         # What is asserted is that none is lost, not how soon: a loaded machine replays slowly.
-        wait_for(lambda: len(stored_counts(private_postgres.url, sent)) == len(sent), 30,
+        wait_for(lambda: len(stored_counts(private_postgres.url, sent)) == len(sent), 60,
                  "the records of every answered request")
         assert stored_counts(private_postgres.url, sent) == dict.fromkeys(sent, 1)
         gw.terminate()

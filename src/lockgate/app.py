@@ -24,6 +24,8 @@ from lockgate.dialects.completions import CompletionsDialect
 from lockgate.dialects.openai import OpenAIDialect
 from lockgate.dialects.responses_turn import StoredResponsesDialect
 from lockgate.errors import GatewayError
+from lockgate.experiments.service import Experiments
+from lockgate.experiments.shadow import ShadowCopies
 from lockgate.open_guard import OpenGuard
 from lockgate.pipeline.auth import Authenticator
 from lockgate.pipeline.call import Caller
@@ -31,6 +33,7 @@ from lockgate.pipeline.chat import ChatOperation
 from lockgate.pipeline.context import RequestContext
 from lockgate.pipeline.count_tokens import CountTokensOperation
 from lockgate.pipeline.embeddings import EmbeddingsOperation
+from lockgate.pipeline.feedback import FeedbackEndpoint
 from lockgate.pipeline.frame import Frame, Operation
 from lockgate.pipeline.infer import InferOperation
 from lockgate.pipeline.keycache import KeyCache, principals, stored_spend
@@ -39,13 +42,17 @@ from lockgate.pipeline.models import ModelsEndpoint
 from lockgate.pipeline.record import Recorder, Recorders, record_of
 from lockgate.pipeline.responses_api import StoredResponsesEndpoint
 from lockgate.pipeline.route import Router
-from lockgate.pipeline.services import Services
+from lockgate.pipeline.services import InFlight, Services
 from lockgate.pipeline.steps import StepFactory
 from lockgate.pipeline.v2_models import V2ModelEndpoint
 from lockgate.pipeline.v2_models import health as v2_health
+from lockgate.privacy.guard import PrivacySteps
+from lockgate.privacy.logbook import BodyLog
+from lockgate.privacy.retention import RetentionPurge
 from lockgate.providers.base import Provider
 from lockgate.providers.http import ReadLimits
 from lockgate.providers.registry import provider_class
+from lockgate.routing.health import HealthBoard
 from lockgate.safe_url import redact_url
 from lockgate.sealing import Sealer
 from lockgate.state import key_snapshot
@@ -60,6 +67,7 @@ from lockgate.telemetry.metrics import Metrics, MetricsEndpoint
 from lockgate.telemetry.writer import RecordWriter
 
 if TYPE_CHECKING:
+    from lockgate.state.health_share import RedisHealthShare
     from lockgate.telemetry.tracing import Tracing
 
 log = logging.getLogger("lockgate")
@@ -72,7 +80,9 @@ class Gateway:
     def __init__(self, config: Config, *, migrate: bool = True,
                  steps: Sequence[StepFactory] = (), metrics_dir: str | None = None) -> None:
         self.config = config
-        self._steps = tuple(steps)
+        # The PII guard comes first: later steps (a cache) see the request as redacted.
+        self.body_log = BodyLog(config.server.encryption_key, config.privacy.max_body_bytes)
+        self._steps = (PrivacySteps(self.body_log), *steps)
         self.routes: dict[tuple[str, str], ASGIApp] = {}
         # Endpoints whose path ends in a name (``/v1/models/{id}``): (method or "*", path prefix).
         self.prefix_routes: dict[tuple[str, str], ASGIApp] = {}
@@ -89,6 +99,9 @@ class Gateway:
         self._key_snapshot = key_snapshot.snapshot_path(config.server.spill_dir)
         self.access = AccessLog() if config.telemetry.access_log else None
         self.metrics = Metrics(config, metrics_dir)  # observability: GET /metrics
+        # Experiments (§8): shared state and rollback, and shadow copies recorded by the writer.
+        self.experiments = Experiments(config, self.store, on_rollback=self.metrics.rolled_back)
+        self.shadows = ShadowCopies(self.writer.record, self.metrics.shadow)
         counters: CounterStore = MemoryCounters()
         if config.redis:
             from lockgate.state.redis_counters import RedisCounters  # only where Redis is used
@@ -100,6 +113,13 @@ class Gateway:
         self.auth = Authenticator(config)
         self.keycache = KeyCache(self.store, self.auth, self.limiter, self._save_key_snapshot)
         self.responses = _response_store(config, self.store)
+        self.retention = RetentionPurge(self.store, self.auth, config.privacy.purge_interval_s)
+        # Deployment health (``routing.health``), shared through Redis where it is set.
+        self.health = HealthBoard()
+        self.health.on_change(lambda h, event: self.metrics.health_changed(h.route, event))
+        self.health_share: RedisHealthShare | None = None
+        self.health_prefix = "lockgate:"  # the Redis names it shares under (tests set their own)
+        self.router: Router | None = None  # built at start-up
         # Guarded at start-up if the gateway is open.
         self._http: ASGIApp = self._outer(self._dispatch)
 
@@ -151,6 +171,7 @@ class Gateway:
         if self.auth.decide_open(stored_keys):
             self._http = self._outer(OpenGuard(self._dispatch, self.config.server.cors_origins))
         self.writer.start()
+        self.retention.start()
         self.responses.start()
         self.metrics.start()
         recorder: Recorder = Recorders(self.writer, self.metrics)
@@ -171,7 +192,10 @@ class Gateway:
             self.providers[name] = cls(name, settings, self._session)
             self.providers[name].limits = limits
         await asyncio.gather(*(p.start() for p in self.providers.values()))
-        router = Router(self.config, self.providers, steps=self._steps)
+        router = self.router = Router(self.config, self.providers, steps=self._steps,
+                                      shadows=self.shadows if self.config.experiments else None,
+                                      health=self.health)
+        await self._share_health()  # once the router watches its deployments
         secrets = [s for p in self.providers.values() for s in p.secrets()]
         secrets.extend(k.key for k in self.config.keys)
         if self.config.server.master_key:
@@ -182,11 +206,14 @@ class Gateway:
 
             self.tracing = Tracing(telemetry.otlp_endpoint, telemetry.service_name,
                                    telemetry.trace_sample_ratio)
+        caller = Caller(router, secrets, self.limiter)
+        self.shadows.bind(router, caller)
         services = Services(
             auth=self.auth, limiter=self.limiter, router=router,
-            caller=Caller(router, secrets, self.limiter), recorder=recorder,
+            caller=caller, recorder=recorder,
             max_body_bytes=self.config.server.max_body_bytes,
             expose_route=self.config.server.expose_route_header, tracer=self.tracing,
+            in_flight=InFlight(self.config.server.max_in_flight),
         )
         # Every operation goes through the one request frame (``pipeline.frame``).
         operations: dict[str, Operation[Any]] = {
@@ -199,11 +226,14 @@ class Gateway:
         }
         endpoints = {path: Frame(op, services) for path, op in operations.items()}
         models = ModelsEndpoint(services)
+        feedback = FeedbackEndpoint(services, self.experiments.rows, lambda: self.writer.records,
+                                    self.writer.sync)
         stored_responses = StoredResponsesEndpoint(services, self.responses)  # answers 405 itself
         for prefix in ("/v1", ""):
             for path, endpoint in endpoints.items():
                 self.routes[("POST", f"{prefix}/{path}")] = endpoint
             self.routes[("GET", f"{prefix}/models")] = models
+            self.routes[("POST", f"{prefix}/feedback")] = feedback
             self.prefix_routes[("GET", f"{prefix}/models/")] = models
             self.prefix_routes[("*", f"{prefix}/responses/")] = stored_responses
         # The V2 open inference protocol (classical ML models): ``/v2/models/{name}[...]``.
@@ -214,7 +244,28 @@ class Gateway:
         self.routes[("GET", "/readyz")] = self._readyz
         self.routes[("GET", "/metrics")] = MetricsEndpoint(
             self.metrics, server.master_key if server.metrics_auth else None)
+        await self._start_experiments(router)
         self.ready = True
+
+    async def _start_experiments(self, router: Router) -> None:
+        """An experiment decided before this start (promoted, rolled back, stopped) is served
+        so from the first request; without storage, it follows once the poll reaches it."""
+        if self.config.experiments:
+            self.experiments.splits = dict(router.splits)
+            try:
+                await self.experiments.refresh()
+            except Exception as exc:
+                log.warning("experiments: cannot read their state yet (%s)", type(exc).__name__)
+        self.experiments.start(router.splits)
+
+    async def _share_health(self) -> None:
+        if not self.config.redis:
+            return
+        from lockgate.state.health_share import RedisHealthShare  # only where Redis is used
+
+        share = self.health_share = RedisHealthShare(self.config.redis, self.health, self.health_prefix)
+        self.health.on_change(lambda h, event: share.publish(h.route, h.open_until))
+        await share.start()
 
     async def _stored_key_count(self) -> int | None:
         """None when storage cannot say: the gateway then starts closed, never open."""
@@ -239,7 +290,7 @@ class Gateway:
                                f"there are no config keys and no local key snapshot "
                                f"({self._key_snapshot}): refusing to start")
         if snapshot is not None:
-            self.auth.load_stored(principals(snapshot, self.auth.config_teams))
+            self.auth.load_stored(principals(snapshot, self.auth.config_teams, self.auth.policies))
         self._migrate = True  # serve could not migrate it: catching up includes that
 
     async def _save_key_snapshot(self, snapshot: AuthSnapshot) -> None:
@@ -255,7 +306,8 @@ class Gateway:
             from lockgate.admin.app import create_admin_app
 
             self._admin = create_admin_app(self.store, self.config,
-                                           erasers=[self.responses.erase_user])
+                                           erasers=[self.responses.erase_user],
+                                           experiments=self.experiments)
         return self._admin
 
     def _ui_app(self) -> ASGIApp:
@@ -271,7 +323,10 @@ class Gateway:
         await self.storage.stop()
         await self.keycache.stop()
         await self.limiter.drain()
+        await self.experiments.stop()
+        await self.shadows.stop()  # before the writer stops: their records are written too
         await self.writer.stop()
+        await self.retention.stop()
         await self.responses.stop()
         await self.metrics.stop()
         if self.access is not None:
@@ -279,6 +334,8 @@ class Gateway:
         if self.tracing is not None:
             await asyncio.to_thread(self.tracing.shutdown)  # queued spans exported, or given up
         await self.limiter.counters.close()
+        if self.health_share is not None:
+            await self.health_share.close()
         await self.store.close()
         for provider in self.providers.values():
             await provider.aclose()

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lockgate import __version__, cli_keys
+from lockgate import __version__, cli_audit, cli_keys
 from lockgate.config import (
     Config,
     ConfigError,
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config")
     commands.add_parser("version", help="print the version")
     cli_keys.add_commands(commands)
+    cli_audit.add_commands(commands)
     return parser
 
 
@@ -50,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args.config)
     if args.command in ("keys", "migrate"):
         return cli_keys.main(args)
+    if args.command == "audit":
+        return cli_audit.main(args)
     return _serve(args)
 
 

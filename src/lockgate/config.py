@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from lockgate.privacy.detect import BUILT_IN, PRESIDIO
 from lockgate.providers.base import ProviderSettings
 from lockgate.providers.registry import load_failure, provider_class, provider_types
 from lockgate.sealing import is_encryption_key
@@ -61,6 +62,9 @@ class ServerConfig(_Strict):
     responses_ttl_s: float = Field(default=86400.0, gt=0)
     # 32 random bytes, url-safe base64 (a Fernet key): encrypts what is stored (AES-256-GCM).
     encryption_key: str | None = None
+    # Requests in flight per worker beyond which a client request is refused at once with 503
+    # and retry-after (load shedding), before its body is read; 0: no cap.
+    max_in_flight: int = Field(default=1024, ge=0)
 
     @field_validator("cors_origins")
     @classmethod
@@ -113,6 +117,70 @@ class TelemetryConfig(_Strict):
             raise ValueError(f"{url!r} is not an http(s) URL (the OTLP/HTTP base, e.g. "
                              "http://collector:4318)")
         return url.rstrip("/") if url is not None else None
+
+
+PIIMode = Literal["off", "detect", "redact", "block"]
+PII_KINDS = BUILT_IN
+PRESIDIO_KINDS = PRESIDIO  # found by Microsoft Presidio (the [presidio] extra)
+
+
+def _pii_kinds(kinds: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    if kinds is None:
+        return None
+    for kind in kinds:
+        if kind not in (*PII_KINDS, *PRESIDIO_KINDS):
+            raise ValueError(f"unknown entity {kind!r}{did_you_mean(kind, PII_KINDS)} (known: "
+                             f"{', '.join((*PII_KINDS, *PRESIDIO_KINDS))})")
+    presidio = [k for k in kinds if k in PRESIDIO_KINDS]
+    if presidio and not presidio_installed():
+        raise ValueError(f"{', '.join(presidio)} need Microsoft Presidio: install lockgate with "
+                         "the [presidio] extra (pip install 'lockgate[presidio]') and a spaCy "
+                         "English model (python -m spacy download en_core_web_lg)")
+    return tuple(dict.fromkeys(kinds))
+
+
+def presidio_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("presidio_analyzer") is not None
+
+
+class PIIOverride(_Strict):
+    """A key's or team's changes to the PII policy: each field it sets, the rest inherited."""
+
+    mode: PIIMode | None = None
+    entities: tuple[str, ...] | None = None
+    restore: bool | None = None
+
+    _entities = field_validator("entities")(_pii_kinds)
+
+
+class PrivacyOverride(_Strict):
+    """A key's or team's ``privacy``: any field of the defaults, field by field (§10)."""
+
+    pii: PIIOverride | None = None
+    log_bodies: bool | None = None
+    retention_days: int | None = Field(default=None, gt=0)
+
+
+class PIIConfig(_Strict):
+    mode: PIIMode = "off"
+    entities: tuple[str, ...] = PII_KINDS
+    restore: bool = True  # placeholders in the answer are put back (redact mode)
+
+    _entities = field_validator("entities")(_pii_kinds)
+
+
+class PrivacyConfig(_Strict):
+    """``privacy``: the defaults every key and team inherit, and what only the gateway sets."""
+
+    pii: PIIConfig = Field(default_factory=PIIConfig)
+    log_bodies: bool = False  # metadata only by default
+    retention_days: int | None = Field(default=30, gt=0)  # None: records are kept for ever
+    # How often the retention purge runs (on each worker; deleting is idempotent).
+    purge_interval_s: float = Field(default=3600.0, gt=0)
+    # What is kept of each body (request, answer) where log_bodies is on; the rest is cut.
+    max_body_bytes: int = Field(default=32 * 1024, gt=0)
 
 
 class LimitsConfig(_Strict):
@@ -181,15 +249,40 @@ class Price(_Strict):
     per_1k_requests_usd: float | None = Field(default=None, ge=0)
 
 
+class HealthConfig(_Strict):
+    """Passive outlier detection per deployment (``routing.health``): a deployment that fails
+    ``consecutive_failures`` times in a row, or more than ``max_error_rate`` of its answers
+    within ``window_s`` (once it had ``min_requests`` there), is passed over for ``cooldown_s``,
+    then given one trial request. An answer slower than ``slow_ms`` counts as a failure."""
+
+    consecutive_failures: int = Field(default=3, ge=0)  # 0: off
+    cooldown_s: float = Field(default=30.0, gt=0)
+    max_error_rate: float | None = Field(default=None, gt=0, le=1)  # None: not judged by rate
+    window_s: float = Field(default=60.0, gt=0)
+    min_requests: int = Field(default=20, ge=1)
+    slow_ms: float | None = Field(default=None, gt=0)
+
+    @property
+    def enabled(self) -> bool:
+        return self.consecutive_failures > 0 or self.max_error_rate is not None
+
+
+Strategy = Literal["weighted", "ordered", "least-latency", "least-cost"]
+
+
 class VersionConfig(_Strict):
     """How one version of a model is served (§7); a model without versions is served so too."""
 
     targets: tuple[Target, ...]
-    strategy: Literal["weighted", "ordered"] = "weighted"
+    strategy: Strategy = "weighted"
     fallbacks: tuple[str, ...] = ()
     retries: int = Field(default=2, ge=0, le=10)
     timeout_s: float | None = Field(default=None, gt=0)
     price: Price | None = None
+    health: HealthConfig = HealthConfig()
+    # > 0: a second attempt on another deployment once the first has not answered in this
+    # long; the first complete answer (a stream's first event) wins, the other is cancelled.
+    hedge_after_ms: float = Field(default=0, ge=0)
 
     # Not Field(min_length=1): pydantic would also report "at least 1 item" for a list whose only
     # item has a typo, beside the typo itself. An after-validator runs only on valid items.
@@ -199,6 +292,13 @@ class VersionConfig(_Strict):
         if not targets:
             raise ValueError("a model needs at least one target")
         return targets
+
+    @model_validator(mode="after")
+    def _hedge_needs_two(self) -> VersionConfig:
+        if self.hedge_after_ms > 0 and len(self.targets) < 2:
+            raise ValueError("hedge_after_ms needs at least two targets: a hedge goes to another "
+                             "deployment")
+        return self
 
 
 class ModelConfig(VersionConfig):
@@ -263,12 +363,74 @@ class _Limits(_Strict):
 
 class TeamConfig(_Limits):
     name: str
+    privacy: PrivacyOverride | None = None
 
 
 class KeyConfig(_Limits):
     name: str
     key: str = Field(min_length=8)
     team: str | None = None
+    privacy: PrivacyOverride | None = None
+
+
+class VariantConfig(_Strict):
+    """One arm of an experiment: a model ref (``name`` or ``name@version``) and its share."""
+
+    use: str
+    weight: float = Field(default=1.0, ge=0)
+
+
+class RollbackConfig(_Strict):
+    """When a candidate is stopped by itself: once each variant has ``min_requests`` and the
+    candidate breaks a threshold with confidence (its confidence sequence is past it)."""
+
+    max_error_rate: float | None = Field(default=None, gt=0, lt=1)
+    max_p95_latency_ratio: float | None = Field(default=None, gt=0)  # candidate p95 / control p95
+    min_requests: int = Field(default=200, ge=1)
+
+    @model_validator(mode="after")
+    def _some_threshold(self) -> RollbackConfig:
+        if self.max_error_rate is None and self.max_p95_latency_ratio is None:
+            raise ValueError("rollback needs max_error_rate or max_p95_latency_ratio")
+        return self
+
+
+class ExperimentConfig(_Strict):
+    """A split of one model's traffic (§8). One variant is the control (the one named
+    ``control``, else the first): the others are compared with it, and a rollback sends
+    their traffic back to it."""
+
+    model: str
+    variants: dict[str, VariantConfig]
+    sticky: Literal["user", "key", "none"] = "user"
+    shadow: tuple[str, ...] = ()  # model refs that get a copy; answers recorded, never returned
+    rollback: RollbackConfig | None = None
+    # The error rate of every verdict and rollback: the chance, over the whole experiment
+    # however often it is looked at, that a confidence sequence misses its true value.
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    shadow_max_parallel: int = Field(default=8, gt=0)  # shadow calls in flight; more are dropped
+
+    @field_validator("variants")
+    @classmethod
+    def _variants(cls, variants: dict[str, VariantConfig]) -> dict[str, VariantConfig]:
+        for name in variants:
+            if not _VERSION_NAME.fullmatch(name) or len(name) > 48:
+                raise ValueError(f"variant {name!r}: letters, digits, '.', '_' and '-' only "
+                                 "(at most 48)")
+        if len(variants) < 2:
+            raise ValueError("an experiment needs at least two variants: a control (the one "
+                             "named control, else the first) and a candidate")
+        if not any(v.weight > 0 for v in variants.values()):
+            raise ValueError("at least one variant needs a weight above 0")
+        return variants
+
+    @property
+    def control(self) -> str:
+        return "control" if "control" in self.variants else next(iter(self.variants))
+
+    @property
+    def candidates(self) -> list[str]:
+        return [name for name in self.variants if name != self.control]
 
 
 class Config(_Strict):
@@ -282,11 +444,28 @@ class Config(_Strict):
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     teams: tuple[TeamConfig, ...] = ()
     keys: tuple[KeyConfig, ...] = ()
+    experiments: dict[str, ExperimentConfig] = Field(default_factory=dict)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     # Set for a config built from the environment alone: ``provider/model`` names route directly.
     zero_config: bool = False
 
     def has_limits(self) -> bool:
         return any(x.has_limits() for x in (*self.teams, *self.keys))
+
+    @model_validator(mode="after")
+    def _bodies_need_a_key(self) -> Config:
+        """Stored bodies are encrypted at rest, always: logging them needs the key to do it."""
+        if self.server.encryption_key is not None:
+            return self
+        owners: list[tuple[str, PrivacyOverride | None]] = [
+            *((f"teams.{i}.privacy", t.privacy) for i, t in enumerate(self.teams)),
+            *((f"keys.{i}.privacy", k.privacy) for i, k in enumerate(self.keys))]
+        where = ["privacy"] if self.privacy.log_bodies else []
+        where += [path for path, o in owners if o is not None and o.log_bodies]
+        if where:
+            raise ValueError(f"log_bodies is on ({', '.join(where)}) but server.encryption_key is "
+                             "not set: stored bodies are always encrypted at rest")
+        return self
 
 
 def _dangling_references(raw: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
@@ -307,6 +486,7 @@ def _dangling_references(raw: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
             for model_name in _names(owner.get("models")):
                 if model_name not in models and raw.get("zero_config") is not True:
                     yield f"{kind}.{i}.models", _no(f"model named {model_name!r}", model_name, models)
+    yield from _dangling_in_experiments(_mapping(raw.get("experiments")), models)
     team_names = [n for _, t in teams if (n := _name(t.get("name"))) is not None]
     seen: set[str] = set()
     for i, key in keys:
@@ -336,6 +516,41 @@ def _dangling_in(path: str, name: str, served: dict[str, Any], providers: dict[s
             yield f"{path}.fallbacks", _no(f"model named {base!r}", base, models)
         elif version and version not in _mapping(_mapping(models[base]).get("versions")):
             yield f"{path}.fallbacks", f"the model {base!r} has no version {version!r}"
+
+
+def _dangling_in_experiments(experiments: dict[str, Any],
+                              models: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """Each experiment splits a configured model (one experiment per model), and every
+    variant and shadow names a model, or a version of one, that exists."""
+    split: dict[str, str] = {}
+    for name, experiment in experiments.items():
+        path, experiment = f"experiments.{name}", _mapping(experiment)
+        model = _name(experiment.get("model"))
+        if model is not None and model not in models:
+            yield f"{path}.model", _no(f"model named {model!r}", model, models)
+        elif model is not None and model in split:
+            yield f"{path}.model", f"the model {model!r} is already split by {split[model]!r}"
+        elif model is not None:
+            split[model] = name
+        for variant, arm in _mapping(experiment.get("variants")).items():
+            ref = _name(_mapping(arm).get("use"))
+            problem = _bad_ref(ref, models) if ref is not None else None
+            if problem:
+                yield f"{path}.variants.{variant}.use", problem
+        for i, ref in enumerate(_names(experiment.get("shadow"))):
+            problem = _bad_ref(ref, models)
+            if problem:
+                yield f"{path}.shadow.{i}", problem
+
+
+def _bad_ref(ref: str, models: dict[str, Any]) -> str | None:
+    """What is wrong with a model ref (``name`` or ``name@version``), or None."""
+    base, _, version = ref.partition("@")
+    if base not in models:
+        return _no(f"model named {base!r}", base, models)
+    if version and version not in _mapping(_mapping(models[base]).get("versions")):
+        return f"the model {base!r} has no version {version!r}"
+    return None
 
 
 def _no(what: str, name: str, names: Iterable[str]) -> str:

@@ -2,6 +2,7 @@
 
     GatewayError                    status, code, message; renders as OpenAI / Anthropic / V2 JSON
     ├── InvalidRequest              400 invalid_request
+    │   └── PIIDetected             400 pii_detected: a privacy policy in block mode (§10)
     ├── AuthenticationFailed        401 invalid_api_key
     ├── ModelNotAllowed             403 model_not_allowed
     ├── ModelNotFound               404 model_not_found
@@ -9,6 +10,8 @@
     ├── HeadersTooLarge             431 headers_too_large (answered by the HTTP protocol itself)
     ├── RateLimited                 429 rate_limit_exceeded / budget_exceeded (retry-after)
     ├── ShuttingDown                503 shutting_down: the drain time ran out first (retry-after)
+    ├── PrivacyGuardFailed          500 privacy_guard_failed: the PII guard could not check a
+    │                               request, which is then refused, never passed on unchecked
     └── UpstreamError               an upstream's failure, as the provider adapter saw it
         ├── UpstreamTimeout         no first byte within timeout_s
         ├── UpstreamConnectError    could not connect / connection cut before an answer
@@ -109,6 +112,10 @@ class InvalidRequest(GatewayError):
     code = "invalid_request"
 
 
+class PIIDetected(InvalidRequest):
+    code = "pii_detected"
+
+
 class AuthenticationFailed(GatewayError):
     status = 401
     code = "invalid_api_key"
@@ -155,6 +162,25 @@ class ShuttingDown(GatewayError):
 
     def __init__(self, message: str = "the gateway is shutting down; retry the request") -> None:
         super().__init__(message)
+
+
+class PrivacyGuardFailed(GatewayError):
+    status = 500
+    code = "privacy_guard_failed"
+
+
+class Overloaded(GatewayError):
+    """Load shedding: this worker has ``server.max_in_flight`` requests in flight already."""
+
+    status = 503
+    code = "overloaded"
+
+    def __init__(self) -> None:
+        super().__init__("the gateway is at capacity; retry the request shortly", retry_after=1)
+
+    @property
+    def anthropic_type(self) -> str:
+        return "overloaded_error"  # what Anthropic's own SDKs know to back off from
 
 
 class UpstreamError(GatewayError):

@@ -326,11 +326,12 @@ def test_an_end_users_records_can_be_erased(gw: GatewayServer, admin: httpx.Clie
 
     erased = admin.delete("/logs", params={"user": "alice"})
     assert erased.status_code == 200
-    assert erased.json() == {"user": "alice", "deleted": 1, "stored_responses": 0}
+    assert erased.json() == {"user": "alice", "deleted": 1, "stored_bodies": 0, "stored_responses": 0}
     users = [r["user"] for r in admin.get("/logs", params={"key_id": key["id"]}).json()["data"]]
     assert "alice" not in users and "bob" in users
     entry = admin.get("/audit").json()["data"][0]
-    assert entry["action"] == "logs.erase" and entry["detail"] == {"deleted": 1, "stored_responses": 0}
+    assert entry["action"] == "logs.erase" and entry["detail"] == {"deleted": 1, "stored_bodies": 0,
+                                                                   "stored_responses": 0}
     assert "alice" not in str(entry)  # the audit log must not keep what was erased
 
 
@@ -352,8 +353,22 @@ def test_every_change_is_audited_without_secrets(gw: GatewayServer, admin: httpx
     assert entries[4]["detail"]["name"] == "app" and entries[4]["detail"]["rpm"] == 5
     assert entries[3]["detail"] == {"rpm": 6}
     assert key["key"] not in response.text and key["key"][8:] not in response.text
-    assert [e["action"] for e in admin.get("/audit", params={"limit": 2}).json()["data"]] == [
-        "team.delete", "key.revoke"]
+    first = admin.get("/audit", params={"limit": 4}).json()
+    assert [e["action"] for e in first["data"]] == [
+        "team.delete", "key.revoke", "team.update", "key.update"]
+    rest = admin.get("/audit", params={"limit": 4, "before": first["next_before"]}).json()
+    assert [e["action"] for e in rest["data"]] == ["key.create", "team.create"]
+    assert rest["next_before"] is None
+
+
+def test_audit_entries_are_chained(gw: GatewayServer, admin: httpx.Client) -> None:
+    for name in ("a", "b", "c"):
+        create_team(admin, name=name)
+    entries = admin.get("/audit").json()["data"][::-1]
+    assert [e["seq"] for e in entries] == [1, 2, 3]
+    assert entries[0]["prev_hash"] == "0" * 64
+    assert [e["prev_hash"] for e in entries[1:]] == [e["hash"] for e in entries[:-1]]
+    assert all(len(e["hash"]) == 64 for e in entries)
 
 
 # --- refusals ------------------------------------------------------------------------------------
@@ -392,6 +407,7 @@ BAD_INPUT = [
     ("GET", "/logs?limit=abc", None, "limit"),
     ("GET", "/logs?status=ok", None, "status"),
     ("GET", "/audit?limit=0", None, "limit"),
+    ("GET", "/audit?before=zero", None, "before"),
     ("DELETE", "/logs", None, "user: required"),
 ]
 

@@ -121,3 +121,14 @@ def test_a_request_is_checked_against_the_metadata(tensors: tuple[Tensor, ...], 
 
 def test_a_request_that_fits_passes() -> None:
     check(request(MASK, X, outputs=("y",)), METADATA)
+
+
+def test_a_side_the_server_leaves_empty_is_not_checked() -> None:
+    # Seldon MLServer describes a model without declared metadata as inputs [] and outputs []:
+    # that means "not declared", so any input and any named output go on to the server.
+    undeclared = ModelMetadata(name="m", inputs=(), outputs=())
+    check(request(X, Tensor("anything", "BYTES", (1,), [b"a"]), outputs=("predict_proba",)), undeclared)
+    inputs_only = ModelMetadata(name="m", inputs=METADATA.inputs, outputs=())
+    check(request(X, MASK, outputs=("whatever",)), inputs_only)
+    with pytest.raises(InvalidRequest):
+        check(request(X), inputs_only)  # a declared side still is

@@ -100,6 +100,8 @@ class FakeServer:
         self._runner: web.AppRunner | None = None
         # Bytes each ``Raw`` answer wrote before it ended or the client hung up, in order.
         self.raw_written: list[int] = []
+        # Scripted requests whose client hung up before their answer ended (a cancelled attempt).
+        self.disconnects = 0
 
     # -- what a provider supplies -------------------------------------------------------------
 
@@ -200,6 +202,7 @@ class FakeServer:
             self._queue.clear()
             self._requests.clear()
             self.raw_written.clear()
+            self.disconnects = 0
 
     def _next_script(self) -> Script:
         with self._lock:
@@ -239,6 +242,15 @@ class FakeServer:
         if refused is not None:
             return await self._send(request, refused)
         script = self._next_script() if scripted else Reply()
+        try:
+            return await self._play(request, rec, script, render)
+        except (asyncio.CancelledError, ConnectionError):  # handler_cancellation: the client left
+            with self._lock:
+                self.disconnects += 1
+            raise
+
+    async def _play(self, request: web.Request, rec: RecordedRequest, script: Script,
+                    render: Render) -> web.StreamResponse:
         if isinstance(script, Hang):
             return await self._hang(request, script)
         if isinstance(script, Raw):

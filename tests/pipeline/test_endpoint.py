@@ -12,7 +12,7 @@ from lockgate.asgi import Message, Receive, Scope, Send, send_chunk, start_strea
 from lockgate.errors import GatewayError, UpstreamError
 from lockgate.pipeline.context import RequestContext
 from lockgate.pipeline.endpoint import Endpoint, OneResponse
-from lockgate.pipeline.services import Services
+from lockgate.pipeline.services import InFlight, Services
 
 
 class Recorded:
@@ -28,7 +28,8 @@ class Failing(Endpoint):
 
     def __init__(self, error: Exception) -> None:
         self.recorder = Recorded()
-        super().__init__(cast(Services, type("S", (), {"recorder": self.recorder, "tracer": None})()))
+        super().__init__(cast(Services, type("S", (), {"recorder": self.recorder, "tracer": None,
+                                                       "in_flight": InFlight(0)})()))
         self.error = error
 
     def error_body(self, err: GatewayError) -> bytes:

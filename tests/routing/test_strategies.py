@@ -10,6 +10,8 @@ from typing import TypeVar
 
 import pytest
 
+from lockgate.pricing import UnitPrice
+from lockgate.routing.health import DeploymentHealth
 from lockgate.routing.strategies import strategy
 
 W = TypeVar("W", bound="T")
@@ -23,6 +25,8 @@ def attempt_order(targets: Sequence[W], name: str, rng: random.Random) -> Sequen
 class T:
     name: str
     weight: float = 1.0
+    health: DeploymentHealth | None = None
+    price: UnitPrice | None = None
 
 
 A, B, C = T("a", 6), T("b", 3), T("c", 1)
@@ -94,3 +98,56 @@ def test_the_input_is_not_reordered_in_place() -> None:
     targets = [C, B, A]
     attempt_order(targets, "weighted", random.Random(2))
     assert targets == [C, B, A]
+
+
+# --- least-latency and least-cost ------------------------------------------------------------
+
+
+class Clock:
+    now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def measured(name: str, *latencies: float, clock: Clock | None = None) -> T:
+    from lockgate.config import HealthConfig
+    from lockgate.routing.health import HealthBoard
+
+    health = HealthBoard(clock or Clock()).watch(f"p/{name}", HealthConfig(), timed=True)
+    for latency in latencies:
+        health.succeeded(latency)
+    return T(name, health=health)
+
+
+def test_least_latency_puts_the_fastest_first_and_tries_the_unmeasured() -> None:
+    slow, fast, new = measured("slow", 0.5), measured("fast", 0.1), measured("new")
+    rng = random.Random(3)
+    firsts = Counter(attempt_order([slow, fast], "least-latency", rng)[0].name for _ in range(400))
+    assert firsts["fast"] > 360 and firsts["slow"] > 0  # a few explore the slower one
+    assert Counter(attempt_order([slow, fast, new], "least-latency", rng)[0].name
+                   for _ in range(100)).most_common(1)[0][0] == "new"
+
+
+def test_least_latency_returns_to_a_deployment_that_recovered() -> None:
+    """The exploring share measures the slow one again, and a figure not updated for a while
+    counts for little against a new one: once it is faster, it leads."""
+    clock = Clock()
+    a, b = measured("a", 0.5, clock=clock), measured("b", 0.1, clock=clock)
+    rng = random.Random(4)
+    firsts = []
+    for _ in range(200):
+        clock.now += 1.0
+        first = attempt_order([a, b], "least-latency", rng)[0]
+        assert first.health is not None
+        first.health.succeeded(0.05 if first.name == "a" else 0.1)  # a has recovered
+        firsts.append(first.name)
+    assert firsts[-50:].count("a") > 45
+
+
+def test_least_cost_puts_the_cheapest_first() -> None:
+    dear = T("dear", price=UnitPrice(input=2.5, output=10))
+    cheap = T("cheap", price=UnitPrice(input=0.15, output=0.6))
+    unknown = T("unknown")
+    order = attempt_order([dear, unknown, cheap], "least-cost", random.Random(1))
+    assert [t.name for t in order] == ["cheap", "dear", "unknown"]

@@ -441,8 +441,8 @@ async def test_spend_since_a_period_start(store: Store) -> None:
 async def test_erasing_a_user_deletes_their_records_but_not_the_totals(store: Store) -> None:
     await store.insert_records(TRAFFIC)
     before = await store.usage(UsageQuery())
-    assert await store.erase_user("alice") == 2
-    assert await store.erase_user("alice") == 0
+    assert await store.erase_user("alice") == (2, 0)
+    assert await store.erase_user("alice") == (0, 0)
     assert await store.logs(LogQuery(user="alice")) == []
     assert len(await store.logs(LogQuery())) == len(TRAFFIC) - 2
     assert await store.usage(UsageQuery()) == before
@@ -452,14 +452,14 @@ async def test_audit_is_appended_and_read_newest_first(store: Store) -> None:
     await store.audit("admin", "teams.create", "team_1", {"name": "research"})
     await store.audit("cli", "keys.revoke", "key_1")
     await store.audit("admin", "keys.update", None, ["rpm"])
-    entries = await store.audit_log()
+    entries = (await store.audit_log()).entries
     assert [(e["actor"], e["action"], e["target"], e["detail"]) for e in entries] == [
         ("admin", "keys.update", None, ["rpm"]),
         ("cli", "keys.revoke", "key_1", None),
         ("admin", "teams.create", "team_1", {"name": "research"}),
     ]
     assert entries[0]["ts"] >= entries[-1]["ts"]
-    assert [e["action"] for e in await store.audit_log(limit=1)] == ["keys.update"]
+    assert [e["action"] for e in (await store.audit_log(limit=1)).entries] == ["keys.update"]
 
 
 async def test_concurrent_writers_of_one_batch_count_it_once(store: Store) -> None:

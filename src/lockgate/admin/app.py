@@ -8,6 +8,7 @@ whole app, unknown routes included.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -25,14 +26,23 @@ from .keys import KeyRoutes
 from .teams import TeamRoutes
 from .usage import UsageRoutes
 
+if TYPE_CHECKING:
+    from lockgate.experiments.service import Experiments
+
 PREFIX = "/admin"
 
 
-def create_admin_app(store: Store, config: Config, *, erasers: Sequence[Eraser] = ()) -> Starlette:
-    """``erasers``: what else holds an end user's data, erased with their records."""
+def create_admin_app(store: Store, config: Config, *, erasers: Sequence[Eraser] = (),
+                     experiments: Experiments | None = None) -> Starlette:
+    """``erasers``: what else holds an end user's data, erased with their records.
+    ``experiments``: the gateway's experiments, where it has any."""
     control = Control(store, config, erasers)
     routes = [*TeamRoutes(control).routes(), *KeyRoutes(control).routes(),
               *UsageRoutes(control).routes()]
+    if experiments is not None:
+        from .experiments import ExperimentRoutes
+
+        routes += ExperimentRoutes(experiments).routes()
     return Starlette(
         routes=[Mount(PREFIX, routes=routes)],
         middleware=[Middleware(MasterKeyAuth, master_key=config.server.master_key)],

@@ -2,7 +2,8 @@
 
 The admin API and ``lockgate keys`` both call these, so there is one place where a key's secret
 is generated, hashed and stored, one place that checks a team or model name, and every change
-leaves an audit entry. Rows are the store's dicts; ``views`` renders them for users.
+leaves an audit entry, written in the same transaction as the change (``store.Act``): both
+are kept, or neither. Rows are the store's dicts; ``views`` renders them for users.
 
 Teams and keys from the config file are part of the same set (§2): listed and read with the
 stored ones, with ids ``static/<name>`` and ``"source": "config"``, and read-only here (409
@@ -27,7 +28,7 @@ from lockgate.config import Config, KeyConfig, TeamConfig
 from lockgate.errors import GatewayError, InvalidRequest
 from lockgate.pipeline.auth import STATIC, digest
 from lockgate.pipeline.limits import period_start
-from lockgate.state.store import Store
+from lockgate.state.store import Act, Store
 
 from .schemas import KeyCreate, KeyUpdate, TeamCreate, TeamUpdate
 
@@ -80,10 +81,9 @@ class Control:
         self._check_models(values["models"])
         self._check_team_name(body.name)
         try:
-            team = await self.store.create_team(values)
+            team = await self.store.create_team(values, Act(actor, "team.create", _given(values)))
         except IntegrityError:
             raise _name_taken(body.name) from None
-        await self.store.audit(actor, "team.create", team["id"], _given(values))
         return team
 
     async def get_team(self, team_id: str) -> dict[str, Any]:
@@ -99,19 +99,17 @@ class Control:
         if "name" in changes:
             self._check_team_name(changes["name"])
         try:
-            team = await self.store.update_team(team_id, changes)
+            team = await self.store.update_team(team_id, changes, Act(actor, "team.update", changes))
         except IntegrityError:
             raise _name_taken(str(changes.get("name"))) from None
         if team is None:  # deleted in between
             raise NotFound(f"no team with id {team_id!r}")
-        await self.store.audit(actor, "team.update", team_id, changes)
         return team
 
     async def delete_team(self, team_id: str, actor: str) -> dict[str, Any]:
         """Its keys stay, without a team (and so without the team's limits and model list)."""
         team = self._writable("team", await self.get_team(team_id))
-        if await self.store.delete_team(team_id):
-            await self.store.audit(actor, "team.delete", team_id, {"name": team["name"]})
+        await self.store.delete_team(team_id, Act(actor, "team.delete", {"name": team["name"]}))
         return team
 
     async def team_spend(self, team: dict[str, Any]) -> tuple[float, float]:
@@ -123,10 +121,11 @@ class Control:
         """Stores a new key; returns its row and its secret, which is never available again."""
         values = body.model_dump(exclude={"team"})
         self._check_models(values["models"])
+        self._check_privacy(values["privacy"])
         values.update(await self._team_ref(body.team))
         secret = new_secret()
-        key = await self.store.create_key(values, digest(secret), secret[:PREFIX_LEN])
-        await self.store.audit(actor, "key.create", key["id"], _given(values))
+        key = await self.store.create_key(values, digest(secret), secret[:PREFIX_LEN],
+                                          Act(actor, "key.create", _given(values)))
         return key, secret
 
     async def get_key(self, key_id: str) -> dict[str, Any]:
@@ -138,20 +137,20 @@ class Control:
     async def update_key(self, key_id: str, body: KeyUpdate, actor: str) -> dict[str, Any]:
         changes = body.changes()
         self._check_models(changes.get("models"))
+        self._check_privacy(changes.get("privacy"))
         self._writable("key", await self.get_key(key_id))
         if "team" in changes:
             changes.update(await self._team_ref(changes.pop("team")))
-        key = await self.store.update_key(key_id, changes)
+        key = await self.store.update_key(key_id, changes, Act(actor, "key.update", changes))
         if key is None:
             raise NotFound(f"no key with id {key_id!r}")
-        await self.store.audit(actor, "key.update", key_id, changes)
         return key
 
     async def revoke_key(self, key_id: str, actor: str) -> dict[str, Any]:
         """Revoking twice is not an error: the key is revoked either way."""
         key = self._writable("key", await self.get_key(key_id))
-        if key["revoked_at"] is None and await self.store.revoke_key(key_id):
-            await self.store.audit(actor, "key.revoke", key_id, {"name": key["name"]})
+        if key["revoked_at"] is None and await self.store.revoke_key(
+                key_id, Act(actor, "key.revoke", {"name": key["name"]})):
             key = await self.get_key(key_id)
         return key
 
@@ -160,15 +159,18 @@ class Control:
 
     # --- records -------------------------------------------------------------------------------
 
-    async def erase_user(self, user: str, actor: str) -> tuple[int, int]:
-        """Right to erasure: (records, other items) deleted; the others are what the
-        ``erasers`` hold (stored responses). The audit entry names the user only by a digest,
-        so that it does not keep what was just erased, yet an auditor holding the id can match it."""
-        count = await self.store.erase_user(user)
+    async def erase_user(self, user: str, actor: str) -> tuple[int, int, int]:
+        """Right to erasure: (records, stored bodies, other items) deleted; the others are what
+        the ``erasers`` hold (stored responses). The audit entry names the user only by a
+        digest, so that it does not keep what was just erased, yet an auditor holding the id
+        can match it. The entry is written with the records' deletion; the erasers (which may
+        keep their items elsewhere, in Redis) run first, so that a failure there leaves no
+        entry behind."""
         others = sum([await erase(user) for erase in self.erasers])
         target = "user:sha256:" + hashlib.sha256(user.encode()).hexdigest()[:16]
-        await self.store.audit(actor, "logs.erase", target, {"deleted": count, "stored_responses": others})
-        return count, others
+        count, bodies = await self.store.erase_user(
+            user, Act(actor, "logs.erase", {"stored_responses": others}, target))
+        return count, bodies, others
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -189,6 +191,11 @@ class Control:
         if team is None:
             raise InvalidRequest(f"team: no team with id or name {id_or_name!r}")
         return {"team_id": str(team["id"]), "config_team": None}
+
+    def _check_privacy(self, privacy: dict[str, Any] | None) -> None:
+        if privacy and privacy.get("log_bodies") and not self.config.server.encryption_key:
+            raise InvalidRequest("privacy.log_bodies: server.encryption_key is not set, and "
+                                 "stored bodies are always encrypted at rest")
 
     def _check_team_name(self, name: str) -> None:
         if STATIC + name in self._config_teams:
@@ -226,7 +233,9 @@ def _config_key_row(key: KeyConfig) -> dict[str, Any]:
     """No part of a config key's secret is shown: it may be short enough to give it away."""
     return {"id": STATIC + key.name, "name": key.name, "key_prefix": None,
             "team_id": STATIC + key.team if key.team else None, "config_team": None,
-            "expires_at": None, "revoked_at": None, "privacy": None, **_config_limits(key)}
+            "expires_at": None, "revoked_at": None,
+            "privacy": key.privacy.model_dump(mode="json", exclude_none=True) if key.privacy else None,
+            **_config_limits(key)}
 
 
 def _name_taken(name: str) -> Conflict:

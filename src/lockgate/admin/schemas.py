@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from lockgate.config import PrivacyOverride
 from lockgate.pipeline.limits import BudgetPeriod
 from lockgate.state.store import GROUP_BY_FIELDS, LogQuery, UsageQuery
 
@@ -96,11 +97,22 @@ class TeamCreate(_Limits):
     name: Name
 
 
+def _privacy(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A key's ``privacy``: the config's own rules (§10), stored as given, without nulls."""
+    if value is None:
+        return None
+    try:
+        checked = PrivacyOverride.model_validate(value)
+    except ValidationError as exc:
+        raise ValueError(describe(exc)) from None
+    return checked.model_dump(mode="json", exclude_none=True)
+
+
 class KeyCreate(_Limits):
     name: Name
     team: Name | None = None  # a team's id or name
     expires_at: Expiry | None = None
-    privacy: dict[str, Any] | None = None
+    privacy: Annotated[dict[str, Any] | None, AfterValidator(_privacy)] = None
 
 
 class _Update(_Body):
@@ -137,7 +149,7 @@ class TeamUpdate(_Update):
 class KeyUpdate(TeamUpdate):
     team: Name | None = None
     expires_at: Expiry | None = None
-    privacy: dict[str, Any] | None = None
+    privacy: Annotated[dict[str, Any] | None, AfterValidator(_privacy)] = None
 
 
 # --- query strings -----------------------------------------------------------------------------
@@ -191,6 +203,7 @@ class LogParams(_Query):
 
 class AuditParams(_Query):
     limit: int = Field(default=100, ge=1, le=1000)
+    before: int | None = Field(default=None, ge=1)  # an entry's seq: only older entries
 
 
 class EraseParams(_Query):

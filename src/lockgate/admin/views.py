@@ -16,7 +16,7 @@ from lockgate.pipeline.auth import STATIC
 _LIMITS = ("models", "rpm", "tpm", "max_parallel", "budget_usd", "budget_period")
 _LOG_FIELDS = ("key_id", "team_id", "model", "route", "status", "error_code",
                "prompt_tokens", "completion_tokens", "cost_usd", "latency_ms", "cache", "stream",
-               "endpoint", "version", "variant")
+               "endpoint", "version", "variant", "pii")
 
 
 def iso(ts: float | None) -> str | None:
@@ -74,4 +74,5 @@ def log_view(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def audit_view(row: Mapping[str, Any]) -> dict[str, Any]:
     return {"id": row["id"], "ts": iso(row["ts"]), "actor": row["actor"], "action": row["action"],
-            "target": row["target"], "detail": row["detail"]}
+            "target": row["target"], "detail": row["detail"], "seq": row["seq"],
+            "prev_hash": row["prev_hash"], "hash": row["hash"]}

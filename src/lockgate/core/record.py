@@ -44,6 +44,10 @@ class RequestRecord:
     # (route, code) of each upstream attempt that failed, retried or not.
     upstream_errors: tuple[tuple[str, str], ...] = ()
     finish_reasons: tuple[str, ...] = ()  # why the answer ended, where it was seen (traces)
+    pii: dict[str, int] | None = None  # kinds of personal data found, and how often (no values)
+    # The request and answer bodies, redacted and sealed (base64), where the caller's privacy
+    # policy logs bodies; stored apart from the record (``request_bodies``).
+    body: str | None = None
 
     @property
     def finished(self) -> float:

@@ -75,15 +75,27 @@ def parse_infer(body: dict[str, Any], model: str, binary: bytes = b"") -> Predic
 def check(request: PredictRequest, metadata: ModelMetadata) -> None:
     """Refuses a request the model cannot take, naming the input: an unknown or missing input,
     another datatype, another rank or size along a fixed axis; and an output it does not have.
-    A model its server does not describe is not checked."""
+    A model its server does not describe is not checked; nor is a side (inputs or outputs) it
+    leaves empty, as Seldon MLServer does for a model whose settings declare none: no model
+    takes nothing, so an empty list means "not declared", not "refuse every input"."""
     if not metadata.described:
         return
-    specs = {s.name: s for s in metadata.inputs}
+    if metadata.inputs:
+        _check_inputs(request, metadata.inputs)
+    known = {s.name for s in metadata.outputs}
+    for name in request.outputs if known else ():
+        if name not in known:
+            raise InvalidRequest(f"output {name!r}: the model has no such output "
+                                 f"(it gives: {_names(metadata.outputs)})")
+
+
+def _check_inputs(request: PredictRequest, inputs: tuple[TensorSpec, ...]) -> None:
+    specs = {s.name: s for s in inputs}
     for tensor in request.inputs:
         spec = specs.get(tensor.name)
         if spec is None:
             raise InvalidRequest(f"input {tensor.name!r}: the model has no such input "
-                                 f"(it takes: {_names(metadata.inputs)})")
+                                 f"(it takes: {_names(inputs)})")
         if tensor.datatype != spec.datatype:
             raise InvalidRequest(f"input {tensor.name!r}: datatype {tensor.datatype} given, "
                                  f"the model takes {spec.datatype}")
@@ -92,12 +104,7 @@ def check(request: PredictRequest, metadata: ModelMetadata) -> None:
                                  f"takes {list(spec.shape)} (-1: any size)")
     missing = sorted(specs.keys() - {t.name for t in request.inputs})
     if missing:
-        raise InvalidRequest(f"input {missing[0]!r} is missing (the model takes: {_names(metadata.inputs)})")
-    known = {s.name for s in metadata.outputs}
-    for name in request.outputs:
-        if name not in known:
-            raise InvalidRequest(f"output {name!r}: the model has no such output "
-                                 f"(it gives: {_names(metadata.outputs)})")
+        raise InvalidRequest(f"input {missing[0]!r} is missing (the model takes: {_names(inputs)})")
 
 
 def _shape_fits(shape: tuple[int, ...], spec: tuple[int, ...]) -> bool:

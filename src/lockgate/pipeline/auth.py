@@ -7,13 +7,14 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from lockgate.asgi import Scope, header
 from lockgate.config import Config, KeyConfig, TeamConfig
 from lockgate.errors import AuthenticationFailed
 from lockgate.pipeline.limits import BudgetPeriod, OwnerLimits
+from lockgate.privacy.policy import OFF, Policies, Policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,7 @@ class Principal:
     is_master: bool = False
     limits: tuple[OwnerLimits, ...] = ()
     expires_at: float | None = None
+    privacy: Policy = OFF  # resolved when the key is loaded: defaults, team, key (§10)
 
     def may_use(self, model: str) -> bool:
         return ((self.models is None or model in self.models)
@@ -63,10 +65,14 @@ class Authenticator:
     def __init__(self, config: Config) -> None:
         teams = {t.name: t for t in config.teams}
         self.config_teams = teams  # stored keys may join these by name
-        self._static = {digest(k.key): _principal(k, teams.get(k.team or "")) for k in config.keys}
+        self.policies = Policies(config.privacy)
+        self._static = {digest(k.key): _principal(k, teams.get(k.team or ""), self.policies)
+                        for k in config.keys}
+        self._anonymous = replace(ANONYMOUS, privacy=self.policies.default)
         master = config.server.master_key
         if master:
-            self._static[digest(master)] = Principal(key_id="master", name="master", is_master=True)
+            self._static[digest(master)] = Principal(key_id="master", name="master", is_master=True,
+                                                     privacy=self.policies.default)
         self._by_digest = dict(self._static)
         self.open = False
         # Bumped by every full reload: a key found by a lookup that raced a reload is served
@@ -92,6 +98,10 @@ class Authenticator:
     def static_principals(self) -> list[Principal]:
         return list(self._static.values())
 
+    def known_principals(self) -> list[Principal]:
+        """Every key in memory now, config and stored (the retention purge reads their policies)."""
+        return [self._anonymous, *self._by_digest.values()]
+
     def load_stored(self, principals: dict[str, Principal]) -> None:
         """Replaces every stored key at once (one assignment: requests see old or new, never a mix)."""
         self._by_digest = {**principals, **self._static}
@@ -99,7 +109,7 @@ class Authenticator:
 
     async def authenticate(self, scope: Scope) -> Principal:
         if self.open:
-            return ANONYMOUS
+            return self._anonymous
         secret = presented_key(scope)
         if secret is None:
             raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>' or 'x-api-key'")
@@ -117,7 +127,7 @@ class Authenticator:
 STATIC = "static/"  # the id prefix of keys and teams from the config file
 
 
-def _principal(key: KeyConfig, team: TeamConfig | None) -> Principal:
+def _principal(key: KeyConfig, team: TeamConfig | None, policies: Policies) -> Principal:
     key_id = STATIC + key.name
     limits = [owner_limits(f"key:{key_id}", key)]
     if team is not None:
@@ -129,6 +139,7 @@ def _principal(key: KeyConfig, team: TeamConfig | None) -> Principal:
         team_id=STATIC + team.name if team else None,
         team_models=frozenset(team.models) if team and team.models is not None else None,
         limits=tuple(lim for lim in limits if lim.any()),
+        privacy=policies.resolve(team.privacy if team else None, key.privacy),
     )
 
 

@@ -14,7 +14,7 @@ one of two ways to reach a deployment:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any, cast
 
@@ -61,7 +61,7 @@ class ChatOperation(Operation["ChatCall"]):
     async def open_stream(self, call: ChatCall, plan: ModelPlan, ctx: RequestContext) -> Stream:
         if self.dialect.binds:
             await call.bind()
-        return await self.s.caller.call(plan, call.open_stream, ctx)
+        return await self.s.caller.call(plan, call.open_stream, ctx, discard=_close)
 
     def error_body(self, err: GatewayError) -> bytes:
         return self.dialect.error_body(err)
@@ -76,8 +76,8 @@ class ChatCall:
     """One chat request and its two ways to a deployment (relay or translate), as attempts
     for the caller."""
 
-    __slots__ = ("_canonical", "body", "ctx", "dialect", "encoder", "model", "relay_headers", "stream",
-                 "tokens")
+    __slots__ = ("_canonical", "_encoders", "body", "ctx", "dialect", "model", "relay_headers",
+                 "stream", "tokens")
 
     def __init__(self, dialect: Dialect, body: dict[str, Any], model: str, stream: bool,
                  tokens: tuple[int, int], ctx: RequestContext,
@@ -90,7 +90,25 @@ class ChatCall:
         self.tokens: tuple[int, int] | None = tokens
         self.ctx = ctx
         self._canonical: ChatRequest | None = None
-        self.encoder: StreamEncoder | None = None  # the open stream's, when it is translated
+        # Each route's stream encoder, when its stream is translated: a hedged request opens
+        # two streams at once, and the one that serves is the route the request settled on.
+        self._encoders: dict[str, StreamEncoder | None] = {}
+
+    @property
+    def encoder(self) -> StreamEncoder | None:
+        """The encoder of the stream that serves, when it is translated."""
+        return self._encoders.get(self.ctx.route or "")
+
+    def shadow(self, ctx: RequestContext) -> Callable[[Deployment, float], Awaitable[bytes]] | None:
+        """A whole-answer copy of this request on its own context, for an experiment's shadow
+        (``experiments.shadow``); None for a request that refers to stored state (its copy
+        would store or read it again)."""
+        if self.dialect.binds:
+            return None
+        body = {k: v for k, v in self.body.items() if k not in ("stream", "stream_options")}
+        copy = ChatCall(self.dialect, body, self.model, False, self.tokens or (0, 0), ctx,
+                        self.relay_headers)
+        return copy.answer
 
     async def bind(self) -> None:
         """Resolves what the body refers to in stored state (``Dialect.bind``)."""
@@ -140,6 +158,9 @@ class ChatCall:
         except TimeoutError:
             await chunks.aclose()
             raise UpstreamTimeout() from None
+        except asyncio.CancelledError:  # a hedged attempt that lost, or the client left
+            await chunks.aclose()
+            raise
         except StopAsyncIteration:
             raise UpstreamError("the upstream stream was empty", retryable=True) from None
         except UpstreamError as err:
@@ -154,9 +175,9 @@ class ChatCall:
         if relay is None:
             request = self.canonical(deployment)
             events = await deployment.provider.chat_stream(request, timeout)
-            self.encoder = self.dialect.stream_encoder(request, self.model)
-            return encode_events(events, self.encoder, self.ctx)
-        self.encoder = None
+            encoder = self._encoders[deployment.route] = self.dialect.stream_encoder(request, self.model)
+            return encode_events(events, encoder, self.ctx)
+        self._encoders[deployment.route] = None
         upstream = relay.prepare_relay(self.body, deployment.model)
         response = await deployment.provider.forward("chat", upstream, timeout, self.relay_headers)
         tap = relay.relay_tap(self.body, self.model)
@@ -166,6 +187,10 @@ class ChatCall:
 
 
 
+
+
+async def _close(stream: Stream) -> None:
+    await stream[1].aclose()
 
 
 def relayed_finish_reasons(answer: dict[str, Any]) -> tuple[str, ...]:

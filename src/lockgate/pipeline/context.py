@@ -14,6 +14,7 @@ from lockgate.core.record import RequestRecord, new_id
 if TYPE_CHECKING:
     from lockgate.pipeline.limits import Estimate, Lease
     from lockgate.pipeline.route import Deployment, Subject
+    from lockgate.privacy.logbook import RequestPrivacy
 
 
 @dataclass(slots=True)
@@ -52,6 +53,9 @@ class RequestContext:
     upstream_errors: tuple[tuple[str, str], ...] = ()  # (route, code) of each failed attempt
     trace: RequestTrace | None = None  # the request's span, where tracing is on
     finish_reasons: tuple[str, ...] = ()  # set where tracing is on and the answer tells them
+    # --- privacy (issue 13) ---
+    pii: dict[str, int] | None = None  # kinds of personal data found, and how often (no values)
+    privacy: RequestPrivacy | None = None  # set by the PII guard where the caller's policy acts
 
     @classmethod
     def begin(cls, scope: Scope) -> RequestContext:

@@ -64,6 +64,10 @@ class EmbeddingsCall:
         self.model = request.model
         self.tokens: tuple[int, int] | None = tokens
 
+    def body_changed(self) -> None:
+        """The body was changed in place (the PII guard's redaction): read it again."""
+        self.request = parse_request(self.body)
+
     async def run(self, deployment: Deployment, timeout: float) -> bytes:
         provider = deployment.provider
         if provider.native_dialect == "openai":

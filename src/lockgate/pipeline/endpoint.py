@@ -11,7 +11,7 @@ from typing import Any
 
 from lockgate.asgi import Headers, Message, Receive, Scope, Send, header, send_body, send_chunk
 from lockgate.core.chat import Usage
-from lockgate.errors import GatewayError, ShuttingDown
+from lockgate.errors import GatewayError, Overloaded, ShuttingDown
 from lockgate.pipeline.body import ClientGone
 from lockgate.pipeline.context import RequestContext
 from lockgate.pipeline.limits import Estimate, Lease, at_least
@@ -31,8 +31,16 @@ class Endpoint(ABC):
         if self.s.tracer is not None:  # observability: a span per request, where tracing is on
             ctx.trace = self.s.tracer.begin(ctx.request_id, ctx.endpoint, ctx.headers, ctx.ts)
         response = OneResponse(send)
+        in_flight = self.s.in_flight
         try:
-            await self.handle(scope, receive, response, ctx)
+            # Load shedding: refused at once, before the body is read or anything reserved.
+            if in_flight.cap and in_flight.count >= in_flight.cap:
+                raise Overloaded()
+            in_flight.count += 1
+            try:
+                await self.handle(scope, receive, response, ctx)
+            finally:
+                in_flight.count -= 1
         except ClientGone:
             ctx.client_closed()
         except GatewayError as err:

@@ -106,7 +106,8 @@ class Frame(Endpoint, Generic[C]):
         ctx.model, ctx.stream, ctx.user = call.model, call.stream, end_user(scope, body)
         subject = ctx.subject = Subject(principal, ctx.user)
         plan = self.s.router.plan(call.model, subject, self.op.needs)
-        ctx.model, ctx.version = plan.name, plan.version  # ``name@v`` is recorded as name and version
+        # ``name@v`` is recorded as name and version; an experiment's plan names its variant
+        ctx.model, ctx.version, ctx.variant = plan.name, plan.version, plan.variant
         lease = NO_LEASE
         if call.tokens is not None:
             ctx.estimate = estimate(plan, *call.tokens)

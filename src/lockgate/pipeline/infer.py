@@ -9,6 +9,7 @@ mismatch is a 400 naming the input, whichever runtime or server would have serve
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -66,6 +67,10 @@ class InferCall:
     request: PredictRequest
     stream: bool = False
     tokens: tuple[int, int] | None = (0, 0)  # no tokens, but a request: counted and priced
+
+    def shadow(self, ctx: RequestContext) -> Callable[[Deployment, float], Awaitable[bytes]]:
+        """The same prediction, for an experiment's shadow: it keeps nothing per request."""
+        return self.run
 
     async def run(self, deployment: Deployment, timeout: float) -> bytes:
         provider = deployment.provider

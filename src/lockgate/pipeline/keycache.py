@@ -21,9 +21,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from lockgate.config import TeamConfig
+from lockgate.config import PrivacyOverride, TeamConfig
 from lockgate.pipeline.auth import STATIC, Authenticator, Principal, config_team_limits
 from lockgate.pipeline.limits import CountingLimiter, OwnerLimits, period_start
+from lockgate.privacy.policy import OFF, Policies, Policy
 from lockgate.state.store import AuthSnapshot, Store
 
 log = logging.getLogger("lockgate")
@@ -49,10 +50,11 @@ async def stored_spend(store: Store, owner: OwnerLimits, since: float) -> float:
     return await store.spend("key_id" if kind == "key" else "team_id", owner_id, since)
 
 
-def principals(snapshot: AuthSnapshot,
-               config_teams: Mapping[str, TeamConfig] | None = None) -> dict[str, Principal]:
+def principals(snapshot: AuthSnapshot, config_teams: Mapping[str, TeamConfig] | None = None,
+               policies: Policies | None = None) -> dict[str, Principal]:
     """key digest -> Principal for every live stored key. A key in a config team
-    (``config_team``) shares that team's limits with the team's config keys."""
+    (``config_team``) shares that team's limits with the team's config keys, and its privacy
+    settings; ``policies`` resolves each key's privacy policy (None: every policy off)."""
     teams = {t["id"]: t for t in snapshot.teams}
     out: dict[str, Principal] = {}
     for key in snapshot.keys:
@@ -60,6 +62,7 @@ def principals(snapshot: AuthSnapshot,
         team_id: str | None = None
         team_models: list[str] | tuple[str, ...] | None = None
         team = teams.get(key["team_id"]) if key["team_id"] else None
+        team_privacy = None
         if key.get("config_team"):
             config_team = (config_teams or {}).get(key["config_team"])
             team_id = STATIC + key["config_team"]
@@ -68,6 +71,7 @@ def principals(snapshot: AuthSnapshot,
             team_models = config_team.models if config_team is not None else []
             if config_team is not None:
                 limits.append(config_team_limits(config_team))
+                team_privacy = config_team.privacy
         elif team is not None:
             team_id, team_models = team["id"], team["models"]
             limits.append(_limits(f"team:{team['id']}", team))
@@ -78,8 +82,21 @@ def principals(snapshot: AuthSnapshot,
             team_models=frozenset(team_models) if team_models is not None else None,
             limits=tuple(lim for lim in limits if lim.any()),
             expires_at=key["expires_at"],
+            privacy=_policy(policies, team_privacy, key.get("privacy")),
         )
     return out
+
+
+def _policy(policies: Policies | None, team: PrivacyOverride | None, key: Any) -> Policy:
+    if policies is None:
+        return OFF
+    try:
+        return policies.resolve(team, key)
+    except ValueError:
+        # Checked by the admin API when it was stored; a row written otherwise (or by a newer
+        # version) gets the strictest reading rather than none: block mode.
+        log.error("a stored key's privacy settings cannot be read: the key gets pii mode block")
+        return policies.unreadable
 
 
 class _TokenBucket:
@@ -137,7 +154,7 @@ class MissLookup:
         if found is None:
             self._remember_missing(key_digest)
             return None
-        principal = principals(found, self._auth.config_teams)[key_digest]
+        principal = principals(found, self._auth.config_teams, self._auth.policies)[key_digest]
         await self._seed(principal)
         self._auth.add_stored(key_digest, principal, generation)
         return principal
@@ -176,7 +193,7 @@ class KeyCache:
             if self._unseeded:
                 await self._seed_budgets(self._unseeded)
             return False
-        loaded = principals(snapshot, self._auth.config_teams)
+        loaded = principals(snapshot, self._auth.config_teams, self._auth.policies)
         owners = [owner for p in (*loaded.values(), *self._auth.static_principals()) for owner in p.limits]
         self._owners = owners
         await self._seed_budgets(owners)

@@ -12,19 +12,28 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Protocol
 
 from lockgate import pricing
-from lockgate.config import Config, ModelConfig, Target, VersionConfig, no_provider_hint
+from lockgate.config import (
+    Config,
+    ExperimentConfig,
+    ModelConfig,
+    Target,
+    VersionConfig,
+    no_provider_hint,
+)
 from lockgate.errors import InvalidRequest, ModelNotAllowed, ModelNotFound
 from lockgate.pipeline.auth import Principal
 from lockgate.pipeline.limits import OwnerLimits
 from lockgate.pricing import UnitPrice
 from lockgate.providers.base import Provider, safe_in_path
+from lockgate.routing.health import DeploymentHealth, HealthBoard
 from lockgate.routing.strategies import Ordered, Strategy, strategy
 
 if TYPE_CHECKING:
+    from lockgate.pipeline.experiment import ExperimentSplit
     from lockgate.pipeline.steps import Step, StepFactory
 
 
@@ -36,6 +45,8 @@ class Deployment:
     price: UnitPrice | None = None
     quota: OwnerLimits | None = None  # the upstream account's rpm / tpm for this deployment
     version: str | None = None  # the model version this deployment serves, where it has versions
+    # Its health as the model's policy judges it (``routing.health``); None: not watched.
+    health: DeploymentHealth | None = field(default=None, compare=False)
 
     @property
     def route(self) -> str:
@@ -75,23 +86,40 @@ class ModelPlan:
     # The capability every deployment of this plan has: a plan built from the config says
     # "chat" where all its deployments chat (the usual case, served as it is), else "".
     needs: str = "chat"
+    variant: str | None = None  # the experiment variant this plan serves
+    split: ExperimentSplit | None = None  # the experiment that picks a variant's plan instead
+    hedge_after_s: float = 0.0  # > 0: a second deployment is tried after this long (``Caller``)
 
     def timeout_for(self, deployment: Deployment) -> float:
         return self.timeout_s if self.timeout_s is not None else deployment.provider.timeout_s
 
 
+class ShadowSteps(Protocol):
+    """Builds an experiment's shadow step (``experiments.shadow``), or None without shadows."""
+
+    def for_experiment(self, name: str, experiment: ExperimentConfig) -> Step | None: ...
+
+
 class Router:
     def __init__(self, config: Config, providers: Mapping[str, Provider], seed: int | None = None,
-                 steps: Sequence[StepFactory] = ()) -> None:
+                 steps: Sequence[StepFactory] = (), shadows: ShadowSteps | None = None,
+                 health: HealthBoard | None = None) -> None:
         self._rng = random.Random(seed)
+        self.health = health if health is not None else HealthBoard()
         self._plans: dict[str, ModelPlan] = {}
         for name, m in config.models.items():
-            self._plans.update(_plans(name, m, providers, self._rng, steps))
+            self._plans.update(_plans(name, m, providers, self._rng, steps, self.health))
+        self.splits: dict[str, ExperimentSplit] = {}
+        for name, experiment in config.experiments.items():
+            self._split(name, experiment, shadows)
         self._versions = {name: (tuple(m.versions), m.default) for name, m in config.models.items()}
         self._providers = providers
         self._direct = config.zero_config
+        # The steps of a model the config does not name (zero-config ``provider/model``).
+        self._direct_steps = tuple(s for s in (f.for_model("", None) for f in steps)
+                                   if s is not None) if self._direct else ()
         # The plans for operations that not every deployment offers, built on first use.
-        self._able: dict[tuple[str, str | None, str], ModelPlan] = {}
+        self._able: dict[tuple[str, str | None, str | None, str], ModelPlan] = {}
 
     @property
     def model_names(self) -> list[str]:
@@ -107,6 +135,8 @@ class Router:
         plan = self._plans.get(model) or self._direct_plan(model)
         if plan is None:
             raise ModelNotFound(self._not_found(model))
+        if plan.split is not None:  # an experiment: the variant's plan, for this subject
+            plan = plan.split.pick(subject)
         principal = subject.principal
         if not principal.may_use(plan.name):  # a version is allowed with its model
             raise ModelNotAllowed(f"this key may not use the model {plan.name!r}")
@@ -126,11 +156,43 @@ class Router:
                 able.append(self._able_plan(fallback, plan.needs))
         return able
 
-    def order(self, plan: ModelPlan, subject: Subject | None = None) -> Sequence[Deployment]:
-        return plan.strategy.order(plan.deployments, subject)
+    def order(self, plan: ModelPlan, subject: Subject | None = None,
+              trial: bool = False) -> Sequence[Deployment]:
+        """The strategy's order, with deployments that are cooling down moved last (all of
+        them cooling: still tried, soonest to recover first); see ``routing.health``.
+        ``trial``: the caller reports each attempt's outcome, so a half-open deployment may
+        have its one trial request here."""
+        return self.health.arrange(plan.strategy.order(plan.deployments, subject), trial)
+
+    def plan_of(self, ref: str) -> ModelPlan | None:
+        """The plan of a model ref (``name`` or ``name@version``) as the config names it,
+        without an experiment's split: a variant's or a shadow's target."""
+        plan = self._plans.get(ref)
+        if plan is not None and plan.split is not None:
+            return plan.split.default
+        return plan
+
+    def _split(self, name: str, experiment: ExperimentConfig, shadows: ShadowSteps | None) -> None:
+        """Gives the experiment's model a plan that picks a variant's plan per request. A
+        variant's plan is the plan of the model ref it uses, named as the client asked (so the
+        key's allow-list and the answer's ``model`` are the experiment model's), with the
+        experiment's shadow step, if it has shadows."""
+        from lockgate.pipeline.experiment import ExperimentSplit
+
+        default = self._plans[experiment.model]
+        shadow = shadows.for_experiment(name, experiment) if shadows is not None else None
+        plans = {}
+        for variant, arm in experiment.variants.items():
+            used = self.plan_of(arm.use)
+            assert used is not None  # the config was checked
+            steps = (*used.steps, shadow) if shadow is not None else used.steps
+            plans[variant] = replace(used, name=experiment.model, variant=variant, steps=steps)
+        split = ExperimentSplit(name, experiment, plans, default)
+        self._plans[experiment.model] = replace(default, split=split)
+        self.splits[name] = split
 
     def _able_plan(self, plan: ModelPlan, needs: str) -> ModelPlan:
-        key = (plan.name, plan.version, needs)
+        key = (plan.name, plan.version, plan.variant, needs)
         able = self._able.get(key)
         if able is None:
             deployments = tuple(d for d in plan.deployments if needs in d.provider.capabilities)
@@ -170,7 +232,8 @@ class Router:
                 "in its URL path, where it may not contain '..', '/', '?', '#', '%', spaces or "
                 "control characters")
         price = pricing.lookup(provider.type_name, upstream)
-        return ModelPlan(name=model, deployments=(Deployment(provider, upstream, price=price),))
+        return ModelPlan(name=model, deployments=(Deployment(provider, upstream, price=price),),
+                         steps=self._direct_steps)
 
 
 _OPERATIONS = {"predict": "predictions", "embed": "embeddings", "count_tokens": "token counts",
@@ -186,28 +249,39 @@ def _allowed_fallbacks(plan: ModelPlan, principal: Principal) -> ModelPlan:
 
 
 def _plans(name: str, model: ModelConfig, providers: Mapping[str, Provider], rng: random.Random,
-           factories: Sequence[StepFactory]) -> dict[str, ModelPlan]:
+           factories: Sequence[StepFactory], board: HealthBoard) -> dict[str, ModelPlan]:
     """A model's plans by the names a client may ask for: ``name``, and for a model with
     versions ``name@version`` for each, ``name`` being its default version's plan."""
     steps = tuple(s for s in (f.for_model(name, model) for f in factories) if s is not None)
     if not model.versions:
-        return {name: _plan(name, model, None, providers, rng, steps)}
-    plans = {f"{name}@{v}": _plan(name, served, v, providers, rng, steps)
+        return {name: _plan(name, model, None, providers, rng, steps, board)}
+    plans = {f"{name}@{v}": _plan(name, served, v, providers, rng, steps, board)
              for v, served in model.versions.items()}
     plans[name] = plans[f"{name}@{model.default}"]
     return plans
 
 
 def _plan(name: str, model: VersionConfig, version: str | None, providers: Mapping[str, Provider],
-          rng: random.Random, steps: tuple[Step, ...]) -> ModelPlan:
+          rng: random.Random, steps: tuple[Step, ...], board: HealthBoard) -> ModelPlan:
     deployments = tuple(
         Deployment(providers[t.provider], t.model or name, t.weight,
-                   _price(model, providers[t.provider], t.model or name), _quota(t, name), version)
+                   _price(model, providers[t.provider], t.model or name), _quota(t, name), version,
+                   _health(model, f"{t.provider}/{t.model or name}", board))
         for t in model.targets)
     chat = all("chat" in d.provider.capabilities for d in deployments)
     return ModelPlan(name=name, deployments=deployments, strategy=strategy(model.strategy, rng),
                      retries=model.retries, timeout_s=model.timeout_s, fallbacks=model.fallbacks,
-                     version=version, steps=steps, needs="chat" if chat else "")
+                     version=version, steps=steps, needs="chat" if chat else "",
+                     hedge_after_s=model.hedge_after_ms / 1000.0)
+
+
+def _health(model: VersionConfig, route: str, board: HealthBoard) -> DeploymentHealth | None:
+    """Watched unless the policy is off, or nothing would use the figures: health decides
+    nothing for a model with one deployment, unless it is ordered by latency."""
+    watched = model.health.enabled and len(model.targets) > 1
+    if not watched and model.strategy != "least-latency":
+        return None
+    return board.watch(route, model.health, timed=model.strategy == "least-latency")
 
 
 def _price(model: VersionConfig, provider: Provider, upstream: str) -> UnitPrice | None:

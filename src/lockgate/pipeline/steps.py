@@ -68,9 +68,12 @@ def wrap_stream(steps: Sequence[Step], call: Any, first: bytes, rest: AsyncItera
                 ctx: RequestContext) -> tuple[bytes, AsyncIterator[bytes]]:
     """The stream as the steps pass it on; the first chunk is already received, so it goes
     through them as the head of the stream, and the frame sends what comes out first."""
-    chunks = _prepend(first, rest)
+    head = _prepend(first, rest)
+    chunks: AsyncIterator[bytes] = head
     for step in reversed(steps):
         chunks = step.stream(call, chunks, ctx)
+    if chunks is head:  # no step took the stream (a step with nothing to do for this caller)
+        return first, rest  # the prepending generator, never started, needs no closing
     return b"", chunks
 
 

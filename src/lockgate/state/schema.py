@@ -8,7 +8,12 @@ create and change it; this module is what the queries are written against.
 * ``usage_hourly``: a rollup per hour, key, team, model, route and status, with a latency
   histogram, maintained as records are written, so usage queries stay fast at millions of rows.
 * ``usage_hourly_by``: the same per hour and one dimension at a time, for the dashboard.
-* ``audit``: every admin act, append-only.
+* ``audit``: every admin act, append-only and hash-chained (``audit_head``: the chain's head).
+* ``experiments``: each experiment's state (running, stopped, promoted, rolled back), shared
+  by every worker and replica; ``feedback``: a score or label per request (its record's id).
+* ``request_bodies``: a request's body and answer where its privacy policy logs bodies,
+  redacted and sealed (``lockgate.privacy.logbook``), by the record's id; apart from
+  ``requests`` so that records stay small and most requests have no row here.
 * ``responses``: stored Responses answers (``store: true``) with their input, for the key that
   made them (``owner``), until ``expires_at``; ``body`` is sealed (``lockgate.sealing``).
 """
@@ -97,6 +102,7 @@ requests = Table(
     Column("cache", String(8), nullable=True),
     Column("version", String(64), nullable=True),  # the model version that served
     Column("variant", String(64), nullable=True),  # the experiment variant assigned
+    Column("pii", JSON, nullable=True),  # kinds of personal data found: {"email": 2}, no values
     # Few indexes: every one is paid on each of the many inserts. Logs read the newest rows
     # (by ts, or a key's by key_id + ts); the dashboard finds a request by its id; erasing a
     # user's rows is rare and may scan.
@@ -155,6 +161,8 @@ control_revision = Table(
     Column("value", BigInteger, nullable=False),
 )
 
+# Append-only and hash-chained (``state.audit_chain``): ``seq`` counts entries from 1 without
+# gaps, ``prev_hash`` is the hash of entry ``seq - 1``, ``hash`` covers this entry and it.
 audit = Table(
     "audit", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -163,7 +171,21 @@ audit = Table(
     Column("action", String(64), nullable=False),
     Column("target", String(200), nullable=True),
     Column("detail", JSON, nullable=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
     Index("ix_audit_ts", "ts"),
+    UniqueConstraint("seq", name="uq_audit_seq"),
+)
+
+# The chain head: one row (id 1) with the newest entry's seq and hash. Every writer updates it
+# first in its transaction, which serialises writers (a row lock on PostgreSQL, the write lock
+# on SQLite) so that the chain never forks, and lets ``verify`` see entries dropped at the end.
+audit_head = Table(
+    "audit_head", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
 )
 
 
@@ -178,4 +200,44 @@ responses = Table(
     Column("expires_at", Float, nullable=False),
     Column("body", LargeBinary, nullable=False),
     Index("ix_responses_expires_at", "expires_at"),
+)
+
+
+# One row per configured experiment, created when a gateway first serves it (``started_at``
+# bounds its analysis); ``variant`` is the one that takes all its traffic once it is decided.
+experiments = Table(
+    "experiments", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("status", String(16), nullable=False),  # running | stopped | promoted | rolled_back
+    Column("variant", String(64), nullable=True),
+    Column("reason", String(500), nullable=True),
+    Column("started_at", Float, nullable=False),
+    Column("changed_at", Float, nullable=True),
+)
+
+# The latest feedback on a request (one row per request record: a later score replaces an
+# earlier one), with the request's model and variant copied in so analysis needs no join.
+feedback = Table(
+    "feedback", metadata,
+    Column("record_id", String(32), primary_key=True),
+    Column("request_id", String(128), nullable=False),
+    Column("key_id", String(64), nullable=True),
+    Column("model", String(200), nullable=True),
+    Column("variant", String(64), nullable=True),
+    Column("score", Float, nullable=True),
+    Column("label", String(200), nullable=True),
+    Column("ts", Float, nullable=False),
+    Index("ix_feedback_model_ts", "model", "ts"),
+)
+
+# Read by id (the record's); purged by ts (retention, with key_id for per-key retention);
+# erased by end_user (rare: it may scan).
+request_bodies = Table(
+    "request_bodies", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("ts", Float, nullable=False),
+    Column("key_id", String(64), nullable=True),
+    Column("end_user", String(256), nullable=True),
+    Column("body", LargeBinary, nullable=False),
+    Index("ix_request_bodies_ts", "ts"),
 )

@@ -8,11 +8,12 @@ are written in batches by a background writer (``telemetry.writer``).
 
 from __future__ import annotations
 
+import base64
 import bisect
 import secrets
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from lockgate.core.record import RequestRecord
-from lockgate.state import schema
+from lockgate.state import audit_chain, schema
 from lockgate.state.migrate import migrate
 from lockgate.state.schema import HISTOGRAM_COLUMNS, LATENCY_BUCKETS_MS, ROLLUP_DIMENSIONS
 
@@ -64,6 +65,23 @@ class LogQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class Act:
+    """An admin act to record in the audit log, in the same transaction as the change it
+    describes: both are kept, or neither. ``target`` None: the id of the row changed."""
+
+    actor: str
+    action: str
+    detail: Any = None
+    target: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    entries: list[dict[str, Any]]
+    next_before: int | None  # the ``before`` that reads the page after this one; None: last page
+
+
+@dataclass(frozen=True, slots=True)
 class AuthSnapshot:
     """Everything auth needs, and a marker that changes whenever any of it does."""
 
@@ -96,13 +114,14 @@ class Store:
 
     # --- teams and keys ------------------------------------------------------------------
 
-    async def create_team(self, values: Mapping[str, Any]) -> dict[str, Any]:
+    async def create_team(self, values: Mapping[str, Any], act: Act | None = None) -> dict[str, Any]:
         now = time.time()
         row = {"id": new_id("team"), "created_at": now, "updated_at": now, **_limits_of(values),
                "name": values["name"]}
         async with self.engine.begin() as conn:
             await conn.execute(schema.teams.insert().values(row))
             await _changed(conn)
+            await _append_audit(conn, act, row["id"])
         return await self._one(schema.teams, row["id"])  # type: ignore[return-value]
 
     async def list_teams(self) -> list[dict[str, Any]]:
@@ -116,19 +135,23 @@ class Store:
         rows = await self._all(sa.select(t).where(sa.or_(t.c.id == id_or_name, t.c.name == id_or_name)))
         return rows[0] if rows else None
 
-    async def update_team(self, team_id: str, values: Mapping[str, Any]) -> dict[str, Any] | None:
-        return await self._update(schema.teams, team_id, values)
+    async def update_team(self, team_id: str, values: Mapping[str, Any],
+                          act: Act | None = None) -> dict[str, Any] | None:
+        return await self._update(schema.teams, team_id, values, act)
 
-    async def delete_team(self, team_id: str) -> bool:
+    async def delete_team(self, team_id: str, act: Act | None = None) -> bool:
         async with self.engine.begin() as conn:
             # Keys of the team stay, without it (SQLite enforces ON DELETE only with a pragma).
             await conn.execute(schema.keys.update().where(schema.keys.c.team_id == team_id)
                                .values(team_id=None, updated_at=time.time()))
             result = await conn.execute(schema.teams.delete().where(schema.teams.c.id == team_id))
             await _changed(conn)
+            if result.rowcount:
+                await _append_audit(conn, act, team_id)
         return bool(result.rowcount)
 
-    async def create_key(self, values: Mapping[str, Any], key_hash: str, key_prefix: str) -> dict[str, Any]:
+    async def create_key(self, values: Mapping[str, Any], key_hash: str, key_prefix: str,
+                         act: Act | None = None) -> dict[str, Any]:
         now = time.time()
         row = {"id": new_id("key"), "name": values["name"], "key_hash": key_hash,
                "key_prefix": key_prefix, "team_id": values.get("team_id"),
@@ -138,6 +161,7 @@ class Store:
         async with self.engine.begin() as conn:
             await conn.execute(schema.keys.insert().values(row))
             await _changed(conn)
+            await _append_audit(conn, act, row["id"])
         return await self._one(schema.keys, row["id"])  # type: ignore[return-value]
 
     async def list_keys(self) -> list[dict[str, Any]]:
@@ -146,16 +170,19 @@ class Store:
     async def get_key(self, key_id: str) -> dict[str, Any] | None:
         return await self._one(schema.keys, key_id)
 
-    async def update_key(self, key_id: str, values: Mapping[str, Any]) -> dict[str, Any] | None:
-        return await self._update(schema.keys, key_id, values)
+    async def update_key(self, key_id: str, values: Mapping[str, Any],
+                         act: Act | None = None) -> dict[str, Any] | None:
+        return await self._update(schema.keys, key_id, values, act)
 
-    async def revoke_key(self, key_id: str) -> bool:
+    async def revoke_key(self, key_id: str, act: Act | None = None) -> bool:
         now = time.time()
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 schema.keys.update().where(schema.keys.c.id == key_id, schema.keys.c.revoked_at.is_(None))
                 .values(revoked_at=now, updated_at=now))
             await _changed(conn)
+            if result.rowcount:
+                await _append_audit(conn, act, key_id)
         return bool(result.rowcount)
 
     async def find_key(self, key_hash: str) -> AuthSnapshot | None:
@@ -212,6 +239,7 @@ class Store:
                 async with self.engine.begin() as conn:
                     await conn.execute(schema.requests.insert(), rows)
                     await self._roll_up(conn, records)
+                    await _insert_bodies(conn, records)
                 return len(records)
             except IntegrityError:
                 pass
@@ -220,6 +248,7 @@ class Store:
             # by id: a record that appears twice in one batch is still one new record
             fresh = list({r.id: r for r in records if r.id in inserted}.values())
             await self._roll_up(conn, fresh)
+            await _insert_bodies(conn, fresh)
         return len(fresh)
 
     async def _insert_new(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[str]:
@@ -307,22 +336,93 @@ class Store:
         statement = sa.select(r).where(*conditions).order_by(r.c.ts.desc()).limit(query.limit)
         return await self._all(statement)
 
-    async def erase_user(self, user: str) -> int:
-        """Deletes an end-user's request records (the rollups keep only anonymous totals)."""
+    async def log_bodies(self, record_ids: Sequence[str]) -> dict[str, bytes]:
+        """The sealed bodies stored for these records, by record id."""
+        if not record_ids:
+            return {}
+        b = schema.request_bodies
+        rows = await self._all(sa.select(b.c.id, b.c.body).where(b.c.id.in_(list(record_ids))))
+        return {row["id"]: bytes(row["body"]) for row in rows}
+
+    async def log_entry(self, request_id: str) -> dict[str, Any] | None:
+        """The newest record with this request id (a client may send the same id twice)."""
+        r = schema.requests
+        rows = await self._all(sa.select(r).where(r.c.request_id == request_id)
+                               .order_by(r.c.ts.desc()).limit(1))
+        return rows[0] if rows else None
+
+    async def erase_user(self, user: str, act: Act | None = None) -> tuple[int, int]:
+        """Deletes an end-user's request records, their stored bodies and the feedback given on
+        their requests (a label may hold what they said; the rollups keep only anonymous
+        totals): (records, bodies). The audit entry, in the same transaction, gets
+        ``deleted`` and ``stored_bodies``: how many."""
+        r, b, f = schema.requests, schema.request_bodies, schema.feedback
         async with self.engine.begin() as conn:
-            result = await conn.execute(schema.requests.delete().where(schema.requests.c.end_user == user))
-        return int(result.rowcount or 0)
+            await conn.execute(f.delete().where(f.c.record_id.in_(
+                sa.select(r.c.id).where(r.c.end_user == user))))
+            records = int((await conn.execute(r.delete().where(r.c.end_user == user))).rowcount or 0)
+            bodies = int((await conn.execute(b.delete().where(b.c.end_user == user))).rowcount or 0)
+            if act is not None:
+                detail = {"deleted": records, "stored_bodies": bodies, **(act.detail or {})}
+                await _append_audit(conn, replace(act, detail=detail))
+        return records, bodies
+
+    async def purge(self, cutoff: float | None,
+                    by_key: Mapping[str, float | None]) -> tuple[int, int]:
+        """Retention: deletes records and bodies older than ``cutoff`` (epoch seconds), or for
+        the keys in ``by_key`` older than their own cutoff (None: kept for ever). Idempotent:
+        workers and replicas may run it at once. Returns (records, bodies) deleted."""
+        deleted = [0, 0]
+        own = list(by_key)
+        async with self.engine.begin() as conn:
+            # Feedback goes with its requests (the third table; its count is not reported).
+            for i, table in enumerate((schema.requests, schema.request_bodies, schema.feedback)):
+                rules = []
+                if cutoff is not None:  # the default retention: every key without its own
+                    others = table.c.key_id.is_(None) | table.c.key_id.notin_(own)
+                    rules.append((table.c.ts < cutoff) & others if own else table.c.ts < cutoff)
+                for limit, keys in _by_cutoff(by_key).items():
+                    rules.append((table.c.ts < limit) & table.c.key_id.in_(keys))
+                for rule in rules:
+                    result = await conn.execute(table.delete().where(rule))
+                    if i < len(deleted):
+                        deleted[i] += int(result.rowcount or 0)
+        return deleted[0], deleted[1]
 
     # --- audit -----------------------------------------------------------------------------
 
     async def audit(self, actor: str, action: str, target: str | None, detail: Any = None) -> None:
+        """Records an act that changes nothing in this store (else pass ``act`` to the change)."""
         async with self.engine.begin() as conn:
-            await conn.execute(schema.audit.insert().values(
-                ts=time.time(), actor=actor, action=action, target=target, detail=detail))
+            await _append_audit(conn, Act(actor, action, detail, target))
 
-    async def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
+    async def audit_log(self, limit: int = 100, before: int | None = None) -> AuditPage:
+        """Entries newest first, ``limit`` of them, older than ``seq`` ``before`` where given."""
         a = schema.audit
-        return await self._all(sa.select(a).order_by(a.c.id.desc()).limit(limit))
+        statement = sa.select(a).order_by(a.c.seq.desc()).limit(limit + 1)
+        if before is not None:
+            statement = statement.where(a.c.seq < before)
+        rows = await self._all(statement)
+        more = len(rows) > limit
+        return AuditPage(rows[:limit], rows[limit - 1]["seq"] if more else None)
+
+    async def verify_audit(self, batch: int = 1000) -> audit_chain.Verdict:
+        """Checks the whole chain, reading it in ``seq`` order ``batch`` rows at a time."""
+        a, h = schema.audit, schema.audit_head
+        async with self.engine.connect() as conn:
+            # One snapshot for the head and the entries where the database offers it.
+            found = (await conn.execute(sa.select(h.c.seq, h.c.hash).where(h.c.id == 1))).mappings().first()
+            head = dict(found) if found is not None else None
+            entries: list[dict[str, Any]] = []
+            last = 0
+            while True:
+                rows = (await conn.execute(sa.select(a).where(a.c.seq > last).order_by(a.c.seq)
+                                           .limit(batch))).mappings().all()
+                entries.extend(dict(r) for r in rows)
+                if len(rows) < batch:
+                    break
+                last = rows[-1]["seq"]
+        return audit_chain.verify(entries, head)
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -334,12 +434,15 @@ class Store:
         rows = await self._all(sa.select(table).where(table.c.id == row_id))
         return rows[0] if rows else None
 
-    async def _update(self, table: sa.Table, row_id: str, values: Mapping[str, Any]) -> dict[str, Any] | None:
+    async def _update(self, table: sa.Table, row_id: str, values: Mapping[str, Any],
+                      act: Act | None) -> dict[str, Any] | None:
         changes = {k: v for k, v in values.items() if k in table.c and k not in ("id", "key_hash")}
         changes["updated_at"] = time.time()
         async with self.engine.begin() as conn:
             result = await conn.execute(table.update().where(table.c.id == row_id).values(changes))
             await _changed(conn)
+            if result.rowcount:
+                await _append_audit(conn, act, row_id)
         if not result.rowcount:
             return None
         return await self._one(table, row_id)
@@ -349,6 +452,28 @@ async def _changed(conn: AsyncConnection) -> None:
     """Bumps the keys-and-teams revision in the caller's transaction."""
     rev = schema.control_revision
     await conn.execute(rev.update().where(rev.c.id == 1).values(value=rev.c.value + 1))
+
+
+async def _append_audit(conn: AsyncConnection, act: Act | None, target: str | None = None) -> None:
+    """Appends ``act`` to the audit chain in the caller's transaction. Advancing the head row
+    comes first: it is the lock that makes concurrent writers (workers, replicas) take turns,
+    and on PostgreSQL a writer that waited for it reads the head its predecessor committed."""
+    if act is None:
+        return
+    h = schema.audit_head
+    head = (await conn.execute(h.update().where(h.c.id == 1).values(seq=h.c.seq + 1)
+                               .returning(h.c.seq, h.c.hash))).one()
+    entry = {"seq": int(head.seq), "ts": time.time(), "actor": act.actor, "action": act.action,
+             "target": act.target if act.target is not None else target,
+             "detail": audit_chain.normalise_detail(act.detail), "prev_hash": head.hash}
+    entry["hash"] = audit_chain.entry_hash(entry)
+    await conn.execute(schema.audit.insert().values(entry))
+    await conn.execute(h.update().where(h.c.id == 1).values(hash=entry["hash"]))
+
+
+# For the other stores over the same database (experiments): their changes are audited in
+# their own transaction, as the control plane's are.
+append_audit = _append_audit
 
 
 _ADDITIVE = ("requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd", *HISTOGRAM_COLUMNS)
@@ -391,13 +516,29 @@ def _power_of_two_chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, 
         start += size
 
 
+async def _insert_bodies(conn: AsyncConnection, records: Iterable[RequestRecord]) -> None:
+    rows = [{"id": r.id, "ts": r.ts, "key_id": r.key_id, "end_user": r.user,
+             "body": base64.b64decode(r.body)} for r in records if r.body]
+    if rows:
+        await conn.execute(schema.request_bodies.insert(), rows)
+
+
+def _by_cutoff(by_key: Mapping[str, float | None]) -> dict[float, list[str]]:
+    """The keys with a cutoff, grouped by it (one statement per distinct retention)."""
+    groups: dict[float, list[str]] = {}
+    for key, cutoff in by_key.items():
+        if cutoff is not None:
+            groups.setdefault(cutoff, []).append(key)
+    return groups
+
+
 def _record_row(r: RequestRecord) -> dict[str, Any]:
     return {"id": r.id, "request_id": r.request_id, "ts": r.ts, "endpoint": r.endpoint,
             "key_id": r.key_id, "team_id": r.team_id, "model": r.model, "route": r.route,
             "status": r.status, "error_code": r.error_code, "prompt_tokens": r.prompt_tokens,
             "completion_tokens": r.completion_tokens, "cost_usd": r.cost_usd,
             "latency_ms": r.latency_ms, "stream": r.stream, "end_user": r.user, "cache": r.cache,
-            "version": r.version, "variant": r.variant}
+            "version": r.version, "variant": r.variant, "pii": r.pii}
 
 
 def _usage_filters(query: UsageQuery) -> list[sa.ColumnElement[bool]]:

@@ -45,6 +45,28 @@ class _Families:
                        c["cache"])
         yield _counter("lockgate_upstream_errors", "Failed upstream attempts (retried or not), "
                        "by route and code", ["route", "code"], c["upstream_errors"])
+        yield _counter("lockgate_deployment_health", "Deployment health changes, by route and "
+                       "event: opened (taken out for its cooldown), reopened (its trial request "
+                       "failed), closed (back in service); opened - closed is how many are out",
+                       ["route", "event"], c["deployment_health"])
+        yield from _experiments(tally)
+
+
+def _experiments(tally: Tally) -> Iterator[Metric]:
+    """Per experiment and variant (names from the config: a bounded set)."""
+    c = tally.counters
+    yield _counter("lockgate_experiment_requests", "Requests of an experiment, by variant and "
+                   "status class", ["experiment", "variant", "status"], c["experiment_requests"])
+    yield _histogram("lockgate_experiment_request_duration_seconds", "Request duration of an "
+                     "experiment's requests, by variant", ["experiment", "variant"],
+                     tally.histograms["experiment_duration"], DURATION_BUCKETS)
+    yield _counter("lockgate_experiment_cost_usd", "Spend in USD of an experiment's requests, by "
+                   "variant", ["experiment", "variant"], c["experiment_cost"])
+    yield _counter("lockgate_experiment_rollbacks", "Experiments rolled back by themselves",
+                   ["experiment"], c["experiment_rollbacks"])
+    yield _counter("lockgate_experiment_shadow", "Shadow copies, by target and result (status "
+                   "class, or dropped over the cap)", ["experiment", "target", "result"],
+                   c["experiment_shadow"])
 
 
 def _counter(name: str, doc: str, labels: list[str], counts: Counts) -> CounterMetricFamily:

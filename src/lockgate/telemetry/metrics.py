@@ -54,7 +54,7 @@ NONE = "none"  # no model (a body that could not be read) or no route (nothing w
 MAX_SEEN_NAMES = 100
 # The reasons ``lockgate_rate_limited_total`` tells apart: the error codes of a refusal.
 LIMIT_REASONS = frozenset({"rate_limit_exceeded", "budget_exceeded", "upstream_rate_limited",
-                           "limits_unavailable"})
+                           "limits_unavailable", "overloaded"})
 CACHE_RESULTS = frozenset({"hit", "miss"})
 SHARE_EVERY_S = 1.0  # how often a worker writes its tables for the others' scrapes
 
@@ -92,8 +92,11 @@ Buckets = dict[tuple[str, ...], list[float]]
 class Tally:
     """One process's figures, as plain tables: what ``record`` adds to and a scrape reads."""
 
-    COUNTERS = ("requests", "tokens", "cost", "rate_limited", "cache", "upstream_errors")
-    HISTOGRAMS = {"duration": DURATION_BUCKETS, "overhead": OVERHEAD_BUCKETS}
+    COUNTERS = ("requests", "tokens", "cost", "rate_limited", "cache", "upstream_errors",
+                "experiment_requests", "experiment_cost", "experiment_rollbacks", "experiment_shadow",
+                "deployment_health")
+    HISTOGRAMS = {"duration": DURATION_BUCKETS, "overhead": OVERHEAD_BUCKETS,
+                  "experiment_duration": DURATION_BUCKETS}
 
     def __init__(self) -> None:
         self.counters: dict[str, Counts] = {name: {} for name in self.COUNTERS}
@@ -144,6 +147,10 @@ class Metrics:
     def __init__(self, config: Config, shared_dir: str | None = None) -> None:
         routes = [f"{t.provider}/{t.model or name}" for name, m in config.models.items() for t in m.targets]
         self.labels = Labels(config.models, routes, config.zero_config)
+        # Experiments by the model they split, with their variants: the only label values
+        # the per-variant series take (both from the config, so bounded).
+        self._experiments = {e.model: (name, frozenset(e.variants))
+                             for name, e in config.experiments.items()}
         self.tally = Tally()
         self._dir = Path(shared_dir) if shared_dir is not None else None
         self._file = self._dir / f"{os.getpid()}-{uuid.uuid4().hex}.json" if self._dir else None
@@ -174,6 +181,37 @@ class Metrics:
         for failed_route, code in record.upstream_errors:
             labels = (self.labels.name(failed_route, False), code)
             counters["upstream_errors"][labels] = counters["upstream_errors"].get(labels, 0.0) + 1
+        if record.variant is not None:  # only a model with an experiment sets one
+            self._experiment(record)
+
+    def _experiment(self, record: RequestRecord) -> None:
+        experiment = self._experiments.get(record.model or "")
+        if experiment is None or record.variant not in experiment[1]:
+            return
+        counters, labels = self.tally.counters, (experiment[0], record.variant)
+        key = (*labels, f"{record.status // 100}xx")
+        counters["experiment_requests"][key] = counters["experiment_requests"].get(key, 0.0) + 1
+        self.tally.observe("experiment_duration", labels, record.latency_ms / 1000.0)
+        if record.cost_usd:
+            cost = counters["experiment_cost"]
+            cost[labels] = cost.get(labels, 0.0) + record.cost_usd
+
+    def rolled_back(self, experiment: str) -> None:
+        """An experiment this process rolled back (``experiments.service``)."""
+        counts = self.tally.counters["experiment_rollbacks"]
+        counts[experiment,] = counts.get((experiment,), 0.0) + 1
+
+    def shadow(self, experiment: str, target: str, result: str) -> None:
+        """A shadow copy's outcome: its status class, or ``dropped`` (over the cap)."""
+        counts, key = self.tally.counters["experiment_shadow"], (experiment, target, result)
+        counts[key] = counts.get(key, 0.0) + 1
+
+    def health_changed(self, route: str, event: str) -> None:
+        """A deployment taken out of service (``opened``), kept out after a failed trial
+        (``reopened``) or back (``closed``), as this worker saw it (``routing.health``)."""
+        labels = (self.labels.name(route, False), event)
+        table = self.tally.counters["deployment_health"]
+        table[labels] = table.get(labels, 0.0) + 1
 
     # --- several workers --------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ def startup_lines(config: Config, source: str | None, workers: int,
     """(level, message) pairs. ``stored_keys`` None: storage could not be asked."""
     lines = [(logging.INFO, f"config: {source or 'none (built-in defaults from the environment)'}")]
     lines.append(_models(config))
+    lines.extend((logging.INFO, line) for line in _experiments(config))
     if config.providers:
         providers = ", ".join(f"{name} ({p.type}{_at(p.base_url)})" for name, p in config.providers.items())
         lines.append((logging.INFO, f"providers: {providers}"))
@@ -70,6 +71,18 @@ def _models(config: Config) -> tuple[int, str]:
         hint = no_provider_hint() if config.zero_config else "no model is configured"
         return logging.WARNING, f"models: none; {hint}"
     return logging.INFO, f"models: {', '.join(names)}"
+
+
+def _experiments(config: Config) -> list[str]:
+    """One line per experiment: what it splits, how, and what it watches."""
+    lines = []
+    for name, e in config.experiments.items():
+        split = ", ".join(f"{v} {arm.use} ({arm.weight:g})" for v, arm in e.variants.items())
+        extra = f"; shadow: {', '.join(e.shadow)}" if e.shadow else ""
+        extra += "; automatic rollback" if e.rollback is not None else ""
+        lines.append(f"experiment {name}: {e.model} -> {split}; control {e.control}; "
+                     f"sticky {e.sticky}{extra}")
+    return lines
 
 
 def _at(base_url: str | None) -> str:

@@ -35,6 +35,7 @@ import os
 import uuid
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
@@ -78,7 +79,9 @@ class RecordWriter:
     # --- request path ----------------------------------------------------------------------
 
     def record(self, record: RequestRecord) -> None:
-        self.records.append(record)
+        # The recent records are kept without a logged body: up to 1000 of them would hold
+        # ~100 MB of sealed bodies for a view that shows none.
+        self.records.append(record if record.body is None else replace(record, body=None))
         self._unspooled.append(record)
         if len(self._unspooled) == 1:  # the first of this loop turn: one append for them all
             asyncio.get_running_loop().call_soon(self._append_unspooled)
