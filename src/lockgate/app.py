@@ -28,6 +28,7 @@ from lockgate.experiments.service import Experiments
 from lockgate.experiments.shadow import ShadowCopies
 from lockgate.open_guard import OpenGuard
 from lockgate.pipeline.auth import Authenticator
+from lockgate.pipeline.cache import AnswerCache, build_cache
 from lockgate.pipeline.call import Caller
 from lockgate.pipeline.chat import ChatOperation
 from lockgate.pipeline.context import RequestContext
@@ -93,6 +94,7 @@ class Gateway:
         self._admin: ASGIApp | None = None
         self._ui: ASGIApp | None = None
         self.tracing: Tracing | None = None  # where telemetry.otlp_endpoint is set
+        self.cache: AnswerCache | None = None  # where a model opts in (built at start-up)
         self.store = Store(config.storage)
         self.storage = StorageLink(self.store, self._prepare_storage)
         self.writer = RecordWriter(self.storage, config.server.spill_dir)
@@ -192,7 +194,14 @@ class Gateway:
             self.providers[name] = cls(name, settings, self._session)
             self.providers[name].limits = limits
         await asyncio.gather(*(p.start() for p in self.providers.values()))
-        router = self.router = Router(self.config, self.providers, steps=self._steps,
+        self.cache = build_cache(self.config)
+        # The PII guard first, then the cache: the cache keys and keeps requests and answers
+        # as the upstream sees them, redacted (never a personal value in a cache entry, in
+        # memory or Redis), and a hit's placeholders are restored with this request's values
+        # by the guard, as an upstream answer's are (``steps.answer_early``).
+        privacy, *others = self._steps
+        steps = (privacy, self.cache, *others) if self.cache is not None else self._steps
+        router = self.router = Router(self.config, self.providers, steps=steps,
                                       shadows=self.shadows if self.config.experiments else None,
                                       health=self.health)
         await self._share_health()  # once the router watches its deployments
@@ -215,6 +224,10 @@ class Gateway:
             expose_route=self.config.server.expose_route_header, tracer=self.tracing,
             in_flight=InFlight(self.config.server.max_in_flight),
         )
+        if self.cache is not None:  # the semantic cache embeds through the router and caller
+            problem = self.cache.bind(router, services.caller)
+            if problem is not None:
+                raise StartRefused(problem)
         # Every operation goes through the one request frame (``pipeline.frame``).
         operations: dict[str, Operation[Any]] = {
             "chat/completions": ChatOperation(OpenAIDialect(), services),
@@ -259,7 +272,9 @@ class Gateway:
         self.experiments.start(router.splits)
 
     async def _share_health(self) -> None:
-        if not self.config.redis:
+        """Through Redis where it is set and some deployment is watched (none is where every
+        model has one target: nothing to share, no connection held)."""
+        if not self.config.redis or not self.health.states():
             return
         from lockgate.state.health_share import RedisHealthShare  # only where Redis is used
 
@@ -336,6 +351,8 @@ class Gateway:
         await self.limiter.counters.close()
         if self.health_share is not None:
             await self.health_share.close()
+        if self.cache is not None:
+            await self.cache.close()
         await self.store.close()
         for provider in self.providers.values():
             await provider.aclose()

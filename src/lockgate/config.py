@@ -301,13 +301,29 @@ class VersionConfig(_Strict):
         return self
 
 
+class ModelCacheConfig(_Strict):
+    """A model's own cache settings (``cache: {ttl_s: 600, semantic: true}``)."""
+
+    ttl_s: float | None = Field(default=None, gt=0)  # None: the top-level ``cache.ttl_s``
+    semantic: bool = False  # also answer near-duplicates (needs ``cache.semantic``)
+
+
 class ModelConfig(VersionConfig):
     """A model: served by its own ``targets``, or by ``versions`` (clients pin one with
     ``name@version``; ``name`` alone is the ``default_version``)."""
 
     targets: tuple[Target, ...] = ()
+    # Opt-in to the answer cache (§9): ``true``, or settings of its own; for every version.
+    # None: not cached.
+    cache: ModelCacheConfig | None = None
     versions: dict[str, VersionConfig] = Field(default_factory=dict)
     default_version: str | None = None
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _cache_flag(cls, value: Any) -> Any:
+        # ``cache: true`` is the default settings; a mapping is checked as a ModelCacheConfig.
+        return {} if value is True else None if value is False else value
 
     @field_validator("versions")
     @classmethod
@@ -347,6 +363,27 @@ _VERSION_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
 BudgetPeriod = Literal["total", "daily", "monthly"]
+
+
+class SemanticCacheConfig(_Strict):
+    """Near-duplicate prompts answered from the cache (§9): the prompt's embedding, by a model
+    of this config that serves embeddings, against those of cached answers."""
+
+    embedding_model: str = Field(min_length=1)
+    threshold: float = Field(default=0.95, gt=0, le=1)  # least cosine similarity for a hit
+    # A request whose temperature is above this is cached exactly only: a sampled answer is one
+    # of many, and a near-duplicate prompt should not pin it.
+    max_temperature: float = Field(default=0.1, ge=0)
+    # Most vectors kept per tenant and request shape (searched in-process, newest first kept).
+    max_vectors: int = Field(default=1000, gt=0, le=100_000)
+
+
+class CacheConfig(_Strict):
+    backend: Literal["memory", "redis"] = "memory"  # redis: needs the top-level ``redis``
+    ttl_s: float = Field(default=3600, gt=0)
+    max_entries: int = Field(default=10_000, gt=0)  # memory backend: least recently used go first
+    key_prefix: str = Field(default="lockgate:cache:", min_length=1)  # redis backend
+    semantic: SemanticCacheConfig | None = None
 
 
 class _Limits(_Strict):
@@ -439,6 +476,7 @@ class Config(_Strict):
     redis: str | None = None
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)  # used by models that opt in
     providers: dict[str, Annotated[ProviderSettings, WrapValidator(_provider_settings)]] = Field(
         default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
@@ -487,6 +525,7 @@ def _dangling_references(raw: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
                 if model_name not in models and raw.get("zero_config") is not True:
                     yield f"{kind}.{i}.models", _no(f"model named {model_name!r}", model_name, models)
     yield from _dangling_in_experiments(_mapping(raw.get("experiments")), models)
+    yield from _cache_references(raw, models)
     team_names = [n for _, t in teams if (n := _name(t.get("name"))) is not None]
     seen: set[str] = set()
     for i, key in keys:
@@ -497,6 +536,23 @@ def _dangling_references(raw: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
         if secret and secret in seen:
             yield f"keys.{i}.key", "the same secret is given to two keys"
         seen.add(secret or "")
+
+
+def _cache_references(raw: Mapping[str, Any], models: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """The cache's embedding model must exist; a model's semantic cache needs one; a Redis
+    cache needs Redis."""
+    cache = _mapping(raw.get("cache"))
+    semantic = _mapping(cache.get("semantic"))
+    embedder = _name(semantic.get("embedding_model"))
+    if embedder and embedder not in models:
+        yield "cache.semantic.embedding_model", _no(f"model named {embedder!r}", embedder, models)
+    if cache.get("backend") == "redis" and not raw.get("redis"):
+        yield "cache.backend", "the redis backend needs the top-level 'redis' URL"
+    for name, model in models.items():
+        wanted = _mapping(_mapping(model).get("cache")).get("semantic") is True
+        if wanted and not semantic:
+            yield (f"models.{name}.cache.semantic",
+                   "a semantic cache needs 'cache.semantic' (its embedding_model) at the top level")
 
 
 def _dangling_in(path: str, name: str, served: dict[str, Any], providers: dict[str, Any],

@@ -321,3 +321,18 @@ def test_classical_models_are_split_and_shadowed_too(gateway: GatewayFactory) ->
     wait_for(lambda: len([r for r in gw.records if r.variant == "shadow:iris@2"]) == 4, 5,
              "the shadow predictions")
     assert {(r.status, r.version) for r in gw.records if r.variant == "shadow:iris@2"} == {(200, "2")}
+
+
+def test_embeddings_are_split_and_shadowed_too(gateway: GatewayFactory) -> None:
+    embed = {"targets": [{"provider": "oai", "model": "text-embedding-3-small"}]}
+    gw = gateway(models={"embed": embed, "embed-next": embed, "embed-shadow": embed}, keys=KEYS,
+                 experiments={"e": {"model": "embed", "shadow": ["embed-shadow"],
+                                    "variants": {"control": {"use": "embed"},
+                                                 "candidate": {"use": "embed-next"}}}})
+    client = openai.OpenAI(base_url=gw.openai_base_url, api_key=CLIENT_KEY, max_retries=0)
+    raw = client.embeddings.with_raw_response.create(model="embed", input="hello", user="ada")
+    assert raw.headers["x-lockgate-variant"] == Assigner("e", {"control": 1, "candidate": 1}).assign(
+        "user:ada")
+    assert raw.parse().model == "embed"
+    wait_for(lambda: [r.status for r in gw.records if r.variant == "shadow:embed-shadow"] == [200], 5,
+             "the shadow embedding")

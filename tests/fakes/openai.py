@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from .base import Answer, FakeServer, RecordedRequest, dumps, json_answer, random_id
-from .scripts import Fail, FakeToolCall, Reply, fake_vector, json_pieces, text_pieces
+from .scripts import Fail, FakeToolCall, Reply, fake_vector, json_pieces, text_pieces, word_vector
 
 _NO_KEY = (
     "You didn't provide an API key. You need to provide your API key in an Authorization header "
@@ -34,6 +34,9 @@ _ERRORS: dict[int, tuple[str, str | None]] = {
 
 class FakeOpenAI(FakeServer):
     models: tuple[str, ...] = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")
+    # True: embeddings by the words of each input (``word_vector``), so that near-duplicate
+    # texts are close; else one deterministic vector per text (``fake_vector``).
+    word_embeddings: bool = False
 
     @property
     def base_url(self) -> str:
@@ -116,13 +119,14 @@ class FakeOpenAI(FakeServer):
     # -- embeddings and models ----------------------------------------------------------------
 
     def _render_embeddings(self, rec: RecordedRequest, reply: Reply) -> Answer:
-        dimensions = int(rec.json.get("dimensions") or 8)
+        dimensions = int(rec.json.get("dimensions") or (64 if self.word_embeddings else 8))
         as_base64 = rec.json.get("encoding_format") == "base64"
+        vector = word_vector if self.word_embeddings else fake_vector
         data = [
             {
                 "object": "embedding",
                 "index": i,
-                "embedding": _encode(fake_vector(text, dimensions), as_base64),
+                "embedding": _encode(vector(text, dimensions), as_base64),
             }
             for i, text in enumerate(_embedding_inputs(rec.json["input"]))
         ]

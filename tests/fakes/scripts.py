@@ -131,5 +131,16 @@ def fake_vector(text: str, dimensions: int = 8) -> list[float]:
     return [_as_float32(x / norm) for x in raw]
 
 
+def word_vector(text: str, dimensions: int = 64) -> list[float]:
+    """A bag-of-words unit vector: each lower-cased word adds 1 to a dimension its hash picks.
+    Texts that share most words are close by cosine, texts that share none are not: what a
+    semantic cache needs from an embedding model to be tested."""
+    counts = [0.0] * dimensions
+    for word in re.findall(r"[a-z0-9]+", text.lower()):
+        counts[int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "big") % dimensions] += 1.0
+    norm = math.sqrt(sum(x * x for x in counts)) or 1.0
+    return [_as_float32(x / norm) for x in counts]
+
+
 def _as_float32(value: float) -> float:
     return float(struct.unpack("<f", struct.pack("<f", value))[0])

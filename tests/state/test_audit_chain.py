@@ -5,9 +5,7 @@ its change, on SQLite and PostgreSQL; a changed, removed or dropped entry found 
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import textwrap
+import multiprocessing
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from lockgate.admin.control import Control
-from lockgate.admin.schemas import KeyCreate, KeyUpdate, TeamCreate
+from lockgate.admin.schemas import KeyCreate, KeyUpdate, TeamCreate, TeamUpdate
 from lockgate.cli import main
 from lockgate.config import Config
 from lockgate.state import audit_chain, schema
@@ -126,14 +124,10 @@ async def test_concurrent_writers_in_one_process_keep_one_chain(store: Store, co
     assert verdict.ok and verdict.entries == 32
 
 
-WRITER = textwrap.dedent("""
-    import asyncio, sys
-    from lockgate.admin.control import Control
-    from lockgate.admin.schemas import TeamCreate, TeamUpdate
-    from lockgate.config import Config
-    from lockgate.state.store import Store
+def _writer(url: str, tag: str) -> None:
+    """One worker's admin acts, in a process of its own."""
 
-    async def main(url, tag):
+    async def acts() -> None:
         store = Store(url)
         control = Control(store, Config())
         for i in range(10):
@@ -141,17 +135,29 @@ WRITER = textwrap.dedent("""
             await control.update_team(team["id"], TeamUpdate(rpm=i + 1), tag)
         await store.close()
 
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
-""")
+    asyncio.run(acts())
 
 
 def test_two_processes_on_one_postgresql_keep_one_chain(postgres_clean_url: str) -> None:  # noqa: F811
-    """Two workers (or replicas) writing at once: the chain-head row lock makes them take turns."""
+    """Two workers (or replicas) writing at once: the chain-head row lock makes them take turns.
+    Forked, so that each starts writing at once instead of after importing lockgate anew."""
     url = postgres_clean_url
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, url, tag]) for tag in ("a", "b")]
-    assert [w.wait(timeout=60) for w in writers] == [0, 0]
+    asyncio.run(_ensure_schema(url))
+    fork = multiprocessing.get_context("fork")
+    writers = [fork.Process(target=_writer, args=(url, tag)) for tag in ("a", "b")]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=60)
+    assert [w.exitcode for w in writers] == [0, 0]
     verdict = asyncio.run(_verify(url))
     assert verdict.ok and verdict.entries == 40
+
+
+async def _ensure_schema(url: str) -> None:
+    store = Store(url)
+    await ensure_schema(store.engine)
+    await store.close()
 
 
 async def _verify(url: str) -> audit_chain.Verdict:

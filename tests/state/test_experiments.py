@@ -15,7 +15,7 @@ from lockgate.core.record import RequestRecord
 from lockgate.state.experiments import RUNNING, ExperimentStore
 from lockgate.state.schema import HISTOGRAM_COLUMNS, LATENCY_BUCKETS_MS
 from lockgate.state.store import Store
-from services import postgres_url  # noqa: F401  (fixture)
+from services import postgres_clean_url  # noqa: F401  (fixture)
 
 T0 = 1_800_000_000.0
 
@@ -25,7 +25,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/lockgate.db"
     else:
-        yield request.getfixturevalue("postgres_url")
+        yield request.getfixturevalue("postgres_clean_url")  # one database, emptied per test
 
 
 @pytest.fixture

@@ -204,6 +204,19 @@ def test_the_start_up_lines_say_where_traces_go() -> None:
             "https://otel.example.com:4318/v1/traces as gw-eu") in text
 
 
+def test_the_start_up_lines_say_which_models_are_cached() -> None:
+    models = {"gpt": {**MODELS["gpt"], "cache": {"semantic": True}},
+              "embed": {"targets": [{"provider": "oai", "model": "text-embedding-3-small"}]}}
+    config = make_config({"providers": {"oai": {"type": "openai", "api_key": OPENAI_KEY}},
+                          "models": models, "cache": {"semantic": {"embedding_model": "embed"}}})
+    text = "\n".join(m for _, m in startup_lines(config, None, 1, stored_keys=0))
+    assert ("cache: memory, 10000 entries, ttl 3600 s, for gpt; semantic via embed "
+            "(threshold 0.95)") in text
+    uncached = make_config({"providers": {"oai": {"type": "openai", "api_key": OPENAI_KEY}},
+                            "models": MODELS})
+    assert not any(m.startswith("cache:") for _, m in startup_lines(uncached, None, 1, 0))
+
+
 def test_an_open_gateway_says_so_and_a_bare_one_says_how_to_add_a_provider() -> None:
     from lockgate.config import default_config
 

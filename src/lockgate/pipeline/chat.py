@@ -101,8 +101,8 @@ class ChatCall:
 
     def shadow(self, ctx: RequestContext) -> Callable[[Deployment, float], Awaitable[bytes]] | None:
         """A whole-answer copy of this request on its own context, for an experiment's shadow
-        (``experiments.shadow``); None for a request that refers to stored state (its copy
-        would store or read it again)."""
+        (``experiments.shadow``); None for a dialect bound to stored state (``/v1/responses``:
+        its copy would store or read a response again)."""
         if self.dialect.binds:
             return None
         body = {k: v for k, v in self.body.items() if k not in ("stream", "stream_options")}

@@ -12,6 +12,7 @@ from lockgate.core.chat import Usage
 from lockgate.core.record import RequestRecord, new_id
 
 if TYPE_CHECKING:
+    from lockgate.pipeline.cache import CacheWrite
     from lockgate.pipeline.limits import Estimate, Lease
     from lockgate.pipeline.route import Deployment, Subject
     from lockgate.privacy.logbook import RequestPrivacy
@@ -47,6 +48,10 @@ class RequestContext:
     # The answer ended before its final usage was known (the client hung up, or a stream was
     # cut by its upstream or the drain): what was seen is not what the upstream bills.
     cut_short: bool = False
+    # The answer cache (``pipeline.cache``), for models that use it: "hit" or "miss", and what
+    # a miss's answer is to be kept under once it is complete.
+    cache: str | None = None
+    cache_write: CacheWrite | None = None
     # --- observability (issue 10) ---
     upstream_s: float = 0.0  # in upstream attempts and the waits between them (``Caller``)
     overhead_ms: float | None = None  # fixed when the answer starts (``answering``)

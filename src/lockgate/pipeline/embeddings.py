@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import sys
 from array import array
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -67,6 +68,11 @@ class EmbeddingsCall:
     def body_changed(self) -> None:
         """The body was changed in place (the PII guard's redaction): read it again."""
         self.request = parse_request(self.body)
+
+    def shadow(self, ctx: RequestContext) -> Callable[[Deployment, float], Awaitable[bytes]]:
+        """The same request on its own context, for an experiment's shadow (its usage is the
+        copy's own)."""
+        return EmbeddingsCall(self.body, self.request, self.tokens or (0, 0), ctx).run
 
     async def run(self, deployment: Deployment, timeout: float) -> bytes:
         provider = deployment.provider

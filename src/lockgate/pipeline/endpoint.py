@@ -81,6 +81,8 @@ class Endpoint(ABC):
             headers.append((b"x-lockgate-version", ctx.version.encode()))
         if ctx.variant is not None:
             headers.append((b"x-lockgate-variant", ctx.variant.encode()))
+        if ctx.cache is not None:
+            headers.append((b"x-lockgate-cache", ctx.cache.encode()))
         return headers
 
     async def fail(self, response: OneResponse, err: GatewayError, ctx: RequestContext) -> None:

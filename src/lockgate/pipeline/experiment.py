@@ -52,8 +52,9 @@ class ExperimentSplit:
     def decide(self, status: str, variant: str | None) -> None:
         """Applies the shared state: promoted or rolled back to ``variant``, stopped (the
         model's default), or running again (None)."""
-        if status in (PROMOTED, ROLLED_BACK) and variant in self.plans:
-            self.decided = self.plans[variant]
+        if status in (PROMOTED, ROLLED_BACK):
+            # A variant since renamed in the config: the model's default, never the split again.
+            self.decided = self.plans.get(variant or "", self.default)
         elif status == STOPPED:
             self.decided = self.default
         else:

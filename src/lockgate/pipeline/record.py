@@ -24,7 +24,7 @@ def record_of(ctx: RequestContext) -> RequestRecord:
         team_id=ctx.team_id, model=ctx.model, route=ctx.route, status=ctx.status,
         error_code=ctx.error_code, prompt_tokens=ctx.usage.prompt_tokens,
         completion_tokens=ctx.usage.completion_tokens, cost_usd=ctx.cost_usd,
-        latency_ms=round(latency_ms, 3), stream=ctx.stream, user=ctx.user,
+        latency_ms=round(latency_ms, 3), stream=ctx.stream, user=ctx.user, cache=ctx.cache,
         version=ctx.version, variant=ctx.variant, id=record_id,
         upstream_ms=round(upstream_ms, 3), overhead_ms=round(overhead, 3),
         upstream_errors=ctx.upstream_errors, finish_reasons=ctx.finish_reasons, pii=ctx.pii,

@@ -50,11 +50,25 @@ class StepFactory(Protocol):
 
 
 async def answer_early(steps: Sequence[Step], call: Any, ctx: RequestContext) -> bytes | None:
-    for step in steps:
+    """The answer of the first step that gives one (a cache hit), as the steps before it let it
+    out: they saw the request, so they see its answer as they would an upstream's (a PII guard
+    puts back the values it replaced with placeholders). ``call.stream``: a whole SSE stream."""
+    for i, step in enumerate(steps):
         answer = await step.before(call, ctx)
-        if answer is not None:
+        if answer is None:
+            continue
+        if i == 0:
             return answer
+        if not call.stream:
+            return wrap_answer(steps[:i], call, answer, ctx)
+        head, chunks = wrap_stream(steps[:i], call, answer, _nothing(), ctx)
+        return head + b"".join([chunk async for chunk in chunks])
     return None
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield  # an async generator that yields nothing
 
 
 def wrap_answer(steps: Sequence[Step], call: Any, answer: bytes, ctx: RequestContext) -> bytes:

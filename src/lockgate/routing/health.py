@@ -201,6 +201,7 @@ class HealthBoard:
             self.unhealthy -= 1
         health.open_until = health.probe_until = 0.0
         health.failures = 0
+        health.total = health.errors = 0  # judged afresh: the old window's errors are why it left
         self._changed(health, "closed")
 
     def apply(self, route: str, open_until: float) -> None:

@@ -20,6 +20,9 @@ def startup_lines(config: Config, source: str | None, workers: int,
     lines = [(logging.INFO, f"config: {source or 'none (built-in defaults from the environment)'}")]
     lines.append(_models(config))
     lines.extend((logging.INFO, line) for line in _experiments(config))
+    cached = [name for name, m in config.models.items() if m.cache is not None]
+    if cached:
+        lines.append((logging.INFO, _cache(config, cached)))
     if config.providers:
         providers = ", ".join(f"{name} ({p.type}{_at(p.base_url)})" for name, p in config.providers.items())
         lines.append((logging.INFO, f"providers: {providers}"))
@@ -33,6 +36,16 @@ def startup_lines(config: Config, source: str | None, workers: int,
                                 f"log level: {config.telemetry.log_level}"))
     lines.append((logging.INFO, _observability(config)))
     return lines
+
+
+def _cache(config: Config, cached: list[str]) -> str:
+    cache = config.cache
+    where = "redis" if cache.backend == "redis" else f"memory, {cache.max_entries} entries"
+    line = f"cache: {where}, ttl {cache.ttl_s:g} s, for {', '.join(cached)}"
+    if cache.semantic is not None:
+        line += (f"; semantic via {cache.semantic.embedding_model} "
+                 f"(threshold {cache.semantic.threshold:g})")
+    return line
 
 
 def _observability(config: Config) -> str:
