@@ -44,7 +44,7 @@ def main() -> None:
                           "providers: {}\nmodels: {}\n")
         lockgate = Path(sys.executable).parent / "lockgate"
         server = subprocess.Popen([str(lockgate), "serve", "--config", str(config), "--port", str(port)],
-                                  env={**os.environ, "LOCKGATE_CONFIG": str(config)})
+                                  env={**os.environ, "LOCKGATE_CONFIG": str(config)}, cwd=scratch)
         try:
             url = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 30

@@ -275,7 +275,8 @@ async function refreshExperiments() {
     const detail = await api(`/ui/api/admin/experiments/${encodeURIComponent(e.name)}`).catch(() => ({}));
     const card = element("div", [element("h2", `${e.name}${e.model ? ` — ${e.model}` : ""}`)], "card");
     const summary = Object.entries(e).filter(([k, v]) => k !== "name" && typeof v !== "object");
-    card.append(element("p", summary.map(([k, v]) => `${k}: ${v}`).join(" · "), "muted"));
+    const when = (k, v) => (k.endsWith("_at") && typeof v === "number" ? time(new Date(v * 1000).toISOString()) : v);
+    card.append(element("p", summary.map(([k, v]) => `${k}: ${when(k, v)}`).join(" · "), "muted"));
     if (Array.isArray(detail.variants)) {
       card.append(element("table", [element("tr", ["variant", "requests", "errors", "error rate", "p50", "p95",
         "cost", "feedback"].map((h) => element("th", h))), ...detail.variants.map((v) => element("tr", [
@@ -312,7 +313,13 @@ const time = (iso) => (iso ? iso.replace("T", " ").replace("Z", "") : "–");
 function show(value) {
   if (value === null || value === undefined) return "–";
   if (typeof value !== "object") return String(value);
-  if ("value" in value) return `${value.value}${"low" in value ? ` [${value.low}, ${value.high}]` : ""}`;
+  // An estimate with its interval, as the experiments API gives it: {estimate, low, high}.
+  if ("estimate" in value || "value" in value) {
+    const point = value.estimate ?? value.value;
+    if (point === null || point === undefined) return "–";
+    const round = (x) => (typeof x === "number" ? Number(x.toPrecision(4)) : x);
+    return `${round(point)}${value.low != null ? ` [${round(value.low)}, ${round(value.high)}]` : ""}`;
+  }
   return JSON.stringify(value);
 }
 

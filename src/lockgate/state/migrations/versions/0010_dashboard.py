@@ -6,7 +6,7 @@
   here from ``usage_hourly`` so the charts show the history recorded before it.
 
 Revision ID: 0010
-Revises: 0006
+Revises: 0009
 Create Date: 2026-12-07
 """
 
