@@ -376,10 +376,14 @@ class Gateway:
         if scope["path"] == "/v2" or scope["path"].startswith("/v2/"):
             body = err.v2_body()
         await send_body(send, err.status, body, [])
+        # Counted in the metrics and the access log (a client calling a wrong path shows up in
+        # the error rate), but not stored: a scanner's guesses would only fill the database.
+        ctx = RequestContext.begin(scope)
+        ctx.status, ctx.error_code = err.status, err.code
+        record = record_of(ctx)
+        self.metrics.record(record)
         if self.access is not None:
-            ctx = RequestContext.begin(scope)
-            ctx.status, ctx.error_code = err.status, err.code
-            self.access.record(record_of(ctx))
+            self.access.record(record)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
