@@ -25,7 +25,8 @@ import lockgate.reload
 from conftest import ANTHROPIC_KEY, OPENAI_KEY
 from fakes import FakeAnthropic, FakeOpenAI, Reply
 from gateway import GatewayServer, wait_for
-from lockgate.config import load_config
+from lockgate.config import load_config, parse_config
+from lockgate.reload import restart_needed
 from lockgate.state.store import Store
 from test_cli import Serving, write_config
 
@@ -287,3 +288,12 @@ def _chat(port: int, model: str) -> int:
         return response.status
     finally:
         conn.close()
+
+
+def test_restart_needed_names_the_settings_a_live_swap_cannot_apply(raw: dict[str, Any]) -> None:
+    old = parse_config(yaml.safe_dump(raw), {})
+    new = parse_config(yaml.safe_dump({**raw, "storage": "sqlite:////elsewhere.db",
+                                       "server": {**raw["server"], "drain_s": 3},
+                                       "models": {}}), {})
+    assert restart_needed(old, new) == ["server.drain_s", "storage"]
+    assert restart_needed(old, parse_config(yaml.safe_dump(config_b(raw)), {})) == []

@@ -314,13 +314,16 @@ class Gateway:
         try:
             providers = await self._providers_for(new, self.providers)
         except Exception as exc:
-            raise ReloadRefused(f"a provider could not start ({type(exc).__name__}: {exc})") from None
+            # The type only: a provider's error may quote a URL or a credential file.
+            raise ReloadRefused(f"a provider could not start ({type(exc).__name__})") from None
         cache = self.cache or build_cache(new)  # the ``cache`` section itself is not live
         try:
             mounted = self._mount(new, providers, cache)
         except CacheUnusable as exc:
             await _close_all(p for n, p in providers.items() if self.providers.get(n) is not p)
-            if self.cache is not None and self.router is not None:
+            if self.cache is None and cache is not None:
+                await cache.close()  # built for this reload only
+            elif self.cache is not None and self.router is not None:  # back on the serving router
                 self.cache.bind(self.router, self._caller_of_old())
             raise ReloadRefused(str(exc)) from None
         # -- the swap: from here to the end, no await --
