@@ -319,13 +319,14 @@ class Gateway:
         cache = self.cache or build_cache(new)  # the ``cache`` section itself is not live
         try:
             mounted = self._mount(new, providers, cache)
-        except CacheUnusable as exc:
+        except Exception as exc:  # nothing of it serves: undo what was started for it
             await _close_all(p for n, p in providers.items() if self.providers.get(n) is not p)
             if self.cache is None and cache is not None:
                 await cache.close()  # built for this reload only
             elif self.cache is not None and self.router is not None:  # back on the serving router
                 self.cache.bind(self.router, self._caller_of_old())
-            raise ReloadRefused(str(exc)) from None
+            why = str(exc) if isinstance(exc, CacheUnusable) else f"cannot build it ({type(exc).__name__})"
+            raise ReloadRefused(why) from None
         # -- the swap: from here to the end, no await --
         retired = [p for n, p in self.providers.items() if providers.get(n) is not p]
         self.shadows.bind(mounted.router, mounted.caller)
