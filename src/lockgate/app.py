@@ -95,6 +95,7 @@ class Gateway:
         self._migrate = migrate
         self._session: aiohttp.ClientSession | None = None
         self._admin: ASGIApp | None = None
+        self._ui: ASGIApp | None = None
         self.tracing: Tracing | None = None  # where telemetry.otlp_endpoint is set
         self.cache: AnswerCache | None = None  # where a model opts in (built at start-up)
         self.store = Store(config.storage)
@@ -157,6 +158,8 @@ class Gateway:
             await endpoint(scope, receive, send)
         elif self.ready and _is_admin_path(scope["path"]):
             await self._admin_app()(scope, receive, send)
+        elif self.ready and _is_ui_path(scope["path"]):
+            await self._ui_app()(scope, receive, send)
         else:
             await self._unrouted(scope, send)
 
@@ -327,18 +330,20 @@ class Gateway:
                 self.cache.bind(self.router, self._caller_of_old())
             why = str(exc) if isinstance(exc, CacheUnusable) else f"cannot build it ({type(exc).__name__})"
             raise ReloadRefused(why) from None
-        # -- the swap: from here to the end, no await --
+        # -- the swap: no await until it is done --
         retired = [p for n, p in self.providers.items() if providers.get(n) is not p]
         self.shadows.bind(mounted.router, mounted.caller)
         self.auth.use_config(new)
         self.metrics.use_config(new)
         self.config, self.providers, self.router, self.cache = new, providers, mounted.router, cache
         self.routes, self.prefix_routes = mounted.routes, mounted.prefix_routes
-        self._admin = None  # rebuilt with the new config on its next request
+        self._admin = self._ui = None  # rebuilt with the new config on their next request
         self._mounted = mounted
         self.keycache.reload_soon()  # stored keys of config teams take the teams' new limits
         if retired:
             self._retire(retired, _grace_s(self.config))
+        if self.health_share is None:  # the new config may be the first to watch a deployment
+            await self._share_health()
 
     async def _start_experiments(self, router: Router) -> None:
         """An experiment decided before this start (promoted, rolled back, stopped) is served
@@ -352,7 +357,9 @@ class Gateway:
         self.experiments.start(router.splits)
 
     async def _share_health(self) -> None:
-        if not self.config.redis:
+        """Through Redis where it is set and some deployment is watched (none is where every
+        model has one target: nothing to share, no connection held)."""
+        if not self.config.redis or not self.health.states():
             return
         from lockgate.state.health_share import RedisHealthShare  # only where Redis is used
 
@@ -420,6 +427,14 @@ class Gateway:
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
 
+    def _ui_app(self) -> ASGIApp:
+        """The web dashboard, built on its first request like the admin API (cold path)."""
+        if self._ui is None:
+            from lockgate.ui.app import create_ui_app
+
+            self._ui = create_ui_app(self.store, self.config, self._admin_app)
+        return self._ui
+
     async def shutdown(self) -> None:
         self.ready = False
         if self.reloader is not None:
@@ -468,10 +483,14 @@ class Gateway:
         if scope["path"] == "/v2" or scope["path"].startswith("/v2/"):
             body = err.v2_body()
         await send_body(send, err.status, body, [])
+        # Counted in the metrics and the access log (a client calling a wrong path shows up in
+        # the error rate), but not stored: a scanner's guesses would only fill the database.
+        ctx = RequestContext.begin(scope)
+        ctx.status, ctx.error_code = err.status, err.code
+        record = record_of(ctx)
+        self.metrics.record(record)
         if self.access is not None:
-            ctx = RequestContext.begin(scope)
-            ctx.status, ctx.error_code = err.status, err.code
-            self.access.record(record_of(ctx))
+            self.access.record(record)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -534,6 +553,10 @@ class StartRefused(Exception):
 
 def _is_admin_path(path: str) -> bool:
     return path == "/admin" or path.startswith("/admin/")
+
+
+def _is_ui_path(path: str) -> bool:
+    return path == "/ui" or path.startswith("/ui/")
 
 
 async def _health(scope: Scope, receive: Receive, send: Send) -> None:
