@@ -186,6 +186,10 @@ def test_a_changed_limit_applies_after_the_reload(
     (lambda raw: {**raw, "server": {**raw["server"], "max_body_bytes": 10},
                   "models": {"new": raw["models"]["gpt"]}},
      "restart needed for: server.max_body_bytes"),
+    (lambda raw: {**raw, "providers": {**raw["providers"],
+                                       "clf": {"type": "sklearn", "path": "/nowhere/model.joblib"}},
+                  "models": {**raw["models"], "iris": {"targets": [{"provider": "clf"}]}}},
+     "provider clf could not start (RuntimeError)"),
 ])
 def test_a_refused_config_is_logged_and_the_old_one_keeps_serving(
         change: Callable[[dict[str, Any]], dict[str, Any]], logged: str, serve: Start,

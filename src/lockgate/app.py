@@ -317,8 +317,11 @@ class Gateway:
         try:
             providers = await self._providers_for(new, self.providers)
         except Exception as exc:
+            starting = sorted(n for n, p in new.providers.items()
+                              if n not in self.providers or self.providers[n].config != p)
             # The type only: a provider's error may quote a URL or a credential file.
-            raise ReloadRefused(f"a provider could not start ({type(exc).__name__})") from None
+            raise ReloadRefused(f"provider {', '.join(starting)} could not start "
+                                f"({type(exc).__name__})") from None
         cache = self.cache or build_cache(new)  # the ``cache`` section itself is not live
         try:
             mounted = self._mount(new, providers, cache)
