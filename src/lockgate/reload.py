@@ -176,8 +176,8 @@ class ConfigReloader:
             await self._record(actor, {**detail, "result": "refused", "reason": str(exc)})
             return False
         self.reloads += 1
-        log.info("config reloaded from %s (sha256 %s, by %s): %s", self.path, digest, actor,
-                 _summary(detail["changes"]))
+        log.info("worker %d: config reloaded from %s (sha256 %s, by %s): %s", os.getpid(),
+                 self.path, digest, actor, _summary(detail["changes"]))
         await self._record(actor, {**detail, "result": "applied"})
         return True
 
