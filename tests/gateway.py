@@ -34,9 +34,10 @@ def make_config(raw: dict[str, Any], env: dict[str, str] | None = None) -> Confi
 
 
 class GatewayServer:
-    def __init__(self, config: Config, steps: Sequence[StepFactory] = ()) -> None:
+    def __init__(self, config: Config, steps: Sequence[StepFactory] = (),
+                 config_path: str | None = None) -> None:
         self.config = config
-        self.app: Gateway = create_app(config, steps=steps)
+        self.app: Gateway = create_app(config, steps=steps, config_path=config_path)
         # IPPROTO_TCP named: asyncio then turns Nagle off on its connections (uvloop always does).
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
