@@ -2,11 +2,13 @@
 ``POST /v2/models/{name}/infer`` at 1 and 32 connections, for an iris-sized scikit-learn model
 and a 1 MB-input ONNX model run in the gateway's process (built here, in a temporary folder).
 
-    .venv/bin/python bench/v2.py [--seconds 5] [--direct URL/v2/models/NAME/infer]
+    .venv/bin/python bench/v2.py [--seconds 5] [--servers] [--direct URL/v2/models/NAME/infer]
 
-``--direct`` also measures a model server called straight (MLServer, Triton, KServe: any V2
-server, e.g. ``mlserver start`` of the same iris model), with the same iris body, to compare the
-gateway's in-process path with calling a model server directly.
+``--servers`` also starts the same iris model in Seldon MLServer (from ``.venv-mlserver``, see
+tests/servers/mlserver.txt) and in ``mlflow models serve``, and measures each called directly
+and through the gateway (``kserve`` and ``mlflow`` adapters): the in-process path against the
+model servers, and what a proxied V2 call adds. ``--direct`` adds any other V2 server's infer
+URL for the same iris body.
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ KEY = "lg-bench-v2-0123456789abcdef"
 WIDE = 262_144  # FP32 features: 1 MB a row
 
 
-def build(folder: Path) -> None:
+def build(folder: Path, servers: dict[str, str]) -> LogisticRegression:
     x, y = load_iris(return_X_y=True)
-    skops.io.dump(LogisticRegression(max_iter=1000).fit(x, y), folder / "iris.skops")
+    iris = LogisticRegression(max_iter=1000).fit(x, y)
+    skops.io.dump(iris, folder / "iris.skops")
     graph = helper.make_graph([helper.make_node("ReduceSum", ["x", "axes"], ["y"], keepdims=0)], "wide",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", WIDE])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch"])],
@@ -44,17 +47,69 @@ def build(folder: Path) -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     onnx.save(model, folder / "wide.onnx")
+    providers = "".join(f"\n  {name}: {{type: {kind}, base_url: {url}}}" for name, (kind, url) in
+                        {"mls": ("kserve", servers.get("mlserver")),
+                         "mlf": ("mlflow", servers.get("mlflow"))}.items() if url)
+    models = "".join(f"\n  iris-{name}: {{targets: [{{provider: {p}, model: iris}}]}}"
+                     for name, p in (("mlserver", "mls"), ("mlflow", "mlf")) if name in servers)
     (folder / "lockgate.yaml").write_text(f"""
 storage: sqlite:///{folder}/bench.db
 telemetry: {{access_log: false}}
 providers:
   iris: {{type: sklearn, path: {folder}/iris.skops}}
-  wide: {{type: onnx, path: {folder}/wide.onnx}}
+  wide: {{type: onnx, path: {folder}/wide.onnx}}{providers}
 models:
   iris: {{targets: [{{provider: iris}}]}}
-  wide: {{targets: [{{provider: wide}}]}}
+  wide: {{targets: [{{provider: wide}}]}}{models}
 keys: [{{name: bench, key: {KEY}}}]
 """)
+    return iris
+
+
+Servers = tuple[dict[str, str], list["subprocess.Popen[bytes]"]]
+
+
+def start_servers(folder: Path, iris: LogisticRegression) -> Servers:
+    """The iris model in MLServer and in ``mlflow models serve``: their base URLs."""
+    import joblib
+    import mlflow.sklearn
+
+    root = Path(__file__).resolve().parents[1]
+    mlserver = root / ".venv-mlserver" / "bin" / "mlserver"
+    (folder / "mls").mkdir()
+    joblib.dump(iris, folder / "mls" / "iris.joblib")
+    (folder / "mls" / "model-settings.json").write_bytes(orjson.dumps({
+        "name": "iris", "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": "./iris.joblib"}}))
+    mlflow.sklearn.save_model(iris, folder / "mlf")
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+           "MLSERVER_HOST": "127.0.0.1", "MLSERVER_HTTP_PORT": "15431", "MLSERVER_GRPC_PORT": "15432",
+           "MLSERVER_METRICS_PORT": "15433", "MLSERVER_PARALLEL_WORKERS": "0"}
+    started = [
+        subprocess.Popen([str(mlserver), "start", str(folder / "mls")], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen([str(bin_dir / "mlflow"), "models", "serve", "-m", str(folder / "mlf"),
+                          "--env-manager", "local", "-h", "127.0.0.1", "-p", "15434"], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder)]
+    urls = {"mlserver": "http://127.0.0.1:15431", "mlflow": "http://127.0.0.1:15434"}
+    for probe in (f"{urls['mlserver']}/v2/models/iris/ready", f"{urls['mlflow']}/ping"):
+        deadline = time.monotonic() + 120
+        while not _answers(probe):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{probe} did not answer within 120 s")
+            time.sleep(0.3)
+    return urls, started
+
+
+def _answers(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 _WIDE_ROW = np.random.default_rng(0).random(WIDE, dtype=np.float32).round(3)
@@ -100,9 +155,16 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--port", type=int, default=15411)
     p.add_argument("--direct", help="a V2 server's infer URL for the same iris model")
+    p.add_argument("--servers", action="store_true",
+                   help="also start the iris model in MLServer and mlflow models serve")
     args = p.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="lockgate-bench-v2-"))
-    build(folder)
+    servers: dict[str, str] = {}
+    started: list[subprocess.Popen[bytes]] = []
+    if args.servers:
+        x, y = load_iris(return_X_y=True)
+        servers, started = start_servers(folder, LogisticRegression(max_iter=1000).fit(x, y))
+    build(folder, servers)
     lockgate = os.path.join(os.path.dirname(sys.executable), "lockgate")
     server = subprocess.Popen([lockgate, "serve", "--config", str(folder / "lockgate.yaml"),
                                "--port", str(args.port)], stdout=subprocess.PIPE, text=True)
@@ -114,6 +176,13 @@ def main() -> None:
         targets = [("gateway iris", f"{gateway}/iris/infer", BODIES["iris"], {}),
                    ("gateway wide, JSON", f"{gateway}/wide/infer", BODIES["wide"], {}),
                    ("gateway wide, binary", f"{gateway}/wide/infer", BODIES["wide-binary"], BINARY_HEADERS)]
+        if servers:
+            mlflow_body = orjson.dumps({"inputs": [[5.1, 3.5, 1.4, 0.2]]})
+            targets += [
+                ("MLServer direct, iris", f"{servers['mlserver']}/v2/models/iris/infer", BODIES["iris"], {}),
+                ("gateway -> MLServer (kserve)", f"{gateway}/iris-mlserver/infer", BODIES["iris"], {}),
+                ("mlflow models serve direct, iris", f"{servers['mlflow']}/invocations", mlflow_body, {}),
+                ("gateway -> mlflow", f"{gateway}/iris-mlflow/infer", BODIES["iris"], {})]
         if args.direct:
             targets.append(("direct iris", args.direct, BODIES["iris"], {}))
         for name, url, body, extra in targets:
@@ -123,6 +192,9 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        for process in started:
+            process.terminate()
+            process.wait(timeout=30)
 
 
 if __name__ == "__main__":

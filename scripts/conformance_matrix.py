@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.chdir(ROOT)
     collector = Collector()
-    status = pytest.main([SUITE, "-q", "-p", "no:cacheprovider"], plugins=[collector])
+    status = pytest.main([SUITE, "-q", "-n0", "-p", "no:cacheprovider"], plugins=[collector])
     if status not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or not collector.cells:
         print("the conformance suite did not run; the matrix was not written", file=sys.stderr)
         return int(status) or 1

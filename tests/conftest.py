@@ -4,6 +4,7 @@ starts a real gateway in front of them."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -82,3 +83,14 @@ def gateway(providers: dict[str, dict[str, Any]]) -> Iterator[GatewayFactory]:
     yield start
     for server in started:
         server.stop()
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A storage URL of each backend with no rows in it: a SQLite file in the test's folder, or
+    the session's PostgreSQL database emptied (``services.postgres_clean_url``). A sync fixture: the
+    PostgreSQL one runs asyncio itself, which cannot run inside an async fixture."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/lockgate.db"
+    else:
+        yield request.getfixturevalue("postgres_clean_url")
+

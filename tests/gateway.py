@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -33,9 +34,10 @@ def make_config(raw: dict[str, Any], env: dict[str, str] | None = None) -> Confi
 
 
 class GatewayServer:
-    def __init__(self, config: Config, steps: Sequence[StepFactory] = ()) -> None:
+    def __init__(self, config: Config, steps: Sequence[StepFactory] = (),
+                 config_path: str | None = None) -> None:
         self.config = config
-        self.app: Gateway = create_app(config, steps=steps)
+        self.app: Gateway = create_app(config, steps=steps, config_path=config_path)
         # IPPROTO_TCP named: asyncio then turns Nagle off on its connections (uvloop always does).
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -102,3 +104,25 @@ def wait_for_records(gw: GatewayServer, count: int, within_s: float = 2.0) -> li
     while len(gw.records) < count and time.monotonic() < deadline:
         time.sleep(0.005)
     return gw.records
+
+
+def wait_for_server(url: str, server: subprocess.Popen[bytes], what: str, within: float = 90) -> None:
+    """Waits until a server the test started answers 200 at ``url``; fails with the end of its
+    stderr if it exits first, or when ``within`` seconds pass (a model server imports much
+    before it listens)."""
+    import httpx2 as httpx
+    import pytest
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            err = server.stderr.read().decode(errors="replace")[-2000:] if server.stderr else ""
+            pytest.fail(f"{what} exited ({server.returncode}): {err}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"{what} did not answer {url} within {within:.0f} s")
+

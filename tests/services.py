@@ -103,6 +103,17 @@ def _session_database(config: pytest.Config) -> str | BaseException:
     return config.stash[_SESSION_DATABASE]
 
 
+async def emptied_session_database(config: pytest.Config) -> str:
+    """``postgres_clean_url`` for a fixture that runs inside an event loop (module-scoped async
+    fixtures): the session's database, every table emptied."""
+    database = await asyncio.to_thread(_session_database, config)  # it may create it: asyncio.run
+    if isinstance(database, BaseException):
+        _unavailable("PostgreSQL", database)
+    assert isinstance(database, str)
+    await _truncate_all(database)
+    return database
+
+
 @pytest.fixture
 def postgres_clean_url(request: pytest.FixtureRequest) -> str:
     """A PostgreSQL database with no rows in it: one database per session, every table emptied

@@ -102,7 +102,7 @@ class Scripted:
 
 
 def scripted(*ips: str, allowed: tuple[str, ...] = ()) -> GuardedResolver:
-    resolver = GuardedResolver(allowed)
+    resolver = GuardedResolver(lambda: allowed)
     resolver._inner = Scripted(ips)  # type: ignore[assignment]
     return resolver
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -57,6 +58,7 @@ from lockgate.providers._ssrf import GuardedResolver
 from lockgate.providers.base import Provider
 from lockgate.providers.http import ReadLimits
 from lockgate.providers.registry import provider_class
+from lockgate.reload import ConfigReloader, ReloadRefused, restart_needed
 from lockgate.routing.health import HealthBoard
 from lockgate.safe_url import redact_url
 from lockgate.sealing import Sealer
@@ -83,7 +85,8 @@ _NOT_ALLOWED = GatewayError("method not allowed", status=405, code="method_not_a
 
 class Gateway:
     def __init__(self, config: Config, *, migrate: bool = True,
-                 steps: Sequence[StepFactory] = (), metrics_dir: str | None = None) -> None:
+                 steps: Sequence[StepFactory] = (), metrics_dir: str | None = None,
+                 config_path: str | None = None) -> None:
         self.config = config
         # The PII guard comes first: later steps (a cache) see the request as redacted.
         self.body_log = BodyLog(config.server.encryption_key, config.privacy.max_body_bytes)
@@ -96,6 +99,7 @@ class Gateway:
         self._migrate = migrate
         self._session: aiohttp.ClientSession | None = None
         self._admin: ASGIApp | None = None
+        self._ui: ASGIApp | None = None
         self.tracing: Tracing | None = None  # where telemetry.otlp_endpoint is set
         self.cache: AnswerCache | None = None  # where a model opts in (built at start-up)
         self.store = Store(config.storage)
@@ -125,6 +129,12 @@ class Gateway:
         self.health_share: RedisHealthShare | None = None
         self.health_prefix = "lockgate:"  # the Redis names it shares under (tests set their own)
         self.router: Router | None = None  # built at start-up
+        self._mounted: Mounted | None = None
+        self._in_flight = InFlight(config.server.max_in_flight)
+        self._recorder: Recorder = Recorders(self.writer, self.metrics)
+        self.config_path = config_path  # where set: reloaded on SIGHUP and when it changes
+        self.reloader: ConfigReloader | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
         # Guarded at start-up if the gateway is open.
         self._http: ASGIApp = self._outer(self._dispatch)
 
@@ -152,6 +162,8 @@ class Gateway:
             await endpoint(scope, receive, send)
         elif self.ready and _is_admin_path(scope["path"]):
             await self._admin_app()(scope, receive, send)
+        elif self.ready and _is_ui_path(scope["path"]):
+            await self._ui_app()(scope, receive, send)
         else:
             await self._unrouted(scope, send)
 
@@ -181,55 +193,91 @@ class Gateway:
         if self.access is not None:
             self.access.start()
             recorder = Recorders(self.writer, self.metrics, self.access)
+        self._recorder = recorder
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300,
-                                           resolver=GuardedResolver(self._private_hosts())),
+                                           resolver=GuardedResolver(self._private_hosts)),
             timeout=aiohttp.ClientTimeout(total=None),
             auto_decompress=True,
         )
-        server = self.config.server
-        limits = ReadLimits(server.max_event_bytes, server.max_response_bytes,
-                            server.stream_idle_timeout_s)
-        for name, settings in self.config.providers.items():
-            cls = provider_class(settings.type)
-            assert cls is not None  # the config was validated against the registry
-            self.providers[name] = cls(name, settings, self._session)
-            self.providers[name].limits = limits
-        await asyncio.gather(*(p.start() for p in self.providers.values()))
+        self.providers = await self._providers_for(self.config, {})
         self.cache = build_cache(self.config)
-        # The PII guard first, then the cache: the cache keys and keeps requests and answers
-        # as the upstream sees them, redacted (never a personal value in a cache entry, in
-        # memory or Redis), and a hit's placeholders are restored with this request's values
-        # by the guard, as an upstream answer's are (``steps.answer_early``).
-        privacy, *others = self._steps
-        steps = (privacy, self.cache, *others) if self.cache is not None else self._steps
-        router = self.router = Router(self.config, self.providers, steps=steps,
-                                      shadows=self.shadows if self.config.experiments else None,
-                                      health=self.health)
-        await self._share_health()  # once the router watches its deployments
-        secrets = [s for p in self.providers.values() for s in p.secrets()]
-        secrets.extend(k.key for k in self.config.keys)
-        if self.config.server.master_key:
-            secrets.append(self.config.server.master_key)
         telemetry = self.config.telemetry
         if telemetry.otlp_endpoint is not None:
             from lockgate.telemetry.tracing import Tracing  # OpenTelemetry only where it is used
 
             self.tracing = Tracing(telemetry.otlp_endpoint, telemetry.service_name,
                                    telemetry.trace_sample_ratio)
+        try:
+            mounted = self._mount(self.config, self.providers, self.cache)
+        except CacheUnusable as exc:
+            raise StartRefused(str(exc)) from None
+        router = self.router = mounted.router
+        self._mounted = mounted
+        self.shadows.bind(router, mounted.caller)
+        self.routes, self.prefix_routes = mounted.routes, mounted.prefix_routes
+        await self._share_health()  # once the router watches its deployments
+        await self._start_experiments(router)
+        if self.config_path is not None:
+            self.reloader = ConfigReloader(self.config_path, self, self.store.audit)
+            self.reloader.start()
+        self.ready = True
+
+    async def _providers_for(self, config: Config, current: dict[str, Provider]) -> dict[str, Provider]:
+        """The providers ``config`` names: one already running with the same settings is kept
+        (an in-process model stays loaded, a token keeps refreshing); the others are built
+        and started."""
+        server = config.server
+        limits = ReadLimits(server.max_event_bytes, server.max_response_bytes,
+                            server.stream_idle_timeout_s)
+        kept: dict[str, Provider] = {}
+        fresh: dict[str, Provider] = {}
+        for name, settings in config.providers.items():
+            running = current.get(name)
+            if running is not None and running.config == settings:
+                kept[name] = running
+                continue
+            cls = provider_class(settings.type)
+            assert cls is not None  # the config was validated against the registry
+            assert self._session is not None
+            fresh[name] = cls(name, settings, self._session)
+            fresh[name].limits = limits
+        try:
+            await asyncio.gather(*(p.start() for p in fresh.values()))
+        except BaseException:
+            await _close_all(fresh.values())
+            raise
+        return {name: kept.get(name) or fresh[name] for name in config.providers}
+
+    def _mount(self, config: Config, providers: dict[str, Provider],
+               cache: AnswerCache | None) -> Mounted:
+        """Every endpoint for ``config``, built off to the side: nothing serves it until the
+        caller assigns the route tables (at start-up, or in one swap on a reload)."""
+        # The PII guard first, then the cache: the cache keys and keeps requests and answers
+        # as the upstream sees them, redacted (never a personal value in a cache entry, in
+        # memory or Redis), and a hit's placeholders are restored with this request's values
+        # by the guard, as an upstream answer's are (``steps.answer_early``).
+        privacy, *others = self._steps
+        steps = (privacy, cache, *others) if cache is not None else self._steps
+        router = Router(config, providers, steps=steps,
+                        shadows=self.shadows if config.experiments else None, health=self.health)
+        secrets = [s for p in providers.values() for s in p.secrets()]
+        secrets.extend(k.key for k in config.keys)
+        if config.server.master_key:
+            secrets.append(config.server.master_key)
         caller = Caller(router, secrets, self.limiter)
-        self.shadows.bind(router, caller)
+        server = config.server
         services = Services(
             auth=self.auth, limiter=self.limiter, router=router,
-            caller=caller, recorder=recorder,
-            max_body_bytes=self.config.server.max_body_bytes,
-            expose_route=self.config.server.expose_route_header, tracer=self.tracing,
-            in_flight=InFlight(self.config.server.max_in_flight),
+            caller=caller, recorder=self._recorder,
+            max_body_bytes=server.max_body_bytes,
+            expose_route=server.expose_route_header, tracer=self.tracing,
+            in_flight=self._in_flight,  # one count across reloads: a swap sheds nothing
         )
-        if self.cache is not None:  # the semantic cache embeds through the router and caller
-            problem = self.cache.bind(router, services.caller)
+        if cache is not None:  # the semantic cache embeds through the router and caller
+            problem = cache.bind(router, services.caller)
             if problem is not None:
-                raise StartRefused(problem)
+                raise CacheUnusable(problem)
         # Every operation goes through the one request frame (``pipeline.frame``).
         operations: dict[str, Operation[Any]] = {
             "chat/completions": ChatOperation(OpenAIDialect(), services),
@@ -244,25 +292,68 @@ class Gateway:
         feedback = FeedbackEndpoint(services, self.experiments.rows, lambda: self.writer.records,
                                     self.writer.sync)
         stored_responses = StoredResponsesEndpoint(services, self.responses)  # answers 405 itself
+        routes: dict[tuple[str, str], ASGIApp] = {}
+        prefix_routes: dict[tuple[str, str], ASGIApp] = {}
         for prefix in ("/v1", ""):
             for path, endpoint in endpoints.items():
-                self.routes[("POST", f"{prefix}/{path}")] = endpoint
-            self.routes[("GET", f"{prefix}/models")] = models
-            self.routes[("POST", f"{prefix}/feedback")] = feedback
-            self.prefix_routes[("GET", f"{prefix}/models/")] = models
-            self.prefix_routes[("*", f"{prefix}/responses/")] = stored_responses
+                routes[("POST", f"{prefix}/{path}")] = endpoint
+            routes[("GET", f"{prefix}/models")] = models
+            routes[("POST", f"{prefix}/feedback")] = feedback
+            prefix_routes[("GET", f"{prefix}/models/")] = models
+            prefix_routes[("*", f"{prefix}/responses/")] = stored_responses
         # The V2 open inference protocol (classical ML models): ``/v2/models/{name}[...]``.
-        self.prefix_routes[("POST", "/v2/models/")] = Frame(InferOperation(services), services)
-        self.prefix_routes[("GET", "/v2/models/")] = V2ModelEndpoint(services)
-        self.routes.update({("GET", path): app for path, app in v2_health(lambda: self.ready).items()})
-        self.routes[("GET", "/healthz")] = _health
+        prefix_routes[("POST", "/v2/models/")] = Frame(InferOperation(services), services)
+        prefix_routes[("GET", "/v2/models/")] = V2ModelEndpoint(services)
+        routes.update({("GET", path): app for path, app in v2_health(lambda: self.ready).items()})
+        routes[("GET", "/healthz")] = _health
         spec_bytes()  # built once, here: every GET /openapi.json is the same cached bytes
-        self.routes[("GET", OPENAPI_PATH)] = serve_spec
-        self.routes[("GET", "/readyz")] = self._readyz
-        self.routes[("GET", "/metrics")] = MetricsEndpoint(
+        routes[("GET", OPENAPI_PATH)] = serve_spec
+        routes[("GET", "/readyz")] = self._readyz
+        routes[("GET", "/metrics")] = MetricsEndpoint(
             self.metrics, server.master_key if server.metrics_auth else None)
-        await self._start_experiments(router)
-        self.ready = True
+        return Mounted(router, caller, routes, prefix_routes)
+
+    async def apply_config(self, new: Config) -> None:
+        """Swaps ``new`` in live (``reload``): its providers, router and endpoints are built
+        first; then one synchronous block (no ``await``: no request runs in between) points
+        the route tables, auth and metrics at them. A request already dispatched finishes on
+        the objects it started with; replaced providers are closed after a grace period."""
+        needed = restart_needed(self.config, new)
+        if needed:
+            raise ReloadRefused("restart needed for: " + ", ".join(needed))
+        try:
+            providers = await self._providers_for(new, self.providers)
+        except Exception as exc:
+            starting = sorted(n for n, p in new.providers.items()
+                              if n not in self.providers or self.providers[n].config != p)
+            # The type only: a provider's error may quote a URL or a credential file.
+            raise ReloadRefused(f"provider {', '.join(starting)} could not start "
+                                f"({type(exc).__name__})") from None
+        cache = self.cache or build_cache(new)  # the ``cache`` section itself is not live
+        try:
+            mounted = self._mount(new, providers, cache)
+        except Exception as exc:  # nothing of it serves: undo what was started for it
+            await _close_all(p for n, p in providers.items() if self.providers.get(n) is not p)
+            if self.cache is None and cache is not None:
+                await cache.close()  # built for this reload only
+            elif self.cache is not None and self.router is not None:  # back on the serving router
+                self.cache.bind(self.router, self._caller_of_old())
+            why = str(exc) if isinstance(exc, CacheUnusable) else f"cannot build it ({type(exc).__name__})"
+            raise ReloadRefused(why) from None
+        # -- the swap: no await until it is done --
+        retired = [p for n, p in self.providers.items() if providers.get(n) is not p]
+        self.shadows.bind(mounted.router, mounted.caller)
+        self.auth.use_config(new)
+        self.metrics.use_config(new)
+        self.config, self.providers, self.router, self.cache = new, providers, mounted.router, cache
+        self.routes, self.prefix_routes = mounted.routes, mounted.prefix_routes
+        self._admin = self._ui = None  # rebuilt with the new config on their next request
+        self._mounted = mounted
+        self.keycache.reload_soon()  # stored keys of config teams take the teams' new limits
+        if retired:
+            self._retire(retired, _grace_s(self.config))
+        if self.health_share is None:  # the new config may be the first to watch a deployment
+            await self._share_health()
 
     async def _start_experiments(self, router: Router) -> None:
         """An experiment decided before this start (promoted, rolled back, stopped) is served
@@ -276,7 +367,9 @@ class Gateway:
         self.experiments.start(router.splits)
 
     async def _share_health(self) -> None:
-        if not self.config.redis:
+        """Through Redis where it is set and some deployment is watched (none is where every
+        model has one target: nothing to share, no connection held)."""
+        if not self.config.redis or not self.health.states():
             return
         from lockgate.state.health_share import RedisHealthShare  # only where Redis is used
 
@@ -327,8 +420,38 @@ class Gateway:
                                            experiments=self.experiments)
         return self._admin
 
+    def _caller_of_old(self) -> Caller:
+        assert self._mounted is not None
+        return self._mounted.caller
+
+    def _retire(self, providers: list[Provider], grace_s: float) -> None:
+        """Closes replaced providers once no request can still hold them: a request that
+        started before the swap ends within the longest timeout (or is cut at the drain)."""
+        async def close_later() -> None:
+            try:
+                await asyncio.sleep(grace_s)
+            finally:  # cancelled at shutdown: no request is left, close them now
+                await _close_all(providers)
+
+        task = asyncio.get_running_loop().create_task(close_later(), name="retire-providers")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    def _ui_app(self) -> ASGIApp:
+        """The web dashboard, built on its first request like the admin API (cold path)."""
+        if self._ui is None:
+            from lockgate.ui.app import create_ui_app
+
+            self._ui = create_ui_app(self.store, self.config, self._admin_app)
+        return self._ui
+
     async def shutdown(self) -> None:
         self.ready = False
+        if self.reloader is not None:
+            await self.reloader.stop()
+        for task in list(self._retiring):
+            task.cancel()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         await self.storage.stop()
         await self.keycache.stop()
         await self.limiter.drain()
@@ -376,10 +499,14 @@ class Gateway:
         if scope["path"] == "/v2" or scope["path"].startswith("/v2/"):
             body = err.v2_body()
         await send_body(send, err.status, body, [])
+        # Counted in the metrics and the access log (a client calling a wrong path shows up in
+        # the error rate), but not stored: a scanner's guesses would only fill the database.
+        ctx = RequestContext.begin(scope)
+        ctx.status, ctx.error_code = err.status, err.code
+        record = record_of(ctx)
+        self.metrics.record(record)
         if self.access is not None:
-            ctx = RequestContext.begin(scope)
-            ctx.status, ctx.error_code = err.status, err.code
-            self.access.record(record_of(ctx))
+            self.access.record(record)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -403,12 +530,49 @@ class Gateway:
                 return
 
 
+@dataclass(frozen=True, slots=True)
+class Mounted:
+    """What one config serves: its router and caller, and the route tables ``_dispatch`` reads."""
+
+    router: Router
+    caller: Caller
+    routes: dict[tuple[str, str], ASGIApp]
+    prefix_routes: dict[tuple[str, str], ASGIApp]
+
+
+class CacheUnusable(Exception):
+    """The semantic cache cannot embed with this config; the message says why."""
+
+
+def _grace_s(config: Config) -> float:
+    """How long a replaced provider may still be used by a request that started before the
+    swap: the longest timeout of any kind in the config, and at least the drain."""
+    timeouts = [config.server.drain_s, config.server.stream_idle_timeout_s]
+    timeouts.extend(p.timeout_s for p in config.providers.values() if p.timeout_s)
+    for model in config.models.values():
+        timeouts.extend(v.timeout_s * (v.retries + 1) for v in (model, *model.versions.values())
+                        if v.timeout_s)
+    return max(timeouts)
+
+
+async def _close_all(providers: Iterable[Provider]) -> None:
+    for provider in providers:
+        try:
+            await provider.aclose()
+        except Exception as exc:  # one provider's failure must not leave the others open
+            log.warning("closing provider %s failed (%s)", provider.name, type(exc).__name__)
+
+
 class StartRefused(Exception):
     """Starting would not be safe; the message says why (logged without a traceback)."""
 
 
 def _is_admin_path(path: str) -> bool:
     return path == "/admin" or path.startswith("/admin/")
+
+
+def _is_ui_path(path: str) -> bool:
+    return path == "/ui" or path.startswith("/ui/")
 
 
 async def _health(scope: Scope, receive: Receive, send: Send) -> None:
@@ -424,9 +588,12 @@ def _response_store(config: Config, store: Store) -> ResponseStore:
 
 
 def create_app(config: Config, *, migrate: bool = True, steps: Sequence[StepFactory] = (),
-               metrics_dir: str | None = None) -> Gateway:
+               metrics_dir: str | None = None, config_path: str | None = None) -> Gateway:
     """``migrate``: bring the storage schema up to date at start-up (``serve`` does it once,
     before forking workers, and starts them with False: they only check it). ``steps``: what
     builds the models' optional steps (``pipeline.steps``) from their config. ``metrics_dir``:
-    the folder every worker counts its metrics in (``telemetry.metrics.multiprocess``)."""
-    return Gateway(config, migrate=migrate, steps=steps, metrics_dir=metrics_dir)
+    the folder every worker counts its metrics in (``telemetry.metrics.multiprocess``).
+    ``config_path``: the file ``config`` was read from; the gateway then reloads it on SIGHUP
+    (``on_sighup``) and when it changes (``reload``)."""
+    return Gateway(config, migrate=migrate, steps=steps, metrics_dir=metrics_dir,
+                   config_path=config_path)

@@ -25,7 +25,7 @@ from types import FrameType
 
 import uvicorn
 
-from lockgate.app import create_app
+from lockgate.app import Gateway, create_app
 from lockgate.config import Config
 from lockgate.http_protocol import header_limited
 from lockgate.safe_url import redact_url
@@ -42,14 +42,19 @@ START_FAILED = 2  # the exit code of a refused start, as for an invalid config
 
 
 class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None], drain_s: float) -> None:
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None], drain_s: float,
+                 gateway: Gateway) -> None:
         super().__init__(config)
         self._on_ready = on_ready
         self._drain_s = drain_s
+        self._gateway = gateway
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
+            reloader = self._gateway.reloader
+            if reloader is not None:  # SIGHUP: read the config file again (``lockgate.reload``)
+                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.request)
             _freeze_startup_objects()
             self._on_ready()
 
@@ -97,10 +102,14 @@ def url_of(sock: socket.socket) -> str:
 
 
 def _run_worker(config: Config, sock: socket.socket, on_ready: Callable[[], None],
-                metrics_dir: str | None = None) -> bool:
-    """Serves until stopped; False when start-up failed (the reason is already logged)."""
+                metrics_dir: str | None = None, source: str | None = None) -> bool:
+    """Serves until stopped; False when start-up failed (the reason is already logged).
+    ``source``: the config file, reloaded on SIGHUP and when it changes."""
+    # A SIGHUP before the reloader listens must not end the worker (the default action).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    gateway = create_app(config, migrate=False, metrics_dir=metrics_dir, config_path=source)
     uv_config = uvicorn.Config(
-        create_app(config, migrate=False, metrics_dir=metrics_dir),
+        gateway,
         loop="uvloop",
         http=header_limited(config.server.max_header_bytes),  # httptools, heads capped (431)
         lifespan="on",
@@ -111,7 +120,7 @@ def _run_worker(config: Config, sock: socket.socket, on_ready: Callable[[], None
         timeout_graceful_shutdown=math.ceil(config.server.drain_s),
         timeout_keep_alive=30,
     )
-    server = _Server(uv_config, on_ready, config.server.drain_s)
+    server = _Server(uv_config, on_ready, config.server.drain_s, gateway)
     try:
         server.run(sockets=[sock])
     except SystemExit:  # uvicorn's own exit (3) on a failed start-up: ours is START_FAILED
@@ -126,11 +135,12 @@ def serve(config: Config, sock: socket.socket, workers: int, source: str | None 
     log_startup(config, source, workers, asyncio.run(_stored_keys(config.storage)))
     url = url_of(sock)
     if workers == 1:
-        return 0 if _run_worker(config, sock, lambda: print(url, flush=True)) else START_FAILED
+        ready = _run_worker(config, sock, lambda: print(url, flush=True), source=source)
+        return 0 if ready else START_FAILED
     # Every worker shares its metrics in this folder, and a scrape sums them all (§11).
     metrics_dir = tempfile.mkdtemp(prefix="lockgate-metrics-")
     try:
-        return _supervise(config, sock, url, workers, metrics_dir)
+        return _supervise(config, sock, url, workers, metrics_dir, source)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
@@ -164,9 +174,10 @@ async def _stored_keys(url: str) -> int | None:
 
 
 def _supervise(config: Config, sock: socket.socket, url: str, workers: int,
-               metrics_dir: str) -> int:
+               metrics_dir: str, source: str | None) -> int:
     """Forks the workers; each reports ready on a pipe. SIGTERM / SIGINT are passed on and the
-    supervisor waits for every worker to drain. A worker that dies unasked is replaced."""
+    supervisor waits for every worker to drain. A worker that dies unasked is replaced.
+    SIGHUP is passed on: each worker reloads the config file itself (``lockgate.reload``)."""
     ready_r, ready_w = os.pipe()
     children: set[int] = set()
     stopping = False
@@ -182,10 +193,17 @@ def _supervise(config: Config, sock: socket.socket, url: str, workers: int,
         for pid in children:
             _kill(pid, sig)
 
+    def reload(sig: int, frame: FrameType | None) -> None:
+        log.info("SIGHUP received: every worker reloads %s", source)
+        for pid in children:
+            _kill(pid, signal.SIGHUP)
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # Without a config file there is nothing to reload; SIGHUP must not end the supervisor.
+    signal.signal(signal.SIGHUP, reload if source is not None else signal.SIG_IGN)
     for _ in range(workers):
-        children.add(_fork_worker(config, sock, ready_w, ready_r, metrics_dir))
+        children.add(_fork_worker(config, sock, ready_w, ready_r, metrics_dir, source))
     os.close(ready_w)
     got = b""
     while len(got) < workers and not stopping:
@@ -200,7 +218,7 @@ def _supervise(config: Config, sock: socket.socket, url: str, workers: int,
         print("lockgate: a worker failed to start; see the log above", file=sys.stderr)
         return START_FAILED
     print(url, flush=True)
-    _keep_serving(config, sock, children, lambda: stopping, metrics_dir)
+    _keep_serving(config, sock, children, lambda: stopping, metrics_dir, source)
     log.info("every worker has stopped")
     return 0
 
@@ -229,8 +247,10 @@ class RestartBackoff:
 
 
 def _keep_serving(config: Config, sock: socket.socket, children: set[int],
-                  stopping: Callable[[], bool], metrics_dir: str) -> None:
-    """Replaces every worker that exits unasked, until a stop is asked and all have drained."""
+                  stopping: Callable[[], bool], metrics_dir: str, source: str | None) -> None:
+    """Replaces every worker that exits unasked, until a stop is asked and all have drained.
+    A replacement starts with the config given at start-up and reads the file again on its
+    first poll (``ConfigReloader``), so it serves what the others serve within a second."""
     started = {pid: time.monotonic() for pid in children}
     backoff = RestartBackoff()
     due: list[float] = []  # when each pending replacement is to be started
@@ -240,7 +260,7 @@ def _keep_serving(config: Config, sock: socket.socket, children: set[int],
         now = time.monotonic()
         while due and due[0] <= now:
             due.pop(0)
-            new = _fork_worker(config, sock, None, None, metrics_dir)
+            new = _fork_worker(config, sock, None, None, metrics_dir, source)
             children.add(new)
             started[new] = time.monotonic()
         pid, status = _wait_child(blocking=not due)
@@ -279,7 +299,7 @@ def _reap(children: set[int]) -> None:
 
 
 def _fork_worker(config: Config, sock: socket.socket, ready_w: int | None,
-                 ready_r: int | None, metrics_dir: str) -> int:
+                 ready_r: int | None, metrics_dir: str, source: str | None) -> int:
     pid = os.fork()
     if pid:
         return pid
@@ -295,7 +315,7 @@ def _fork_worker(config: Config, sock: socket.socket, ready_w: int | None,
 
     code = START_FAILED
     try:
-        code = 0 if _run_worker(config, sock, on_ready, metrics_dir) else START_FAILED
+        code = 0 if _run_worker(config, sock, on_ready, metrics_dir, source) else START_FAILED
     finally:
         os._exit(code)
 

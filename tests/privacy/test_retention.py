@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from lockgate.pipeline.auth import Authenticator
 from lockgate.privacy.retention import DAY_S, RetentionPurge
 from lockgate.state import schema
 from lockgate.state.store import LogQuery, Store
-from services import postgres_clean_url  # noqa: F401  (fixture)
+from services import postgres_clean_url  # noqa: F401  (fixture; store_url: conftest)
 
 NOW = 1_800_000_000.0
 CONFIG = {
@@ -31,14 +31,6 @@ CONFIG = {
              {"name": "week", "key": "sk-retention-week-0123", "privacy": {"retention_days": 7}},
              {"name": "member", "key": "sk-retention-member-0123", "team": "short-team"}],
 }
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/lockgate.db"
-    else:
-        yield request.getfixturevalue("postgres_clean_url")
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 import tritonclient.http as triton
 
 from classical import Models, models
-from gateway import GatewayServer, make_config
+from gateway import GatewayServer, make_config, wait_for_server
 from test_outage import free_port
 
 KEY = "lg-mlflow-server-0123456789"
@@ -60,26 +59,11 @@ def mlflow_url(m: Models) -> Iterator[str]:
         env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, server)
+        wait_for_server(f"{url}/ping", server, "mlflow models serve")
         yield url
     finally:
         server.terminate()
         server.wait(10)
-
-
-def _wait_ready(url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 90  # MLflow imports much before it listens
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            err = server.stderr.read().decode(errors="replace")[-2000:] if server.stderr else ""
-            pytest.fail(f"mlflow models serve exited ({server.returncode}): {err}")
-        try:
-            if httpx.get(f"{url}/ping", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail("mlflow models serve did not answer /ping within 90 s")
 
 
 @pytest.fixture(scope="module")

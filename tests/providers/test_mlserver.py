@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import pytest
 import tritonclient.http as triton
 
 from classical import Models, models
-from gateway import GatewayServer, make_config
+from gateway import GatewayServer, make_config, wait_for_server
 from test_outage import _unavailable, free_port
 
 KEY = "lg-mlserver-0123456789"
@@ -59,26 +58,11 @@ def mlserver_url(m: Models) -> Iterator[str]:
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(f"{url}/v2/models/iris/ready", server)
+        wait_for_server(f"{url}/v2/models/iris/ready", server, "MLServer")
         yield url
     finally:
         server.terminate()
         server.wait(10)
-
-
-def _wait_ready(url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            err = server.stderr.read().decode(errors="replace")[-2000:] if server.stderr else ""
-            pytest.fail(f"mlserver exited ({server.returncode}): {err}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail("MLServer did not report the model ready within 90 s")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,15 +19,7 @@ from lockgate.config import Config
 from lockgate.state import audit_chain, schema
 from lockgate.state.migrate import ensure_schema
 from lockgate.state.store import Store
-from services import postgres_clean_url  # noqa: F401  (fixture)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/lockgate.db"
-    else:
-        yield request.getfixturevalue("postgres_clean_url")
+from services import postgres_clean_url  # noqa: F401  (fixture; store_url: conftest)
 
 
 @pytest.fixture

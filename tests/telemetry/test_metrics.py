@@ -92,6 +92,14 @@ def test_known_traffic_shows_in_the_fixed_names_with_bounded_labels(
     assert not any(r.request_id in text for r in gw.records)
 
 
+def test_a_path_no_endpoint_serves_is_counted_but_not_stored(gateway: GatewayFactory) -> None:
+    gw = gateway(models=MODELS, keys=[{"name": "app", "key": KEY}])
+    for path in ("/v1/chat/complete", "/wp-login.php"):
+        assert httpx.post(f"{gw.url}{path}", json={}).status_code == 404
+    assert value(scrape(gw), "lockgate_requests_total", model="none", route="none", status="4xx") == 2
+    assert gw.records == []  # a scanner's guesses never reach the database
+
+
 def test_a_non_streamed_answer_tells_the_gateway_s_own_time(
         gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
     gw = gateway(models=MODELS, keys=[{"name": "app", "key": KEY}])

@@ -63,22 +63,34 @@ class Authenticator:
     Until then it is closed, so a request that races start-up is never let in by mistake."""
 
     def __init__(self, config: Config) -> None:
-        teams = {t.name: t for t in config.teams}
-        self.config_teams = teams  # stored keys may join these by name
-        self.policies = Policies(config.privacy)
-        self._static = {digest(k.key): _principal(k, teams.get(k.team or ""), self.policies)
-                        for k in config.keys}
-        self._anonymous = replace(ANONYMOUS, privacy=self.policies.default)
-        master = config.server.master_key
-        if master:
-            self._static[digest(master)] = Principal(key_id="master", name="master", is_master=True,
-                                                     privacy=self.policies.default)
-        self._by_digest = dict(self._static)
+        self._static: dict[str, Principal] = {}
+        self._by_digest: dict[str, Principal] = {}
         self.open = False
+        self.use_config(config)
         # Bumped by every full reload: a key found by a lookup that raced a reload is served
         # but not kept, so a revocation that the reload carried cannot be undone by it.
         self.generation = 0
         self._lookup: Callable[[str], Awaitable[Principal | None]] | None = None
+
+    def use_config(self, config: Config) -> None:
+        """Takes the config's keys, teams and master key (at start-up and on a config reload):
+        a key removed from the config stops working, a changed limit applies. The stored keys
+        are kept; ``KeyCache.reload_soon`` resolves them again against the new teams."""
+        teams = {t.name: t for t in config.teams}
+        self.config_teams = teams  # stored keys may join these by name
+        self.policies = Policies(config.privacy)
+        static = {digest(k.key): _principal(k, teams.get(k.team or ""), self.policies)
+                  for k in config.keys}
+        self._anonymous = replace(ANONYMOUS, privacy=self.policies.default)
+        master = config.server.master_key
+        if master:
+            static[digest(master)] = Principal(key_id="master", name="master", is_master=True,
+                                               privacy=self.policies.default)
+        stored = {d: p for d, p in self._by_digest.items() if d not in self._static}
+        # One assignment each: a request sees the old keys or the new ones, never a mix.
+        self._static, self._by_digest = static, {**stored, **static}
+        # A gateway that started open closes once keys appear; nothing here ever opens it.
+        self.open = self.open and not static
 
     def set_lookup(self, lookup: Callable[[str], Awaitable[Principal | None]]) -> None:
         """What to ask for a key digest not in memory (a key created since the last poll)."""

@@ -213,6 +213,11 @@ class KeyCache:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    def reload_soon(self) -> None:
+        """Loads every stored key again on the next poll, changed or not: after a config reload
+        the keys that join a config team take its new limits, and new budgets are seeded."""
+        self._marker = None
+
     def reseed_soon(self) -> None:
         """Seeds every budget again on the next poll (the counters were unreachable: they may
         come back empty). Each request also restores a missing budget itself; this restores

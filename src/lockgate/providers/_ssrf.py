@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
@@ -71,16 +71,17 @@ def refused_host(host: str) -> str | None:
 
 class GuardedResolver(AbstractResolver):
     """The default resolver, minus link-local and metadata addresses for hosts not in
-    ``allowed`` (the hosts of providers that set ``allow_private_network``)."""
+    ``allowed()`` (the hosts of providers that set ``allow_private_network``; asked on each
+    resolution, which is rare, so that a reloaded config counts at once)."""
 
-    def __init__(self, allowed: Iterable[str] = ()) -> None:
+    def __init__(self, allowed: Callable[[], Iterable[str]] = tuple) -> None:
         self._inner = DefaultResolver()
-        self._allowed = frozenset(h.lower().rstrip(".") for h in allowed)
+        self._allowed = allowed
 
     async def resolve(self, host: str, port: int = 0,
                       family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         found = await self._inner.resolve(host, port, family)
-        if host.lower().rstrip(".") in self._allowed:
+        if host.lower().rstrip(".") in {h.lower().rstrip(".") for h in self._allowed()}:
             return found
         kept = [r for r in found if not refused_address(ipaddress.ip_address(r["host"]))]
         if not kept:

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
 
-HEAD_REVISION = "0009"
+HEAD_REVISION = "0010"
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from lockgate.core.record import RequestRecord
 from lockgate.state import audit_chain, schema
 from lockgate.state.migrate import migrate
-from lockgate.state.schema import HISTOGRAM_COLUMNS, LATENCY_BUCKETS_MS
+from lockgate.state.schema import HISTOGRAM_COLUMNS, LATENCY_BUCKETS_MS, ROLLUP_DIMENSIONS
 
 LIMIT_FIELDS = ("models", "rpm", "tpm", "max_parallel", "budget_usd", "budget_period", "metadata")
 GROUP_BY_FIELDS = ("key_id", "team_id", "model", "route", "status", "day", "hour")
@@ -267,33 +267,40 @@ class Store:
         return new
 
     async def _roll_up(self, conn: AsyncConnection, records: Iterable[RequestRecord]) -> None:
+        records = list(records)
         groups: dict[tuple[Any, ...], dict[str, Any]] = {}
+        by_dimension: dict[tuple[Any, ...], dict[str, Any]] = {}
         for r in records:
-            dims = (int(r.ts // 3600), r.key_id or "", r.team_id or "", r.model or "", r.route or "",
-                    r.status)
+            hour = int(r.ts // 3600)
+            dims = (hour, r.key_id or "", r.team_id or "", r.model or "", r.route or "", r.status)
             g = groups.get(dims)
             if g is None:
                 g = groups[dims] = {"hour": dims[0], "key_id": dims[1], "team_id": dims[2],
                                     "model": dims[3], "route": dims[4], "status": dims[5],
-                                    "requests": 0, "errors": 0, "prompt_tokens": 0,
-                                    "completion_tokens": 0, "cost_usd": 0.0,
-                                    **dict.fromkeys(HISTOGRAM_COLUMNS, 0)}
-            g["requests"] += 1
-            g["errors"] += 1 if r.status >= 400 else 0
-            g["prompt_tokens"] += r.prompt_tokens
-            g["completion_tokens"] += r.completion_tokens
-            g["cost_usd"] += r.cost_usd
-            g[HISTOGRAM_COLUMNS[bisect.bisect_left(LATENCY_BUCKETS_MS, r.latency_ms)]] += 1
+                                    **_zero_sums()}
+            _add(g, r)
+            for dim, value in zip(ROLLUP_DIMENSIONS, ("", *dims[1:5]), strict=True):
+                d = by_dimension.get((dim, hour, value))
+                if d is None:
+                    d = by_dimension[(dim, hour, value)] = {"dim": dim, "hour": hour, "value": value,
+                                                            "rate_limited": 0, **_zero_sums()}
+                _add(d, r)
+                d["rate_limited"] += 1 if r.status == 429 else 0
         if not groups:
             return
-        u = schema.usage_hourly
-        insert = (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(u)
-        additive = ("requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd",
-                    *HISTOGRAM_COLUMNS)
+        await self._upsert(conn, schema.usage_hourly, list(groups.values()),
+                           ["hour", "key_id", "team_id", "model", "route", "status"], ())
+        await self._upsert(conn, schema.usage_hourly_by, list(by_dimension.values()),
+                           ["dim", "hour", "value"], ("rate_limited",))
+
+    async def _upsert(self, conn: AsyncConnection, table: sa.Table, rows: list[dict[str, Any]],
+                      keys: list[str], extra: tuple[str, ...]) -> None:
+        """Adds ``rows``' sums to the rows with the same ``keys``, or inserts them."""
+        insert = (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(table)
         statement = insert.on_conflict_do_update(
-            index_elements=["hour", "key_id", "team_id", "model", "route", "status"],
-            set_={c: u.c[c] + insert.excluded[c] for c in additive})
-        await conn.execute(statement, list(groups.values()))
+            index_elements=keys,
+            set_={c: table.c[c] + insert.excluded[c] for c in (*_ADDITIVE, *extra)})
+        await conn.execute(statement, rows)
 
     async def spend(self, owner_column: str, owner_id: str, since: float) -> float:
         """What a key (``key_id``) or team (``team_id``) spent since ``since`` (hour-aligned)."""
@@ -467,6 +474,23 @@ async def _append_audit(conn: AsyncConnection, act: Act | None, target: str | No
 # For the other stores over the same database (experiments): their changes are audited in
 # their own transaction, as the control plane's are.
 append_audit = _append_audit
+
+
+_ADDITIVE = ("requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd", *HISTOGRAM_COLUMNS)
+
+
+def _zero_sums() -> dict[str, Any]:
+    return {"requests": 0, "errors": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0,
+            **dict.fromkeys(HISTOGRAM_COLUMNS, 0)}
+
+
+def _add(sums: dict[str, Any], r: RequestRecord) -> None:
+    sums["requests"] += 1
+    sums["errors"] += 1 if r.status >= 400 else 0
+    sums["prompt_tokens"] += r.prompt_tokens
+    sums["completion_tokens"] += r.completion_tokens
+    sums["cost_usd"] += r.cost_usd
+    sums[HISTOGRAM_COLUMNS[bisect.bisect_left(LATENCY_BUCKETS_MS, r.latency_ms)]] += 1
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -145,8 +145,7 @@ class Metrics:
     ``shared_dir``: the folder every worker of one ``serve --workers N`` shares its tables in."""
 
     def __init__(self, config: Config, shared_dir: str | None = None) -> None:
-        routes = [f"{t.provider}/{t.model or name}" for name, m in config.models.items() for t in m.targets]
-        self.labels = Labels(config.models, routes, config.zero_config)
+        self.use_config(config)
         # Experiments by the model they split, with their variants: the only label values
         # the per-variant series take (both from the config, so bounded).
         self._experiments = {e.model: (name, frozenset(e.variants))
@@ -155,6 +154,12 @@ class Metrics:
         self._dir = Path(shared_dir) if shared_dir is not None else None
         self._file = self._dir / f"{os.getpid()}-{uuid.uuid4().hex}.json" if self._dir else None
         self._sharing: asyncio.Task[None] | None = None
+
+    def use_config(self, config: Config) -> None:
+        """The label values the config's models and routes take (again on a config reload:
+        a model added is counted under its name, not ``other``)."""
+        routes = [f"{t.provider}/{t.model or name}" for name, m in config.models.items() for t in m.targets]
+        self.labels = Labels(config.models, routes, config.zero_config)
 
     def record(self, record: RequestRecord) -> None:
         """Never blocks: a few additions to this process's tables."""
