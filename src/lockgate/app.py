@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -28,6 +29,8 @@ from lockgate.errors import GatewayError
 from lockgate.experiments.service import Experiments
 from lockgate.experiments.shadow import ShadowCopies
 from lockgate.open_guard import OpenGuard
+from lockgate.openapi import PATH as OPENAPI_PATH
+from lockgate.openapi import serve_spec, spec_bytes
 from lockgate.pipeline.auth import Authenticator
 from lockgate.pipeline.cache import AnswerCache, build_cache
 from lockgate.pipeline.call import Caller
@@ -51,6 +54,7 @@ from lockgate.pipeline.v2_models import health as v2_health
 from lockgate.privacy.guard import PrivacySteps
 from lockgate.privacy.logbook import BodyLog
 from lockgate.privacy.retention import RetentionPurge
+from lockgate.providers._ssrf import GuardedResolver
 from lockgate.providers.base import Provider
 from lockgate.providers.http import ReadLimits
 from lockgate.providers.registry import provider_class
@@ -191,7 +195,8 @@ class Gateway:
             recorder = Recorders(self.writer, self.metrics, self.access)
         self._recorder = recorder
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300,
+                                           resolver=GuardedResolver(self._private_hosts)),
             timeout=aiohttp.ClientTimeout(total=None),
             auto_decompress=True,
         )
@@ -301,6 +306,8 @@ class Gateway:
         prefix_routes[("GET", "/v2/models/")] = V2ModelEndpoint(services)
         routes.update({("GET", path): app for path, app in v2_health(lambda: self.ready).items()})
         routes[("GET", "/healthz")] = _health
+        spec_bytes()  # built once, here: every GET /openapi.json is the same cached bytes
+        routes[("GET", OPENAPI_PATH)] = serve_spec
         routes[("GET", "/readyz")] = self._readyz
         routes[("GET", "/metrics")] = MetricsEndpoint(
             self.metrics, server.master_key if server.metrics_auth else None)
@@ -468,6 +475,12 @@ class Gateway:
             await provider.aclose()
         if self._session is not None:
             await self._session.close()
+
+    def _private_hosts(self) -> list[str]:
+        """The hosts of providers allowed onto link-local / metadata addresses (``_ssrf``)."""
+        return [host for settings in self.config.providers.values()
+                if settings.allow_private_network and settings.base_url
+                and (host := urlsplit(settings.base_url).hostname)]
 
     async def _readyz(self, scope: Scope, receive: Receive, send: Send) -> None:
         """200 once config, storage and (if set) Redis are usable; else 503 naming what is not."""

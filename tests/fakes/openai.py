@@ -32,6 +32,9 @@ _ERRORS: dict[int, tuple[str, str | None]] = {
 }
 
 
+MAX_DIMENSIONS = 3072  # text-embedding-3-large's, the most any OpenAI embedding model has
+
+
 class FakeOpenAI(FakeServer):
     models: tuple[str, ...] = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")
     # True: embeddings by the words of each input (``word_vector``), so that near-duplicate
@@ -120,6 +123,8 @@ class FakeOpenAI(FakeServer):
 
     def _render_embeddings(self, rec: RecordedRequest, reply: Reply) -> Answer:
         dimensions = int(rec.json.get("dimensions") or (64 if self.word_embeddings else 8))
+        if not 0 < dimensions <= MAX_DIMENSIONS:  # as OpenAI refuses more than a model has
+            return self.error(400, f"dimensions: must be between 1 and {MAX_DIMENSIONS}")
         as_base64 = rec.json.get("encoding_format") == "base64"
         vector = word_vector if self.word_embeddings else fake_vector
         data = [

@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -79,6 +80,21 @@ PositiveInt = Annotated[int, Field(gt=0, le=2**31 - 1)]  # the columns are 32-bi
 Usd = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
+def _storable(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``metadata`` as the API can give it back: JSON's integers have no bound, but stored
+    values are rendered (and audited) with orjson, which takes 64-bit ones only; one larger
+    would have made the key, and every audit listing after it, a 500."""
+    if value is not None:
+        try:
+            orjson.dumps(value)
+        except TypeError as exc:
+            raise ValueError(f"cannot be stored: {exc}") from None
+    return value
+
+
+Metadata = Annotated[dict[str, Any] | None, AfterValidator(_storable)]
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -90,7 +106,7 @@ class _Limits(_Body):
     max_parallel: PositiveInt | None = None
     budget_usd: Usd | None = None
     budget_period: BudgetPeriod = "total"
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata = None
 
 
 class TeamCreate(_Limits):
@@ -143,7 +159,7 @@ class TeamUpdate(_Update):
     max_parallel: PositiveInt | None = None
     budget_usd: Usd | None = None
     budget_period: BudgetPeriod | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata = None
 
 
 class KeyUpdate(TeamUpdate):

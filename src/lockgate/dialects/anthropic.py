@@ -104,8 +104,12 @@ def _check_turns(messages: Any) -> None:
         raise InvalidRequest("messages: must be a non-empty list")
     for i, turn in enumerate(messages):
         # The common case costs three lookups; the turn is looked at closely only if wrong.
-        if (type(turn) is not dict or turn.get("role") not in _ROLES
-                or type(turn.get("content")) not in _CONTENT_TYPES):
+        try:
+            wrong = (type(turn) is not dict or turn.get("role") not in _ROLES
+                     or type(turn.get("content")) not in _CONTENT_TYPES)
+        except TypeError:  # a role that is an object or array cannot be looked up in a set
+            wrong = True
+        if wrong:
             _refuse_turn(turn, f"messages.{i}")
 
 

@@ -78,15 +78,20 @@ def _check_messages(messages: Any) -> None:
         raise InvalidRequest("messages: at least one message is required")
     for i, message in enumerate(messages):
         # The common case costs three lookups; the message is looked at closely only if wrong.
-        if (type(message) is not dict or message.get("role") not in _ROLES
-                or type(message.get("content")) not in _CONTENT_TYPES):
+        try:
+            wrong = (type(message) is not dict or message.get("role") not in _ROLES
+                     or type(message.get("content")) not in _CONTENT_TYPES)
+        except TypeError:  # a role that is an object or array cannot be looked up in a set
+            wrong = True
+        if wrong:
             _refuse_message(message, f"messages[{i}]")
 
 
 def _refuse_message(raw: Any, where: str) -> None:
     if not isinstance(raw, dict):
         raise InvalidRequest(f"{where}: must be an object")
-    if raw.get("role") not in _ROLES:
+    role = raw.get("role")
+    if not isinstance(role, str) or role not in _ROLES:
         raise InvalidRequest(f"{where}.role: must be one of system, developer, user, assistant, tool")
     raise InvalidRequest(f"{where}.content: must be a string or an array of content parts")
 

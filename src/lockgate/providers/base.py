@@ -42,14 +42,16 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from functools import cached_property
 from typing import Any, ClassVar, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from lockgate.core.chat import ChatRequest, ChatResponse, StreamEvent
 from lockgate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from lockgate.core.tensors import ModelMetadata, PredictRequest, PredictResponse
 from lockgate.errors import InvalidRequest
+from lockgate.providers._ssrf import refused_host
 from lockgate.providers.http import DEFAULT_LIMITS, ReadLimits, read_json
 
 
@@ -62,9 +64,24 @@ class ProviderSettings(BaseModel):
 
     type: str
     api_key: str | None = None
+    # Declared before ``base_url``, whose validator reads it.
+    allow_private_network: bool = False  # true: base_url may be link-local / cloud metadata
     base_url: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     timeout_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_metadata_address(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """The SSRF guard (``_ssrf``): no link-local or cloud-metadata host unless allowed."""
+        if value is None or info.data.get("allow_private_network"):
+            return value
+        host = urlsplit(value).hostname if "://" in value else None
+        reason = refused_host(host) if host else None
+        if reason is not None:
+            raise ValueError(f"{reason}; set allow_private_network: true on this provider "
+                             "if it is meant")
+        return value
 
 
 class Provider:
