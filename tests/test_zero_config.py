@@ -42,7 +42,7 @@ def test_the_sdk_base_url_variables_move_the_providers(fake_openai: FakeOpenAI,
         answer = client.chat.completions.create(model="gpt-4o-mini", messages=HI)  # type: ignore[arg-type]
         assert answer.choices[0].message.content == "from openai"
         claude = anthropic.Anthropic(base_url=gw.url, api_key="x", max_retries=0)
-        message = claude.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=HI)  # type: ignore[arg-type]
+        message = claude.messages.create(model="claude-sonnet-4-6", max_tokens=10, messages=HI)  # type: ignore[arg-type]
         assert message.content[0].text == "from anthropic"  # type: ignore[union-attr]
     assert len(fake_openai.requests) == 1 and len(fake_anthropic.requests) == 1
 
@@ -58,7 +58,7 @@ def test_with_no_provider_a_request_is_told_how_to_add_one() -> None:
         response = httpx.post(gw.openai_base_url + "/chat/completions",
                               json={"model": "gpt-4o-mini", "messages": HI})
         anthropic_response = httpx.post(gw.url + "/v1/messages", json={
-            "model": "claude-sonnet-4-5", "max_tokens": 5, "messages": HI})
+            "model": "claude-sonnet-4-6", "max_tokens": 5, "messages": HI})
     assert response.status_code == 404
     message = response.json()["error"]["message"]
     assert "no provider is configured" in message

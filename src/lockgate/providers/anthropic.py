@@ -84,7 +84,7 @@ class AnthropicProvider(Provider):
     base_url_env: ClassVar[str | None] = "ANTHROPIC_BASE_URL"
     native_dialect: ClassVar[str | None] = "anthropic"
     model_in_path: ClassVar[bool] = False  # the model id goes in the body
-    default_model: ClassVar[str | None] = "claude-sonnet-4-5"
+    default_model: ClassVar[str | None] = "claude-sonnet-4-6"
 
     @property
     def url(self) -> str:
