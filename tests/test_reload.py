@@ -6,7 +6,6 @@ audited."""
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import logging
 import os
@@ -29,6 +28,7 @@ from lockgate.config import load_config, parse_config
 from lockgate.reload import restart_needed
 from lockgate.state.store import Store
 from test_cli import Serving, write_config
+from test_server import chat
 
 ALICE = "lg-alice-key-0123456789"
 BOB = "lg-bob-key-0123456789"
@@ -270,8 +270,8 @@ def test_sighup_to_the_supervisor_reaches_every_worker(
             return len(entries) == 2
 
         wait_for(both_reloaded, 10, "both workers to reload")
-        statuses = {_chat(gw.port, "new") for _ in range(12)}
-        removed = _chat(gw.port, "old")
+        statuses = {chat(gw.port, "new") for _ in range(12)}
+        removed = chat(gw.port, "old")
         gw.terminate()
         code, _, err = gw.wait(timeout=10)
     assert code == 0, err
@@ -281,17 +281,6 @@ def test_sighup_to_the_supervisor_reaches_every_worker(
     assert statuses == {200} and removed == 404
 
 
-def _chat(port: int, model: str) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
-        conn.request("POST", "/v1/chat/completions", body=json.dumps(body),
-                     headers={"content-type": "application/json"})
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
 
 
 def test_restart_needed_names_the_settings_a_live_swap_cannot_apply(raw: dict[str, Any]) -> None:

@@ -196,10 +196,10 @@ def test_several_workers_drain_a_stream_on_sigterm(
     assert code == 0, err
 
 
-def chat(port: int) -> int:
+def chat(port: int, model: str = "gpt") -> int:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        body = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}
+        body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
         conn.request("POST", "/v1/chat/completions", body=json.dumps(body),
                      headers={"content-type": "application/json"})
         response = conn.getresponse()

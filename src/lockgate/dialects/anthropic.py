@@ -48,6 +48,7 @@ from lockgate.dialects.validate import (
     opt_bool,
     opt_int,
     opt_number,
+    plain_turn,
 )
 from lockgate.errors import GatewayError, InvalidRequest
 from lockgate.wire.anthropic import (
@@ -103,13 +104,7 @@ def _check_turns(messages: Any) -> None:
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("messages: must be a non-empty list")
     for i, turn in enumerate(messages):
-        # The common case costs three lookups; the turn is looked at closely only if wrong.
-        try:
-            wrong = (type(turn) is not dict or turn.get("role") not in _ROLES
-                     or type(turn.get("content")) not in _CONTENT_TYPES)
-        except TypeError:  # a role that is an object or array cannot be looked up in a set
-            wrong = True
-        if wrong:
+        if not plain_turn(turn, _ROLES, _CONTENT_TYPES):
             _refuse_turn(turn, f"messages.{i}")
 
 

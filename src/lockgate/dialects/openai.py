@@ -45,6 +45,7 @@ from lockgate.dialects.validate import (
     opt_int,
     opt_number,
     opt_str,
+    plain_turn,
     req_list,
     req_str,
     string,
@@ -77,13 +78,7 @@ def _check_messages(messages: Any) -> None:
     if not messages:
         raise InvalidRequest("messages: at least one message is required")
     for i, message in enumerate(messages):
-        # The common case costs three lookups; the message is looked at closely only if wrong.
-        try:
-            wrong = (type(message) is not dict or message.get("role") not in _ROLES
-                     or type(message.get("content")) not in _CONTENT_TYPES)
-        except TypeError:  # a role that is an object or array cannot be looked up in a set
-            wrong = True
-        if wrong:
+        if not plain_turn(message, _ROLES, _CONTENT_TYPES):
             _refuse_message(message, f"messages[{i}]")
 
 

@@ -67,6 +67,17 @@ def req_list(obj: dict[str, Any], key: str, where: str = "") -> list[Any]:
     return value
 
 
+def plain_turn(turn: Any, roles: frozenset[str], content_types: frozenset[object]) -> bool:
+    """Whether a chat turn is an object with a known role and content of a usual type: three
+    lookups, so that a dialect looks at a turn closely only when it is wrong. A role that is
+    an object or array cannot be looked up in a set: that turn is not plain either."""
+    try:
+        return (type(turn) is dict and turn.get("role") in roles
+                and type(turn.get("content")) in content_types)
+    except TypeError:
+        return False
+
+
 def loads_object(data: str) -> dict[str, Any]:
     """A JSON object from an event we only read for bookkeeping; anything else reads as empty."""
     try:
