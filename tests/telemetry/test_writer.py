@@ -271,6 +271,33 @@ async def test_stopping_writes_what_is_still_queued(spill_dir: Path) -> None:
     assert sorted(sink.stored) == sorted(ids)
 
 
+class SlowSink(ScriptedSink):
+    """Storage that takes ``delay_s`` over each write, saying when one has begun."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+        self.writing = asyncio.Event()
+
+    async def insert_records(self, records: Sequence[RequestRecord]) -> int:
+        self.writing.set()
+        await asyncio.sleep(self.delay_s)
+        return await super().insert_records(records)
+
+
+async def test_stopping_in_the_middle_of_a_write_loses_nothing(spill_dir: Path) -> None:
+    """The shutdown of a gateway whose last answer's record is being written: the write
+    finishes and the record is stored (once lost, a restarted budget forgot that spend)."""
+    sink = SlowSink(delay_s=0.2)
+    writer = RecordWriter(sink, spill_dir, interval_s=0.01)
+    writer.start()
+    ids = record_some(writer, 2)
+    await asyncio.wait_for(sink.writing.wait(), 5)
+    await writer.stop()
+    assert sorted(sink.stored) == sorted(ids)
+    assert spill_files(spill_dir) == []  # all of it stored: nothing left to replay
+
+
 async def test_stopping_while_storage_is_down_spills(spill_dir: Path) -> None:
     sink = ScriptedSink()
     sink.alive = False

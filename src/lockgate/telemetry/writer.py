@@ -72,6 +72,7 @@ class RecordWriter:
         self._wake = asyncio.Event()
         self._synced: list[asyncio.Future[None]] = []  # sync() callers waiting for the next turn
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.storage_up = True
         # The newest records, for tests and the dashboard's live view.
         self.records: deque[RequestRecord] = deque(maxlen=recent)
@@ -130,9 +131,12 @@ class RecordWriter:
         """Writes everything still queued; an empty spool file is removed, a full one (storage
         is down) stays locked until the process ends, for the next start to replay."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Not cancelled: a cancel in the middle of a write would drop the batch it had taken
+            # from the queue, and the flush below would then empty the spool that still held it.
+            # The task finishes its turn (a write is bounded by ``write_timeout_s``) and ends.
+            self._stopping = True
+            self._wake.set()
+            await self._task
         await self.flush()
         self._append_unspooled()
         if (self._lock_fd is not None and not self._behind and not self._queue
@@ -209,7 +213,7 @@ class RecordWriter:
             await asyncio.to_thread(os.fsync, self._lock_fd)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._interval if self.storage_up else 1.0):
                     await self._wake.wait()
@@ -228,6 +232,9 @@ class RecordWriter:
             async with asyncio.timeout(self._write_timeout):
                 await self._sink.insert_records(batch)
             return True
+        except asyncio.CancelledError:
+            self._behind = True  # the batch is in the spool only: never empty it unreplayed
+            raise
         except Exception as exc:
             if self.storage_up:
                 log.warning("storage write failed (%s); keeping records in the spool %s",
