@@ -20,7 +20,7 @@ import openai
 import pytest
 
 from conftest import GatewayFactory
-from fakes import Fail, FakeOpenAI, Reply
+from fakes import Fail, FakeOpenAI, Raw, Reply
 from gateway import GatewayServer, wait_for_records
 from lockgate.core.chat import Usage
 from lockgate.errors import GatewayError, RateLimited
@@ -273,6 +273,33 @@ def test_a_stream_the_client_cuts_is_charged_its_reservation(gateway: GatewayFac
         minute = int(time.time() // 60)
         assert counted(gw, f"tpm:key:static/limited:{minute}") >= 50 * cut
         assert counted(gw, "spend:key:static/limited:total") == pytest.approx(50.0 * cut)
+
+
+def test_a_client_that_hangs_up_at_done_is_charged_what_it_used(gateway: GatewayFactory,
+                                                               fake_openai: FakeOpenAI) -> None:
+    """A client that stops reading at ``[DONE]`` (most do) while the upstream's connection is
+    still closing has had its whole answer: a full answer in its record, its real usage charged
+    — not a cut charged its reservation."""
+    gw = limited_gateway(gateway, models=PRICED, budget_usd=1000)
+    usage = b'{"prompt_tokens":4,"completion_tokens":3,"total_tokens":7}'
+    fake_openai.enqueue(Raw((
+        b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
+        b'"choices":[{"index":0,"delta":{"role":"assistant","content":"Hi there"},'
+        b'"finish_reason":"stop"}]}\n\n',
+        b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
+        b'"choices":[],"usage":' + usage + b'}\n\n',
+        b"data: [DONE]\n\n"), silence_s=3.0))  # the upstream holds its connection after [DONE]
+    with httpx.stream("POST", f"{gw.openai_base_url}/chat/completions", timeout=10,
+                      content=chat_body(max_tokens=40, stream=True),
+                      headers={"authorization": f"Bearer {KEY}", "content-type": "application/json"}) as answer:
+        for line in answer.iter_lines():
+            if line == "data: [DONE]":
+                break  # and the connection closes
+    record = wait_for_records(gw, 1)[-1]
+    assert (record.status, record.error_code) == (200, None)
+    assert (record.completion_tokens, record.cost_usd) == (3, pytest.approx(3.0))  # not 40
+    settled(gw)
+    assert counted(gw, "spend:key:static/limited:total") == pytest.approx(3.0)
 
 
 def test_a_stream_its_upstream_cuts_is_charged_its_reservation(gateway: GatewayFactory,

@@ -48,6 +48,9 @@ class RequestContext:
     # The answer ended before its final usage was known (the client hung up, or a stream was
     # cut by its upstream or the drain): what was seen is not what the upstream bills.
     cut_short: bool = False
+    # The client has been sent the stream's last event: a hang-up after it (a client that stops
+    # reading at ``[DONE]`` while the upstream's connection is still closing) is no cut.
+    delivered: bool = False
     # The answer cache (``pipeline.cache``), for models that use it: "hit" or "miss", and what
     # a miss's answer is to be kept under once it is complete.
     cache: str | None = None
@@ -72,6 +75,8 @@ class RequestContext:
 
     def client_closed(self) -> None:
         """The client went away before it had its whole answer."""
+        if self.delivered:
+            return
         self.status, self.error_code = 499, "client_closed"
         self.cut_short = True
 

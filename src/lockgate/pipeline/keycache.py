@@ -35,7 +35,9 @@ MISS_TTL_S = 30.0
 MISS_MAX = 10_000
 LOOKUP_RATE = 20.0
 LOOKUP_BURST = 20.0
-LOOKUP_TIMEOUT_S = 1.0
+# A slow store (SQLite under heavy load took over 1 s) must not turn a valid new key into a
+# 401; a store that is down fails fast, and the rate limit above bounds the waiting misses.
+LOOKUP_TIMEOUT_S = 3.0
 
 
 def _limits(owner: str, row: dict[str, Any]) -> OwnerLimits:

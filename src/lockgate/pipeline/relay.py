@@ -40,6 +40,8 @@ async def relay_events(
             out = _feed(tap, decoder.decode(chunk))
             if out:
                 yield out
+            # Asked for more after the last event: the consumer has sent it to the client.
+            ctx.delivered = tap.finished
         out = _feed(tap, decoder.flush())
         if out:
             yield out
@@ -129,6 +131,8 @@ async def pump(send: Send, first: bytes, rest: AsyncIterator[bytes],
         ctx.stream_cut(*((504, err.code) if timed_out else (502, "upstream_error")))
         await send_chunk(send, on_error(err))
     except asyncio.CancelledError:
+        if ctx.delivered:  # the client has all of it; only the upstream's close was left
+            raise
         ctx.stream_cut(ShuttingDown.status, ShuttingDown.code)
         with contextlib.suppress(Exception):  # a client that is gone cannot be told
             await send_chunk(send, on_error(ShuttingDown()), more=False)
