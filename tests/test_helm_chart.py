@@ -476,8 +476,12 @@ REFUSALS = [
     pytest.param({**MASTER_ONLY, "config": {"server": {"metrics_auth": True}}},
                  "set metrics.podAnnotations false and use metrics.serviceMonitor",
                  id="metrics-auth-with-scrape-annotations"),
+    # values.schema.json, like lockgate's config: a misspelt key or a wrong value is an error.
     pytest.param({**MASTER_ONLY, "storage": {"mode": "postgres"}},
-                 "storage.mode must be sqlite, bundled or external", id="unknown-storage-mode"),
+                 "at '/storage/mode': value must be one of 'sqlite', 'bundled', 'external'",
+                 id="unknown-storage-mode"),
+    pytest.param({**MASTER_ONLY, "replicaCont": 2}, "additional properties 'replicaCont' not allowed",
+                 id="misspelt-value"),
 ]
 
 
@@ -487,3 +491,147 @@ def test_helm_refuses_what_would_break_lockgate(
     done = run_helm(helm, "template", values, tmp_path)
     assert done.returncode == 1
     assert message in done.stderr
+
+
+# --- every other value reaches the manifests -------------------------------------------------
+
+
+def _pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    spec: dict[str, Any] = find(docs, "Deployment")["spec"]["template"]["spec"]
+    return spec
+
+
+def _pod_meta(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    meta: dict[str, Any] = find(docs, "Deployment")["spec"]["template"]["metadata"]
+    return meta
+
+
+# Two renders (fullnameOverride and the ServiceAccount's settings would hide the others' effect).
+EVERY_VALUE: dict[str, dict[str, Any]] = {
+    "first": {
+        **MASTER_ONLY,
+        "image": {"repository": "r.example/lg", "tag": "9.9", "pullPolicy": "Always"},
+        "imagePullSecrets": [{"name": "pull"}],
+        "nameOverride": "gate",
+        "lifecycle": {"preStopSleepSeconds": 0, "exitMarginSeconds": 12},
+        "service": {"type": "LoadBalancer", "port": 80, "annotations": {"a": "b"}},
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
+        "resources": {"requests": {"cpu": "2"}},
+        "podAnnotations": {"x": "y"}, "podLabels": {"team": "ai"},
+        "metrics": {"podAnnotations": False},
+        "nodeSelector": {"n": "1"}, "tolerations": [{"operator": "Exists"}],
+        "affinity": {"podAntiAffinity": {}}, "topologySpreadConstraints": [{"maxSkew": 1}],
+        "serviceAccount": {"create": False, "name": "theirs"},
+        "storage": {"sqlite": {"size": "5Gi", "storageClass": "fast"}},
+    },
+    "second": {
+        **EXTERNAL_DB,
+        "redis": {"mode": "external", "url": REDIS_URL},
+        "fullnameOverride": "ai-gw",
+        "serviceAccount": {"name": "ours", "annotations": {"k": "v"}},
+        "migration": {"backoffLimit": 7, "activeDeadlineSeconds": 99},
+        "autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 5,
+                        "targetCPUUtilizationPercentage": 50},
+        "podDisruptionBudget": {"maxUnavailable": "25%"},
+        "metrics": {"serviceMonitor": {"enabled": True, "interval": "10s", "labels": {"release": "prom"}}},
+    },
+    "third": {
+        **MASTER_ONLY,
+        "storage": {"mode": "bundled"}, "redis": {"mode": "bundled"}, "replicaCount": 2,
+        "podDisruptionBudget": {"enabled": False},
+        "bundledPostgresql": {"image": {"repository": "pg.example/postgres", "tag": "16"},
+                              "resources": {"limits": {"memory": "2Gi"}}},
+        "bundledRedis": {"image": {"repository": "valkey.example/valkey", "tag": "8",
+                                   "pullPolicy": "Always"}},
+    },
+}
+
+PASSED_ON: list[Any] = [
+    pytest.param("first", lambda d: (gateway(d)["image"], gateway(d)["imagePullPolicy"]),
+                 ("r.example/lg:9.9", "Always"), id="image"),
+    pytest.param("first", lambda d: _pod(d)["imagePullSecrets"], [{"name": "pull"}], id="imagePullSecrets"),
+    pytest.param("first", lambda d: find(d, "Deployment")["metadata"]["name"], "gw-gate", id="nameOverride"),
+    pytest.param("second", lambda d: find(d, "Deployment")["metadata"]["name"], "ai-gw",
+                 id="fullnameOverride"),
+    # No sleep: 0 + 20 (drain_s) + 12.
+    pytest.param("first", lambda d: (_pod(d)["terminationGracePeriodSeconds"], "lifecycle" in gateway(d)),
+                 (32, False), id="lifecycle"),
+    pytest.param("first", lambda d: (find(d, "Service")["spec"]["type"],
+                                     find(d, "Service")["spec"]["ports"][0]["port"],
+                                     find(d, "Service")["metadata"]["annotations"]),
+                 ("LoadBalancer", 80, {"a": "b"}), id="service"),
+    pytest.param("first", lambda d: gateway(d)["readinessProbe"]["httpGet"]["path"], "/healthz",
+                 id="readinessProbe"),
+    pytest.param("first", lambda d: gateway(d)["resources"]["requests"], {"cpu": "2", "memory": "256Mi"},
+                 id="resources"),
+    pytest.param("first", lambda d: (_pod_meta(d)["annotations"].get("x"), _pod_meta(d)["labels"]["team"],
+                                     "prometheus.io/scrape" in _pod_meta(d)["annotations"]),
+                 ("y", "ai", False), id="pod-metadata-and-scrape-annotations"),
+    pytest.param("first", lambda d: [_pod(d)[k] for k in ("nodeSelector", "tolerations", "affinity",
+                                                          "topologySpreadConstraints")],
+                 [{"n": "1"}, [{"operator": "Exists"}], {"podAntiAffinity": {}}, [{"maxSkew": 1}]],
+                 id="scheduling"),
+    pytest.param("first", lambda d: (_pod(d)["serviceAccountName"], kinds(d).count("ServiceAccount")),
+                 ("theirs", 0), id="serviceAccount-theirs"),
+    pytest.param("second", lambda d: (_pod(d)["serviceAccountName"],
+                                      find(d, "ServiceAccount")["metadata"]["annotations"]),
+                 ("ours", {"k": "v"}), id="serviceAccount-ours"),
+    pytest.param("first", lambda d: find(d, "PersistentVolumeClaim")["spec"],
+                 {"accessModes": ["ReadWriteOnce"], "storageClassName": "fast",
+                  "resources": {"requests": {"storage": "5Gi"}}}, id="storage.sqlite"),
+    pytest.param("second", lambda d: (find(d, "Job")["spec"]["backoffLimit"],
+                                      find(d, "Job")["spec"]["activeDeadlineSeconds"]),
+                 (7, 99), id="migration"),
+    pytest.param("second", lambda d: (find(d, "HorizontalPodAutoscaler")["spec"]["minReplicas"],
+                                      find(d, "HorizontalPodAutoscaler")["spec"]["maxReplicas"],
+                                      find(d, "HorizontalPodAutoscaler")["spec"]["metrics"][0]["resource"]),
+                 (3, 5, {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}),
+                 id="autoscaling"),
+    pytest.param("second", lambda d: find(d, "PodDisruptionBudget")["spec"]["maxUnavailable"], "25%",
+                 id="podDisruptionBudget"),
+    pytest.param("third", lambda d: "PodDisruptionBudget" in kinds(d), False, id="podDisruptionBudget-off"),
+    pytest.param("second", lambda d: (find(d, "ServiceMonitor")["spec"]["endpoints"][0]["interval"],
+                                      find(d, "ServiceMonitor")["metadata"]["labels"]["release"],
+                                      "authorization" in find(d, "ServiceMonitor")["spec"]["endpoints"][0]),
+                 ("10s", "prom", False), id="serviceMonitor"),
+    pytest.param("third", lambda d: [(c["image"], c["imagePullPolicy"], c["resources"]["limits"])
+                                     for s in d if s["kind"] == "StatefulSet"
+                                     for c in s["spec"]["template"]["spec"]["containers"]],
+                 [("pg.example/postgres:16", "IfNotPresent", {"memory": "2Gi"}),
+                  ("valkey.example/valkey:8", "Always", {"memory": "512Mi"})], id="bundled-images"),
+]
+
+
+@pytest.fixture(scope="module")
+def every_value(helm: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
+    return {name: render(helm, values, tmp_path_factory.mktemp(name)) for name, values in EVERY_VALUE.items()}
+
+
+@pytest.mark.parametrize(("group", "read", "expected"), PASSED_ON)
+def test_every_value_reaches_the_manifests(every_value: dict[str, list[dict[str, Any]]], group: str,
+                                           read: Any, expected: Any) -> None:
+    assert read(every_value[group]) == expected
+
+
+def test_migration_can_be_left_to_the_gateways(helm: str, tmp_path: Path) -> None:
+    # migration.enabled false: no hook at all; each gateway migrates at start, under a lock.
+    assert hooks(render(helm, {**EXTERNAL_DB, "migration": {"enabled": False}}, tmp_path)) == {}
+
+
+def test_bundled_services_take_their_settings(helm: str, tmp_path: Path) -> None:
+    docs = render(helm, {**MASTER_ONLY, "storage": {"mode": "bundled"}, "redis": {"mode": "bundled"},
+                         "bundledPostgresql": {"password": "pg-given", "username": "u", "database": "d",
+                                               "size": "3Gi", "storageClass": "ssd"},
+                         "bundledRedis": {"password": "redis-given", "maxmemory": "1gb", "size": "4Gi"}},
+                  tmp_path)
+    env = environment(docs)
+    config = lockgate_config(docs, env)
+    assert config.storage == f"postgresql://u:pg-given@{NAME}-postgresql:5432/d"
+    assert config.redis == f"redis://:redis-given@{NAME}-redis:6379/0"
+    postgres = find(docs, "StatefulSet", f"{NAME}-postgresql")["spec"]
+    assert postgres["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "ssd"
+    assert postgres["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "3Gi"
+    redis = find(docs, "StatefulSet", f"{NAME}-redis")["spec"]
+    args = redis["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--maxmemory") + 1] == "1gb"
+    assert redis["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "4Gi"

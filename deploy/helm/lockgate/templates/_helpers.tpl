@@ -56,17 +56,9 @@ install` stops before anything is created. Several pods without shared PostgreSQ
 would each count limits and budgets on their own, and SQLite cannot be shared at all.
 */}}
 {{- define "lockgate.validate" -}}
+{{- /* Types, enums and misspelt keys are values.schema.json's to refuse, before this runs. */ -}}
 {{- $storage := .Values.storage.mode -}}
 {{- $redis := .Values.redis.mode -}}
-{{- if not (has $storage (list "sqlite" "bundled" "external")) -}}
-{{- fail (printf "storage.mode must be sqlite, bundled or external, not %q" $storage) -}}
-{{- end -}}
-{{- if not (has $redis (list "none" "bundled" "external")) -}}
-{{- fail (printf "redis.mode must be none, bundled or external, not %q" $redis) -}}
-{{- end -}}
-{{- if not (has .Values.configRollout (list "restart" "reload")) -}}
-{{- fail (printf "configRollout must be restart or reload, not %q" .Values.configRollout) -}}
-{{- end -}}
 {{- if or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1) -}}
 {{- if eq $storage "sqlite" -}}
 {{- fail "more than one pod (replicaCount > 1 or autoscaling) needs shared storage: set storage.mode to bundled or external (PostgreSQL); SQLite is one pod's file" -}}
