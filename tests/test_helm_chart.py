@@ -361,11 +361,21 @@ def test_secrets_come_from_the_secret(rendered: dict[str, list[dict[str, Any]]])
     env = environment(rendered["external-hpa"])
     assert env == {"LOCKGATE_MASTER_KEY": MASTER, "LOCKGATE_STORAGE_URL": DB_URL,
                    "LOCKGATE_REDIS_URL": REDIS_URL, "OPENAI_API_KEY": OPENAI_KEY}
-    monitor = find(rendered["external-hpa"], "ServiceMonitor")
-    # server.metrics_auth: Prometheus sends the master key, read from the Secret.
+
+
+def test_the_service_monitor_scrapes_the_gateway_with_the_master_key(
+        rendered: dict[str, list[dict[str, Any]]]) -> None:
+    docs = rendered["external-hpa"]
+    monitor = find(docs, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    service_labels = find(docs, "Service")["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service_labels.items()
     (endpoint,) = monitor["spec"]["endpoints"]
     assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
-    assert endpoint["authorization"]["credentials"] == {"name": NAME, "key": "LOCKGATE_MASTER_KEY"}
+    # server.metrics_auth: /metrics answers only to the master key, which Prometheus reads from
+    # the Secret.
+    assert endpoint["authorization"] == {"type": "Bearer", "credentials": {
+        "name": NAME, "key": "LOCKGATE_MASTER_KEY"}}
 
 
 # --- rolling a config change -----------------------------------------------------------------
