@@ -289,9 +289,9 @@ def test_a_client_that_hangs_up_at_done_is_charged_what_it_used(gateway: Gateway
         b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
         b'"choices":[],"usage":' + usage + b'}\n\n',
         b"data: [DONE]\n\n"), silence_s=3.0))  # the upstream holds its connection after [DONE]
+    headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
     with httpx.stream("POST", f"{gw.openai_base_url}/chat/completions", timeout=10,
-                      content=chat_body(max_tokens=40, stream=True),
-                      headers={"authorization": f"Bearer {KEY}", "content-type": "application/json"}) as answer:
+                      content=chat_body(max_tokens=40, stream=True), headers=headers) as answer:
         for line in answer.iter_lines():
             if line == "data: [DONE]":
                 break  # and the connection closes
