@@ -88,6 +88,13 @@ class GatewayServer:
         return list(self.app.writer.records)
 
 
+def free_port() -> int:
+    """A loopback port free at the time of the call, for a server a test starts itself."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def wait_for(condition: Callable[[], Any], within: float, what: str) -> None:
     """Returns once ``condition()`` holds; fails the test naming ``what`` after ``within`` s."""
     deadline = time.monotonic() + within

@@ -1,23 +1,16 @@
-"""Outages as an operator lives through them: storage stopped mid-traffic (requests keep being
-served, every record reaches the database exactly once when it returns) and Redis unreachable
-(the configured fail mode decides)."""
+"""Storage outages as an operator lives through them, with a PostgreSQL of the test's own: storage
+stopped mid-traffic (requests keep being served, every record reaches the database exactly once
+when it returns), a worker killed while storage is down, a start while storage is down, and
+``kill -9`` right after the last answer (the next start replays the spool: no record lost)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import glob
 import http.client
 import os
-import pwd
 import secrets
-import shutil
 import signal
-import socket
-import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +19,7 @@ import pytest
 
 from conftest import OPENAI_KEY, GatewayFactory
 from fakes import FakeOpenAI
+from faults.servers import PrivatePostgres
 from gateway import GatewayServer, wait_for
 from lockgate.pipeline.auth import digest
 from lockgate.server import SHORT_LIFE_S, RestartBackoff
@@ -33,93 +27,7 @@ from test_cli import Serving, lockgate, write_config
 from test_server import chat as chat_on
 
 GPT = {"gpt": {"targets": [{"provider": "oai", "model": "gpt-4o-mini"}], "retries": 0}}
-KEY = "lg-outage-key-0001"
-UNLIMITED = "lg-outage-key-0002"
 BODY = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("LOCKGATE_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{reason}; LOCKGATE_REQUIRE_SERVICES=1 requires it")
-    pytest.skip(reason)
-
-
-class PrivatePostgres:
-    """A PostgreSQL server of the test's own (``initdb`` + ``pg_ctl``), so the test can stop and
-    start it. PostgreSQL refuses to run as root: as root, it runs as the ``postgres`` user."""
-
-    def __init__(self, bindir: Path, user: pwd.struct_passwd | None) -> None:
-        self.bindir = bindir
-        self.user = user
-        self.dir = Path(tempfile.mkdtemp(prefix="lockgate-pg-"))
-        if user is not None:
-            os.chown(self.dir, user.pw_uid, user.pw_gid)
-        self.data = self.dir / "data"
-        self.port = free_port()
-        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _run(self, tool: str, *args: str) -> None:
-        command = [str(self.bindir / tool), *args]
-        if self.user is not None:
-            command = ["runuser", "-u", self.user.pw_name, "--", *command]
-        # Output to a file, not a pipe: the server pg_ctl starts would hold a pipe open.
-        with (self.dir / "tools.log").open("ab") as log:
-            subprocess.run(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=True,
-                           timeout=60, cwd=self.dir)
-
-    def init(self) -> None:
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-                  "--no-sync", "--no-instructions")
-
-    def start(self) -> None:
-        options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c full_page_writes=off")
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "server.log"), "-w", "-t", "30",
-                  "-o", options, "start")
-
-    def stop(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "30", "stop")
-
-    def log(self) -> str:
-        logs = [self.dir / "tools.log", self.dir / "server.log"]
-        return "\n".join(p.read_text(errors="replace")[-2000:] for p in logs if p.exists())
-
-    def remove(self) -> None:
-        if (self.data / "postmaster.pid").exists():
-            with contextlib.suppress(subprocess.SubprocessError):
-                self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[PrivatePostgres]:
-    bindirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
-    if not bindirs or not Path(bindirs[-1], "pg_ctl").exists():
-        _unavailable("no PostgreSQL server binaries under /usr/lib/postgresql/*/bin")
-    user = None
-    if os.geteuid() == 0:
-        try:
-            user = pwd.getpwnam("postgres")
-        except KeyError:
-            _unavailable("running as root and there is no 'postgres' user to run PostgreSQL as")
-        if shutil.which("runuser") is None:
-            _unavailable("running as root and there is no 'runuser' to run PostgreSQL as 'postgres'")
-    pg = PrivatePostgres(Path(bindirs[-1]), user)
-    try:
-        pg.init()
-        pg.start()
-    except (subprocess.SubprocessError, OSError) as exc:
-        log = pg.log()
-        pg.remove()
-        _unavailable(f"could not start a private PostgreSQL ({exc}): {log}")
-    yield pg
-    pg.remove()
 
 
 def chat(gw: GatewayServer, key: str | None = None, request_id: str | None = None) -> httpx.Response:
@@ -189,77 +97,6 @@ def test_a_storage_outage_loses_no_record_and_blocks_no_request(
     wait_for(lambda: spilled_lines(spill_dir) == 0, 5, "the spill file to be emptied")
     assert list(spill_dir.glob("spill-*.jsonl")), "the spill file was never used"
     assert httpx.get(f"{gw.url}/readyz", timeout=10).status_code == 200
-
-
-# --- Redis ------------------------------------------------------------------------------------
-
-
-def redis_down_gateway(gateway: GatewayFactory, fail_mode: str, **key_limits: Any) -> GatewayServer:
-    return gateway(models=GPT, redis=f"redis://127.0.0.1:{free_port()}/0",
-                   limits={"redis_failure": fail_mode},
-                   keys=[{"name": "limited", "key": KEY, "rpm": 1, **key_limits},
-                         {"name": "unlimited", "key": UNLIMITED}])
-
-
-def test_redis_down_fail_open_serves_without_counting(gateway: GatewayFactory) -> None:
-    gw = redis_down_gateway(gateway, "fail_open")
-    assert [chat(gw, KEY).status_code for _ in range(3)] == [200, 200, 200]  # rpm 1 not counted
-    ready = httpx.get(f"{gw.url}/readyz", timeout=10)
-    assert ready.status_code == 503 and ready.json()["down"] == ["redis"]
-
-
-def test_redis_down_fail_closed_refuses_limited_keys_with_503(gateway: GatewayFactory) -> None:
-    gw = redis_down_gateway(gateway, "fail_closed")
-    refused = chat(gw, KEY)
-    assert refused.status_code == 503
-    assert refused.json()["error"]["code"] == "limits_unavailable"
-    assert int(refused.headers["retry-after"]) >= 1
-    assert chat(gw, UNLIMITED).status_code == 200  # nothing to count: served
-
-
-def test_redis_down_with_budgets_still_starts_and_fails_open(gateway: GatewayFactory) -> None:
-    # Budgets are seeded into the counters at start-up; Redis being down must not stop the start.
-    gw = redis_down_gateway(gateway, "fail_open", budget_usd=5.0)
-    assert chat(gw, KEY).status_code == 200
-
-
-def test_redis_down_holds_back_no_new_key_and_no_revocation(gateway: GatewayFactory) -> None:
-    from lockgate.pipeline.auth import digest
-    from lockgate.state.store import Store
-
-    gw = redis_down_gateway(gateway, "fail_open")
-    secret = f"lg-stored-{secrets.token_hex(8)}"
-
-    async def create() -> str:
-        store = Store(gw.config.storage)
-        try:  # a budget: the gateway will try to seed it into the unreachable counters
-            key = await store.create_key({"name": "stored", "budget_usd": 3.0}, digest(secret), secret[:8])
-            return str(key["id"])
-        finally:
-            await store.close()
-
-    async def revoke(key_id: str) -> None:
-        store = Store(gw.config.storage)
-        try:
-            await store.revoke_key(key_id)
-        finally:
-            await store.close()
-
-    key_id = asyncio.run(create())
-    wait_for(lambda: chat(gw, secret).status_code == 200, 3, "the new key to be served")
-    asyncio.run(revoke(key_id))
-    revoked = time.monotonic()
-    # When the first refused request was sent, not when its answer came: with Redis down a
-    # request may take a while to answer, which says nothing about when the revocation landed.
-    sent = revoked
-    while time.monotonic() - revoked < 3:
-        sent = time.monotonic()
-        if chat(gw, secret).status_code == 401:
-            break
-        time.sleep(0.02)
-    else:
-        pytest.fail("the revoked key was still served after 3 s")
-    assert sent - revoked < 1.0
 
 
 # --- worker processes -------------------------------------------------------------------------
