@@ -45,7 +45,8 @@ class GatewayServer:
         self._sock = sock
         self.port: int = sock.getsockname()[1]
         self._server = uvicorn.Server(uvicorn.Config(
-            self.app, loop="asyncio", http=header_limited(config.server.max_header_bytes),
+            self.app, loop="asyncio",
+            http=header_limited(config.server.max_header_bytes, config.server.header_timeout_s),
             lifespan="on", access_log=False,
             log_level="warning", timeout_graceful_shutdown=2))
         self._thread: threading.Thread | None = None
