@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import json
 import os
 import secrets
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +21,15 @@ import pytest
 
 from conftest import OPENAI_KEY, GatewayFactory
 from fakes import FakeOpenAI
+from faults.ledger import ANSWER_USD, PRICE
 from faults.servers import PrivatePostgres
 from gateway import GatewayServer, wait_for
 from lockgate.pipeline.auth import digest
 from lockgate.server import SHORT_LIFE_S, RestartBackoff
 from test_cli import Serving, lockgate, write_config
-from test_server import chat as chat_on
 
 GPT = {"gpt": {"targets": [{"provider": "oai", "model": "gpt-4o-mini"}], "retries": 0}}
+PRICED = {"gpt": {**GPT["gpt"], "price": PRICE}}
 BODY = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
 
 
@@ -117,34 +120,82 @@ def workers_of(gw: Serving) -> list[int]:
     return [int(pid) for pid in children.read_text().split()]
 
 
-def status_of_chat(port: int) -> int:
+def status_of_chat(port: int, request_id: str | None = None) -> int:
     """The status of one chat request; 0 when the connection failed."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"content-type": "application/json", **({"x-request-id": request_id} if request_id else {})}
     try:
-        return chat_on(port)
+        conn.request("POST", "/v1/chat/completions", body=json.dumps(BODY), headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return response.status
     except (OSError, http.client.HTTPException):
         return 0
+    finally:
+        conn.close()
 
 
-def test_a_worker_killed_while_storage_is_down_leaves_the_gateway_serving(
+def spooling(spill_dir: Path, pid: int) -> bool:
+    """Whether worker ``pid``'s spool holds records (storage is down: only the spool has them)."""
+    return any(p.stat().st_size for p in spill_dir.glob(f"spill-{pid}-*.jsonl"))
+
+
+def stored_cost(url: str, request_ids: list[str]) -> float:
+    """What the stored records of these requests cost in all."""
+    import asyncpg
+
+    async def query() -> float:
+        conn = await asyncpg.connect(url, timeout=3)
+        try:
+            return float(await conn.fetchval("SELECT coalesce(sum(cost_usd), 0) FROM requests "
+                                             "WHERE request_id = ANY($1::text[])", request_ids))
+        finally:
+            await conn.close()
+
+    return asyncio.run(query())
+
+
+def test_a_worker_killed_while_storage_is_down_is_replaced_and_loses_no_record(
         fake_openai: FakeOpenAI, private_postgres: PrivatePostgres, tmp_path: Path) -> None:
-    config = serve_config(tmp_path, fake_openai, private_postgres.url)
+    config = serve_config(tmp_path, fake_openai, private_postgres.url, models=PRICED)
+    spill = tmp_path / "spill"
+    run = secrets.token_hex(4)
+    sent: list[str] = []  # answered 200: each must leave exactly one record
+
+    def send(count: int) -> list[int]:
+        """``count`` requests at once (so that both workers take some)."""
+        ids = [f"killed-{run}-{len(sent) + n}-{secrets.token_hex(2)}" for n in range(count)]
+        with ThreadPoolExecutor(count) as pool:
+            statuses = list(pool.map(lambda rid: status_of_chat(gw.port, rid), ids))
+        sent.extend(rid for rid, status in zip(ids, statuses, strict=True) if status == 200)
+        return statuses
+
     with Serving("--config", str(config), "--workers", "2", cwd=tmp_path) as gw:
         private_postgres.stop()
         # Without the local key snapshot, a replacement cannot start while storage is down
         # (keys only in storage: it must not start open): it fails, and is tried again.
-        (tmp_path / "spill" / "keys-snapshot.json").unlink()
-        victim = workers_of(gw)[0]
-        os.kill(victim, signal.SIGKILL)
-        statuses = []
+        (spill / "keys-snapshot.json").unlink()
+        workers = workers_of(gw)
+        wait_for(lambda: set(send(4)) == {200} and all(spooling(spill, pid) for pid in workers), 10,
+                 "both workers to hold records in their spools")
+        victim = workers[0]
+        os.kill(victim, signal.SIGKILL)  # its spooled records are in its spool file only
+        statuses: list[int] = []
         until = time.monotonic() + 3
         while time.monotonic() < until:
-            statuses.append(status_of_chat(gw.port))
-        assert statuses and set(statuses) == {200}, statuses
+            statuses += send(2)
+        assert statuses and set(statuses) == {200}, statuses  # the other worker serves
         assert len(workers_of(gw)) <= 2
         private_postgres.start()
         wait_for(lambda: len(workers_of(gw)) == 2 and victim not in workers_of(gw), 20,
                  "a replacement worker")
         assert status_of_chat(gw.port) == 200
+        # The dead worker's spool is adopted (by whichever writer looks first) and replayed.
+        wait_for(lambda: len(stored_counts(private_postgres.url, sent)) == len(sent), 20,
+                 "every answered request's record")
+        assert stored_counts(private_postgres.url, sent) == dict.fromkeys(sent, 1)
+        assert stored_cost(private_postgres.url, sent) == pytest.approx(len(sent) * ANSWER_USD)
+        assert not list(spill.glob(f"spill-{victim}-*.jsonl"))
         gw.terminate()
         code, _, err = gw.wait(timeout=15)
     assert code == 0, err
