@@ -65,7 +65,7 @@ def spilled_lines(spill_dir: Path) -> int:
 def test_a_storage_outage_loses_no_record_and_blocks_no_request(
         gateway: GatewayFactory, private_postgres: PrivatePostgres, tmp_path: Path) -> None:
     spill_dir = tmp_path / "spill"
-    gw = gateway(models=GPT, storage=private_postgres.url, server={"spill_dir": str(spill_dir)})
+    gw = gateway(models=PRICED, storage=private_postgres.url, server={"spill_dir": str(spill_dir)})
     run = secrets.token_hex(4)
     sent: list[str] = []
 
@@ -97,6 +97,7 @@ def test_a_storage_outage_loses_no_record_and_blocks_no_request(
              "every record to reach the database")
     counts = stored_counts(private_postgres.url, sent)
     assert counts == dict.fromkeys(sent, 1)  # every request exactly once
+    assert stored_cost(private_postgres.url, sent) == pytest.approx(len(sent) * ANSWER_USD)
     wait_for(lambda: spilled_lines(spill_dir) == 0, 5, "the spill file to be emptied")
     assert list(spill_dir.glob("spill-*.jsonl")), "the spill file was never used"
     assert httpx.get(f"{gw.url}/readyz", timeout=10).status_code == 200
