@@ -58,7 +58,7 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         self._began = False  # a message started during the read being parsed
         self._refused = False
 
-    def connection_made(self, transport: asyncio.Transport) -> None:
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._await_head()
 

@@ -25,7 +25,7 @@ BUDGET_USD = 3.5 * ANSWER_USD  # room for exactly three answers
 KEY = "lg-faults-budget-key-01"
 KEY_NAME = "faults"
 KEY_ID = f"static/{KEY_NAME}"
-BUDGET_KEY = {"name": KEY_NAME, "key": KEY, "budget_usd": BUDGET_USD}
+BUDGET_KEY: dict[str, Any] = {"name": KEY_NAME, "key": KEY, "budget_usd": BUDGET_USD}
 HI = [{"role": "user", "content": "hi"}]
 
 

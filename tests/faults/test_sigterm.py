@@ -13,7 +13,7 @@ from pathlib import Path
 
 from conftest import OPENAI_KEY
 from fakes import FakeOpenAI, Reply
-from faults.ledger import ANSWER_USD, BUDGET_KEY, PRICE, spent, stored
+from faults.ledger import ANSWER_USD, BUDGET_KEY, KEY, PRICE, spent, stored
 from test_cli import Serving, write_config
 from test_server import Stream, events, text_of
 
@@ -31,7 +31,7 @@ def test_sigterm_mid_stream_exits_0_and_keeps_each_streams_record_and_cost(
         "keys": [BUDGET_KEY]})
     fake_openai.enqueue(Reply(text=SHORT, chunk_delay_s=0.1), Reply(text=LONG, chunk_delay_s=0.1))
     with Serving("--config", str(config), cwd=tmp_path) as gw:
-        streams = [Stream(gw.port, key=BUDGET_KEY["key"], max_tokens=7, user=name)
+        streams = [Stream(gw.port, key=KEY, max_tokens=7, user=name)
                    for name in ("short", "long")]
         firsts = [stream.first_event() for stream in streams]
         gw.terminate()

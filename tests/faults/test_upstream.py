@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from conftest import GatewayFactory
-from fakes import Fail, FakeAnthropic, FakeOpenAI, Hang, Raw, Reply
-from faults.ledger import ANSWER_USD, BUDGET_KEY, admitted, chat, model, spent, stored
+from fakes import Fail, FakeAnthropic, FakeOpenAI, Hang, Raw, Reply, Script
+from faults.ledger import ANSWER_USD, BUDGET_KEY, BUDGET_USD, admitted, chat, model, spent, stored
 from gateway import GatewayServer
 
 OAI = {"provider": "oai", "model": "gpt-4o-mini"}
@@ -45,7 +45,7 @@ def one_gateway(gateway: GatewayFactory, **settings: Any) -> GatewayServer:
 
 # --- answers that never come ------------------------------------------------------------------
 
-NO_ANSWER = {
+NO_ANSWER: dict[str, tuple[Script, int, str]] = {
     "timeout": (Hang(1.5), 504, "upstream_timeout"),
     "reset-mid-body": (Raw((b'{"id":"chatcmpl-1","object":"chat.compl',), cut=True,
                            content_type="application/json"), 502, "upstream_error"),
@@ -99,7 +99,7 @@ def storm(gw: GatewayServer) -> list[Any]:
 def test_a_5xx_storm_is_answered_502_every_request_recorded_none_charged(
         gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
     # Room for every request of the storm to hold its reservation at once, and three more.
-    budget = STORM * ANSWER_USD + BUDGET_KEY["budget_usd"]
+    budget = STORM * ANSWER_USD + BUDGET_USD
     gw = gateway(models={"gpt": model(OAI, retries=2)}, keys=[{**BUDGET_KEY, "budget_usd": budget}])
     fake_openai.enqueue(*[Fail(500), Fail(503, retry_after=0)] * (STORM * 3 // 2))
     answers = storm(gw)
