@@ -17,24 +17,25 @@ from faults.ledger import BUDGET_KEY, KEY, admitted, chat, model, spent, stored
 from gateway import GatewayServer
 
 OAI = {"provider": "oai", "model": "gpt-4o-mini"}
-HEAD = b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\nx-slow: "
+PATHS = ["/v1/chat/completions"] * 4 + ["/v1/messages"]
 
 
-def dribble(port: int, every_s: float, within_s: float) -> tuple[bytes, float]:
+def dribble(port: int, path: str, every_s: float, within_s: float) -> tuple[bytes, float]:
     """Sends a request head one byte at a time and never ends it; returns what the gateway
     answered and when (seconds after connecting) it closed the connection."""
+    head = f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nx-slow: ".encode()
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=within_s) as sock:
-        sock.sendall(HEAD[:10])
+        sock.sendall(head)  # the request line at once, then a header that never ends
         sock.setblocking(False)
         answer = b""
-        sent = 10
+        sent = len(head)
         while time.monotonic() - started < within_s:
             try:
                 chunk = sock.recv(65536)
             except BlockingIOError:
                 try:
-                    sock.send((HEAD + b"a" * 10_000)[sent:sent + 1])
+                    sock.send((head + b"a" * 10_000)[sent:sent + 1])
                     sent += 1
                 except OSError:
                     pass  # closed by the gateway: the read tells
@@ -52,9 +53,12 @@ def test_a_slow_loris_is_answered_408_and_cut_while_others_are_served(
         gateway: GatewayFactory, fake_openai: FakeOpenAI) -> None:
     gw = gateway(models={"gpt": model(OAI)}, keys=[BUDGET_KEY], server={"header_timeout_s": 0.5})
     fake_openai.enqueue(Reply(text="one two three four", chunk_delay_s=0.25))  # ~1 s
-    results: list[tuple[bytes, float]] = []
-    lorises = [threading.Thread(target=lambda: results.append(dribble(gw.port, 0.05, 10)))
-               for _ in range(5)]
+    results: dict[str, tuple[bytes, float]] = {}
+
+    def loris(n: int, path: str) -> None:
+        results[f"{n}{path}"] = dribble(gw.port, path, 0.05, 10)
+
+    lorises = [threading.Thread(target=loris, args=item) for item in enumerate(PATHS)]
     for loris in lorises:
         loris.start()
     # Meanwhile: a stream that lasts longer than the head timeout (its head came at once) ...
@@ -73,11 +77,15 @@ def test_a_slow_loris_is_answered_408_and_cut_while_others_are_served(
     for loris in lorises:
         loris.join(timeout=15)
     assert streamed.status_code == 200 and streamed.text.rstrip().endswith("data: [DONE]")
-    assert len(results) == 5
-    for answer, closed_after in results:
+    assert len(results) == len(PATHS)
+    for name, (answer, closed_after) in results.items():
         head, _, error = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 408 "), answer[:200]
-        assert json.loads(error)["error"]["code"] == "request_timeout"
+        body = json.loads(error)
+        if name.endswith("/messages"):  # in the client's format, as every error
+            assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+        else:
+            assert body["error"]["code"] == "request_timeout"
         assert 0.4 < closed_after < 5  # at the timeout (and the linger that reads what is left)
     # Only the real requests left a record, each charged: the lorises never became requests.
     records = stored(gw.config.storage, 3)
