@@ -50,7 +50,8 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._head_timer: asyncio.TimerHandle | None = None  # armed while a head is awaited
+        self._head_timer: asyncio.TimerHandle | None = None  # _check_head, while connected
+        self._head_started = 0.0  # when the awaited head became due: connection, or first byte
         self._in_head = True  # between the start of a message and the end of its headers
         self._read = 0  # the size of the read being parsed
         self._bound = 0  # the reads the current head spans: at least the head's size
@@ -60,34 +61,43 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._await_head()
+        self._head_started = self.loop.time()
+        self._head_timer = self.loop.call_later(self.head_timeout_s, self._check_head)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._head_arrived()
+        self._stop_head_timer()
         super().connection_lost(exc)
 
-    def _await_head(self) -> None:
-        if self._head_timer is None:
-            self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_timed_out)
-
-    def _head_arrived(self) -> None:
+    def _stop_head_timer(self) -> None:
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
 
-    def _head_timed_out(self) -> None:
+    def _check_head(self) -> None:
+        """One timer per connection, not one per request (a timer armed and cancelled per
+        request cost more than the rest of this class): it wakes when the head being awaited
+        is due, or ``head_timeout_s`` from now while none is, and looks."""
         self._head_timer = None
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._refused:
             return
+        now = self.loop.time()
+        due = self._head_started + self.head_timeout_s
+        if self._in_head and now >= due:
+            self._head_late()
+            return
+        self._head_timer = self.loop.call_later(due - now if self._in_head else self.head_timeout_s,
+                                                self._check_head)
+
+    def _head_late(self) -> None:
         if self.cycle is not None and not self.cycle.response_complete:
             # A pipelined head dribbled behind an answer still going out: that answer is not
             # cut; the connection ends after it, and the rest of the head is never read.
             self.cycle.keep_alive = False
             self._refused = True
-        else:
-            path = self.url.partition(b"?")[0].decode("latin-1") if self.url else ""
-            err = HeadTimeout(f"the request headers did not arrive within {self.head_timeout_s:g} s")
-            self._answer_and_close(408, err, path)
+            return
+        path = self.url.partition(b"?")[0].decode("latin-1") if self.url else ""
+        err = HeadTimeout(f"the request headers did not arrive within {self.head_timeout_s:g} s")
+        self._answer_and_close(408, err, path)
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -105,12 +115,11 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._await_head()  # a keep-alive connection's next request: its head is awaited again
+        self._head_started = self.loop.time()  # a kept-alive connection's next head: due anew
         self._in_head, self._began, self._bound, self._whole = True, True, self._read, 0
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._head_arrived()
         if self._bound <= self.max_head_bytes or self._head_size() <= self.max_head_bytes:
             super().on_headers_complete()
             return
@@ -134,7 +143,7 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         """Answers outside the request cycle (there is none yet) and ends the connection;
         whatever else the client sends is dropped unread."""
         self._refused = True
-        self._head_arrived()
+        self._stop_head_timer()
         body = _error_body(err, path)
         self.transport.write(b"".join([
             STATUS_LINE[status],
