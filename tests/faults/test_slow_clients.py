@@ -55,10 +55,10 @@ def test_a_slow_loris_is_answered_408_and_cut_while_others_are_served(
     fake_openai.enqueue(Reply(text="one two three four", chunk_delay_s=0.25))  # ~1 s
     results: dict[str, tuple[bytes, float]] = {}
 
-    def loris(n: int, path: str) -> None:
+    def run_loris(n: int, path: str) -> None:
         results[f"{n}{path}"] = dribble(gw.port, path, 0.05, 10)
 
-    lorises = [threading.Thread(target=loris, args=item) for item in enumerate(PATHS)]
+    lorises = [threading.Thread(target=run_loris, args=item) for item in enumerate(PATHS)]
     for loris in lorises:
         loris.start()
     # Meanwhile: a stream that lasts longer than the head timeout (its head came at once) ...
