@@ -29,8 +29,10 @@ from typing import Any
 import httpx
 
 from fakes import FakeOpenAI, Reply
+from faults.servers import PrivatePostgres
+from faults.test_storage_outage import CONFIG_KEY, serve_config, stored_counts, workers_of
+from gateway import wait_for
 from test_cli import Serving
-from test_outage import CONFIG_KEY, PrivatePostgres, serve_config, stored_counts, wait_for, workers_of
 
 BODY = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
 

@@ -45,7 +45,8 @@ class GatewayServer:
         self._sock = sock
         self.port: int = sock.getsockname()[1]
         self._server = uvicorn.Server(uvicorn.Config(
-            self.app, loop="asyncio", http=header_limited(config.server.max_header_bytes),
+            self.app, loop="asyncio",
+            http=header_limited(config.server.max_header_bytes, config.server.header_timeout_s),
             lifespan="on", access_log=False,
             log_level="warning", timeout_graceful_shutdown=2))
         self._thread: threading.Thread | None = None
@@ -86,6 +87,13 @@ class GatewayServer:
     @property
     def records(self) -> list[Any]:
         return list(self.app.writer.records)
+
+
+def free_port() -> int:
+    """A loopback port free at the time of the call, for a server a test starts itself."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def wait_for(condition: Callable[[], Any], within: float, what: str) -> None:

@@ -18,11 +18,16 @@ POSTGRES_ADMIN_URL = os.environ.get("LOCKGATE_TEST_POSTGRES", "postgresql://post
 REDIS_URL = os.environ.get("LOCKGATE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
-def _unavailable(what: str, exc: BaseException) -> None:
-    reason = f"{what} is not reachable ({type(exc).__name__}: {exc})"
+def unavailable(reason: str) -> None:
+    """Skips the test for want of a service or a server binary, saying why; fails it instead
+    under ``LOCKGATE_REQUIRE_SERVICES=1`` (CI)."""
     if os.environ.get("LOCKGATE_REQUIRE_SERVICES") == "1":
         pytest.fail(f"{reason}; LOCKGATE_REQUIRE_SERVICES=1 requires it")
     pytest.skip(reason)
+
+
+def _unavailable(what: str, exc: BaseException) -> None:
+    unavailable(f"{what} is not reachable ({type(exc).__name__}: {exc})")
 
 
 async def _admin(sql: str) -> None:

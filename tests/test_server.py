@@ -40,11 +40,13 @@ def config_for(fake_openai: FakeOpenAI, tmp_path: Path) -> Callable[..., Path]:
 class Stream:
     """One streaming chat completion over a raw HTTP connection, read as it arrives."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, key: str | None = None, **extra: Any) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        body = {"model": "gpt", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-        self.conn.request("POST", "/v1/chat/completions", body=json.dumps(body),
-                          headers={"content-type": "application/json"})
+        body = {"model": "gpt", "stream": True, "messages": [{"role": "user", "content": "hi"}], **extra}
+        headers = {"content-type": "application/json"}
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        self.conn.request("POST", "/v1/chat/completions", body=json.dumps(body), headers=headers)
         self.response = self.conn.getresponse()
         assert self.response.status == 200
 

@@ -55,6 +55,8 @@ class ServerConfig(_Strict):
     # Where usage records wait, on local disk, while storage cannot be reached.
     spill_dir: str = "lockgate-spill"
     max_header_bytes: int = Field(default=64 * 1024, gt=0)  # all request headers; larger -> 431
+    # A request's headers must arrive whole within this (slow-loris); then 408, connection closed.
+    header_timeout_s: float = Field(default=10.0, gt=0)
     max_response_bytes: int = Field(default=64 * 1024 * 1024, gt=0)  # a non-streamed answer -> 502
     stream_idle_timeout_s: float = Field(default=60.0, gt=0)  # most time between two stream events
     max_event_bytes: int = Field(default=1024 * 1024, gt=0)  # one upstream SSE event

@@ -8,6 +8,7 @@
     ├── ModelNotFound               404 model_not_found
     ├── RequestTooLarge             413 request_too_large
     ├── HeadersTooLarge             431 headers_too_large (answered by the HTTP protocol itself)
+    ├── HeadTimeout                 408 request_timeout: the headers came too slowly (idem)
     ├── RateLimited                 429 rate_limit_exceeded / budget_exceeded (retry-after)
     ├── ShuttingDown                503 shutting_down: the drain time ran out first (retry-after)
     ├── PrivacyGuardFailed          500 privacy_guard_failed: the PII guard could not check a
@@ -38,6 +39,7 @@ _ANTHROPIC_TYPES = {
     401: "authentication_error",
     403: "permission_error",
     404: "not_found_error",
+    408: "invalid_request_error",  # the client was too slow: its request is at fault
     413: "request_too_large",
     431: "invalid_request_error",
     429: "rate_limit_error",
@@ -50,6 +52,7 @@ _OPENAI_TYPES = {
     401: "authentication_error",
     403: "permission_error",
     404: "not_found_error",
+    408: "invalid_request_error",
     413: "invalid_request_error",
     431: "invalid_request_error",
     429: "rate_limit_error",
@@ -139,6 +142,11 @@ class RequestTooLarge(GatewayError):
 class HeadersTooLarge(GatewayError):
     status = 431
     code = "headers_too_large"
+
+
+class HeadTimeout(GatewayError):
+    status = 408
+    code = "request_timeout"
 
 
 class RateLimited(GatewayError):

@@ -111,7 +111,8 @@ def _run_worker(config: Config, sock: socket.socket, on_ready: Callable[[], None
     uv_config = uvicorn.Config(
         gateway,
         loop="uvloop",
-        http=header_limited(config.server.max_header_bytes),  # httptools, heads capped (431)
+        # httptools; heads capped in size (431) and in time (408)
+        http=header_limited(config.server.max_header_bytes, config.server.header_timeout_s),
         lifespan="on",
         access_log=False,  # lockgate writes its own (telemetry.access)
         log_config=None,  # uvicorn's loggers use the handlers telemetry.logs installed

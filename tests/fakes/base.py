@@ -302,6 +302,9 @@ class FakeServer:
             for _ in range(raw.repeat):
                 await response.write(raw.pieces[-1])
                 written += len(raw.pieces[-1])
+            if raw.cut:
+                _drop(request)
+                return response
             await asyncio.sleep(raw.silence_s)
             await response.write_eof()
         except ConnectionError:

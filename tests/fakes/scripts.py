@@ -97,7 +97,9 @@ class Raw:
     a huge answer). ``repeat`` writes the last piece that many more times (endless bytes
     without holding them in memory); ``silence_s`` then keeps the connection open and silent
     (a stalled upstream) before the body ends; ``content_length`` announces that length;
-    ``gap_s`` sleeps between two pieces, so that each reaches the gateway as its own read."""
+    ``gap_s`` sleeps between two pieces, so that each reaches the gateway as its own read;
+    ``cut`` drops the TCP connection after the pieces instead of ending the body (an upstream
+    that dies in the middle of a plain answer)."""
 
     pieces: tuple[bytes, ...]
     content_type: str = "text/event-stream"
@@ -106,6 +108,7 @@ class Raw:
     content_length: int | None = None
     gap_s: float = 0.0
     status: int = 200
+    cut: bool = False
 
 
 Script = Reply | Fail | Hang | Raw

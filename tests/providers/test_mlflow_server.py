@@ -18,8 +18,7 @@ import pytest
 import tritonclient.http as triton
 
 from classical import Models, models
-from gateway import GatewayServer, make_config, wait_for_server
-from test_outage import free_port
+from gateway import GatewayServer, free_port, make_config, wait_for_server
 
 KEY = "lg-mlflow-server-0123456789"
 AUTH = {"authorization": f"Bearer {KEY}"}

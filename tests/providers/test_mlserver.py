@@ -21,8 +21,8 @@ import pytest
 import tritonclient.http as triton
 
 from classical import Models, models
-from gateway import GatewayServer, make_config, wait_for_server
-from test_outage import _unavailable, free_port
+from gateway import GatewayServer, free_port, make_config, wait_for_server
+from services import unavailable
 
 KEY = "lg-mlserver-0123456789"
 AUTH = {"authorization": f"Bearer {KEY}"}
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _mlserver_command() -> Path:
     command = Path(os.environ.get("LOCKGATE_MLSERVER", ROOT / ".venv-mlserver" / "bin" / "mlserver"))
     if not command.exists():
-        _unavailable(f"MLServer is not installed at {command} (make it with: python3 -m venv "
+        unavailable(f"MLServer is not installed at {command} (make it with: python3 -m venv "
                      ".venv-mlserver && .venv-mlserver/bin/pip install -r tests/servers/mlserver.txt)")
     return command
 
