@@ -2,13 +2,13 @@
 and through a crash of the process.
 
 ``record`` (called on the request path, as the answer completes) appends the record to an
-in-memory queue and to a list that is written to this process's local spool file once per
-event-loop turn: one ``os.write`` for every record finished in that turn, scheduled with
-``call_soon``. The write only copies into the kernel's page cache (microseconds, no fsync), so
-once it has run the record survives a ``kill -9`` of the process; what a kill can still lose is
-the records of answers completed in the loop turn the kill interrupts. A background task writes
-the queue to storage in batches every ``interval_s`` and then empties the spool (truncates it):
-everything in it is stored.
+in-memory queue and, at once, to this process's local spool file: one ``os.write`` of one line.
+The write only copies into the kernel's page cache (a few microseconds, no fsync), so once the
+answer's last byte has gone out its record survives a ``kill -9`` of the process. (A write once
+per event-loop turn for all of its records saved a syscall under load, but left the records of
+that turn to a kill that came before the turn ended: under load, after their clients had their
+answers.) A background task writes the queue to storage in batches every ``interval_s`` and
+then empties the spool (truncates it): everything in it is stored.
 
 When storage fails, records stay in the spool (the memory queue is dropped: it would only
 duplicate it) and the spool is fsynced on every turn, so a machine crash loses at most one turn
@@ -65,7 +65,7 @@ class RecordWriter:
         self._max_queue = max_queue
         self._write_timeout = write_timeout_s
         self._queue: deque[RequestRecord] = deque()
-        self._unspooled: list[RequestRecord] = []  # finished this loop turn, not in the spool yet
+        self._unspooled: list[RequestRecord] = []  # recorded, not in the spool yet (a failed append)
         self._behind = False  # the spool holds records the queue does not: replay it
         self._dirty = False  # appended since the spool was last emptied
         self._unsynced = False  # appended since the last fsync
@@ -84,8 +84,7 @@ class RecordWriter:
         # ~100 MB of sealed bodies for a view that shows none.
         self.records.append(record if record.body is None else replace(record, body=None))
         self._unspooled.append(record)
-        if len(self._unspooled) == 1:  # the first of this loop turn: one append for them all
-            asyncio.get_running_loop().call_soon(self._append_unspooled)
+        self._append_unspooled()
         if self.storage_up and len(self._queue) < self._max_queue:
             self._queue.append(record)
             if len(self._queue) >= self._batch_size:
