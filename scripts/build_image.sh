@@ -102,11 +102,14 @@ wait "$wheels_fetched"
 # 4. The image. chroot isolation: the build's RUN steps need no OCI runtime, namespaces or
 # network of their own (pip reads the mounted wheels only).
 say "building $image on $base"
-buildah build --layers --force-rm --isolation chroot --quiet \
-  --build-arg BASE_IMAGE="$base" \
-  --build-arg PIP_NO_INDEX=1 --build-arg PIP_FIND_LINKS=/wheels \
-  --volume "$wheels:/wheels:ro" \
-  --tag "$image" --file Containerfile . >/dev/null
-# The image this tag named before, and the layers only it used, are garbage now.
+build=(buildah build --layers --force-rm --isolation chroot --quiet
+       --build-arg BASE_IMAGE="$base"
+       --build-arg PIP_NO_INDEX=1 --build-arg PIP_FIND_LINKS=/wheels
+       --volume "$wheels:/wheels:ro" --file Containerfile)
+"${build[@]}" --tag "$image" . >/dev/null
+# The builder stage's last layer gets a name too (every step is cached: a second or two), so
+# that the prune below keeps the builder's layers for the next build, dependencies included;
+# what it removes is the image this tag named before and the layers only that one used.
+"${build[@]}" --target builder --tag localhost/lockgate-builder:cache . >/dev/null
 podman image prune --force >/dev/null || say "could not prune older images (see podman images)"
 say "built $image"
