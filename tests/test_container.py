@@ -4,11 +4,13 @@ real request and ``/readyz``, and the image carries its SBOM and no compiler.
 The image is the one named by ``LOCKGATE_TEST_IMAGE`` (default ``localhost/lockgate:dev``, what
 ``scripts/build_image.sh`` builds). Where podman or the image is missing the tests skip; .ci/run
 builds the image and names it, and then (with ``LOCKGATE_REQUIRE_SERVICES=1``) a missing one fails.
-The container shares the host's network, so it reaches the fake upstream on 127.0.0.1.
+The container shares the host's network, so it reaches the fake upstream on 127.0.0.1. On a
+machine like CI's, podman needs ``CONTAINERS_CONF=scripts/containers-ci.conf`` (.ci/run sets it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -61,7 +63,7 @@ def require_image() -> None:
 class Container:
     name: str
     url: str
-    upstream: FakeOpenAI
+    serving: Serving
 
     def sh(self, command: str) -> str:
         """``command`` run inside the container, as the image's user."""
@@ -69,42 +71,65 @@ class Container:
 
 
 @pytest.fixture(scope="module")
-def container(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
-    """``lockgate serve`` from the image, as a user runs it: the config mounted read-only and
-    named by ``$LOCKGATE_CONFIG``, storage in the data volume, a keyed gateway on all addresses."""
-    require_image()
-    fake = FakeOpenAI(api_key=OPENAI_KEY).start()
+def upstream() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(api_key=OPENAI_KEY) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def config_folder(tmp_path_factory: pytest.TempPathFactory, upstream: FakeOpenAI) -> Path:
     folder = tmp_path_factory.mktemp("container")
     folder.chmod(0o755)  # the gateway's user (10001) reads the config mounted from it
     (folder / "lockgate.yaml").write_text(yaml.safe_dump({
         "storage": "sqlite:////var/lib/lockgate/lockgate.db",
         "providers": {"oai": {"type": "openai", "api_key": "${UPSTREAM_KEY}",
-                              "base_url": fake.base_url}},
+                              "base_url": upstream.base_url}},
         "models": {"gpt": {"targets": [{"provider": "oai", "model": "gpt-4o-mini"}]}},
         "keys": [{"name": "app", "key": "${CLIENT_KEY}"}],
     }))
+    return folder
+
+
+@contextlib.contextmanager
+def running(folder: Path, upstream: FakeOpenAI) -> Iterator[Container]:
+    """``lockgate serve`` from the image, as a user runs it: the config mounted read-only and
+    named by ``$LOCKGATE_CONFIG``, the secrets it names in the environment, a read-only root
+    filesystem but for the data volume, a keyed gateway on all addresses."""
+    require_image()
     name = f"lockgate-test-{secrets.token_hex(4)}"
     serving = Serving(cwd=folder, program=[
-        "podman", "run", "--rm", "--name", name, "--network", "host",
+        "podman", "run", "--rm", "--name", name, "--network", "host", "--read-only",
         "--volume", f"{folder}:/etc/lockgate:ro", "--env", "LOCKGATE_CONFIG=/etc/lockgate/lockgate.yaml",
         "--env", f"UPSTREAM_KEY={OPENAI_KEY}", "--env", f"CLIENT_KEY={CLIENT_KEY}", IMAGE])
     try:
         serving.start(timeout=60)
-        yield Container(name, f"http://127.0.0.1:{serving.port}", fake)
+        yield Container(name, f"http://127.0.0.1:{serving.port}", serving)
     finally:
         subprocess.run(["podman", "rm", "--force", "--time", "5", name], capture_output=True,
                        timeout=30, check=False)
         serving.kill()
-        fake.stop()
 
 
-def test_a_chat_request_through_the_image_reaches_the_upstream(container: Container) -> None:
-    container.upstream.enqueue(Reply(text="Hello from behind the container"))
+@pytest.fixture(scope="module")
+def container(config_folder: Path, upstream: FakeOpenAI) -> Iterator[Container]:
+    with running(config_folder, upstream) as started:
+        yield started
+
+
+@pytest.fixture
+def fresh_upstream(upstream: FakeOpenAI) -> FakeOpenAI:
+    upstream.reset()
+    return upstream
+
+
+def test_a_chat_request_through_the_image_reaches_the_upstream(container: Container,
+                                                               fresh_upstream: FakeOpenAI) -> None:
+    fresh_upstream.enqueue(Reply(text="Hello from behind the container"))
     client = openai.OpenAI(base_url=f"{container.url}/v1", api_key=CLIENT_KEY, max_retries=0)
     reply = client.chat.completions.create(
         model="gpt", messages=[{"role": "user", "content": "hello from a container"}])
     assert reply.choices[0].message.content == "Hello from behind the container"
-    (request,) = container.upstream.requests
+    (request,) = fresh_upstream.requests
     assert request.json["model"] == "gpt-4o-mini"
     assert request.headers["authorization"] == f"Bearer {OPENAI_KEY}"
 
@@ -146,3 +171,12 @@ def test_the_final_image_has_no_compiler_and_no_pip_in_its_venv() -> None:
                    "for tool in gcc cc c++ g++ clang make; do command -v $tool; done;"
                    " ls /opt/lockgate/bin | grep -x 'pip.*' || true")
     assert found.split() == []
+
+
+def test_sigterm_stops_the_gateway_with_exit_code_0(config_folder: Path, upstream: FakeOpenAI) -> None:
+    # The gateway is PID 1 in its container: SIGTERM (podman stop, a pod's termination) must
+    # reach its own handler, which drains and exits 0, not be ignored as PID 1's default is.
+    with running(config_folder, upstream) as started:
+        podman("stop", "--time", "30", started.name, timeout=40)
+        code, _, err = started.serving.wait(timeout=10)
+        assert code == 0, err
