@@ -21,9 +21,9 @@ mkdir -p "$cache"
 say() { printf 'build_image: %s\n' "$*" >&2; }
 key() { sha256sum | cut -c1-16; }
 
-# 1. Tools. runc, not crun: crun refuses a host whose cgroups are mixed v1 and v2. Debian's own
-# python3 and pip fetch the wheels: the base's interpreter, so that markers resolve as they will
-# in the image (redis needs async-timeout below Python 3.11.3: Debian's is 3.11.2).
+# 1. Tools. runc runs the image where crun cannot (scripts/containers-ci.conf says why).
+# Debian's own python3 and pip fetch the wheels: the base's interpreter, so that markers resolve
+# as they will in the image (redis needs async-timeout below Python 3.11.3: Debian's is 3.11.2).
 python=/usr/bin/python3
 missing=()
 for tool in podman buildah mmdebstrap runc; do
