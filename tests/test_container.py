@@ -105,8 +105,9 @@ def running(folder: Path, upstream: FakeOpenAI) -> Iterator[Container]:
         serving.start(timeout=60)
         yield Container(name, f"http://127.0.0.1:{serving.port}", serving)
     finally:
-        subprocess.run(["podman", "rm", "--force", "--time", "5", name], capture_output=True,
-                       timeout=30, check=False)
+        # --volumes: the data volume (anonymous, from the image's VOLUME) goes with it.
+        subprocess.run(["podman", "rm", "--force", "--volumes", "--time", "5", name],
+                       capture_output=True, timeout=30, check=False)
         serving.kill()
 
 
