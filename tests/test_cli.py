@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -44,10 +45,14 @@ def lockgate(*args: str, cwd: Path, timeout: float = 20) -> subprocess.Completed
 
 
 class Serving:
-    """``lockgate serve ...`` in the background; ``start()`` waits for its ready line (the URL)."""
+    """``lockgate serve ...`` in the background; ``start()`` waits for its ready line (the URL).
+    ``program``: what runs ``lockgate serve`` (default this interpreter; a container's
+    ``podman run ... IMAGE`` in test_container)."""
 
-    def __init__(self, *args: str, cwd: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, *args: str, cwd: Path, env: dict[str, str] | None = None,
+                 program: Sequence[str] = (sys.executable, "-m", "lockgate", "serve")) -> None:
         self.args = args
+        self.program = program
         self.cwd = cwd
         self.env = env or clean_env()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -56,7 +61,7 @@ class Serving:
 
     def start(self, timeout: float = 15) -> Self:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lockgate", "serve", "--port", "0", *self.args],
+            [*self.program, "--port", "0", *self.args],
             cwd=self.cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
             start_new_session=True)  # its own process group: cleanup reaches forked workers too
         line = self._read_line(timeout)
