@@ -327,6 +327,9 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    # SIGTERM (a plain kill) stops the gateway and the mock too, as Ctrl-C does: both run in
+    # process groups of their own, which nothing else would stop.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     rundir = os.path.join("/tmp/lockgate-soak", stamp)
     os.makedirs(rundir, exist_ok=True)
@@ -338,6 +341,11 @@ def main() -> None:
     env = {"MOCK_URL": mock_url, "SOAK_TAG": stamp, "SOAK_KEY": keys["main"],
            "SOAK_LIMITED_KEY": keys["limited"], "SOAK_BUDGET_KEY": keys["budget"],
            **dict(item.split("=", 1) for item in args.env)}
+    # The limited key's share of the rate, per minute: its rpm admits about half, its tpm (at
+    # about 250 tokens a request) a little less, so both limits refuse some of it.
+    per_minute = args.rate * 60 * sum(k.weight for k in MIX if k.key == "limited") / 100
+    env.update(SOAK_LIMITED_RPM=str(max(1, int(per_minute / 2))),
+               SOAK_LIMITED_TPM=str(max(1000, int(per_minute / 2.5 * 250))))
     if args.heap_snapshots:
         env.update(PYTHONPATH=os.path.join(HERE, "soak_trace"),
                    LOCKGATE_TRACEMALLOC_DIR=os.path.abspath(args.heap_snapshots))
