@@ -26,6 +26,9 @@ from lockgate.providers.http import aclose
 from lockgate.wire.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
 
 T = TypeVar("T")
+# The message of the cancellation ``until_disconnect`` sends when the client goes away: the
+# only cancellation that is not the gateway stopping (a drain that ran out of time).
+CLIENT_GONE = "the client disconnected"
 
 
 async def relay_events(
@@ -128,10 +131,13 @@ async def pump(send: Send, first: bytes, rest: AsyncIterator[bytes],
         timed_out = isinstance(err, UpstreamTimeout)
         ctx.stream_cut(*((504, err.code) if timed_out else (502, "upstream_error")))
         await send_chunk(send, on_error(err))
-    except asyncio.CancelledError:
-        ctx.stream_cut(ShuttingDown.status, ShuttingDown.code)
-        with contextlib.suppress(Exception):  # a client that is gone cannot be told
-            await send_chunk(send, on_error(ShuttingDown()), more=False)
+    except asyncio.CancelledError as cancel:
+        # A client that went away is told nothing, and nothing failed: its request is recorded
+        # as 499 by the caller, never logged as a stream the gateway's shutdown cut.
+        if cancel.args != (CLIENT_GONE,):
+            ctx.stream_cut(ShuttingDown.status, ShuttingDown.code)
+            with contextlib.suppress(Exception):  # a client that is gone cannot be told
+                await send_chunk(send, on_error(ShuttingDown()), more=False)
         raise
     finally:
         await aclose(rest)  # releases the upstream at once, however the stream ended
@@ -151,7 +157,7 @@ async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
             pass
         if not state["finished"]:
             state["gone"] = True
-            task.cancel()
+            task.cancel(CLIENT_GONE)
 
     watcher = asyncio.get_running_loop().create_task(watch())
     try:
