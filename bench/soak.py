@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import csv
 import os
+import random
 import secrets
 import signal
 import subprocess
@@ -58,10 +59,7 @@ class Kind:
 
 
 def _chat(model: str, stream: bool = False) -> bytes:
-    return orjson.dumps({"model": model, "messages": PROMPT, "max_tokens": 200, "stream": stream})
-
-
-def _messages(model: str, stream: bool = False) -> bytes:
+    """A chat body that both formats accept: OpenAI chat completions and Anthropic messages."""
     return orjson.dumps({"model": model, "messages": PROMPT, "max_tokens": 200, "stream": stream})
 
 
@@ -72,8 +70,8 @@ MIX = (
     Kind("to-anthropic", 8, "/v1/chat/completions", _chat("mock-translated")),
     Kind("to-anthropic-stream", 7, "/v1/chat/completions", _chat("mock-translated-stream", True),
          stream="openai"),
-    Kind("messages", 8, "/v1/messages", _messages("mock-fast")),
-    Kind("messages-stream", 7, "/v1/messages", _messages("mock-stream", True), stream="anthropic"),
+    Kind("messages", 8, "/v1/messages", _chat("mock-fast")),
+    Kind("messages-stream", 7, "/v1/messages", _chat("mock-stream", True), stream="anthropic"),
     Kind("embeddings", 4, "/v1/embeddings",
          orjson.dumps({"model": "mock-embed", "input": "API gateways and latency"})),
     Kind("flaky", 8, "/v1/chat/completions", _chat("mock-flaky")),
@@ -148,8 +146,6 @@ async def send(session: aiohttp.ClientSession, base: str, keys: dict[str, str], 
 
 def schedule(seed: int) -> list[Kind]:
     """A shuffled deck of 100 requests with the mix's weights, dealt again and again."""
-    import random
-
     deck = [kind for kind in MIX for _ in range(kind.weight)]
     random.Random(seed).shuffle(deck)
     return deck
