@@ -134,10 +134,11 @@ async def pump(send: Send, first: bytes, rest: AsyncIterator[bytes],
     except asyncio.CancelledError as cancel:
         # A client that went away is told nothing, and nothing failed: its request is recorded
         # as 499 by the caller, never logged as a stream the gateway's shutdown cut.
-        if cancel.args != (CLIENT_GONE,):
-            ctx.stream_cut(ShuttingDown.status, ShuttingDown.code)
-            with contextlib.suppress(Exception):  # a client that is gone cannot be told
-                await send_chunk(send, on_error(ShuttingDown()), more=False)
+        if cancel.args == (CLIENT_GONE,):
+            raise
+        ctx.stream_cut(ShuttingDown.status, ShuttingDown.code)
+        with contextlib.suppress(Exception):  # a client that is gone cannot be told
+            await send_chunk(send, on_error(ShuttingDown()), more=False)
         raise
     finally:
         await aclose(rest)  # releases the upstream at once, however the stream ended
