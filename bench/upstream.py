@@ -12,6 +12,14 @@ Routes (all POST; the request body is read and discarded):
     /slowstream/v1/chat/completions  the SSE events, SLOW_MS to the first, CHUNK_MS between
     /health                          200 "ok"
 
+The aiohttp engine also serves what the soak benchmark (soak.py) needs, failures included:
+
+    /slowstream/v1/messages          Anthropic SSE (message_start ... 50 text deltas ... message_stop),
+                                     paced like /slowstream
+    /flaky/v1/chat/completions       the chat JSON, but every 5th request answers 503
+    /flakystream/v1/chat/completions the paced SSE, but of every 10 requests one answers 503 before
+                                     the first byte and one is cut (connection closed) after 20 events
+
 Two engines serve them. nginx (one worker, with the echo module for the delays) when it is
 installed, because it never becomes the bottleneck (50-70 k req/s on one core beside wrk);
 otherwise an aiohttp + uvloop server, which is fast enough for a Python gateway on its own core
@@ -94,6 +102,30 @@ def sse_events(tokens: list[str]) -> list[str]:
     events.append(_chunk({}, finish="stop"))
     events.append(_chunk(None, usage=_usage(), choices=False))
     events.append("data: [DONE]\n\n")
+    return events
+
+
+def _sse(name: str, data: dict[str, Any]) -> str:
+    return f"event: {name}\ndata: {_compact(data)}\n\n"
+
+
+def anthropic_events(tokens: list[str]) -> list[str]:
+    """Anthropic's stream for the same text: 56 events, a text delta per 4 tokens."""
+    start = {**_messages(""), "content": [], "stop_reason": None,
+             "usage": {"input_tokens": 42, "output_tokens": 1}}
+    events = [_sse("message_start", {"type": "message_start", "message": start}),
+              _sse("content_block_start", {"type": "content_block_start", "index": 0,
+                                           "content_block": {"type": "text", "text": ""}}),
+              _sse("ping", {"type": "ping"})]
+    events += [_sse("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                            "delta": {"type": "text_delta",
+                                                      "text": "".join(tokens[i * 4:(i + 1) * 4])}})
+               for i in range(50)]
+    events.append(_sse("content_block_stop", {"type": "content_block_stop", "index": 0}))
+    events.append(_sse("message_delta", {"type": "message_delta",
+                                         "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                         "usage": {"output_tokens": 200}}))
+    events.append(_sse("message_stop", {"type": "message_stop"}))
     return events
 
 
@@ -215,7 +247,10 @@ def serve(port: int, slow_ms: int = 50, chunk_ms: int = 5) -> None:
 
     canned = bodies()
     events = stream_events()
+    claude_events = [e.encode() for e in anthropic_events(_tokens(random.Random(42)))]
     slow, gap = slow_ms / 1000.0, chunk_ms / 1000.0
+    served = {"flaky": 0, "flakystream": 0}  # requests per failing route: which one fails is counted
+    unavailable = _compact({"error": {"message": "mock overloaded", "type": "server_error"}}).encode()
 
     def json_route(name: str, delay: float) -> Any:
         data = canned[name]
@@ -232,18 +267,42 @@ def serve(port: int, slow_ms: int = 50, chunk_ms: int = 5) -> None:
         return web.Response(body=canned["chat.sse"], content_type="text/event-stream",
                             headers={"Cache-Control": "no-cache"})
 
-    async def stream_paced(request: web.Request) -> web.StreamResponse:
-        await request.read()
+    async def paced(request: web.Request, chunks: list[bytes], cut_after: int = 0) -> web.StreamResponse:
         await asyncio.sleep(slow)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                                "Cache-Control": "no-cache"})
         await response.prepare(request)
-        for i, event in enumerate(events):
+        for i, event in enumerate(chunks):
             if i:
                 await asyncio.sleep(gap)
+            if cut_after and i == cut_after and request.transport is not None:
+                request.transport.close()  # mid-stream, without the chunked terminator
+                return response
             await response.write(event)
         await response.write_eof()
         return response
+
+    async def stream_paced(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        return await paced(request, events)
+
+    async def claude_paced(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        return await paced(request, claude_events)
+
+    async def flaky(request: web.Request) -> web.Response:
+        await request.read()
+        served["flaky"] += 1
+        if served["flaky"] % 5 == 0:
+            return web.Response(status=503, body=unavailable, content_type="application/json")
+        return web.Response(body=canned["chat.json"], content_type="application/json")
+
+    async def flaky_stream(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        served["flakystream"] += 1
+        if served["flakystream"] % 10 == 0:
+            return web.Response(status=503, body=unavailable, content_type="application/json")
+        return await paced(request, events, cut_after=20 if served["flakystream"] % 10 == 5 else 0)
 
     async def health(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -259,6 +318,9 @@ def serve(port: int, slow_ms: int = 50, chunk_ms: int = 5) -> None:
         app.router.add_post(f"{prefix}/v1/messages", json_route("messages.json", delay))
     app.router.add_post("/stream/v1/chat/completions", stream_now)
     app.router.add_post("/slowstream/v1/chat/completions", stream_paced)
+    app.router.add_post("/slowstream/v1/messages", claude_paced)
+    app.router.add_post("/flaky/v1/chat/completions", flaky)
+    app.router.add_post("/flakystream/v1/chat/completions", flaky_stream)
     app.router.add_get("/health", health)
     app.router.add_post("/v1/traces", traces)
     uvloop.install()

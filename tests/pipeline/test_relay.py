@@ -178,6 +178,54 @@ async def test_pump_ends_a_failed_stream_with_an_error_event() -> None:
     assert (ctx.status, ctx.error_code) == (502, "upstream_error")
 
 
+async def endless(first: bytes, started: asyncio.Event) -> AsyncIterator[bytes]:
+    """An upstream stream that sends ``first`` and then nothing more (until cancelled)."""
+    yield first
+    started.set()
+    await asyncio.sleep(60)
+
+
+async def test_pump_ends_a_stream_cut_by_a_drain_with_the_shutting_down_event() -> None:
+    send, ctx, started, told = Sent(), context(), asyncio.Event(), []
+
+    def tell(err: GatewayError) -> bytes:
+        told.append(err.code)
+        return on_error(err)
+
+    pumping = asyncio.ensure_future(pump(send, b"data: 1\n\n", endless(b"data: 2\n\n", started), tell, ctx))
+    await started.wait()
+    pumping.cancel()  # what a drain that ran out of time does
+    with pytest.raises(asyncio.CancelledError):
+        await pumping
+    assert told == ["shutting_down"]
+    assert send.closed
+    assert (ctx.status, ctx.error_code) == (503, "shutting_down")
+
+
+async def test_pump_reports_no_failure_when_the_client_went_away() -> None:
+    # The soak benchmark's abandoned streams were each logged as a stream "the gateway is
+    # shutting down" cut, on a gateway that was not stopping.
+    send, ctx, started, told = Sent(), context(), asyncio.Event(), []
+    messages = asyncio.Queue[Message]()
+
+    def tell(err: GatewayError) -> bytes:
+        told.append(err.code)
+        return on_error(err)
+
+    async def leave() -> None:
+        await started.wait()
+        await messages.put({"type": "http.disconnect"})
+
+    leaving = asyncio.ensure_future(leave())
+    with pytest.raises(ClientGone):
+        await asyncio.wait_for(until_disconnect(messages.get, pump(
+            send, b"data: 1\n\n", endless(b"data: 2\n\n", started), tell, ctx)), timeout=5)
+    await leaving
+    assert told == []
+    assert send.body == b"data: 1\n\ndata: 2\n\n"
+    assert ctx.status == 200  # the caller records the request as 499 client_closed
+
+
 # --- until_disconnect ------------------------------------------------------------------------
 
 

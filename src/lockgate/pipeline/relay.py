@@ -26,6 +26,9 @@ from lockgate.providers.http import aclose
 from lockgate.wire.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
 
 T = TypeVar("T")
+# The message of the cancellation ``until_disconnect`` sends when the client goes away: the
+# only cancellation that is not the gateway stopping (a drain that ran out of time).
+CLIENT_GONE = "the client disconnected"
 
 
 async def relay_events(
@@ -130,8 +133,11 @@ async def pump(send: Send, first: bytes, rest: AsyncIterator[bytes],
         timed_out = isinstance(err, UpstreamTimeout)
         ctx.stream_cut(*((504, err.code) if timed_out else (502, "upstream_error")))
         await send_chunk(send, on_error(err))
-    except asyncio.CancelledError:
-        if ctx.delivered:  # the client has all of it; only the upstream's close was left
+    except asyncio.CancelledError as cancel:
+        # A client that went away is told nothing, and nothing failed: its request is recorded
+        # as 499 by the caller, never logged as a stream the gateway's shutdown cut. Nor is a
+        # stream whose last event the client has: only the upstream's close was left.
+        if ctx.delivered or cancel.args == (CLIENT_GONE,):
             raise
         ctx.stream_cut(ShuttingDown.status, ShuttingDown.code)
         with contextlib.suppress(Exception):  # a client that is gone cannot be told
@@ -155,7 +161,7 @@ async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
             pass
         if not state["finished"]:
             state["gone"] = True
-            task.cancel()
+            task.cancel(CLIENT_GONE)
 
     watcher = asyncio.get_running_loop().create_task(watch())
     try:
