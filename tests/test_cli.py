@@ -59,7 +59,7 @@ class Serving:
         self.url = ""
         self._out = b""
 
-    def start(self, timeout: float = 15) -> Self:
+    def start(self, timeout: float = 40) -> Self:  # a loaded machine imports slowly
         self.proc = subprocess.Popen(
             [*self.program, "--port", "0", *self.args],
             cwd=self.cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
