@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import upstream
+from soak_proc import process_tree
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEY = "sk-lockgate-bench-0123456789abcdef"
@@ -106,25 +107,6 @@ def write_request(s: Settings, target: Target, variant: str, stream: bool) -> tu
 
 
 # --- processes ---------------------------------------------------------------------------------
-
-
-def process_tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
 
 
 def tree_cpu_s(root: int) -> float:

@@ -86,15 +86,23 @@ def test_a_budget_survives_redis_losing_its_data_mid_traffic(
     assert spent(gw.config.storage, "static/capped") == served * ANSWER_USD
 
 
-def test_a_redis_outage_is_logged_once_each_way_and_the_first_request_after_it_is_served(
-        gateway: GatewayFactory, private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture) -> None:
-    gw = gateway(models=GPT, redis=private_redis.url, limits={"redis_failure": "fail_closed"},
+def sliced_gateway(gateway: GatewayFactory, private_redis: PrivateRedis,
+                   fail_mode: str) -> GatewayServer:
+    """A gateway counting a key's rpm in ``private_redis`` through slices that outlive any
+    outage: a slice outlives its last sync by ``hold_s`` (3 s), and on a loaded machine an
+    outage lasted longer, so the slice's rest went uncounted and the counts the tests check
+    depended on the machine's speed."""
+    gw = gateway(models=GPT, redis=private_redis.url, limits={"redis_failure": fail_mode},
                  keys=[{"name": "limited", "key": KEY, "rpm": 1000}])
     slices = gw.app.limiter.slices
     assert slices is not None
-    # As below: the slice must outlive the outage however slow the machine is (hold_s is 3 s;
-    # on a loaded machine the slice ran out after 4 of its requests and the count was off).
     slices.terms = dataclasses.replace(slices.terms, hold_s=60.0)
+    return gw
+
+
+def test_a_redis_outage_is_logged_once_each_way_and_the_first_request_after_it_is_served(
+        gateway: GatewayFactory, private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture) -> None:
+    gw = sliced_gateway(gateway, private_redis, "fail_closed")
     assert chat(gw).status_code == 200  # the gateway holds a connection to Redis now
     leased(gw)  # ... and a slice of the key's rpm, leased after that first request
     with caplog.at_level(logging.INFO, logger="lockgate"):
@@ -122,14 +130,7 @@ def test_a_redis_outage_is_logged_once_each_way_and_the_first_request_after_it_i
 
 def test_under_fail_open_an_outage_spends_the_slice_counted_then_serves_uncounted(
         gateway: GatewayFactory, private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture) -> None:
-    gw = gateway(models=GPT, redis=private_redis.url, limits={"redis_failure": "fail_open"},
-                 keys=[{"name": "limited", "key": KEY, "rpm": 1000}])
-    slices = gw.app.limiter.slices
-    assert slices is not None
-    # A slice outlives its last sync by ``hold_s`` (3 s): on a loaded machine the outage below
-    # can last longer than that, and the slice's rest would go uncounted too. The count this
-    # test checks must not depend on the machine's speed.
-    slices.terms = dataclasses.replace(slices.terms, hold_s=60.0)
+    gw = sliced_gateway(gateway, private_redis, "fail_open")
     assert chat(gw).status_code == 200
     leased(gw)  # a slice of the key's rpm
     with caplog.at_level(logging.INFO, logger="lockgate"):
